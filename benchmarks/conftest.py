@@ -1,0 +1,56 @@
+"""Benchmark isolation: fastbox gets a temp store and its own cgroup parent, the peers get a
+temp workspace, and the session fails at teardown if either left cgroups, processes or mounts."""
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+
+
+def _fail_if(left, what):
+    if left:
+        pytest.fail(f"{what} left behind: " + ", ".join(left[:10])
+                    + (f" ... ({len(left)} in all)" if len(left) > 10 else ""))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fastbox_sandbox():
+    """FASTBOX_ROOT/RUN in a short temp dir (socket paths stay under 108 bytes)."""
+    workdir = tempfile.mkdtemp(prefix="fbb-")
+    env = peers.fastbox_env(workdir)
+    mp = pytest.MonkeyPatch()
+    for key, value in env.items():
+        mp.setenv(key, value)
+    yield workdir
+    mp.undo()
+    parent = env["FASTBOX_CGROUP_PARENT"]
+    leaked = [f"cgroup {d}" for d in peers.cgroup_children(parent)]
+    peers.remove_cgroup_tree(parent)  # only our own parent, so the host stays clean either way
+    left = leaked + peers.leftovers(workdir, (parent,))
+    if not peers.mounts_under(workdir):
+        shutil.rmtree(workdir, ignore_errors=True)
+    _fail_if(left, "fastbox")
+
+
+@pytest.fixture(scope="session")
+def peer_workspace():
+    ws = peers.PeerWorkspace()
+    yield ws
+    ws.close()
+    _fail_if(ws.leftovers(), "peers")
+
+
+@pytest.fixture(scope="session")
+def fastbox(fastbox_sandbox, peer_workspace):
+    """The fastbox module, with the peers' busybox rootfs imported as `busybox`."""
+    module, why = peers.load_fastbox()
+    if module is None:
+        pytest.skip(why)
+    why = peers.seed_busybox(peer_workspace.rootfs, fastbox_sandbox)
+    if why:
+        pytest.skip(f"could not seed the temp store: {why}")
+    return module

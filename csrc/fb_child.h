@@ -1,0 +1,34 @@
+/* What the container child works from: the plan, the shared report, its pipe ends and
+ * the volume trees it opened before pivot_root. Lives on the parent's stack for the
+ * duration of fb_spawn; the child shares that memory (CLONE_VM). */
+#ifndef FB_CHILD_H
+#define FB_CHILD_H
+
+#include "fb_plan.h"
+
+struct fb_child {
+    const struct fb_plan *plan;
+    struct fb_report *report;
+    int err_fd;        /* write end of the close-on-exec pipe: EOF tells the parent exec happened */
+    int parent_fd;     /* the parent's read end, closed first thing in the child */
+    char fallback_join[4096]; /* v2 without clone3: cgroup.procs the child joins by itself */
+    int vol_fds[FB_MAX_MOUNTS];
+};
+
+int fb_child_main(void *arg);
+
+/* fb_mount.c: before pivot_root */
+int fb_mount_rootfs(struct fb_child *c);
+int fb_open_volumes(struct fb_child *c);
+/* fb_pivot.c */
+int fb_pivot(struct fb_child *c);
+/* fb_mount.c: after pivot_root, with paths resolved inside the new root */
+int fb_mount_system(struct fb_child *c);
+int fb_mount_volumes(struct fb_child *c);
+int fb_mask_paths(struct fb_child *c);
+int fb_mkdir_p(const char *path, int mode);
+int fb_finish_rootfs(struct fb_child *c);
+
+void fb_stamp(struct fb_child *c, int which);
+
+#endif

@@ -1,0 +1,251 @@
+/* The container child: its ordered steps from clone to execve.
+ *
+ * It shares the parent's memory, so it allocates nothing, calls no libc function that
+ * can touch errno or locks, and reports failure by filling the shared report and
+ * exiting; the parent learns of success when the close-on-exec pipe reaches EOF. */
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/capability.h>
+#include "fb_child.h"
+#include "fb_sys.h"
+
+#define FB_CLOSE_RANGE_CLOEXEC (1U << 2)
+
+void fb_stamp(struct fb_child *c, int which)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall, no errno on success */
+    c->report->t[which] = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static __attribute__((noreturn)) void child_exit(int code)
+{
+    for (;;)
+        FB_SYS1(SYS_exit, code);
+}
+
+static int setup_stdio(struct fb_child *c)
+{
+    for (int i = 0; i < 3; i++) {
+        int fd = c->plan->stdio[i];
+        long r = 0;
+        if (fd < 0)
+            continue;
+        if (fd == i)
+            r = FB_SYS3(SYS_fcntl, i, F_SETFD, 0);
+        else
+            r = FB_SYS3(SYS_dup3, fd, i, 0);
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_STDIO, "stdio", NULL);
+    }
+    return 0;
+}
+
+/* Move ourselves into each cgroup (v1 cannot place a child at clone time), then make
+ * our own cgroup the root of a new cgroup namespace. Done first, so that everything the
+ * child does is accounted to the container. */
+static int join_file(struct fb_child *c, const char *path)
+{
+    long fd = FB_SYS3(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+    long r = fd < 0 ? fd : FB_SYS3(SYS_write, fd, "0", 1);
+    if (fd >= 0)
+        FB_SYS1(SYS_close, fd);
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_CGROUP_JOIN, "join cgroup", path) : 0;
+}
+
+static int join_cgroups(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    for (int i = 0; i < p->n_cg_join; i++)
+        if (join_file(c, p->cg_join[i]) < 0)
+            return -1;
+    if (c->fallback_join[0] && join_file(c, c->fallback_join) < 0)
+        return -1;
+    if (p->unshare_cgroupns) {
+        long r = FB_SYS1(SYS_unshare, CLONE_NEWCGROUP);
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_CGROUP_JOIN, "unshare cgroup namespace", NULL);
+    }
+    return 0;
+}
+
+static int drop_capabilities(struct fb_child *c, uint64_t *kept)
+{
+    *kept = 0;
+    for (int cap = 0; cap < 64; cap++) {
+        long have = FB_SYS2(SYS_prctl, PR_CAPBSET_READ, cap);
+        if (have < 0)
+            break; /* past the kernel's last capability */
+        if (have && (c->plan->caps & (1ULL << cap))) {
+            *kept |= 1ULL << cap;
+            continue;
+        }
+        long r = have ? FB_SYS2(SYS_prctl, PR_CAPBSET_DROP, cap) : 0;
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "drop capability", NULL);
+    }
+    return 0;
+}
+
+/* Root keeps the plan's set in every capability set; any other uid loses its effective
+ * and permitted sets at setresuid, as with Docker. */
+static int set_capabilities(struct fb_child *c, uint64_t kept)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    uint64_t caps = c->plan->uid == 0 ? kept : 0;
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = data[i].permitted = data[i].inheritable = (uint32_t)(caps >> (32 * i));
+    }
+    long r = FB_SYS2(SYS_capset, &hdr, data);
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "capset", NULL) : 0;
+}
+
+static int set_identity(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    struct fb_error *e = &c->report->err;
+    long r;
+    if (p->hostname && (p->ns_flags & CLONE_NEWUTS)) {
+        r = FB_SYS2(SYS_sethostname, p->hostname, strlen(p->hostname));
+        if (r < 0)
+            return fb_fail(e, r, FB_PHASE_IDENTITY, "sethostname", p->hostname);
+    }
+    uint64_t kept;
+    if (drop_capabilities(c, &kept) < 0)
+        return -1;
+    r = FB_SYS2(SYS_setgroups, p->n_groups, p->groups);
+    if (r == 0)
+        r = FB_SYS3(SYS_setresgid, p->gid, p->gid, p->gid);
+    if (r < 0)
+        return fb_fail(e, r, FB_PHASE_IDENTITY, "set group ids", NULL);
+    r = FB_SYS3(SYS_setresuid, p->uid, p->uid, p->uid);
+    if (r < 0)
+        return fb_fail(e, r, FB_PHASE_IDENTITY, "setresuid", NULL);
+    if (set_capabilities(c, kept) < 0)
+        return -1;
+    if (p->no_new_privs) {
+        r = FB_SYS5(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (r < 0)
+            return fb_fail(e, r, FB_PHASE_IDENTITY, "no_new_privs", NULL);
+    }
+    return 0;
+}
+
+struct fb_kernel_sigaction {
+    unsigned long handler;
+    unsigned long flags;
+    unsigned long restorer;
+    uint64_t mask;
+};
+
+/* Python ignores SIGPIPE and blocks nothing, but a caller may have: the program starts
+ * with every disposition at its default. execve keeps SIG_IGN, so reset explicitly. */
+static void reset_signals(void)
+{
+    struct fb_kernel_sigaction dfl = {0};
+    for (int sig = 1; sig <= 64; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            FB_SYS4(SYS_rt_sigaction, sig, &dfl, 0, sizeof(uint64_t));
+}
+
+static void unblock_signals(void)
+{
+    uint64_t none = 0;
+    FB_SYS4(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, sizeof none);
+}
+
+/* execve the program, searching $PATH when it has no slash, like execvpe. */
+static int exec_program(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    const char *prog = p->argv[0];
+    char buf[4096];
+    long r, seen_eacces = 0;
+    fb_stamp(c, FB_T_EXEC);
+    if (strchr(prog, '/')) {
+        r = FB_SYS3(SYS_execve, prog, p->argv, p->envp);
+        return fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec", prog);
+    }
+    size_t plen = strlen(prog);
+    for (const char *dir = p->path; dir && *dir;) {
+        const char *end = strchr(dir, ':');
+        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+        if (dlen + plen + 2 <= sizeof buf) {
+            memcpy(buf, dlen ? dir : ".", dlen ? dlen : 1);
+            size_t pos = dlen ? dlen : 1;
+            buf[pos++] = '/';
+            memcpy(buf + pos, prog, plen + 1);
+            r = FB_SYS3(SYS_execve, buf, p->argv, p->envp);
+            if (r == -EACCES)
+                seen_eacces = 1;
+            else if (r != -ENOENT && r != -ENOTDIR)
+                return fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec", prog);
+        }
+        dir = end ? end + 1 : dir + dlen;
+    }
+    return fb_fail(&c->report->err, seen_eacces ? EACCES : ENOENT, FB_PHASE_EXEC, "exec", prog);
+}
+
+/* A new network namespace starts with lo down; Docker's "none" network has it up. */
+static int loopback_up(struct fb_child *c)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    long fd = FB_SYS3(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    long r = fd < 0 ? fd : FB_SYS3(SYS_ioctl, fd, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        r = FB_SYS3(SYS_ioctl, fd, SIOCSIFFLAGS, &ifr);
+    }
+    if (fd >= 0)
+        FB_SYS1(SYS_close, fd);
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "bring up lo", NULL) : 0;
+}
+
+static int child_steps(struct fb_child *c)
+{
+    fb_stamp(c, FB_T_CHILD_START);
+    FB_SYS1(SYS_umask, 0); /* device nodes and dirs get exactly the modes asked for */
+    if (setup_stdio(c) < 0 || join_cgroups(c) < 0)
+        return -1;
+    fb_stamp(c, FB_T_CGROUP);
+    if (fb_mount_rootfs(c) < 0 || fb_open_volumes(c) < 0)
+        return -1;
+    fb_stamp(c, FB_T_ROOTFS);
+    if (fb_pivot(c) < 0)
+        return -1;
+    fb_stamp(c, FB_T_PIVOT);
+    if (fb_mount_system(c) < 0 || fb_mount_volumes(c) < 0 || fb_mask_paths(c) < 0)
+        return -1;
+    if (fb_finish_rootfs(c) < 0)
+        return -1;
+    fb_stamp(c, FB_T_MOUNTS);
+    /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
+    if ((c->plan->loopback_up && loopback_up(c) < 0) || set_identity(c) < 0)
+        return -1;
+    FB_SYS1(SYS_umask, 022);
+    reset_signals();
+    FB_SYS3(SYS_close_range, 3, ~0U, FB_CLOSE_RANGE_CLOEXEC);
+    unblock_signals();
+    return exec_program(c);
+}
+
+int fb_child_main(void *arg)
+{
+    struct fb_child *c = arg;
+    FB_SYS1(SYS_close, c->parent_fd);
+    child_steps(c);
+    /* Docker's codes: 127 not found, 126 cannot execute, else an engine failure. */
+    int e = c->report->err.err;
+    child_exit(c->report->err.phase == FB_PHASE_EXEC ? (e == ENOENT ? 127 : 126) : 125);
+}

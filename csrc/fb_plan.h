@@ -1,0 +1,106 @@
+/* The flat plan the Python layer fills for one container, and the report the core fills
+ * back. The core reads the plan and decides nothing: every path, flag and value here was
+ * chosen in Python. */
+#ifndef FB_PLAN_H
+#define FB_PLAN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "fb_error.h"
+
+#define FB_MAX_MOUNTS 64
+
+enum fb_mount_kind {
+    FB_MOUNT_BIND_DIR = 1,  /* host directory bound at dst (volume) */
+    FB_MOUNT_BIND_FILE = 2, /* host file bound at dst */
+    FB_MOUNT_TMPFS = 3,     /* fresh tmpfs at dst, data = mount options */
+};
+
+struct fb_mount {
+    int kind;
+    int readonly;
+    const char *src;  /* host path for binds */
+    const char *dst;  /* absolute path inside the container */
+    const char *data; /* tmpfs options */
+};
+
+enum fb_time {
+    FB_T_START = 0,     /* parent: fb_spawn entered */
+    FB_T_CGROUP_READY,  /* parent: cgroups made and limits written */
+    FB_T_CLONED,        /* parent: clone returned */
+    FB_T_CHILD_START,   /* child: first instruction in the new namespaces */
+    FB_T_CGROUP,        /* child: in every cgroup, cgroup namespace set */
+    FB_T_ROOTFS,        /* child: overlay mounted */
+    FB_T_PIVOT,         /* child: pivot_root done, old root detached */
+    FB_T_MOUNTS,        /* child: proc, dev, sys, volumes, masks done */
+    FB_T_EXEC,          /* child: about to execve */
+    FB_T_EXECED,        /* parent: exec confirmed (close-on-exec pipe hit EOF) */
+    FB_T_MAX
+};
+
+struct fb_plan {
+    int ns_flags; /* CLONE_NEW* set */
+
+    /* root filesystem */
+    const char *const *lowers; /* top-most first */
+    int n_lowers;
+    const char *scratch;      /* if set: a tmpfs is mounted here first (ephemeral upper) */
+    const char *scratch_data; /* its mount options */
+    const char *upper;        /* upperdir; relative to scratch when scratch is set */
+    const char *work;         /* workdir; likewise */
+    const char *rootfs;       /* where the overlay is mounted before pivot_root */
+    const char *const *overlay_opts; /* extra flag options: "volatile", "metacopy=on" */
+    int n_overlay_opts;
+    int readonly_root;
+
+    const struct fb_mount *mounts;
+    int n_mounts;
+    const char *const *masked; /* bind /dev/null over files, ro tmpfs over dirs */
+    int n_masked;
+    const char *const *readonly_paths;
+    int n_readonly;
+    int mount_cgroup2; /* mount a read-only cgroup2 at /sys/fs/cgroup */
+
+    /* cgroups */
+    const char *const *cg_mkdirs;
+    int n_cg_mkdirs;
+    const char *const *cg_files; /* limit files, parallel with cg_values */
+    const char *const *cg_values;
+    int n_cg_writes;
+    /* Files the child writes "0" to, moving itself: v1 `tasks` files. A thread moving
+     * itself skips the global cgroup_threadgroup_rwsem that a cgroup.procs write by pid
+     * takes (kernel 6.0+), which costs milliseconds under RCU synchronisation. */
+    const char *const *cg_join;
+    int n_cg_join;
+    const char *cg_into;  /* v2: cgroup directory for CLONE_INTO_CGROUP */
+    int unshare_cgroupns; /* unshare CLONE_NEWCGROUP once the child has joined cg_join */
+
+    /* process */
+    const char *hostname;
+    const char *const *argv; /* NULL-terminated */
+    const char *const *envp; /* NULL-terminated */
+    const char *path;        /* $PATH for the command lookup */
+    const char *cwd;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;
+    uint64_t caps; /* capabilities kept, bit per capability */
+    int no_new_privs;
+    int loopback_up; /* bring up lo in a new network namespace */
+    int stdio[3]; /* fds put on 0,1,2 in the child, -1 to inherit */
+};
+
+struct fb_report {
+    int64_t t[FB_T_MAX]; /* CLOCK_MONOTONIC ns, 0 when the step did not happen */
+    pid_t pid;
+    int pidfd; /* -1 when the kernel has no CLONE_PIDFD */
+    struct fb_error err;
+};
+
+/* Build and start the container; on success the program has been exec'd and
+ * report->pid/pidfd name it. On failure returns -errno with report->err filled, and
+ * any child has been reaped. */
+int fb_spawn(const struct fb_plan *plan, struct fb_report *report);
+
+#endif

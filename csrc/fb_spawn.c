@@ -1,0 +1,191 @@
+/* The parent side of starting a container: cgroups, clone with the namespaces, the
+ * v1 cgroup attach, and the wait for exec.
+ *
+ * The child is created with CLONE_VM on a small private stack, so the size of the
+ * (Python) parent does not matter: no page tables are copied. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "fb_cgroup.h"
+#include "fb_child.h"
+#include "fb_sys.h"
+
+#define FB_STACK_SIZE (256 * 1024)
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#define FB_CLONE_INTO_CGROUP 0x200000000ULL
+
+struct fb_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+#if FB_HAVE_RAW_SYSCALL
+/* clone3 has no libc wrapper: the child starts on the new stack inside the syscall, so
+ * it must call fn without returning through C frames that live on the parent's stack. */
+long fb_clone3_asm(struct fb_clone_args *args, size_t size, int (*fn)(void *), void *arg);
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl fb_clone3_asm\n"
+        ".hidden fb_clone3_asm\n"
+        ".type fb_clone3_asm,@function\n"
+        "fb_clone3_asm:\n"
+        "  mov %rcx, %r8\n"
+        "  mov $435, %eax\n"
+        "  syscall\n"
+        "  test %rax, %rax\n"
+        "  jz 1f\n"
+        "  ret\n"
+        "1:\n"
+        "  xor %ebp, %ebp\n"
+        "  mov %r8, %rdi\n"
+        "  call *%rdx\n"
+        "  mov %eax, %edi\n"
+        "  mov $60, %eax\n"
+        "  syscall\n"
+        "  hlt\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+        ".globl fb_clone3_asm\n"
+        ".hidden fb_clone3_asm\n"
+        ".type fb_clone3_asm,%function\n"
+        "fb_clone3_asm:\n"
+        "  mov x8, #435\n"
+        "  svc #0\n"
+        "  cbz x0, 1f\n"
+        "  ret\n"
+        "1:\n"
+        "  mov x29, xzr\n"
+        "  mov x30, xzr\n"
+        "  mov x0, x3\n"
+        "  blr x2\n"
+        "  mov x8, #93\n"
+        "  svc #0\n");
+#endif
+#endif
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* clone3 where we have it (pidfd, CLONE_INTO_CGROUP), else clone(2), which cannot place
+ * the child in a v2 cgroup: the child then joins it through cgroup.procs itself. */
+static pid_t start_child(struct fb_child *c, int cgfd, void *stack, int *pidfd)
+{
+    uint64_t flags = (uint64_t)c->plan->ns_flags | CLONE_PIDFD;
+#if FB_HAVE_RAW_SYSCALL
+    struct fb_clone_args args = {
+        .flags = flags | CLONE_VM | (cgfd >= 0 ? FB_CLONE_INTO_CGROUP : 0),
+        .pidfd = (uint64_t)(uintptr_t)pidfd,
+        .exit_signal = SIGCHLD,
+        .stack = (uint64_t)(uintptr_t)stack,
+        .stack_size = FB_STACK_SIZE,
+        .cgroup = cgfd >= 0 ? (uint64_t)cgfd : 0,
+    };
+    long pid = fb_clone3_asm(&args, sizeof args, fb_child_main, c);
+    if (pid != -ENOSYS && pid != -E2BIG)
+        return pid < 0 ? (errno = (int)-pid, -1) : (pid_t)pid;
+    flags |= CLONE_VM;
+#endif
+    if (c->plan->cg_into) {
+        size_t n = strlen(c->plan->cg_into);
+        if (n + sizeof "/cgroup.procs" > sizeof c->fallback_join)
+            return errno = ENAMETOOLONG, -1;
+        memcpy(c->fallback_join, c->plan->cg_into, n);
+        memcpy(c->fallback_join + n, "/cgroup.procs", sizeof "/cgroup.procs");
+    }
+    return clone(fb_child_main, (char *)stack + FB_STACK_SIZE, (int)flags | SIGCHLD, c, pidfd);
+}
+
+/* Waits for the child's close-on-exec pipe to reach EOF: at exec or at exit. */
+static void wait_exec(int fd)
+{
+    char b;
+    while (read(fd, &b, 1) < 0 && errno == EINTR)
+        ;
+}
+
+static void reap(pid_t pid)
+{
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+}
+
+/* Clone with every signal blocked: no handler of the parent may run in the child
+ * before the child resets them. */
+static pid_t clone_blocked(struct fb_child *c, int cgfd, void *stack, int *pidfd)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = start_child(c, cgfd, stack, pidfd);
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return pid;
+}
+
+static int finish(pid_t pid, int pidfd, struct fb_report *r)
+{
+    if (!r->err.err) {
+        r->pid = pid;
+        r->pidfd = pidfd;
+        return 0;
+    }
+    reap(pid);
+    if (pidfd >= 0)
+        close(pidfd);
+    return -r->err.err;
+}
+
+int fb_spawn(const struct fb_plan *p, struct fb_report *r)
+{
+    struct fb_child c = {.plan = p, .report = r};
+    int errp[2], cgfd = -1, pidfd = -1, rc;
+    memset(r, 0, sizeof *r);
+    r->pidfd = -1;
+    r->t[FB_T_START] = now_ns();
+    if (p->n_mounts > FB_MAX_MOUNTS)
+        return fb_fail(&r->err, E2BIG, FB_PHASE_MOUNTS, "too many mounts", NULL);
+    /* Made before the clone, on this CPU: on a small VM, waking the other (idle) vCPU to
+     * overlap this with the child's work costs more than the work itself. */
+    if ((rc = fb_cgroup_prepare(p, &r->err)) < 0 || (rc = fb_cgroup_open_into(p, &cgfd, &r->err)) < 0)
+        return rc;
+    r->t[FB_T_CGROUP_READY] = now_ns();
+    void *stack = mmap(NULL, FB_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED || pipe2(errp, O_CLOEXEC) < 0) {
+        rc = fb_fail(&r->err, errno, FB_PHASE_CLONE, stack == MAP_FAILED ? "mmap" : "pipe", NULL);
+        goto out;
+    }
+    c.err_fd = errp[1];
+    c.parent_fd = errp[0];
+    pid_t pid = clone_blocked(&c, cgfd, stack, &pidfd);
+    int clone_errno = errno;
+    r->t[FB_T_CLONED] = now_ns();
+    close(errp[1]);
+    if (pid > 0)
+        wait_exec(errp[0]);
+    close(errp[0]);
+    r->t[FB_T_EXECED] = now_ns();
+    rc = pid < 0 ? fb_fail(&r->err, clone_errno, FB_PHASE_CLONE, "clone", NULL) : finish(pid, pidfd, r);
+out:
+    if (stack != MAP_FAILED)
+        munmap(stack, FB_STACK_SIZE); /* the child is past execve (new mm) or gone */
+    if (cgfd >= 0)
+        close(cgfd);
+    return rc;
+}

@@ -1,0 +1,69 @@
+# Declarations of the C core (csrc/fb_plan.h, fb_error.h): extern only, no code.
+from libc.stdint cimport int64_t, uint64_t
+from posix.types cimport uid_t, gid_t, pid_t
+
+cdef extern from "fb_error.h":
+    enum:
+        FB_MSG_LEN
+    struct fb_error:
+        int err
+        int phase
+        char msg[FB_MSG_LEN]
+
+cdef extern from "fb_plan.h":
+    enum:
+        FB_MAX_MOUNTS
+        FB_T_MAX
+    struct fb_mount:
+        int kind
+        int readonly
+        const char *src
+        const char *dst
+        const char *data
+    struct fb_plan:
+        int ns_flags
+        const char *const *lowers
+        int n_lowers
+        const char *scratch
+        const char *scratch_data
+        const char *upper
+        const char *work
+        const char *rootfs
+        const char *const *overlay_opts
+        int n_overlay_opts
+        int readonly_root
+        const fb_mount *mounts
+        int n_mounts
+        const char *const *masked
+        int n_masked
+        const char *const *readonly_paths
+        int n_readonly
+        int mount_cgroup2
+        const char *const *cg_mkdirs
+        int n_cg_mkdirs
+        const char *const *cg_files
+        const char *const *cg_values
+        int n_cg_writes
+        const char *const *cg_join
+        int n_cg_join
+        const char *cg_into
+        int unshare_cgroupns
+        const char *hostname
+        const char *const *argv
+        const char *const *envp
+        const char *path
+        const char *cwd
+        uid_t uid
+        gid_t gid
+        const gid_t *groups
+        int n_groups
+        uint64_t caps
+        int no_new_privs
+        int loopback_up
+        int stdio[3]
+    struct fb_report:
+        int64_t t[FB_T_MAX]
+        pid_t pid
+        int pidfd
+        fb_error err
+    int fb_spawn(const fb_plan *plan, fb_report *report) nogil

@@ -1,0 +1,9 @@
+PHASES: tuple[str, ...]
+TIMES: tuple[str, ...]
+
+class CoreError(OSError):
+    phase: str
+    what: str
+    times: dict[str, int]
+
+def spawn(plan: object) -> tuple[int, int, dict[str, int]]: ...

@@ -1,0 +1,152 @@
+# cython: language_level=3
+"""The bridge to the C core: turns a runtime plan into flat C structs, releases the GIL
+for the syscalls, and turns the core's error into a Python exception.
+
+Only fastbox.runtime imports this module. It decides nothing: every value comes from the
+plan object built in Python.
+"""
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+from libc.stdint cimport uint64_t
+
+PHASES = ("", "cgroup setup", "clone", "stdio", "cgroup join", "rootfs", "pivot_root",
+          "mounts", "identity", "exec")
+# Index in fb_report.t, by name (csrc/fb_plan.h enum fb_time).
+TIMES = ("start", "cgroup_ready", "cloned", "child_start", "cgroup", "rootfs", "pivot",
+         "mounts", "exec", "execed")
+
+
+class CoreError(OSError):
+    """A failure reported by the C core: errno, the phase it failed in, what failed."""
+
+    def __init__(self, err, phase, what):
+        super().__init__(err, what)
+        self.phase = phase
+        self.what = what
+
+
+cdef class _Arena:
+    """Owns the C memory of one plan; freed when the spawn call returns."""
+    cdef list blocks
+    cdef list keep  # bytes objects whose buffers the C arrays point into
+
+    def __cinit__(self):
+        self.blocks = []
+        self.keep = []
+
+    cdef void *alloc(self, size_t n, size_t size) except NULL:
+        cdef void *p = calloc(n + 1, size)
+        if p == NULL:
+            raise MemoryError()
+        self.blocks.append(<size_t>p)
+        return p
+
+    cdef const char *s(self, obj) except? NULL:
+        if obj is None:
+            return NULL
+        cdef bytes b = obj if isinstance(obj, bytes) else (<str>obj).encode()
+        self.keep.append(b)
+        return b
+
+    cdef const char **strv(self, seq) except NULL:
+        """A NULL-terminated char* array."""
+        cdef Py_ssize_t n = len(seq), i
+        cdef const char **v = <const char **>self.alloc(n, sizeof(char *))
+        for i in range(n):
+            v[i] = self.s(seq[i])
+        return v
+
+    def __dealloc__(self):
+        for p in self.blocks:
+            free(<void *><size_t>p)
+
+
+cdef void fill_mounts(fb_plan *c, object mounts, _Arena a) except *:
+    cdef Py_ssize_t i, n = len(mounts)
+    cdef fb_mount *m = <fb_mount *>a.alloc(n, sizeof(fb_mount))
+    for i in range(n):
+        kind, src, dst, readonly, data = mounts[i]
+        m[i].kind = kind
+        m[i].readonly = 1 if readonly else 0
+        m[i].src = a.s(src)
+        m[i].dst = a.s(dst)
+        m[i].data = a.s(data)
+    c.mounts = m
+    c.n_mounts = <int>n
+
+
+cdef void fill_rootfs(fb_plan *c, object p, _Arena a) except *:
+    c.lowers = a.strv(p.lowers)
+    c.n_lowers = <int>len(p.lowers)
+    c.scratch = a.s(p.scratch)
+    c.scratch_data = a.s(p.scratch_data)
+    c.upper = a.s(p.upper)
+    c.work = a.s(p.work)
+    c.rootfs = a.s(p.rootfs)
+    c.overlay_opts = a.strv(p.overlay_opts)
+    c.n_overlay_opts = <int>len(p.overlay_opts)
+    c.readonly_root = 1 if p.readonly_root else 0
+    fill_mounts(c, p.mounts, a)
+    c.masked = a.strv(p.masked)
+    c.n_masked = <int>len(p.masked)
+    c.readonly_paths = a.strv(p.readonly_paths)
+    c.n_readonly = <int>len(p.readonly_paths)
+    c.mount_cgroup2 = 1 if p.mount_cgroup2 else 0
+
+
+cdef void fill_cgroup(fb_plan *c, object p, _Arena a) except *:
+    c.cg_mkdirs = a.strv(p.cg_mkdirs)
+    c.n_cg_mkdirs = <int>len(p.cg_mkdirs)
+    c.cg_files = a.strv([f for f, _ in p.cg_writes])
+    c.cg_values = a.strv([v for _, v in p.cg_writes])
+    c.n_cg_writes = <int>len(p.cg_writes)
+    c.cg_join = a.strv(p.cg_join)
+    c.n_cg_join = <int>len(p.cg_join)
+    c.cg_into = a.s(p.cg_into)
+    c.unshare_cgroupns = 1 if p.unshare_cgroupns else 0
+
+
+cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
+    cdef Py_ssize_t i
+    c.hostname = a.s(p.hostname)
+    c.argv = a.strv(p.argv)
+    c.envp = a.strv(p.envp)
+    c.path = a.s(p.path)
+    c.cwd = a.s(p.cwd)
+    c.uid = p.uid
+    c.gid = p.gid
+    cdef gid_t *groups = <gid_t *>a.alloc(len(p.groups), sizeof(gid_t))
+    for i in range(len(p.groups)):
+        groups[i] = p.groups[i]
+    c.groups = groups
+    c.n_groups = <int>len(p.groups)
+    c.caps = <uint64_t>p.caps
+    c.no_new_privs = 1 if p.no_new_privs else 0
+    c.loopback_up = 1 if p.loopback_up else 0
+    for i in range(3):
+        c.stdio[i] = p.stdio[i]
+
+
+def spawn(plan):
+    """Start the container described by plan. Returns (pid, pidfd, times) once the
+    program has been exec'd; times maps TIMES names to CLOCK_MONOTONIC ns.
+    Raises CoreError when any step failed (the child, if any, has been reaped)."""
+    cdef fb_plan c
+    cdef fb_report r
+    cdef int rc
+    cdef _Arena a = _Arena()
+    memset(&c, 0, sizeof(c))
+    c.ns_flags = plan.ns_flags
+    fill_rootfs(&c, plan, a)
+    fill_cgroup(&c, plan, a)
+    fill_process(&c, plan, a)
+    with nogil:
+        rc = fb_spawn(&c, &r)
+    times = {TIMES[i]: r.t[i] for i in range(len(TIMES)) if r.t[i]}
+    if rc < 0:
+        phase = PHASES[r.err.phase] if 0 <= r.err.phase < len(PHASES) else "?"
+        err = CoreError(r.err.err, phase, r.err.msg.decode(errors="replace"))
+        err.times = times
+        raise err
+    return r.pid, r.pidfd, times
+

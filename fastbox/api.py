@@ -1,0 +1,161 @@
+"""The public Python API: `fastbox.run(image, command, **options)`.
+
+One call validates the spec, resolves the image, starts the container through the core,
+waits for it and tears it down, returning the exit code, captured output if asked, and
+the phase timings.
+"""
+import os
+
+from fastbox.runtime import container
+from fastbox.spec import RunSpec
+
+DEFAULT_IMAGE = "docker.io/library/busybox:latest"
+
+
+class RunResult:
+    """What a finished container left: its exit code, output, and phase timings (ms)."""
+
+    __slots__ = ("id", "name", "exit_code", "stdout", "stderr", "timings")
+
+    def __init__(self, cid, name, exit_code, stdout, stderr, timings):
+        self.id, self.name, self.exit_code = cid, name, exit_code
+        self.stdout, self.stderr, self.timings = stdout, stderr, timings
+
+    def __repr__(self):
+        return f"RunResult(id={self.id[:12]!r}, exit_code={self.exit_code})"
+
+
+def resolve_image(ref):
+    """The store's image for ref; the built-in busybox is made on first use."""
+    from fastbox.errors import ImageNotFound
+    from fastbox.images.store import ImageStore
+    store = ImageStore()
+    try:
+        return store.resolve(ref)
+    except ImageNotFound:
+        from fastbox.errors import SpecError
+        from fastbox.images.reference import normalize
+        try:
+            default = normalize(ref) == DEFAULT_IMAGE
+        except SpecError:  # e.g. a bare image id: not the default
+            default = False
+        if not default:
+            raise
+        return store.ensure_default()
+
+
+def run(image, command=None, *, remove=True, capture_output=False, stdin=None, stdout=None,
+        stderr=None, on_start=None, **options):
+    """Run a container to completion and return a RunResult.
+
+    options are RunSpec's: entrypoint, env, env_file, workdir, user, hostname, memory,
+    cpus, pids_limit, volumes, tmpfs, read_only, network ("none" or "host"), name,
+    storage_opts. stdin/stdout/stderr take file descriptors or objects with fileno();
+    by default stdin is /dev/null and output is inherited (or captured when
+    capture_output=True). on_start(pid) is called once the program has been exec'd. Raises a FastboxError subclass when the container cannot
+    start; the program's own failure is just its exit code.
+    """
+    t0 = container.now()
+    spec = RunSpec(image, command, remove=remove, **options)
+    img = resolve_image(spec.image)
+    t_image = container.now()
+    cid = container.new_id()
+    record = _record(cid, spec, img) if not remove else None
+    with _Stdio(stdin, stdout, stderr, capture_output) as io:
+        try:
+            started = container.start(cid, spec, img, io.child_fds(), t0)
+        except BaseException:
+            if record:  # never ran: keep nothing of it, its name included
+                record.remove(cid, force=True)
+            raise
+        if record:
+            record.update(cid, status="running", pid=started.pid, started_at=_iso())
+        if on_start:
+            on_start(started.pid)
+        out, err = io.collect()
+        code = container.wait(started)
+    t_exit = container.now()
+    container.teardown(started)
+    if record:
+        record.update(cid, status="exited", exit_code=code, finished_at=_iso(), pid=0)
+    timings = container.timings(started, t_exit, container.now())
+    timings["image"] = (t_image - t0) / 1e6
+    return RunResult(cid, spec.name, code, out, err, timings)
+
+
+def _record(cid, spec, img):
+    """A kept container gets a state record (and its name reserved) before it starts."""
+    from fastbox.state.status import CREATED
+    from fastbox.state.store import StateStore
+    store = StateStore()
+    if spec.name:
+        store.reserve_name(spec.name, cid)
+    store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
+                  "command": list(spec.command or ()), "status": CREATED, "exit_code": None,
+                  "created_at": _iso(), "pid": 0})
+    return store
+
+
+def _iso():
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+class _Stdio:
+    """The container's fds 0-2: /dev/null for stdin unless given, inherited or captured
+    output. Pipe read ends stay here; the write ends are closed once the child has them."""
+
+    def __init__(self, stdin, stdout, stderr, capture):
+        self.capture = capture
+        self.opened = []
+        self.readers = {}
+        self.fds = [self._fd(stdin, 0), self._fd(stdout, 1), self._fd(stderr, 2)]
+
+    def _fd(self, obj, n):
+        if obj is not None:
+            return obj if isinstance(obj, int) else obj.fileno()
+        if n == 0:
+            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            self.opened.append(fd)
+            return fd
+        if self.capture:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            self.readers[n] = r
+            self.opened.append(w)
+            return w
+        return -1
+
+    def child_fds(self):
+        return self.fds
+
+    def __enter__(self):
+        return self
+
+    def collect(self):
+        """Close our copies of the child's ends, then read captured output to EOF."""
+        for fd in self.opened:
+            os.close(fd)
+        self.opened = []
+        if not self.readers:
+            return None, None
+        chunks = {n: [] for n in self.readers}
+        import select
+        poller = select.poll()
+        by_fd = {fd: n for n, fd in self.readers.items()}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        while by_fd:
+            for fd, _ in poller.poll():
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[by_fd[fd]].append(data)
+                else:
+                    poller.unregister(fd)
+                    del by_fd[fd]
+        return (b"".join(chunks[1]) if 1 in chunks else None,
+                b"".join(chunks[2]) if 2 in chunks else None)
+
+    def __exit__(self, *exc):
+        for fd in self.opened + list(self.readers.values()):
+            os.close(fd)
+        self.opened, self.readers = [], {}

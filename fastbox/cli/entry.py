@@ -1,0 +1,12 @@
+"""The `fastbox` console script. `run` goes straight to its own parser; everything else
+loads the typer app (whose import alone costs tens of milliseconds)."""
+import sys
+
+
+def main():
+    args = sys.argv[1:]
+    if args and args[0] == "run":
+        from fastbox.cli.run_command import main as run_main
+        sys.exit(run_main(args[1:]))
+    from fastbox.cli.app import main as app_main
+    app_main()

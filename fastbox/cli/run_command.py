@@ -1,0 +1,55 @@
+"""`fastbox run` in the foreground: parse, run, forward signals, print timings."""
+import os
+import signal
+import sys
+
+from fastbox.cli import run_args
+from fastbox.errors import FastboxError, SpecError
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH)
+PHASE_ORDER = ("image", "cgroup_ready", "cloned", "child_start", "cgroup", "rootfs", "pivot",
+               "mounts", "exec", "execed", "exited", "total")
+
+
+def main(args):
+    """Returns the process exit code: the container's own, or Docker's 125/126/127."""
+    try:
+        opts, image, command = run_args.parse(args)
+        if opts.pop("help"):
+            print(run_args.help_text())
+            return 0
+        if image is None:
+            raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
+        show_timings = opts.pop("timings")
+        interactive = opts.pop("interactive")
+        if opts["entrypoint"] is not None:
+            opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
+        given = {k: v for k, v in opts.items() if v is not None and v != []}
+        result = _run(image, command, interactive, given)
+    except FastboxError as e:
+        print(f"fastbox: {e}", file=sys.stderr)
+        return e.exit_code
+    if show_timings:
+        _print_timings(result.timings)
+    return result.exit_code
+
+
+def _run(image, command, interactive, opts):
+    from fastbox import api
+
+    def forward_signals(pid):
+        # Like `docker run`: the signals we get go to the container's process.
+        for sig in FORWARDED:
+            signal.signal(sig, lambda s, _frame: os.kill(pid, s))
+
+    stdin = 0 if interactive else None
+    return api.run(image, command, stdin=stdin, stdout=1, stderr=2, on_start=forward_signals,
+                   **opts)
+
+
+def _print_timings(t):
+    print("phase          ms since start", file=sys.stderr)
+    for key in PHASE_ORDER:
+        if key in t:
+            print(f"  {key:<12} {t[key]:8.3f}", file=sys.stderr)

@@ -1,0 +1,197 @@
+"""Which cgroup hierarchies this host has, and the cgroup plan for one container.
+
+Detected at runtime from /proc/self/mountinfo, never assumed: pure v2, pure v1, or
+hybrid (v1 controllers plus a cgroup2 mount that holds none of them, as on this
+project's CI machine). Every container cgroup is `<parent>/<id>` at the ROOT of each
+hierarchy, never relative to the caller's own cgroup.
+"""
+import os
+
+from fastbox import config
+
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+# What a container may open on v1 (runc's default allow list); the rest is denied.
+# Written once on the shared parent: a new v1 devices cgroup copies its parent's rules.
+DEVICE_RULES = ("a", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
+                "c *:* m", "b *:* m")
+CPU_PERIOD_US = 100000
+
+_layout = None
+
+
+class Layout:
+    """The host's hierarchies: v2 mount point (or None) and v1 controller -> mount point."""
+
+    __slots__ = ("v2", "v1")
+
+    def __init__(self, v2, v1):
+        self.v2 = v2
+        self.v1 = v1
+
+    @property
+    def mode(self):
+        if self.v1:
+            return "hybrid" if self.v2 else "v1"
+        return "v2"
+
+
+def layout():
+    global _layout
+    if _layout is None:
+        _layout = _detect()
+    return _layout
+
+
+def _detect():
+    v2, v1 = None, {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, options = fields[sep + 1], fields[sep + 3]
+            mountpoint = fields[4]
+            if fstype == "cgroup2" and v2 is None:
+                v2 = mountpoint
+            elif fstype == "cgroup":
+                for opt in options.split(","):
+                    if opt in V1_CONTROLLERS:
+                        v1.setdefault(opt, mountpoint)
+    # Hybrid hosts keep the resource controllers on v1: limits go there.
+    return Layout(v2, v1)
+
+
+def _v2_controllers(root):
+    try:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+class CgroupPlan:
+    """The directories, writes and joins the core performs for one container."""
+
+    __slots__ = ("dirs", "mkdirs", "writes", "join", "into", "unshare_ns", "mount_cgroup2")
+
+    def __init__(self):
+        self.dirs = []     # container cgroup dirs, removed after exit
+        self.mkdirs = []   # made by the core before clone
+        self.writes = []   # (file, value) limit writes
+        self.join = []     # v1 tasks files the child writes itself into
+        self.into = None   # v2 dir for CLONE_INTO_CGROUP
+        self.unshare_ns = False
+        self.mount_cgroup2 = False
+
+
+def plan(cid, memory=None, cpus=None, pids_limit=None):
+    lay = layout()
+    p = CgroupPlan()
+    if lay.v1:
+        _plan_v1(p, lay, cid, memory, cpus, pids_limit)
+    else:
+        _plan_v2(p, lay, cid, memory, cpus, pids_limit)
+    return p
+
+
+def _plan_v1(p, lay, cid, memory, cpus, pids_limit):
+    parent = config.cgroup_parent()
+    for mountpoint in sorted(set(lay.v1.values())):
+        _ensure_v1_parent(lay, mountpoint, parent)
+        d = f"{mountpoint}/{parent}/{cid}"
+        p.dirs.append(d)
+        p.mkdirs.append(d)
+        p.join.append(d + "/tasks")
+    if memory is not None and "memory" in lay.v1:
+        p.writes.append((f"{lay.v1['memory']}/{parent}/{cid}/memory.limit_in_bytes", str(memory)))
+    if cpus is not None and "cpu" in lay.v1:
+        base = f"{lay.v1['cpu']}/{parent}/{cid}"
+        p.writes.append((base + "/cpu.cfs_period_us", str(CPU_PERIOD_US)))
+        p.writes.append((base + "/cpu.cfs_quota_us", str(int(cpus * CPU_PERIOD_US))))
+    if pids_limit is not None and "pids" in lay.v1:
+        value = "max" if pids_limit < 0 else str(pids_limit)
+        p.writes.append((f"{lay.v1['pids']}/{parent}/{cid}/pids.max", value))
+    p.unshare_ns = True
+
+
+_ready_parents = set()
+
+
+def _ensure_v1_parent(lay, mountpoint, parent):
+    """Make `<mountpoint>/<parent>` once per process; on the devices hierarchy, give it
+    the deny-all-but-standard-devices policy every container cgroup inherits."""
+    key = (mountpoint, parent)
+    if key in _ready_parents:
+        return
+    path = f"{mountpoint}/{parent}"
+    os.makedirs(path, exist_ok=True)
+    if lay.v1.get("devices") == mountpoint:
+        _write_device_policy(path)
+    _ready_parents.add(key)
+
+
+def _write_device_policy(path):
+    with open(path + "/devices.list") as f:
+        current = f.read().split("\n")
+    if current[0].startswith("a "):  # parent still allows everything: apply the policy
+        with open(path + "/devices.deny", "w") as f:
+            f.write(DEVICE_RULES[0])
+        for rule in DEVICE_RULES[1:]:
+            with open(path + "/devices.allow", "w") as f:
+                f.write(rule)
+
+
+def _plan_v2(p, lay, cid, memory, cpus, pids_limit):
+    parent = config.cgroup_parent()
+    _ensure_v2_parent(lay.v2, parent)
+    d = f"{lay.v2}/{parent}/{cid}"
+    p.dirs.append(d)
+    p.mkdirs.append(d)
+    if memory is not None:
+        p.writes.append((d + "/memory.max", str(memory)))
+        p.writes.append((d + "/memory.swap.max", "0"))
+    if cpus is not None:
+        p.writes.append((d + "/cpu.max", f"{int(cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}"))
+    if pids_limit is not None:
+        p.writes.append((d + "/pids.max", "max" if pids_limit < 0 else str(pids_limit)))
+    p.into = d
+    p.mount_cgroup2 = True
+
+
+def _ensure_v2_parent(root, parent):
+    """Enable memory, cpu and pids for the parent's children, from the root down."""
+    key = (root, parent)
+    if key in _ready_parents:
+        return
+    wanted = _v2_controllers(root) & {"memory", "cpu", "pids"}
+    path = root
+    for part in parent.split("/"):
+        _enable_subtree(path, wanted)
+        path = f"{path}/{part}"
+        os.makedirs(path, exist_ok=True)
+    _enable_subtree(path, wanted)
+    _ready_parents.add(key)
+
+
+def _enable_subtree(path, wanted):
+    with open(path + "/cgroup.subtree_control") as f:
+        missing = wanted - set(f.read().split())
+    if missing:
+        with open(path + "/cgroup.subtree_control", "w") as f:
+            f.write(" ".join("+" + c for c in sorted(missing)))
+
+
+def remove(dirs):
+    """rmdir the container's cgroups once its processes are gone."""
+    for d in dirs:
+        for _ in range(100):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:  # EBUSY: the last task is still being torn down
+                if e.errno != 16:
+                    raise
+                import time
+                time.sleep(0.005)

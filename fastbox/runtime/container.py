@@ -1,0 +1,151 @@
+"""Running one container: spec + image -> plan -> the C core -> wait -> teardown.
+
+The start path is timed phase by phase; the core's CLOCK_MONOTONIC stamps and ours are
+reported together as milliseconds since run() was called.
+"""
+import os
+import time
+
+from fastbox import _core, config
+from fastbox.errors import (CommandNotExecutable, CommandNotFound, ContainerStateError, SpecError,
+                            StartError)
+from fastbox.runtime import cgroup, rootfs, user
+
+# CLONE_NEW* (linux/sched.h)
+NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWPID, NEWNET = (0x00020000, 0x02000000, 0x04000000,
+                                                    0x08000000, 0x20000000, 0x40000000)
+# Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+# SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+DEFAULT_CAPS = sum(1 << c for c in (0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31))
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Plan:
+    """The flat description fastbox._core.spawn reads (csrc/fb_plan.h)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+class Started:
+    """A running container as the runtime knows it, until it is waited for."""
+
+    __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0")
+
+
+def new_id():
+    return os.urandom(32).hex()
+
+
+def start(cid, spec, image, stdio=(-1, -1, -1), t0=None):
+    """Build and start the container; returns once its program has been exec'd."""
+    ident = user.resolve(spec.user or image.user, image.layer_dirs)
+    argv = _argv(spec, image)
+    env = _env(spec, image, ident, _hostname(cid, spec))
+    cg = cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
+    fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
+    plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, _hostname(cid, spec))
+    try:
+        pid, pidfd, times = _core.spawn(plan)
+    except _core.CoreError as e:
+        cgroup.remove(cg.dirs)
+        raise _start_error(e, argv) from None
+    s = Started()
+    s.id, s.name, s.pid, s.pidfd = cid, spec.name, pid, pidfd
+    s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
+    return s
+
+
+def wait(s):
+    """Wait for the container's program to exit; returns Docker's exit code."""
+    while True:
+        try:
+            _, status = os.waitpid(s.pid, 0)
+            break
+        except ChildProcessError:
+            raise ContainerStateError(f"container {s.id[:12]} is not a child of this process")
+    if s.pidfd >= 0:
+        os.close(s.pidfd)
+        s.pidfd = -1
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def teardown(s):
+    """Remove the container's cgroups; the mount namespace went with its last process."""
+    cgroup.remove(s.cgroups)
+
+
+def _argv(spec, image):
+    """Docker's rule: --entrypoint replaces the image's and drops its Cmd; a command
+    replaces the image's Cmd."""
+    entry = spec.entrypoint if spec.entrypoint is not None else image.entrypoint
+    if spec.command is not None and (spec.command or spec.entrypoint is not None):
+        cmd = spec.command
+    elif spec.entrypoint is not None:
+        cmd = ()
+    else:
+        cmd = image.cmd
+    argv = tuple(entry) + tuple(cmd)
+    if not argv:
+        raise SpecError("no command specified: the image has no Cmd or Entrypoint; give one")
+    return argv
+
+
+def _hostname(cid, spec):
+    if spec.hostname:
+        return spec.hostname
+    return os.uname().nodename if spec.network == "host" else cid[:12]
+
+
+def _env(spec, image, ident, hostname):
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    for item in tuple(image.env) + tuple(spec.env):
+        k, _, v = item.partition("=")
+        env[k] = v
+    env.setdefault("HOME", ident.home)
+    return env
+
+
+def _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname):
+    ns = NEWNS | NEWUTS | NEWIPC | NEWPID
+    if spec.network != "host":
+        ns |= NEWNET
+    if not cg.unshare_ns:  # v2: placed at clone time, so the namespace can start there too
+        ns |= NEWCGROUP
+    return Plan(
+        ns_flags=ns, lowers=fs.lowers, scratch=fs.scratch, scratch_data=fs.scratch_data,
+        upper=fs.upper, work=fs.work, rootfs=fs.rootfs, overlay_opts=fs.overlay_opts,
+        readonly_root=spec.read_only, mounts=fs.mounts, masked=rootfs.MASKED,
+        readonly_paths=rootfs.READONLY, mount_cgroup2=cg.mount_cgroup2,
+        cg_mkdirs=cg.mkdirs, cg_writes=cg.writes, cg_join=cg.join, cg_into=cg.into,
+        unshare_cgroupns=cg.unshare_ns, hostname=hostname, argv=argv,
+        envp=[f"{k}={v}" for k, v in env.items()], path=env.get("PATH", DEFAULT_PATH),
+        cwd=spec.workdir or image.working_dir or "/", uid=ident.uid, gid=ident.gid,
+        groups=ident.groups, caps=DEFAULT_CAPS, no_new_privs=True,
+        loopback_up=spec.network != "host", stdio=list(stdio))
+
+
+def _start_error(e, argv):
+    if e.phase == "exec":
+        if e.errno == 2:
+            where = " in $PATH" if "/" not in argv[0] else ""
+            return CommandNotFound(f'exec: "{argv[0]}": executable file not found{where}',
+                                   e.phase, e.errno)
+        return CommandNotExecutable(f'exec: "{argv[0]}": {os.strerror(e.errno).lower()}',
+                                    e.phase, e.errno)
+    return StartError(f"failed to start container ({e.phase}): {e.what}: {os.strerror(e.errno)}",
+                      e.phase, e.errno)
+
+
+def timings(s, t_exit, t_end):
+    """Milliseconds since run() began for each phase, core stamps included."""
+    out = {k: (v - s.t0) / 1e6 for k, v in s.times.items()}
+    out["exited"] = (t_exit - s.t0) / 1e6
+    out["total"] = (t_end - s.t0) / 1e6
+    return out
+
+
+def now():
+    return time.monotonic_ns()

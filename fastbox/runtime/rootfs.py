@@ -1,0 +1,68 @@
+"""The container's filesystem plan: overlay layers, scratch space, volumes, tmpfs, and
+the /proc and /sys paths hidden or made read-only (runc's defaults)."""
+import os
+
+from fastbox import config
+
+MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+          "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+          "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
+READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# csrc/fb_plan.h enum fb_mount_kind
+BIND_DIR, BIND_FILE, TMPFS = 1, 2, 3
+# An ephemeral container's upper layer lives on a tmpfs mounted inside its own mount
+# namespace: nothing touches the disk and exit removes it with the namespace.
+SCRATCH_OPTIONS = "mode=755"
+
+
+class RootfsPlan:
+    __slots__ = ("lowers", "scratch", "scratch_data", "upper", "work", "rootfs",
+                 "overlay_opts", "mounts", "container_dir")
+
+    def __init__(self):
+        self.scratch = self.scratch_data = self.container_dir = None
+
+
+def plan(cid, layer_dirs, spec, ephemeral):
+    p = RootfsPlan()
+    p.lowers = list(layer_dirs)
+    p.overlay_opts = [o for o in spec.storage_opts if o != "tmpfs"]
+    if ephemeral:
+        p.scratch = _scratch_dir()
+        p.scratch_data = SCRATCH_OPTIONS
+        p.upper, p.work, p.rootfs = (p.scratch + "/upper", p.scratch + "/work", p.scratch + "/rootfs")
+    else:
+        d = os.path.join(config.containers_dir(), cid)
+        p.container_dir = d
+        p.upper, p.work, p.rootfs = d + "/upper", d + "/work", d + "/rootfs"
+        for sub in (p.upper, p.work, p.rootfs):
+            os.makedirs(sub, mode=0o755)
+    p.mounts = [_volume(v) for v in spec.volumes] + [
+        (TMPFS, None, t.target, False, t.options) for t in spec.tmpfs]
+    return p
+
+
+_scratch_made = set()
+
+
+def _scratch_dir():
+    """One empty host directory serves every ephemeral container: each mounts its own
+    tmpfs over it, visible only in its own mount namespace."""
+    path = os.path.join(config.run_dir(), "scratch")
+    if path not in _scratch_made:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        _scratch_made.add(path)
+    return path
+
+
+def _volume(v):
+    """Docker creates a missing host directory for -v; a file is bound as a file."""
+    try:
+        is_dir = os.path.isdir(v.source) or not os.path.exists(v.source)
+        if not os.path.exists(v.source):
+            os.makedirs(v.source, mode=0o755)
+    except OSError as e:
+        from fastbox.errors import SpecError
+        raise SpecError(f"invalid volume {v.source}: {e.strerror}") from None
+    return (BIND_DIR if is_dir else BIND_FILE, v.source, v.target, v.readonly, None)

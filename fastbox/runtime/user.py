@@ -1,0 +1,63 @@
+"""Resolving `-u USER[:GROUP]` against the image's own /etc/passwd and /etc/group."""
+import os
+
+from fastbox.errors import SpecError
+
+
+class Identity:
+    __slots__ = ("uid", "gid", "groups", "home")
+
+    def __init__(self, uid, gid, groups, home):
+        self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
+
+
+ROOT = Identity(0, 0, (), "/root")
+
+
+def resolve(user, layer_dirs):
+    """Names are looked up in the top-most layer holding the file, as the container
+    would see it; numeric ids work without an entry."""
+    if not user:
+        return ROOT
+    name, _, group = user.partition(":")
+    passwd = _entries(layer_dirs, "etc/passwd")
+    entry = _find(passwd, name)
+    if entry:
+        uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
+    elif name.isdigit():
+        uid, gid, home = int(name), 0, "/"
+    else:
+        raise SpecError(f"unable to find user {name}: no matching entries in passwd file")
+    groups_file = _entries(layer_dirs, "etc/group")
+    if group:
+        g = _find(groups_file, group)
+        if g:
+            gid = int(g[2])
+        elif group.isdigit():
+            gid = int(group)
+        else:
+            raise SpecError(f"unable to find group {group}: no matching entries in group file")
+    username = entry[0] if entry else None
+    extra = tuple(int(g[2]) for g in groups_file
+                  if username and len(g) > 3 and username in g[3].split(",") and g[2].isdigit())
+    return Identity(uid, gid, tuple(sorted({gid, *extra})), home)
+
+
+def _entries(layer_dirs, relpath):
+    for layer in layer_dirs:
+        path = os.path.join(layer, relpath)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return [line.split(":") for line in f.read().splitlines() if line and line[0] != "#"]
+        except FileNotFoundError:
+            continue
+        except OSError:  # an overlay whiteout (0/0 device) hides the file below
+            return []
+    return []
+
+
+def _find(entries, key):
+    for e in entries:
+        if len(e) >= 4 and (e[0] == key or (key.isdigit() and e[2] == key)):
+            return e + [""] * (7 - len(e))
+    return None

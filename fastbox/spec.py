@@ -1,0 +1,225 @@
+"""What to run and with which limits: validated once, then frozen.
+
+User input (CLI strings or API values) is parsed here and nowhere else; everything
+downstream trusts a RunSpec. Kept free of heavy imports (dataclasses, re, pathlib):
+this module is on the path of every `fastbox run`.
+"""
+import os
+
+from fastbox.errors import SpecError
+
+NETWORKS = ("none", "host")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class Frozen:
+    """Attributes are set once in __init__ through _set; any later assignment fails."""
+
+    __slots__ = ()
+
+    def _set(self, **values):
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Volume(Frozen):
+    """A host path bound into the container (-v SRC:DST[:ro])."""
+
+    __slots__ = ("source", "target", "readonly")
+
+    def __init__(self, source, target, readonly=False):
+        self._set(source=source, target=target, readonly=readonly)
+
+
+class Tmpfs(Frozen):
+    """A fresh tmpfs at target (--tmpfs DST[:OPTIONS])."""
+
+    __slots__ = ("target", "options")
+
+    def __init__(self, target, options="mode=1777"):
+        self._set(target=target, options=options)
+
+
+class RunSpec(Frozen):
+    """Everything `fastbox run` needs to know, validated."""
+
+    __slots__ = ("image", "command", "entrypoint", "env", "workdir", "user", "hostname",
+                 "memory", "cpus", "pids_limit", "volumes", "tmpfs", "read_only", "network",
+                 "name", "remove", "storage_opts")
+
+    def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
+                 workdir=None, user=None, hostname=None, memory=None, cpus=None,
+                 pids_limit=None, volumes=(), tmpfs=(), read_only=False, network="none",
+                 name=None, remove=False, storage_opts=()):
+        if not image or not isinstance(image, str):
+            raise SpecError("an image is required")
+        self._set(
+            image=image,
+            command=_argv(command, "command"),
+            entrypoint=_argv(entrypoint, "--entrypoint"),
+            env=parse_env(env, env_file),
+            workdir=_abs_or_none(workdir, "--workdir"),
+            user=str(user) if user not in (None, "") else None,
+            hostname=_hostname(hostname),
+            memory=parse_size(memory, "--memory"),
+            cpus=parse_cpus(cpus),
+            pids_limit=parse_pids(pids_limit),
+            volumes=tuple(parse_volume(v) for v in volumes),
+            tmpfs=tuple(parse_tmpfs(t) for t in tmpfs),
+            read_only=bool(read_only),
+            network=_network(network),
+            name=_name(name),
+            remove=bool(remove),
+            storage_opts=tuple(storage_opts),
+        )
+
+
+def _argv(value, what):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,) if value else ()
+    argv = tuple(value)
+    if not all(isinstance(a, str) for a in argv):
+        raise SpecError(f"invalid {what} {value!r}: every argument must be a string")
+    return argv
+
+
+def parse_size(value, flag):
+    """'512m', '1g', '1048576', 1048576 -> bytes (None stays None)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = value, ""
+    else:
+        text = str(value).strip().lower()
+        unit = text[-1] if text and text[-1] in "bkmgt" else ""
+        number = text[:-1] if unit else text
+        if number.endswith(("kb", "mb", "gb")):
+            number, unit = number[:-1], number[-2]
+        try:
+            number = float(number)
+        except ValueError:
+            raise SpecError(f"invalid {flag} {value!r}: expected a size such as 512m or 1g") from None
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 6 << 20:
+        raise SpecError(f"invalid {flag} {value!r}: the minimum is 6m")
+    return size
+
+
+def parse_cpus(value):
+    if value is None or value == "":
+        return None
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"invalid --cpus {value!r}: expected a number such as 0.5 or 2") from None
+    ncpu = os.cpu_count() or 1
+    if not 0.01 <= cpus <= ncpu:
+        raise SpecError(f"invalid --cpus {value!r}: must be between 0.01 and {ncpu} (CPUs here)")
+    return cpus
+
+
+def parse_pids(value):
+    if value is None or value == "":
+        return None
+    try:
+        pids = int(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"invalid --pids-limit {value!r}: expected a whole number") from None
+    if pids == 0 or pids < -1:
+        raise SpecError(f"invalid --pids-limit {value!r}: must be positive, or -1 for unlimited")
+    return pids
+
+
+def parse_env(env, env_file=None):
+    """-e K=V, -e K (taken from our environment, dropped if unset), --env-file lines."""
+    items = []
+    for path in ([env_file] if isinstance(env_file, str) else list(env_file or ())):
+        items.extend(_read_env_file(path))
+    if isinstance(env, dict):
+        env = [f"{k}={v}" for k, v in env.items()]
+    items.extend(env or ())
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise SpecError(f"invalid environment variable {item!r}: expected KEY=VALUE")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return tuple(f"{k}={v}" for k, v in out.items())
+
+
+def _read_env_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise SpecError(f"cannot read --env-file {path!r}: {e.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def parse_volume(value):
+    """'SRC:DST[:ro|rw]' with absolute paths (named volumes are not supported yet)."""
+    if isinstance(value, Volume):
+        return value
+    parts = str(value).split(":")
+    mode = parts.pop() if len(parts) == 3 else "rw"
+    if len(parts) != 2 or mode not in ("ro", "rw"):
+        raise SpecError(f"invalid volume {value!r}: expected /host/path:/container/path[:ro]")
+    source, target = parts
+    if not source.startswith("/"):
+        raise SpecError(f"invalid volume {value!r}: the host path must be absolute")
+    if not target.startswith("/") or target == "/":
+        raise SpecError(f"invalid volume {value!r}: the container path must be absolute and not /")
+    return Volume(os.path.normpath(source), os.path.normpath(target), mode == "ro")
+
+
+def parse_tmpfs(value):
+    if isinstance(value, Tmpfs):
+        return value
+    target, _, options = str(value).partition(":")
+    if not target.startswith("/") or target == "/":
+        raise SpecError(f"invalid --tmpfs {value!r}: the path must be absolute and not /")
+    return Tmpfs(os.path.normpath(target), options or "mode=1777")
+
+
+def _abs_or_none(value, flag):
+    if value in (None, ""):
+        return None
+    if not str(value).startswith("/"):
+        raise SpecError(f"invalid {flag} {value!r}: the path must be absolute")
+    return os.path.normpath(value)
+
+
+def _hostname(value):
+    if value in (None, ""):
+        return None
+    if len(value) > 64 or not all(c.isalnum() or c in "-." for c in value):
+        raise SpecError(f"invalid --hostname {value!r}: letters, digits, '-' and '.', at most 64")
+    return value
+
+
+def _network(value):
+    if value not in NETWORKS:
+        raise SpecError(f"invalid --network {value!r}: supported are {', '.join(NETWORKS)}")
+    return value
+
+
+def _name(value):
+    if value in (None, ""):
+        return None
+    ok = value[0].isalnum() and all(c.isalnum() or c in "_.-" for c in value)
+    if not ok:
+        raise SpecError(f"invalid container name {value!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    return value

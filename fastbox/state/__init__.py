@@ -1,0 +1,1 @@
+"""Container records on disk: status rules and the store that keeps them."""

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Runs the whole test suite as root against the real kernel (after ./setup.sh).
+set -eu
+cd "$(dirname "$0")"
+# The installed package is tested; a fresh build of this checkout is installed first.
+.venv/bin/pip install -q --no-deps --force-reinstall .
+exec .venv/bin/pytest tests "$@"

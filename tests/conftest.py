@@ -1,0 +1,251 @@
+"""Test isolation for fastbox, and a check after every test that nothing leaked.
+
+Every test gets its own FASTBOX_ROOT (so kept containers, names and `ps -a` never cross
+tests) and FASTBOX_RUN; the image store is shared by the whole session through an
+`images` symlink, so the built-in busybox (and the probe image) is built once. Containers'
+cgroups go under a per-session parent, `fastbox-test-<pid>`, at the root of each hierarchy.
+
+After each test the `_isolated` fixture fails the test (as an error at teardown) if:
+  - a mount point under the test's or the session's temp dirs is still mounted here;
+  - a cgroup remains under /sys/fs/cgroup/*/<parent>/ (or /sys/fs/cgroup/<parent>/ on v2);
+  - a child process of the test process remains (this process is made a child
+    subreaper, so a daemon that double-forked away from a `fastbox` CLI child is caught too).
+What leaked is then cleaned up, so one leak does not fail every later test.
+"""
+import errno
+import glob
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PR_SET_CHILD_SUBREAPER = 36
+PROBE_IMAGE = "fastbox-test/probe:latest"
+CGROUP_PARENT = f"fastbox-test-{os.getpid()}"
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("fastbox_probe_build",
+                                                  os.path.join(HERE, "probe", "build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- what the host holds
+
+def _unescape(field):
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts_under(*roots):
+    """Mount points in our mount namespace at or below any of roots."""
+    roots = [os.path.realpath(r) for r in roots if r]
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mountpoint = _unescape(line.split()[4])
+            if any(mountpoint == r or mountpoint.startswith(r + "/") for r in roots):
+                found.append(mountpoint)
+    return found
+
+
+def cgroup_parent_dirs(parent=CGROUP_PARENT):
+    """<hierarchy>/<parent> for every cgroup hierarchy that has one."""
+    dirs = glob.glob(f"/sys/fs/cgroup/*/{parent}") + glob.glob(f"/sys/fs/cgroup/{parent}")
+    return sorted(d for d in dirs if os.path.isdir(d))
+
+
+def cgroups_under(parent=CGROUP_PARENT):
+    """Every cgroup below <hierarchy>/<parent>, deepest first."""
+    found = []
+    for top in cgroup_parent_dirs(parent):
+        for dirpath, dirnames, _ in os.walk(top):
+            found.extend(os.path.join(dirpath, d) for d in dirnames)
+    return sorted(found, key=len, reverse=True)
+
+
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data.rpartition(")")[2].split()[1])
+
+
+def child_processes(of=None):
+    """(pid, state, cmdline) of every process whose parent is `of` (default: us)."""
+    of = os.getpid() if of is None else of
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and _ppid(name) == of:
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                with open(f"/proc/{name}/stat") as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            out.append((int(name), state, cmd))
+    return out
+
+
+def _kill_and_reap(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _remove_cgroups(dirs):
+    for d in dirs:
+        for _ in range(200):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    break
+                for procs in ("cgroup.procs",):  # a leaked task: kill it, then retry
+                    try:
+                        with open(os.path.join(d, procs)) as f:
+                            for pid in f.read().split():
+                                try:
+                                    os.kill(int(pid), signal.SIGKILL)
+                                except ProcessLookupError:
+                                    pass
+                    except OSError:
+                        pass
+                time.sleep(0.01)
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def session_dirs(tmp_path_factory):
+    """The session's shared image store and its cgroup parent."""
+    base = tmp_path_factory.mktemp("fastbox-session")
+    images = base / "images"
+    images.mkdir()
+    return SimpleNamespace(base=str(base), images=str(images), cgroup_parent=CGROUP_PARENT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cleanup(session_dirs):
+    """Become a child subreaper; at the end, remove this session's cgroup parents (only)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except OSError:
+        pass
+    yield
+    leftovers = cgroups_under()
+    _remove_cgroups(leftovers)
+    for d in cgroup_parent_dirs():
+        try:
+            os.rmdir(d)
+        except OSError as e:
+            print(f"conftest: cannot remove {d}: {e}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path, session_dirs):
+    """Per-test FASTBOX_ROOT (images shared with the session) and FASTBOX_RUN; the leak
+    check after the test."""
+    root = tmp_path / "fbroot"
+    run = tmp_path / "fbrun"
+    root.mkdir()
+    run.mkdir()
+    os.symlink(session_dirs.images, root / "images")
+    monkeypatch.setenv("FASTBOX_ROOT", str(root))
+    monkeypatch.setenv("FASTBOX_RUN", str(run))
+    monkeypatch.setenv("FASTBOX_CGROUP_PARENT", session_dirs.cgroup_parent)
+    before = {p for p, _, _ in child_processes()}
+    yield SimpleNamespace(root=str(root), run=str(run), tmp=str(tmp_path))
+
+    problems = []
+    mounts = mounts_under(str(tmp_path), str(run), session_dirs.base)
+    if mounts:
+        problems.append(f"mounts left: {mounts}")
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+    cgroups = cgroups_under()
+    if cgroups:
+        problems.append(f"cgroups left: {cgroups}")
+        _remove_cgroups(cgroups)
+    children = [c for c in child_processes() if c[0] not in before]
+    if children:
+        problems.append(f"child processes left: {children}")
+        _kill_and_reap([p for p, _, _ in children])
+    if problems:
+        pytest.fail("leak after test: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def fb_env(_isolated):
+    """The test's FASTBOX_ROOT / FASTBOX_RUN / tmp dir."""
+    return _isolated
+
+
+@pytest.fixture(scope="session")
+def probe(session_dirs, tmp_path_factory):
+    """An image with busybox and the static probe at /probe; `probe.run(*args, **opts)`
+    runs `/probe args...` in a fresh container with captured output."""
+    build = _load_build()
+    if build.compiler() is None:
+        pytest.skip("gcc is not installed: cannot build the probe")
+    work = tmp_path_factory.mktemp("probe")
+    try:
+        binary = build.compile_probe(str(work / "probe"))
+    except subprocess.CalledProcessError as e:
+        if b"-lc" in e.stderr or b"cannot find" in e.stderr:
+            pytest.skip(f"no static libc to link the probe: {e.stderr.decode()[-300:]}")
+        raise
+    tarball = build.write_rootfs(str(work / "rootfs.tar"), binary)
+    from fastbox.images.store import ImageStore
+    image = ImageStore(root=session_dirs.images).import_tar(tarball, PROBE_IMAGE)
+
+    def run(*args, **opts):
+        import fastbox
+        opts.setdefault("capture_output", True)
+        return fastbox.run(PROBE_IMAGE, ["/probe", *map(str, args)], **opts)
+
+    return SimpleNamespace(image=PROBE_IMAGE, binary=binary, tarball=tarball, image_id=image.id,
+                           layer_dirs=image.layer_dirs, run=run)
+
+
+@pytest.fixture
+def fastbox_cli():
+    """Run the `fastbox` console script; returns CompletedProcess (text)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "fastbox")
+
+    def cli(*args, input=None, check=False):
+        return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
+                              input=input, check=check, stdin=None if input is not None else subprocess.DEVNULL)
+
+    return cli

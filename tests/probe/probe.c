@@ -1,0 +1,201 @@
+/* A tiny static probe run inside fastbox containers (like crun's tests/init.c).
+ *
+ *   probe pid | caps | nnp | fds | hostname | cgroup | sigs | uid | mounts
+ *   probe memhog MB [hold] | forkbomb N | exit N | read PATH | write PATH
+ *
+ * Build: gcc -static -O2 -o probe probe.c (tests/probe/build.py does it). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int cat(const char *path)
+{
+    char buf[4096];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        printf("%s\n", strerrorname_np(errno));
+        return 1;
+    }
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        fwrite(buf, 1, (size_t)n, stdout);
+    close(fd);
+    return 0;
+}
+
+/* Lines of /proc/self/status whose key is one of keys (NULL-terminated). */
+static int status_fields(const char *const *keys)
+{
+    char line[512];
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return 1;
+    while (fgets(line, sizeof line, f))
+        for (const char *const *k = keys; *k; k++)
+            if (!strncmp(line, *k, strlen(*k)) && line[strlen(*k)] == ':')
+                fputs(line, stdout);
+    fclose(f);
+    return 0;
+}
+
+static int fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 1;
+    /* The listing itself holds one fd: report it separately so callers can discount it. */
+    printf("dirfd %d\n", dirfd(d));
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char link[512] = "";
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        link[n > 0 ? n : 0] = '\0';
+        printf("fd %s %s\n", e->d_name, link);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Allocate and touch mb MiB, printing each MiB; with hold, then wait for stdin's EOF
+ * (so the memory stays charged while a test looks at the cgroup). */
+static int memhog(long mb, int hold)
+{
+    for (long i = 0; i < mb; i++) {
+        char *p = malloc(1 << 20);
+        if (!p) {
+            printf("malloc failed at %ld MiB\n", i);
+            return 1;
+        }
+        for (long j = 0; j < (1 << 20); j += 4096)
+            p[j] = 1;
+        printf("%ld\n", i + 1);
+        fflush(stdout);
+    }
+    printf("done\n");
+    fflush(stdout);
+    if (hold) {
+        char b;
+        ssize_t n;
+        while ((n = read(0, &b, 1)) > 0 || (n < 0 && errno == EINTR))
+            ;
+    }
+    return 0;
+}
+
+/* Fork (children just wait to be killed) until n forks or the first failure. */
+static int forkbomb(long n)
+{
+    static pid_t kids[4096];
+    long ok = 0;
+    int err = 0;
+    if (n > 4096)
+        n = 4096;
+    for (long i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            err = errno;
+            break;
+        }
+        if (pid == 0) {
+            for (;;)
+                pause();
+        }
+        kids[ok++] = pid;
+    }
+    printf("forks %ld\nerrno %s\n", ok, err ? strerrorname_np(err) : "0");
+    fflush(stdout);
+    for (long i = 0; i < ok; i++)
+        kill(kids[i], SIGKILL);
+    while (wait(NULL) > 0 || errno == EINTR)
+        ;
+    return 0;
+}
+
+static int readable(const char *path)
+{
+    char buf[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        printf("%s\n", strerrorname_np(errno));
+        return 1;
+    }
+    ssize_t n = read(fd, buf, sizeof buf);
+    int err = errno;
+    close(fd);
+    if (n < 0) {
+        printf("%s\n", strerrorname_np(err));
+        return 1;
+    }
+    printf("%zd\n", n);
+    return 0;
+}
+
+static int writable(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, "x", 1) != 1) {
+        printf("%s\n", strerrorname_np(errno));
+        return 1;
+    }
+    close(fd);
+    printf("ok\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "";
+    const char *arg = argc > 2 ? argv[2] : "0";
+    if (!strcmp(cmd, "pid"))
+        return printf("%d\n", getpid()) < 0;
+    if (!strcmp(cmd, "caps"))
+        return status_fields((const char *const[]){"CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb", NULL});
+    if (!strcmp(cmd, "sigs"))
+        return status_fields((const char *const[]){"SigIgn", "SigBlk", NULL});
+    if (!strcmp(cmd, "nnp"))
+        return printf("%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)) < 0;
+    if (!strcmp(cmd, "fds"))
+        return fds();
+    if (!strcmp(cmd, "hostname")) {
+        char name[256] = "";
+        gethostname(name, sizeof name - 1);
+        return printf("%s\n", name) < 0;
+    }
+    if (!strcmp(cmd, "cgroup"))
+        return cat("/proc/self/cgroup");
+    if (!strcmp(cmd, "mounts"))
+        return cat("/proc/self/mountinfo");
+    if (!strcmp(cmd, "uid")) {
+        gid_t groups[64];
+        int n = getgroups(64, groups);
+        printf("uid %u\ngid %u\ngroups", getuid(), getgid());
+        for (int i = 0; i < n; i++)
+            printf(" %u", groups[i]);
+        printf("\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "memhog"))
+        return memhog(atol(arg), argc > 3 && !strcmp(argv[3], "hold"));
+    if (!strcmp(cmd, "forkbomb"))
+        return forkbomb(atol(arg));
+    if (!strcmp(cmd, "exit"))
+        return atoi(arg);
+    if (!strcmp(cmd, "read"))
+        return readable(arg);
+    if (!strcmp(cmd, "write"))
+        return writable(arg);
+    fprintf(stderr, "usage: probe pid|caps|nnp|fds|hostname|cgroup|sigs|uid|mounts|"
+                    "memhog MB|forkbomb N|exit N|read PATH|write PATH\n");
+    return 2;
+}
