@@ -267,6 +267,29 @@ static int mount_dev(struct fb_child *c)
     return mount_at(c, "mqueue", "/dev/mqueue", "mqueue", nosuid_noexec, NULL);
 }
 
+/* Our cgroup namespace is already in place, so each hierarchy shows the container's
+ * own cgroup as its root: runtimes (the JVM, Go) read their limits there. */
+static int mount_cgroup_v1(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    const unsigned long safe = MS_NOSUID | MS_NOEXEC | MS_NODEV;
+    char path[256];
+    if (p->n_cgroup_v1 == 0)
+        return 0;
+    if (mount_at(c, "tmpfs", "/sys/fs/cgroup", "tmpfs", safe, "mode=755,size=64k") < 0)
+        return -1;
+    for (int i = 0; i < p->n_cgroup_v1; i++) {
+        int pos = append(path, 0, sizeof path, "/sys/fs/cgroup/");
+        if (append(path, pos, sizeof path, p->cgroup_v1_dirs[i]) < 0)
+            return fb_fail(&c->report->err, ENAMETOOLONG, FB_PHASE_MOUNTS, "cgroup dir", p->cgroup_v1_dirs[i]);
+        FB_SYS2(SYS_mkdir, path, 0755);
+        if (mount_at(c, "cgroup", path, "cgroup", safe | MS_RDONLY, p->cgroup_v1_opts[i]) < 0)
+            return -1;
+    }
+    long r = sys_mount(NULL, "/sys/fs/cgroup", NULL, MS_REMOUNT | MS_RDONLY | safe, "mode=755,size=64k");
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "remount read-only", "/sys/fs/cgroup") : 0;
+}
+
 int fb_mount_system(struct fb_child *c)
 {
     const unsigned long safe = MS_NOSUID | MS_NOEXEC | MS_NODEV;
@@ -279,7 +302,7 @@ int fb_mount_system(struct fb_child *c)
     if (c->plan->mount_cgroup2 &&
         mount_at(c, "cgroup2", "/sys/fs/cgroup", "cgroup2", safe | MS_RDONLY, NULL) < 0)
         return -1;
-    return 0;
+    return mount_cgroup_v1(c);
 }
 
 static int attach_volume(struct fb_child *c, int i)

@@ -60,6 +60,11 @@ struct fb_plan {
     const char *const *readonly_paths;
     int n_readonly;
     int mount_cgroup2; /* mount a read-only cgroup2 at /sys/fs/cgroup */
+    /* v1: hierarchies mounted read-only under a tmpfs at /sys/fs/cgroup, parallel lists:
+     * directory name and mount options (the controllers), as Docker does */
+    const char *const *cgroup_v1_dirs;
+    const char *const *cgroup_v1_opts;
+    int n_cgroup_v1;
 
     /* cgroups */
     const char *const *cg_mkdirs;

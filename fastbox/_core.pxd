@@ -39,6 +39,9 @@ cdef extern from "fb_plan.h":
         const char *const *readonly_paths
         int n_readonly
         int mount_cgroup2
+        const char *const *cgroup_v1_dirs
+        const char *const *cgroup_v1_opts
+        int n_cgroup_v1
         const char *const *cg_mkdirs
         int n_cg_mkdirs
         const char *const *cg_files

@@ -92,6 +92,9 @@ cdef void fill_rootfs(fb_plan *c, object p, _Arena a) except *:
     c.readonly_paths = a.strv(p.readonly_paths)
     c.n_readonly = <int>len(p.readonly_paths)
     c.mount_cgroup2 = 1 if p.mount_cgroup2 else 0
+    c.cgroup_v1_dirs = a.strv([d for d, _ in p.cgroup_v1_mounts])
+    c.cgroup_v1_opts = a.strv([o for _, o in p.cgroup_v1_mounts])
+    c.n_cgroup_v1 = <int>len(p.cgroup_v1_mounts)
 
 
 cdef void fill_cgroup(fb_plan *c, object p, _Arena a) except *:

@@ -1,5 +1,6 @@
 """The `fastbox` console script. `run` goes straight to its own parser; everything else
 loads the typer app (whose import alone costs tens of milliseconds)."""
+import os
 import sys
 
 
@@ -7,6 +8,10 @@ def main():
     args = sys.argv[1:]
     if args and args[0] == "run":
         from fastbox.cli.run_command import main as run_main
-        sys.exit(run_main(args[1:]))
+        code = run_main(args[1:])
+        # Skip interpreter teardown (module GC, atexit): nothing is left to flush but stdio.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     from fastbox.cli.app import main as app_main
     app_main()

@@ -23,11 +23,12 @@ _layout = None
 class Layout:
     """The host's hierarchies: v2 mount point (or None) and v1 controller -> mount point."""
 
-    __slots__ = ("v2", "v1")
+    __slots__ = ("v2", "v1", "v1_options")
 
-    def __init__(self, v2, v1):
+    def __init__(self, v2, v1, v1_options=None):
         self.v2 = v2
         self.v1 = v1
+        self.v1_options = v1_options or {}  # mount point -> its controllers, "cpu,cpuacct"
 
     @property
     def mode(self):
@@ -44,21 +45,23 @@ def layout():
 
 
 def _detect():
-    v2, v1 = None, {}
+    v2, v1, options_of = None, {}, {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             sep = fields.index("-")
-            fstype, options = fields[sep + 1], fields[sep + 3]
+            fstype, super_options = fields[sep + 1], fields[sep + 3]
             mountpoint = fields[4]
             if fstype == "cgroup2" and v2 is None:
                 v2 = mountpoint
             elif fstype == "cgroup":
-                for opt in options.split(","):
-                    if opt in V1_CONTROLLERS:
-                        v1.setdefault(opt, mountpoint)
+                ours = [o for o in super_options.split(",") if o in V1_CONTROLLERS]
+                for opt in ours:
+                    v1.setdefault(opt, mountpoint)
+                if ours:
+                    options_of[mountpoint] = ",".join(ours)
     # Hybrid hosts keep the resource controllers on v1: limits go there.
-    return Layout(v2, v1)
+    return Layout(v2, v1, options_of)
 
 
 def _v2_controllers(root):
@@ -72,7 +75,8 @@ def _v2_controllers(root):
 class CgroupPlan:
     """The directories, writes and joins the core performs for one container."""
 
-    __slots__ = ("dirs", "mkdirs", "writes", "join", "into", "unshare_ns", "mount_cgroup2")
+    __slots__ = ("dirs", "mkdirs", "writes", "join", "into", "unshare_ns", "mount_cgroup2",
+                 "v1_mounts")
 
     def __init__(self):
         self.dirs = []     # container cgroup dirs, removed after exit
@@ -82,6 +86,7 @@ class CgroupPlan:
         self.into = None   # v2 dir for CLONE_INTO_CGROUP
         self.unshare_ns = False
         self.mount_cgroup2 = False
+        self.v1_mounts = []  # (dir under /sys/fs/cgroup, mount options) inside the container
 
 
 def plan(cid, memory=None, cpus=None, pids_limit=None):
@@ -102,6 +107,7 @@ def _plan_v1(p, lay, cid, memory, cpus, pids_limit):
         p.dirs.append(d)
         p.mkdirs.append(d)
         p.join.append(d + "/tasks")
+        p.v1_mounts.append((os.path.basename(mountpoint), lay.v1_options[mountpoint]))
     if memory is not None and "memory" in lay.v1:
         p.writes.append((f"{lay.v1['memory']}/{parent}/{cid}/memory.limit_in_bytes", str(memory)))
     if cpus is not None and "cpu" in lay.v1:

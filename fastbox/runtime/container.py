@@ -119,6 +119,7 @@ def _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname):
         upper=fs.upper, work=fs.work, rootfs=fs.rootfs, overlay_opts=fs.overlay_opts,
         readonly_root=spec.read_only, mounts=fs.mounts, masked=rootfs.MASKED,
         readonly_paths=rootfs.READONLY, mount_cgroup2=cg.mount_cgroup2,
+        cgroup_v1_mounts=cg.v1_mounts,
         cg_mkdirs=cg.mkdirs, cg_writes=cg.writes, cg_join=cg.join, cg_into=cg.into,
         unshare_cgroupns=cg.unshare_ns, hostname=hostname, argv=argv,
         envp=[f"{k}={v}" for k, v in env.items()], path=env.get("PATH", DEFAULT_PATH),
