@@ -4,12 +4,15 @@
 
 Contenders run interleaved in rounds of --round runs, so drift in machine load hits all alike.
 fastbox uses an isolated temp store seeded with the same busybox rootfs as the peers (unless
---host-store) and the peers' limits (256 MiB, 1 CPU, 1024 pids).
+--host-store) and the peers' limits (256 MiB, 1 CPU, 1024 pids). "C floor" is floor.c, compiled
+here: only the syscalls such a container needs, so "vs floor" is each one's overhead over the
+kernel's, as a ratio that this machine's drift cancels out of.
 """
 import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,41 @@ def fastbox_api_timer(fastbox, phases):
     return timer
 
 
+FLOOR_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.c")
+FLOOR_SKIP = 77  # floor.c's exit code when the host has no v1 hierarchies for it
+
+
+def floor_parent():
+    return f"fastbox-floor-{os.getpid()}"
+
+
+def run_floor(argv, k):
+    """Seconds per run from K runs of floor ARGV (the binary, then its arguments after N)."""
+    r = subprocess.run([argv[0], str(k), *argv[1:]], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise peers.PeerError(f"floor exited {r.returncode}: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout)
+
+
+def build_floor(ws):
+    """(floor argv, None) once floor.c is compiled into WS and runs here, else (None, why)."""
+    gcc = shutil.which("gcc")
+    if not gcc:
+        return None, "gcc not installed"
+    binary = os.path.join(ws.dir, "floor")
+    r = subprocess.run([gcc, "-O2", "-o", binary, FLOOR_SRC], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, f"gcc failed: {r.stderr.strip()[-300:]}"
+    scratch = os.path.join(ws.dir, "floor-scratch")  # each run mounts a tmpfs here, privately
+    os.makedirs(scratch, exist_ok=True)
+    argv = [binary, ws.rootfs, scratch, floor_parent()]
+    probe = subprocess.run([binary, "0", *argv[1:]], capture_output=True, text=True)
+    if probe.returncode == FLOOR_SKIP:
+        return None, probe.stderr.strip().removeprefix("floor: skipped: ")
+    return argv, None
+
+
 def contenders(ws, seed_note, api_phases):
     """Every contender, plus {name: why} for those that cannot run here."""
     found, skipped = [], {}
@@ -61,6 +99,11 @@ def contenders(ws, seed_note, api_phases):
             skipped[peer] = ws.skipped[peer]
         else:
             found.append(Contender(peer, lambda k, p=peer: ws.time(p, k)))
+    floor, why = build_floor(ws)
+    if floor is None:
+        skipped["C floor"] = why
+    else:
+        found.append(Contender("C floor", lambda k: run_floor(floor, k)))
     return found, skipped
 
 
@@ -111,16 +154,17 @@ def machine():
 
 def results_table(found, skipped):
     stats = {c.name: peers.summary_ms(c.times) for c in found if c.times and c.note is None}
-    ref = {k: stats[k]["median"] for k in ("fastbox CLI", "fastbox API") if k in stats}
+    ref = {k: stats[k]["median"] for k in ("fastbox CLI", "fastbox API", "C floor") if k in stats}
 
     def ratio(median, key):
         return f"{median / ref[key]:8.2f}x" if key in ref else f"{'-':>9}"
 
     lines = [f"{'name':12} {'n':>4} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} "
-             f"{'vs CLI':>9} {'vs API':>9}"]
+             f"{'vs CLI':>9} {'vs API':>9} {'vs floor':>9}"]
     for name, s in stats.items():
         lines.append(f"{name:12} {s['n']:4d} {s['median']:10.2f} {s['p90']:8.2f} {s['min']:8.2f} "
-                     f"{ratio(s['median'], 'fastbox CLI')} {ratio(s['median'], 'fastbox API')}")
+                     f"{ratio(s['median'], 'fastbox CLI')} {ratio(s['median'], 'fastbox API')} "
+                     f"{ratio(s['median'], 'C floor')}")
     notes = {**skipped, **{c.name: c.note for c in found if c.note}}
     lines += [f"{name:12} skipped: {why}" for name, why in notes.items()]
     return stats, notes, "\n".join(lines)
@@ -142,12 +186,17 @@ def isolate_fastbox(ws, host_store):
 
 
 def check_clean(ws, host_store):
-    """Leaked fastbox containers, then anything else left once all is removed."""
+    """Leaked fastbox containers, any cgroup the floor kept, then anything else left once all
+    is removed."""
     parent = os.environ.get("FASTBOX_CGROUP_PARENT") if not host_store else None
     left = [f"fastbox cgroup {d}" for d in peers.cgroup_children(parent)] if parent else []
     if parent:
         peers.remove_cgroup_tree(parent)
-    return left + peers.leftovers(ws.dir, (peers.CGROUP_PARENT,) + ((parent,) if parent else ()))
+    floor = floor_parent()
+    left += [f"floor cgroup {d}" for d in peers.cgroup_dirs(floor)]  # floor.c removes its own
+    peers.remove_cgroup_tree(floor)
+    parents = (peers.CGROUP_PARENT, floor) + ((parent,) if parent else ())
+    return left + peers.leftovers(ws.dir, parents)
 
 
 def main(argv=None):

@@ -328,7 +328,10 @@ def fastbox_env(workdir):
 
 
 def fastbox_cli():
-    return shutil.which("fastbox") or os.path.join(os.path.dirname(sys.executable), "fastbox")
+    """The `fastbox` script of the install this interpreter imports (a console_scripts wrapper
+    or a plain script, both land next to sys.executable), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "fastbox")
+    return beside if os.access(beside, os.X_OK) else shutil.which("fastbox") or beside
 
 
 def load_fastbox():

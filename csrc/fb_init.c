@@ -32,17 +32,25 @@ static __attribute__((noreturn)) void child_exit(int code)
         FB_SYS1(SYS_exit, code);
 }
 
+/* Put the plan's fds on 0, 1, 2. A source that is itself one of 0-2 (stderr to the
+ * caller's stdout, say) is first copied above 2, so that no dup clobbers a source that
+ * a later dup still needs; the copies are close-on-exec. */
 static int setup_stdio(struct fb_child *c)
 {
+    long src[3];
     for (int i = 0; i < 3; i++) {
-        int fd = c->plan->stdio[i];
+        src[i] = c->plan->stdio[i];
+        if (src[i] >= 0 && src[i] < 3 && src[i] != i)
+            src[i] = FB_SYS3(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, 3);
+        if (src[i] < -1)
+            return fb_fail(&c->report->err, src[i], FB_PHASE_STDIO, "stdio", NULL);
+    }
+    for (int i = 0; i < 3; i++) {
         long r = 0;
-        if (fd < 0)
-            continue;
-        if (fd == i)
+        if (src[i] == i)
             r = FB_SYS3(SYS_fcntl, i, F_SETFD, 0);
-        else
-            r = FB_SYS3(SYS_dup3, fd, i, 0);
+        else if (src[i] >= 0)
+            r = FB_SYS3(SYS_dup3, src[i], i, 0);
         if (r < 0)
             return fb_fail(&c->report->err, r, FB_PHASE_STDIO, "stdio", NULL);
     }
@@ -95,15 +103,18 @@ static int drop_capabilities(struct fb_child *c, uint64_t *kept)
     return 0;
 }
 
-/* Root keeps the plan's set in every capability set; any other uid loses its effective
- * and permitted sets at setresuid, as with Docker. */
+/* Root keeps the plan's set as effective and permitted; any other uid loses them at
+ * setresuid, as with Docker. */
 static int set_capabilities(struct fb_child *c, uint64_t kept)
 {
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     uint64_t caps = c->plan->uid == 0 ? kept : 0;
+    /* Inheritable stays empty (CVE-2022-24769): with it, an exec'd file's inheritable
+     * capabilities would be gained. */
     for (int i = 0; i < 2; i++) {
-        data[i].effective = data[i].permitted = data[i].inheritable = (uint32_t)(caps >> (32 * i));
+        data[i].effective = data[i].permitted = (uint32_t)(caps >> (32 * i));
+        data[i].inheritable = 0;
     }
     long r = FB_SYS2(SYS_capset, &hdr, data);
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "capset", NULL) : 0;

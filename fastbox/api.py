@@ -52,32 +52,44 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     cpus, pids_limit, volumes, tmpfs, read_only, network ("none" or "host"), name,
     storage_opts. stdin/stdout/stderr take file descriptors or objects with fileno();
     by default stdin is /dev/null and output is inherited (or captured when
-    capture_output=True). on_start(pid) is called once the program has been exec'd. Raises a FastboxError subclass when the container cannot
-    start; the program's own failure is just its exit code.
+    capture_output=True). on_start(pid) is called once the program has been exec'd.
+    Raises a FastboxError subclass when the container cannot start; the program's own
+    failure is just its exit code. If anything interrupts the wait (an exception in
+    on_start, KeyboardInterrupt), the container is killed and torn down first.
     """
     t0 = container.now()
     spec = RunSpec(image, command, remove=remove, **options)
     img = resolve_image(spec.image)
     t_image = container.now()
     cid = container.new_id()
-    record = _record(cid, spec, img) if not remove else None
     with _Stdio(stdin, stdout, stderr, capture_output) as io:
+        record = _record(cid, spec, img) if not remove else None
+        names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
         try:
             started = container.start(cid, spec, img, io.child_fds(), t0)
         except BaseException:
             if record:  # never ran: keep nothing of it, its name included
                 record.remove(cid, force=True)
+            if names:
+                names.release_name(spec.name)
             raise
-        if record:
-            record.update(cid, status="running", pid=started.pid, started_at=_iso())
-        if on_start:
-            on_start(started.pid)
-        out, err = io.collect()
-        code = container.wait(started)
-    t_exit = container.now()
-    container.teardown(started)
-    if record:
-        record.update(cid, status="exited", exit_code=code, finished_at=_iso(), pid=0)
+        try:
+            if record:
+                record.update(cid, status="running", pid=started.pid, started_at=_iso())
+            if on_start:
+                on_start(started.pid)
+            out, err = io.collect()
+            code = container.wait(started)
+        except BaseException:
+            code = container.kill_and_wait(started)
+            raise
+        finally:
+            t_exit = container.now()
+            container.teardown(started)
+            if names:
+                names.release_name(spec.name)
+            if record:
+                record.update(cid, status="exited", exit_code=code, finished_at=_iso(), pid=0)
     timings = container.timings(started, t_exit, container.now())
     timings["image"] = (t_image - t0) / 1e6
     return RunResult(cid, spec.name, code, out, err, timings)
@@ -93,6 +105,14 @@ def _record(cid, spec, img):
     store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
                   "command": list(spec.command or ()), "status": CREATED, "exit_code": None,
                   "created_at": _iso(), "pid": 0})
+    return store
+
+
+def _reserve_ephemeral_name(spec, cid):
+    """Docker reserves a --rm container's name while it runs too."""
+    from fastbox.state.store import StateStore
+    store = StateStore()
+    store.reserve_name(spec.name, cid)
     return store
 
 

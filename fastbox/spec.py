@@ -9,6 +9,7 @@ import os
 from fastbox.errors import SpecError
 
 NETWORKS = ("none", "host")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -100,10 +101,10 @@ def parse_size(value, flag):
         number, unit = value, ""
     else:
         text = str(value).strip().lower()
+        if len(text) > 2 and text[-1] == "b" and text[-2] in "kmgt":
+            text = text[:-1]  # "512mb" is "512m"
         unit = text[-1] if text and text[-1] in "bkmgt" else ""
         number = text[:-1] if unit else text
-        if number.endswith(("kb", "mb", "gb")):
-            number, unit = number[:-1], number[-2]
         try:
             number = float(number)
         except ValueError:
@@ -205,7 +206,7 @@ def _abs_or_none(value, flag):
 def _hostname(value):
     if value in (None, ""):
         return None
-    if len(value) > 64 or not all(c.isalnum() or c in "-." for c in value):
+    if len(value) > 64 or not all(c in _ALNUM or c in "-." for c in value):
         raise SpecError(f"invalid --hostname {value!r}: letters, digits, '-' and '.', at most 64")
     return value
 
@@ -219,7 +220,7 @@ def _network(value):
 def _name(value):
     if value in (None, ""):
         return None
-    ok = value[0].isalnum() and all(c.isalnum() or c in "_.-" for c in value)
+    ok = value[0] in _ALNUM and all(c in _ALNUM or c in "_.-" for c in value)
     if not ok:
         raise SpecError(f"invalid container name {value!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     return value

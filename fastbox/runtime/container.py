@@ -58,18 +58,26 @@ def start(cid, spec, image, stdio=(-1, -1, -1), t0=None):
 
 def wait(s):
     """Wait for the container's program to exit; returns Docker's exit code."""
-    while True:
-        try:
-            _, status = os.waitpid(s.pid, 0)
-            break
-        except ChildProcessError:
-            raise ContainerStateError(f"container {s.id[:12]} is not a child of this process")
+    try:
+        _, status = os.waitpid(s.pid, 0)
+    except ChildProcessError:
+        raise ContainerStateError(f"container {s.id[:12]} is not a child of this process") from None
     if s.pidfd >= 0:
         os.close(s.pidfd)
         s.pidfd = -1
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def kill_and_wait(s):
+    """SIGKILL the container's init (the kernel then kills the rest of its pid
+    namespace) and reap it; returns its exit code."""
+    try:
+        os.kill(s.pid, 9)
+    except ProcessLookupError:
+        pass
+    return wait(s)
 
 
 def teardown(s):

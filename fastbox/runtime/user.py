@@ -11,21 +11,27 @@ class Identity:
         self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
 
 
-ROOT = Identity(0, 0, (), "/root")
+_cache = {}
 
 
 def resolve(user, layer_dirs):
     """Names are looked up in the top-most layer holding the file, as the container
-    would see it; numeric ids work without an entry."""
-    if not user:
-        return ROOT
+    would see it; numeric ids work without an entry. No user means root, looked up the
+    same way (for its supplementary groups). Layers never change: cached per process."""
+    key = (user or "0", layer_dirs)
+    if key not in _cache:
+        _cache[key] = _lookup(user or "0", layer_dirs)
+    return _cache[key]
+
+
+def _lookup(user, layer_dirs):
     name, _, group = user.partition(":")
     passwd = _entries(layer_dirs, "etc/passwd")
     entry = _find(passwd, name)
     if entry:
         uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
     elif name.isdigit():
-        uid, gid, home = int(name), 0, "/"
+        uid, gid, home = int(name), 0, "/root" if name == "0" else "/"
     else:
         raise SpecError(f"unable to find user {name}: no matching entries in passwd file")
     groups_file = _entries(layer_dirs, "etc/group")

@@ -22,22 +22,47 @@ class StateStore:
         return os.path.join(self.root, cid, "state.json")
 
     def reserve_name(self, name, cid):
+        """names/<name> holds "<id> <pid of the process running it>". An ephemeral
+        container keeps no record, so its name is stale once that process is gone."""
         os.makedirs(self.names, exist_ok=True)
-        try:
-            fd = os.open(os.path.join(self.names, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise ContainerStateError(
-                f'the container name "/{name}" is already in use by container '
-                f'"{self._name_owner(name)}": remove or rename that container') from None
-        with os.fdopen(fd, "w") as f:
-            f.write(cid)
+        path = os.path.join(self.names, name)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if not self._stale_name(name):
+                    raise ContainerStateError(
+                        f'the container name "/{name}" is already in use by container '
+                        f'"{self._name_owner(name)}": remove or rename that container') from None
+                self.release_name(name)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{cid} {os.getpid()}")
+            return
+        raise ContainerStateError(f'the container name "/{name}" is being taken concurrently')
 
-    def _name_owner(self, name):
+    def _name_entry(self, name):
         try:
             with open(os.path.join(self.names, name)) as f:
-                return f.read().strip()
-        except OSError:
-            return "?"
+                cid, _, pid = f.read().strip().partition(" ")
+                return cid, int(pid or 0)
+        except (OSError, ValueError):
+            return "?", 0
+
+    def _name_owner(self, name):
+        return self._name_entry(name)[0]
+
+    def _stale_name(self, name):
+        cid, pid = self._name_entry(name)
+        if os.path.exists(self._record_path(cid)) or pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
 
     def create(self, record):
         os.makedirs(os.path.join(self.root, record["id"]), exist_ok=True)

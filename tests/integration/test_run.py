@@ -322,6 +322,11 @@ def test_image_env_and_cli_env(configured_image):
     assert env["HOME"] == "/home"  # nobody's home in the image's /etc/passwd
 
 
+def test_command_is_appended_to_image_entrypoint(configured_image):
+    r = fastbox.run(configured_image, ["echo from-command"], capture_output=True)
+    assert r.stdout == b"from-command\n"
+
+
 def test_entrypoint_override_drops_image_cmd(configured_image):
     r = fastbox.run(configured_image, entrypoint=["/probe", "hostname"], hostname="ep",
                     capture_output=True)
@@ -343,6 +348,14 @@ def test_workdir_relative_is_refused(probe):
 def test_numeric_user_and_group(probe):
     r = probe.run("uid", user="1000:1000")
     assert r.stdout == b"uid 1000\ngid 1000\ngroups 1000\n"
+
+
+def test_default_user_is_the_same_as_explicit_root(probe):
+    """No -u and `-u root` (uid 0 in the image's passwd) must give the same credentials."""
+    default = probe.run("uid").stdout
+    assert default == probe.run("uid", user="root").stdout
+    assert default == probe.run("uid", user="0").stdout
+    assert default.startswith(b"uid 0\ngid 0\n")
 
 
 def test_numeric_user_without_group_gets_gid_0(probe):
@@ -389,6 +402,7 @@ def test_killed_by_signal_is_128_plus_signal(busybox, pipes):
     {"pids_limit": 0},
     {"volumes": ["relative:/path"]},
     {"volumes": ["/abs:relative"]},
+    {"volumes": ["/proc/fastbox-cannot-create/x:/data"]},
     {"tmpfs": ["relative"]},
     {"network": "bridge"},
     {"name": "bad name"},
@@ -467,3 +481,146 @@ def test_storage_opt_volatile(sh):
 def fastbox_rm(ref):
     from fastbox.state.store import StateStore
     StateStore().remove(ref)
+
+
+# ------------------------------------------------------------------ stdio given as the caller's fds
+
+def test_stderr_to_callers_stdout(busybox, pipes, capfd):
+    """stderr=1 means the caller's fd 1, even when stdout goes elsewhere (fds are put on
+    0-2 in an order that must not clobber a source fd that is itself 0-2)."""
+    out = pipes()
+    fastbox.run("busybox", ["sh", "-c", "echo out; echo err >&2"], stdout=out.w, stderr=1)
+    out.close_w()
+    assert out.read_all() == "out\n"
+    assert capfd.readouterr().out == "err\n"
+
+
+def test_stdout_and_stderr_swapped(busybox, capfd):
+    fastbox.run("busybox", ["sh", "-c", "echo out; echo err >&2"], stdout=2, stderr=1)
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("err\n", "out\n")
+
+
+def test_stdout_and_stderr_to_one_fd(busybox, pipes):
+    p = pipes()
+    fastbox.run("busybox", ["sh", "-c", "echo out; echo err >&2"], stdout=p.w, stderr=p.w)
+    p.close_w()
+    assert p.read_all() == "out\nerr\n"
+
+
+def test_capture_both(sh):
+    r = sh("echo out; echo err >&2; exit 3")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_large_output_is_captured_whole(sh):
+    r = sh("head -c 1048576 /dev/zero; head -c 300000 /dev/zero >&2")
+    assert len(r.stdout) == 1 << 20 and len(r.stderr) == 300000
+
+
+# ------------------------------------------------------------------ command lookup
+
+def test_path_search_uses_the_containers_path(probe):
+    r = fastbox.run(probe.image, ["probe", "exit", "5"], env=["PATH=/nowhere:/"])
+    assert r.exit_code == 5
+
+
+def test_path_search_finding_only_a_non_executable_is_126(probe):
+    """Like execvp: a candidate that exists but cannot run makes it EACCES (126), not 127."""
+    with pytest.raises(errors.CommandNotExecutable):
+        fastbox.run(probe.image, ["not-executable"], env=["PATH=/etc:/bin"])
+
+
+def test_relative_command_resolves_against_workdir(probe):
+    r = fastbox.run(probe.image, ["./probe", "exit", "4"], workdir="/")
+    assert r.exit_code == 4
+
+
+def test_command_not_found_with_custom_path(probe):
+    with pytest.raises(errors.CommandNotFound):
+        fastbox.run(probe.image, ["sh"], env=["PATH=/nowhere"])
+
+
+# ------------------------------------------------------------------ the caller's process
+
+def test_no_fds_leak_into_the_caller(probe):
+    def fds():
+        return sorted(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for _ in range(3):
+        probe.run("exit", 0)
+        probe.run("exit", 1, capture_output=False)
+        with pytest.raises(errors.CommandNotFound):
+            fastbox.run(probe.image, ["/nope"], capture_output=True)
+        with pytest.raises(errors.SpecError):
+            fastbox.run(probe.image, ["/probe"], memory="lots")
+    assert fds() == before
+
+
+def test_containers_from_threads(busybox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        r = fastbox.run("busybox", ["sh", "-c", f"echo {i} > /f; cat /f; exit {i % 5}"],
+                        capture_output=True)
+        return r.stdout, r.exit_code
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(16)))
+    assert results == [(f"{i}\n".encode(), i % 5) for i in range(16)]
+
+
+# ------------------------------------------------------------------ tmpfs options, ro + volumes
+
+def test_tmpfs_is_noexec_nosuid_nodev(probe):
+    r = fastbox.run(probe.image, ["sh", "-c", "cp /probe /t/p && /t/p exit 0; echo rc=$?;"
+                                               " grep ' /t ' /proc/self/mountinfo"],
+                    tmpfs=["/t"], capture_output=True)
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == "rc=126"
+    opts = lines[1].split()[5].split(",")
+    assert {"noexec", "nosuid", "nodev"} <= set(opts)
+
+
+def test_tmpfs_options_size(probe):
+    r = fastbox.run(probe.image, ["sh", "-c", "head -c 2097152 /dev/zero > /t/big; echo rc=$?;"
+                                               " wc -c < /t/big"],
+                    tmpfs=["/t:size=1m"], capture_output=True)
+    rc, size = r.stdout.decode().split()
+    assert rc == "rc=1" and int(size) <= 1 << 20
+
+
+def test_tmpfs_read_only_option(probe):
+    r = probe.run("write", "/t/x", tmpfs=["/t:ro"])
+    assert r.stdout == b"EROFS\n"
+
+
+def test_read_only_root_with_rw_volume(probe, tmp_path):
+    vol = tmp_path / "vol"
+    r = fastbox.run(probe.image, ["sh", "-c", "/probe write /x; /probe write /vol/x"],
+                    read_only=True, volumes=[f"{vol}:/vol"], capture_output=True)
+    assert r.stdout == b"EROFS\nok\n"
+    assert (vol / "x").read_text() == "x"
+
+
+def test_volume_over_image_content_hides_it(probe, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = fastbox.run(probe.image, ["ls", "-A", "/srv/data"], volumes=[f"{tmp_path / 'empty'}:/srv/data"],
+                    capture_output=True)
+    assert r.stdout == b""
+
+
+@pytest.mark.parametrize("remove", [True, False])
+def test_unusable_stdio_leaves_no_record_and_frees_the_name(busybox, fb_env, remove):
+    """An argument that fails before the container starts must not keep its name taken
+    (or leave a 'created' record of a container that never existed)."""
+    with pytest.raises(Exception):
+        fastbox.run("busybox", ["true"], name="stdio-fail", remove=remove, stdout=object())
+    containers = os.path.join(fb_env.root, "containers")
+    left = [e for e in os.listdir(containers) if e != "names"] if os.path.isdir(containers) else []
+    assert left == []
+    r = fastbox.run("busybox", ["true"], name="stdio-fail", remove=remove)
+    assert r.exit_code == 0
+    if not remove:
+        fastbox_rm("stdio-fail")

@@ -187,8 +187,9 @@ def test_host_network_shares_the_net_namespace(sh):
     assert inside == os.readlink("/proc/self/ns/net")
 
 
-def test_network_none_has_only_lo_up(sh):
-    r = sh("ls /sys/class/net; echo ---; cat /sys/class/net/lo/flags; ip -o link")
+@pytest.mark.parametrize("user", [None, "1000:1000"])
+def test_network_none_has_only_lo_up(sh, user):
+    r = sh("ls /sys/class/net; echo ---; cat /sys/class/net/lo/flags; ip -o link", user=user)
     names, _, rest = r.stdout.decode().partition("---\n")
     assert names.split() == ["lo"]
     flags = int(rest.splitlines()[0], 16)
@@ -214,3 +215,39 @@ def test_network_none_cannot_reach_host_interfaces(sh):
     r = sh("ip -o link")
     for name in host:
         assert f" {name}:" not in r.stdout.decode()
+
+
+def test_old_root_is_detached(probe, tmp_path):
+    """No host mount is visible inside: pivot_root's old root was unmounted."""
+    r = probe.run("mounts")
+    points = [line.split()[4] for line in r.stdout.decode().splitlines()]
+    assert "/" in points
+    for p in points:
+        for host_only in (str(tmp_path), "/work", "/tmp/pytest-of-root", "/sys/fs/cgroup/unified"):
+            assert not (p == host_only or p.startswith(host_only + "/")), p
+    r = probe.run("read", "/work/main/setup.py")
+    assert r.stdout == b"ENOENT\n"
+
+
+def test_cannot_see_host_files_through_proc(sh):
+    r = sh("ls /proc/1/root/ | wc -l; ls /proc/1/root/work 2>&1 >/dev/null | wc -l")
+    # pid 1 is the container's own init: its root is the container root, which has no /work
+    lines = r.stdout.split()
+    assert lines[1] == b"1"
+
+
+def test_cgroupfs_inside_is_read_only_and_rooted_at_the_container(sh):
+    """Like Docker with a private cgroup namespace: the container's own cgroup is the root
+    of what it sees, its limit is visible there, and it cannot change it."""
+    from fastbox.runtime import cgroup
+    if cgroup.layout().v1:
+        f = "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    else:
+        f = "/sys/fs/cgroup/memory.max"
+    r = sh(f"cat {f}; echo 1g > {f}; echo rc=$?; cat {f}; ls /sys/fs/cgroup/memory | grep -c '^fastbox' || true",
+           memory="64m")
+    lines = r.stdout.decode().split()
+    assert lines[0] == str(64 << 20)
+    assert lines[1] != "rc=0"
+    assert lines[2] == str(64 << 20)
+    assert lines[3] == "0"  # no sibling container cgroups visible
