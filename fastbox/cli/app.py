@@ -1,8 +1,6 @@
 """The typer application: every command but the fast `run`, and the one handler that
 turns a FastboxError into a one-line message and Docker's exit code."""
 import sys
-from typing import List, Optional
-
 import typer
 
 from fastbox.errors import FastboxError
@@ -19,45 +17,11 @@ def run(ctx: typer.Context):
     raise typer.Exit(run_main(list(ctx.args)))
 
 
-@app.command("import")
-def import_(tarball: str = typer.Argument(..., help="A rootfs tarball (plain or gzip)"),
-            reference: str = typer.Argument(..., help="NAME[:TAG] for the new image"),
-            change: List[str] = typer.Option([], "--change", "-c",
-                                             help="Set CMD, ENTRYPOINT, ENV or WORKDIR, e.g. 'CMD [\"sh\"]'")):
-    """Create a one-layer image from a root filesystem tarball."""
-    from fastbox.cli import commands
-    commands.import_image(tarball, reference, change)
+# Each group of commands lives in its own module and registers itself on the app.
+from fastbox.cli import container_commands, image_commands  # noqa: E402
 
-
-@app.command()
-def images(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image ids"),
-           format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
-    """List images in the local store."""
-    from fastbox.cli import commands
-    commands.list_images(quiet, format)
-
-
-@app.command()
-def ps(all: bool = typer.Option(False, "--all", "-a", help="Show exited containers too"),
-       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids")):
-    """List containers kept on disk (those run without --rm)."""
-    from fastbox.cli import commands
-    commands.list_containers(all, quiet)
-
-
-@app.command()
-def rm(containers: List[str] = typer.Argument(..., help="Names or ids"),
-       force: bool = typer.Option(False, "--force", "-f", help="Remove even if running")):
-    """Remove containers and their writable layers."""
-    from fastbox.cli import commands
-    commands.remove_containers(containers, force)
-
-
-@app.command()
-def info():
-    """Show how this host is set up: cgroup mode, kernel, storage paths."""
-    from fastbox.cli import commands
-    commands.show_info()
+image_commands.register(app)
+container_commands.register(app)
 
 
 def main():
