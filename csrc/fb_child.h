@@ -30,5 +30,7 @@ int fb_mkdir_p(const char *path, int mode);
 int fb_finish_rootfs(struct fb_child *c);
 
 void fb_stamp(struct fb_child *c, int which);
+/* fb_seccomp.c: install the container's seccomp filter (needs no_new_privs). */
+int fb_seccomp(struct fb_child *c);
 
 #endif

@@ -54,6 +54,16 @@ static int setup_stdio(struct fb_child *c)
         if (r < 0)
             return fb_fail(&c->report->err, r, FB_PHASE_STDIO, "stdio", NULL);
     }
+    if (c->plan->tty) {
+        /* The slave is on stdout at least; stdin may be /dev/null (-t without -i). */
+        long r = FB_SYS0(SYS_setsid);
+        if (r >= 0)
+            for (int fd = 0; fd < 3; fd++)
+                if ((r = FB_SYS3(SYS_ioctl, fd, TIOCSCTTY, 0)) == 0)
+                    break;
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_STDIO, "controlling terminal", NULL);
+    }
     return 0;
 }
 
@@ -223,13 +233,25 @@ static int loopback_up(struct fb_child *c)
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "bring up lo", NULL) : 0;
 }
 
-static int child_steps(struct fb_child *c)
+/* exec: enter a running container's namespaces (we were cloned into its pid namespace
+ * already). Entering its mount namespace also makes its root our root and cwd. */
+static int enter_container(struct fb_child *c)
 {
-    fb_stamp(c, FB_T_CHILD_START);
-    FB_SYS1(SYS_umask, 0); /* device nodes and dirs get exactly the modes asked for */
-    if (setup_stdio(c) < 0 || join_cgroups(c) < 0)
-        return -1;
-    fb_stamp(c, FB_T_CGROUP);
+    const struct fb_plan *p = c->plan;
+    long r = FB_SYS2(SYS_setns, p->join_pidfd, p->join_ns_flags);
+    if (r < 0)
+        return fb_fail(&c->report->err, r, FB_PHASE_ROOTFS, "enter the container's namespaces", NULL);
+    if (p->cwd && p->cwd[0]) {
+        r = FB_SYS1(SYS_chdir, p->cwd);
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "working directory", p->cwd);
+    }
+    return 0;
+}
+
+/* A new container: its own root filesystem, pivoted into, with the system mounts. */
+static int build_rootfs(struct fb_child *c)
+{
     if (fb_mount_rootfs(c) < 0 || fb_open_volumes(c) < 0)
         return -1;
     fb_stamp(c, FB_T_ROOTFS);
@@ -241,8 +263,22 @@ static int child_steps(struct fb_child *c)
     if (fb_finish_rootfs(c) < 0)
         return -1;
     fb_stamp(c, FB_T_MOUNTS);
+    return 0;
+}
+
+static int child_steps(struct fb_child *c)
+{
+    fb_stamp(c, FB_T_CHILD_START);
+    FB_SYS1(SYS_umask, 0); /* device nodes and dirs get exactly the modes asked for */
+    if (setup_stdio(c) < 0 || join_cgroups(c) < 0)
+        return -1;
+    fb_stamp(c, FB_T_CGROUP);
+    if ((c->plan->join_pidfd >= 0 ? enter_container(c) : build_rootfs(c)) < 0)
+        return -1;
     /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
     if ((c->plan->loopback_up && loopback_up(c) < 0) || set_identity(c) < 0)
+        return -1;
+    if (c->plan->seccomp && fb_seccomp(c) < 0)
         return -1;
     FB_SYS1(SYS_umask, 022);
     reset_signals();

@@ -92,8 +92,16 @@ struct fb_plan {
     int n_groups;
     uint64_t caps; /* capabilities kept, bit per capability */
     int no_new_privs;
+    int seccomp;     /* install fastbox's default seccomp filter (fb_seccomp.c) */
     int loopback_up; /* bring up lo in a new network namespace */
     int stdio[3]; /* fds put on 0,1,2 in the child, -1 to inherit */
+    int tty;      /* stdio is a pty slave: new session, and it becomes the controlling tty */
+
+    /* exec into a running container: a pidfd of its init, and the namespaces to enter
+     * (CLONE_NEW* without NEWPID: the child is cloned into its pid namespace). With it
+     * set, no namespace is created and no filesystem is built; -1 otherwise. */
+    int join_pidfd;
+    int join_ns_flags;
 };
 
 struct fb_report {
@@ -103,9 +111,23 @@ struct fb_report {
     struct fb_error err;
 };
 
+/* What the detached path execs once the container runs: argv (the monitor binary and
+ * its options, to which "--pid N" is appended) and the fds it must inherit. */
+struct fb_monitor_args {
+    const char *const *argv;
+    int argc;
+    const int *keep_fds;
+    int n_keep_fds;
+};
+
 /* Build and start the container; on success the program has been exec'd and
  * report->pid/pidfd name it. On failure returns -errno with report->err filled, and
  * any child has been reaped. */
 int fb_spawn(const struct fb_plan *plan, struct fb_report *report);
+
+/* Start the container under a new fastbox-monitor process that is no child of the
+ * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */
+int fb_spawn_detached(const struct fb_plan *plan, const struct fb_monitor_args *monitor,
+                      struct fb_report *report, pid_t *monitor_pid);
 
 #endif

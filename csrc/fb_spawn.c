@@ -138,6 +138,27 @@ static pid_t clone_blocked(struct fb_child *c, int cgfd, void *stack, int *pidfd
     return pid;
 }
 
+/* exec: a process enters a pid namespace only at creation, so this thread's children
+ * are pointed into the container's for the one clone, then back to our own. */
+static pid_t clone_into_pidns(struct fb_child *c, int cgfd, void *stack, int *pidfd)
+{
+    int own = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+    if (own < 0)
+        return -1;
+    if (setns(c->plan->join_pidfd, CLONE_NEWPID) < 0) {
+        int err = errno;
+        close(own);
+        errno = err;
+        return -1;
+    }
+    pid_t pid = clone_blocked(c, cgfd, stack, pidfd);
+    int err = errno;
+    setns(own, CLONE_NEWPID);
+    close(own);
+    errno = err;
+    return pid;
+}
+
 static int finish(pid_t pid, int pidfd, struct fb_report *r)
 {
     if (!r->err.err) {
@@ -173,7 +194,8 @@ int fb_spawn(const struct fb_plan *p, struct fb_report *r)
     }
     c.err_fd = errp[1];
     c.parent_fd = errp[0];
-    pid_t pid = clone_blocked(&c, cgfd, stack, &pidfd);
+    pid_t pid = p->join_pidfd >= 0 ? clone_into_pidns(&c, cgfd, stack, &pidfd)
+                                   : clone_blocked(&c, cgfd, stack, &pidfd);
     int clone_errno = errno;
     r->t[FB_T_CLONED] = now_ns();
     close(errp[1]);

@@ -62,11 +62,22 @@ cdef extern from "fb_plan.h":
         int n_groups
         uint64_t caps
         int no_new_privs
+        int seccomp
         int loopback_up
         int stdio[3]
+        int tty
+        int join_pidfd
+        int join_ns_flags
     struct fb_report:
         int64_t t[FB_T_MAX]
         pid_t pid
         int pidfd
         fb_error err
+    struct fb_monitor_args:
+        const char *const *argv
+        int argc
+        const int *keep_fds
+        int n_keep_fds
     int fb_spawn(const fb_plan *plan, fb_report *report) nogil
+    int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
+                          fb_report *report, pid_t *monitor_pid) nogil

@@ -125,9 +125,55 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.n_groups = <int>len(p.groups)
     c.caps = <uint64_t>p.caps
     c.no_new_privs = 1 if p.no_new_privs else 0
+    c.seccomp = 1 if getattr(p, "seccomp", False) else 0
     c.loopback_up = 1 if p.loopback_up else 0
     for i in range(3):
         c.stdio[i] = p.stdio[i]
+    c.tty = 1 if getattr(p, "tty", False) else 0
+    c.join_pidfd = getattr(p, "join_pidfd", -1)
+    c.join_ns_flags = getattr(p, "join_ns_flags", 0)
+
+
+cdef fill_plan(fb_plan *c, object plan, _Arena a):
+    memset(c, 0, sizeof(fb_plan))
+    c.ns_flags = plan.ns_flags
+    fill_rootfs(c, plan, a)
+    fill_cgroup(c, plan, a)
+    fill_process(c, plan, a)
+
+
+cdef object raise_or_times(int rc, fb_report *r):
+    times = {TIMES[i]: r.t[i] for i in range(len(TIMES)) if r.t[i]}
+    if rc < 0:
+        phase = PHASES[r.err.phase] if 0 <= r.err.phase < len(PHASES) else "?"
+        err = CoreError(r.err.err, phase, r.err.msg.decode(errors="replace"))
+        err.times = times
+        raise err
+    return times
+
+
+def spawn_detached(plan, monitor_argv, keep_fds):
+    """Start the container under a fastbox-monitor that is no child of ours (double
+    fork; no Python runs in the new processes). monitor_argv gets "--pid N" appended;
+    keep_fds are inherited by the monitor. Returns (pid, monitor_pid, times)."""
+    cdef fb_plan c
+    cdef fb_report r
+    cdef fb_monitor_args m
+    cdef pid_t monitor_pid = 0
+    cdef int rc, i
+    cdef _Arena a = _Arena()
+    fill_plan(&c, plan, a)
+    m.argv = a.strv(monitor_argv)
+    m.argc = <int>len(monitor_argv)
+    cdef int *keep = <int *>a.alloc(len(keep_fds), sizeof(int))
+    for i in range(len(keep_fds)):
+        keep[i] = keep_fds[i]
+    m.keep_fds = keep
+    m.n_keep_fds = <int>len(keep_fds)
+    with nogil:
+        rc = fb_spawn_detached(&c, &m, &r, &monitor_pid)
+    times = raise_or_times(rc, &r)
+    return r.pid, monitor_pid, times
 
 
 def spawn(plan):
@@ -138,18 +184,9 @@ def spawn(plan):
     cdef fb_report r
     cdef int rc
     cdef _Arena a = _Arena()
-    memset(&c, 0, sizeof(c))
-    c.ns_flags = plan.ns_flags
-    fill_rootfs(&c, plan, a)
-    fill_cgroup(&c, plan, a)
-    fill_process(&c, plan, a)
+    fill_plan(&c, plan, a)
     with nogil:
         rc = fb_spawn(&c, &r)
-    times = {TIMES[i]: r.t[i] for i in range(len(TIMES)) if r.t[i]}
-    if rc < 0:
-        phase = PHASES[r.err.phase] if 0 <= r.err.phase < len(PHASES) else "?"
-        err = CoreError(r.err.err, phase, r.err.msg.decode(errors="replace"))
-        err.times = times
-        raise err
+    times = raise_or_times(rc, &r)
     return r.pid, r.pidfd, times
 

@@ -45,7 +45,7 @@ def resolve_image(ref):
 
 
 def run(image, command=None, *, remove=True, capture_output=False, stdin=None, stdout=None,
-        stderr=None, on_start=None, **options):
+        stderr=None, on_start=None, tty=False, **options):
     """Run a container to completion and return a RunResult.
 
     options are RunSpec's: entrypoint, env, env_file, workdir, user, hostname, memory,
@@ -53,6 +53,7 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     storage_opts. stdin/stdout/stderr take file descriptors or objects with fileno();
     by default stdin is /dev/null and output is inherited (or captured when
     capture_output=True). on_start(pid) is called once the program has been exec'd.
+    tty=True makes the given stdio (a pty slave) the program's controlling terminal.
     Raises a FastboxError subclass when the container cannot start; the program's own
     failure is just its exit code. If anything interrupts the wait (an exception in
     on_start, KeyboardInterrupt), the container is killed and torn down first.
@@ -66,7 +67,7 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
         record = _record(cid, spec, img) if not remove else None
         names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
         try:
-            started = container.start(cid, spec, img, io.child_fds(), t0)
+            started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty)
         except BaseException:
             if record:  # never ran: keep nothing of it, its name included
                 record.remove(cid, force=True)
@@ -75,7 +76,7 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
             raise
         try:
             if record:
-                record.update(cid, status="running", pid=started.pid, started_at=_iso())
+                _mark_running(record, started)
             if on_start:
                 on_start(started.pid)
             out, err = io.collect()
@@ -106,6 +107,16 @@ def _record(cid, spec, img):
                   "command": list(spec.command or ()), "status": CREATED, "exit_code": None,
                   "created_at": _iso(), "pid": 0})
     return store
+
+
+def _mark_running(store, started):
+    """A foreground container's monitor is this process: if it dies, the record is
+    reconciled to exited."""
+    from fastbox.state import process
+    store.update(started.id, status="running", pid=started.pid,
+                 pid_start=process.start_time(started.pid), monitor_pid=os.getpid(),
+                 monitor_start=process.start_time(os.getpid()), cgroups=started.cgroups,
+                 started_at=_iso())
 
 
 def _reserve_ephemeral_name(spec, cid):

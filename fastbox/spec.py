@@ -82,6 +82,21 @@ class RunSpec(Frozen):
         )
 
 
+def spec_to_dict(spec):
+    """A JSON-able form of a RunSpec, for the records of created containers."""
+    d = {k: getattr(spec, k) for k in RunSpec.__slots__}
+    d["volumes"] = [f"{v.source}:{v.target}" + (":ro" if v.readonly else "") for v in spec.volumes]
+    d["tmpfs"] = [f"{t.target}:{t.options}" for t in spec.tmpfs]
+    for key in ("command", "entrypoint", "env", "storage_opts"):
+        d[key] = list(d[key]) if d[key] is not None else None
+    return d
+
+
+def spec_from_dict(d):
+    d = dict(d)
+    return RunSpec(d.pop("image"), d.pop("command"), **d)
+
+
 def _argv(value, what):
     if value is None:
         return None

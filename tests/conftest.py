@@ -237,15 +237,3 @@ def probe(session_dirs, tmp_path_factory):
 
     return SimpleNamespace(image=PROBE_IMAGE, binary=binary, tarball=tarball, image_id=image.id,
                            layer_dirs=image.layer_dirs, run=run)
-
-
-@pytest.fixture
-def fastbox_cli():
-    """Run the `fastbox` console script; returns CompletedProcess (text)."""
-    exe = os.path.join(os.path.dirname(sys.executable), "fastbox")
-
-    def cli(*args, input=None, check=False):
-        return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
-                              input=input, check=check, stdin=None if input is not None else subprocess.DEVNULL)
-
-    return cli

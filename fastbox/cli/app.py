@@ -26,7 +26,8 @@ container_commands.register(app)
 
 def main():
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n
+        sys.exit(code if isinstance(code, int) else 0)
     except FastboxError as e:
         print(f"fastbox: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -1,42 +1,214 @@
-"""Container commands other than the fast `run`: ps, rm, info (and, as they land,
-create, start, exec, logs, stop, kill, stats...). Each parses, calls one library
+"""Container commands other than the fast `run`. Each parses, calls one library
 function, prints."""
+import json
 import os
-from typing import List
+import sys
+import time
+from typing import List, Optional
 
 import typer
 
 
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
 def register(app):
-    app.command()(ps)
-    app.command()(rm)
-    app.command()(info)
+    for command in (start, ps, logs, stop, kill, rm, wait, inspect, stats, top, rename, info):
+        app.command()(command)
+    app.command(context_settings=PASSTHROUGH)(create)
+    app.command("exec", context_settings={**PASSTHROUGH, "help_option_names": []})(exec_)
+    container = typer.Typer(help="Manage containers.", no_args_is_help=True)
+    container.command("prune")(prune)
+    container.command("ls")(ps)
+    app.add_typer(container, name="container")
 
 
-def ps(all: bool = typer.Option(False, "--all", "-a", help="Show exited containers too"),
-       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids")):
-    """List containers kept on disk (those run without --rm)."""
-    from fastbox.state.store import StateStore
-    records = [r for r in StateStore().list() if all or r["status"] == "running"]
-    if quiet:
-        for r in records:
-            print(r["id"][:12])
-        return
-    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<16} NAMES")
-    for r in records:
-        status = r["status"] + (f" ({r['exit_code']})" if r["status"] == "exited" else "")
-        print(f"{r['id'][:12]:<14} {r['image'][:23]:<24} {' '.join(r['command'])[:23]:<24} "
-              f"{status:<16} {r.get('name') or ''}")
+def _opts(args):
+    """`fastbox create` takes `run`'s options: parse them with run's own parser."""
+    from fastbox.cli import run_args
+    from fastbox.errors import SpecError
+    opts, image, command = run_args.parse(args)
+    if image is None:
+        raise SpecError("an image is required\n" + run_args.USAGE.replace(" run ", " create "))
+    tty = opts.pop("tty")
+    for key in ("help", "timings", "interactive", "detach"):
+        opts.pop(key)
+    if opts["entrypoint"] is not None:
+        opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
+    return image, command, tty, {k: v for k, v in opts.items() if v is not None and v != []}
 
 
-def rm(containers: List[str] = typer.Argument(..., help="Names or ids"),
-       force: bool = typer.Option(False, "--force", "-f", help="Remove even if running")):
-    """Remove containers and their writable layers."""
-    from fastbox.state.store import StateStore
-    store = StateStore()
-    for ref in containers:
-        store.remove(ref, force=force)
+def create(ctx: typer.Context):
+    """Create a container (same options as run) without starting it; print its id."""
+    from fastbox import containers
+    image, command, tty, opts = _opts(list(ctx.args))
+    print(containers.create(image, command, tty=tty, **opts).id)
+
+
+def start(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+          attach: bool = typer.Option(False, "--attach", "-a", help="Follow output; return the exit code")):
+    """Start created containers."""
+    from fastbox import containers
+    for ref in containers_:
+        c = containers.get(ref).start()
+        if attach:
+            _print_logs(c.logs(follow=True))
+            raise typer.Exit(c.wait())
         print(ref)
+
+
+def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped containers too"),
+       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"),
+       format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
+    """List containers."""
+    from fastbox import containers
+    found = containers.list_containers(all=all)
+    if quiet:
+        for c in found:
+            print(c.id[:12])
+        return
+    if format == "json":
+        for c in found:
+            print(json.dumps(c.attrs))
+        return
+    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} NAMES")
+    for c in found:
+        r = c.attrs
+        state = r["status"] + (f" ({r['exit_code']})" if r["status"] == "exited" else "")
+        print(f"{c.id[:12]:<14} {r['image'][:23]:<24} {' '.join(r['command'])[:23]:<24} "
+              f"{state:<18} {r.get('name') or ''}")
+
+
+def _print_logs(chunks):
+    for stream, data in chunks:
+        out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+        out.write(data)
+        out.flush()
+
+
+def logs(container: str,
+         follow: bool = typer.Option(False, "--follow", "-f", help="Follow new output"),
+         tail: Optional[int] = typer.Option(None, "--tail", "-n", help="Only the last N lines"),
+         timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix each line with its time")):
+    """Print a container's output (stdout to stdout, stderr to stderr)."""
+    from fastbox import containers
+    from fastbox.runtime import logs as log_files
+    c = containers.get(container)
+    entries = log_files.read(c._store.log_path(c.id), follow=follow, tail=tail,
+                             running=lambda: c.reload().status == "running")
+    _print_logs(log_files.format_entry(e, timestamps) for e in entries)
+
+
+def stop(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+         time_: int = typer.Option(10, "--time", "-t", help="Seconds to wait before SIGKILL")):
+    """Stop containers: SIGTERM, then SIGKILL after the timeout."""
+    from fastbox import containers
+    for ref in containers_:
+        containers.get(ref).stop(timeout=time_)
+        print(ref)
+
+
+def kill(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+         signal: str = typer.Option("KILL", "--signal", "-s", help="Signal name or number")):
+    """Send a signal to containers' main process."""
+    from fastbox import containers
+    for ref in containers_:
+        containers.get(ref).kill(signal)
+        print(ref)
+
+
+def rm(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+       force: bool = typer.Option(False, "--force", "-f", help="Kill it first if it runs")):
+    """Remove containers, their writable layers and logs."""
+    from fastbox import containers
+    for ref in containers_:
+        containers.get(ref).remove(force=force)
+        print(ref)
+
+
+def wait(containers_: List[str] = typer.Argument(..., metavar="CONTAINER...")):
+    """Block until containers stop; print their exit codes."""
+    from fastbox import containers
+    for ref in containers_:
+        print(containers.get(ref).wait())
+
+
+def inspect(refs: List[str] = typer.Argument(..., metavar="NAME|ID...")):
+    """Low-level information on containers (or images) as JSON."""
+    from fastbox import containers
+    from fastbox.errors import ContainerStateError
+    out = []
+    for ref in refs:
+        try:
+            out.append(containers.get(ref).inspect())
+        except ContainerStateError:
+            from fastbox.cli import image_commands
+            if not hasattr(image_commands, "inspect_image"):
+                raise
+            out.append(image_commands.inspect_image(ref))
+    print(json.dumps(out, indent=2))
+
+
+def stats(containers_: Optional[List[str]] = typer.Argument(None, metavar="[CONTAINER...]"),
+          no_stream: bool = typer.Option(False, "--no-stream", help="One reading, then exit"),
+          interval: float = typer.Option(1.0, "--interval", help="Seconds between readings")):
+    """Live CPU %, memory usage/limit and pids of running containers."""
+    from fastbox import containers
+    from fastbox.runtime import stats as cg_stats
+    found = [containers.get(r) for r in containers_] if containers_ else containers.list_containers()
+    before = {c.id: c.stats() for c in found}
+    while True:
+        time.sleep(interval if not no_stream else min(interval, 0.5))
+        print(f"{'CONTAINER ID':<14} {'NAME':<16} {'CPU %':>7} {'MEM USAGE / LIMIT':>24} {'PIDS':>6}")
+        for c in found:
+            now = c.stats()
+            cpu = cg_stats.cpu_percent(before[c.id], now)
+            mem = f"{_size(now['memory_usage'])} / {_size(now['memory_limit'])}"
+            print(f"{c.id[:12]:<14} {(c.name or '')[:15]:<16} "
+                  f"{(f'{cpu:.2f}%' if cpu is not None else '--'):>7} {mem:>24} {now['pids'] or 0:>6}")
+            before[c.id] = now
+        sys.stdout.flush()
+        if no_stream:
+            return
+
+
+def _size(n):
+    if n is None:
+        return "--"
+    if n >= 1 << 60:
+        return "unlimited"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.4g}{unit}"
+        n /= 1024
+    return f"{n:.4g}TiB"
+
+
+def top(container: str):
+    """The processes running in a container."""
+    from fastbox import containers
+    print(f"{'UID':<8} {'PID':>8} {'PPID':>8} {'S':<2} CMD")
+    for p in containers.get(container).top():
+        print(f"{p['uid']:<8} {p['pid']:>8} {p['ppid']:>8} {p['state']:<2} {p['command']}")
+
+
+def rename(container: str, new_name: str):
+    """Rename a container."""
+    from fastbox import containers
+    containers.get(container).rename(new_name)
+
+
+def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (always on here)")):
+    """Remove every stopped container."""
+    from fastbox import containers
+    for cid in containers.prune():
+        print(cid)
+
+
+def exec_(ctx: typer.Context):
+    """Run a command in a running container: fastbox exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD..."""
+    from fastbox.cli import exec_command
+    raise typer.Exit(exec_command.main(list(ctx.args)))
 
 
 def info():

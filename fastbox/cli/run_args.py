@@ -21,7 +21,9 @@ OPTIONS = (
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),
     (("--name",), "name", "value", "Name the container"),
     (("--storage-opt",), "storage_opts", "list", "Overlay option: volatile, metacopy=on"),
+    (("-d", "--detach"), "detach", "flag", "Run in the background under a monitor; print the id"),
     (("-i", "--interactive"), "interactive", "flag", "Keep stdin attached"),
+    (("-t", "--tty"), "tty", "flag", "Give the container a pseudo-terminal"),
     (("--timings",), "timings", "flag", "Print the per-phase start-up timings to stderr"),
     (("--help",), "help", "flag", "Show this message and exit"),
 )

@@ -25,9 +25,17 @@ def main(args):
             raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
         show_timings = opts.pop("timings")
         interactive = opts.pop("interactive")
+        detach, tty = opts.pop("detach"), opts.pop("tty")
         if opts["entrypoint"] is not None:
             opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
         given = {k: v for k, v in opts.items() if v is not None and v != []}
+        if detach:
+            from fastbox import containers
+            print(containers.run(image, command, tty=tty, **given).id)
+            return 0
+        if tty:
+            from fastbox.cli import tty_session
+            return tty_session.run(image, command, interactive, given)
         result = _run(image, command, interactive, given)
     except FastboxError as e:
         print(f"fastbox: {e}", file=sys.stderr)

@@ -37,19 +37,28 @@ def new_id():
     return os.urandom(32).hex()
 
 
-def start(cid, spec, image, stdio=(-1, -1, -1), t0=None):
-    """Build and start the container; returns once its program has been exec'd."""
+def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False):
+    """The core's plan for this container, with the cgroup and rootfs plans it uses."""
     ident = user.resolve(spec.user or image.user, image.layer_dirs)
     argv = _argv(spec, image)
-    env = _env(spec, image, ident, _hostname(cid, spec))
+    hostname = _hostname(cid, spec)
+    env = _env(spec, image, ident, hostname, tty)
     cg = cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
-    plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, _hostname(cid, spec))
+    plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
+    plan.tty = tty
+    return plan, cg, fs, argv
+
+
+def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False):
+    """Build and start the container as our child; returns once its program has been
+    exec'd."""
+    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty)
     try:
         pid, pidfd, times = _core.spawn(plan)
     except _core.CoreError as e:
         cgroup.remove(cg.dirs)
-        raise _start_error(e, argv) from None
+        raise start_error(e, argv) from None
     s = Started()
     s.id, s.name, s.pid, s.pidfd = cid, spec.name, pid, pidfd
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
@@ -107,8 +116,10 @@ def _hostname(cid, spec):
     return os.uname().nodename if spec.network == "host" else cid[:12]
 
 
-def _env(spec, image, ident, hostname):
+def _env(spec, image, ident, hostname, tty=False):
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    if tty:
+        env["TERM"] = "xterm"
     for item in tuple(image.env) + tuple(spec.env):
         k, _, v = item.partition("=")
         env[k] = v
@@ -132,11 +143,11 @@ def _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname):
         unshare_cgroupns=cg.unshare_ns, hostname=hostname, argv=argv,
         envp=[f"{k}={v}" for k, v in env.items()], path=env.get("PATH", DEFAULT_PATH),
         cwd=spec.workdir or image.working_dir or "/", uid=ident.uid, gid=ident.gid,
-        groups=ident.groups, caps=DEFAULT_CAPS, no_new_privs=True,
+        groups=ident.groups, caps=DEFAULT_CAPS, no_new_privs=True, seccomp=True,
         loopback_up=spec.network != "host", stdio=list(stdio))
 
 
-def _start_error(e, argv):
+def start_error(e, argv):
     if e.phase == "exec":
         if e.errno == 2:
             where = " in $PATH" if "/" not in argv[0] else ""

@@ -1,7 +1,10 @@
-"""One JSON record per kept container under $FASTBOX_ROOT/containers/<id>/state.json,
-written atomically (temp + rename) under a per-container flock. Names are reserved by
-creating names/<name> with O_EXCL, so two concurrent runs with one name cannot both win.
-Ephemeral (--rm) foreground containers keep no record: nothing to clean after a crash.
+"""Container records on disk: $FASTBOX_ROOT/containers/<id>/state.json, written
+atomically (temp + rename) under a per-container flock.
+
+Names are reserved by creating names/<name> with O_EXCL, so of two concurrent runs with
+one name exactly one wins. A record says "running" only while its monitor lives: the
+monitor writes exit.json when the container exits, and a record whose monitor is gone
+without one is reconciled to exited, never running forever.
 """
 import fcntl
 import json
@@ -10,7 +13,9 @@ import shutil
 
 from fastbox import config
 from fastbox.errors import ContainerStateError
-from fastbox.state import status
+from fastbox.state import process, status
+
+UNKNOWN_EXIT = 255  # the monitor died before it could record the exit code
 
 
 class StateStore:
@@ -18,14 +23,29 @@ class StateStore:
         self.root = root or config.containers_dir()
         self.names = os.path.join(self.root, "names")
 
+    # paths
+    def container_dir(self, cid):
+        return os.path.join(self.root, cid)
+
     def _record_path(self, cid):
         return os.path.join(self.root, cid, "state.json")
 
+    def log_path(self, cid):
+        return os.path.join(self.root, cid, "container.log")
+
+    def exit_path(self, cid):
+        return os.path.join(self.root, cid, "exit.json")
+
+    def name_path(self, name):
+        return os.path.join(self.names, name)
+
+    # names
     def reserve_name(self, name, cid):
         """names/<name> holds "<id> <pid of the process running it>". An ephemeral
-        container keeps no record, so its name is stale once that process is gone."""
+        foreground container keeps no record, so its name is stale once that process
+        is gone."""
         os.makedirs(self.names, exist_ok=True)
-        path = os.path.join(self.names, name)
+        path = self.name_path(name)
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -43,7 +63,7 @@ class StateStore:
 
     def _name_entry(self, name):
         try:
-            with open(os.path.join(self.names, name)) as f:
+            with open(self.name_path(name)) as f:
                 cid, _, pid = f.read().strip().partition(" ")
                 return cid, int(pid or 0)
         except (OSError, ValueError):
@@ -64,8 +84,22 @@ class StateStore:
         except PermissionError:
             return False
 
+    def release_name(self, name):
+        try:
+            os.unlink(self.name_path(name))
+        except FileNotFoundError:
+            pass
+
+    def rename(self, cid, new_name):
+        record = self.get(cid)
+        self.reserve_name(new_name, cid)
+        if record.get("name"):
+            self.release_name(record["name"])
+        return self.update(cid, name=new_name)
+
+    # records
     def create(self, record):
-        os.makedirs(os.path.join(self.root, record["id"]), exist_ok=True)
+        os.makedirs(self.container_dir(record["id"]), exist_ok=True)
         self._write(record)
 
     def _write(self, record):
@@ -76,21 +110,50 @@ class StateStore:
         os.replace(tmp, path)
 
     def update(self, cid, **fields):
-        with self._locked(cid):
-            record = self.get(cid)
+        with self.locked(cid):
+            record = self._read(cid)
             record.update(fields)
             self._write(record)
         return record
 
-    def _locked(self, cid):
-        return _Flock(os.path.join(self.root, cid, "lock"))
+    def locked(self, cid):
+        return _Flock(os.path.join(self.container_dir(cid), "lock"))
 
-    def get(self, cid):
+    def _read(self, cid):
         try:
             with open(self._record_path(cid)) as f:
                 return json.load(f)
         except FileNotFoundError:
             raise ContainerStateError(f"no such container: {cid}") from None
+
+    def get(self, cid):
+        """The record, reconciled with what the monitor left."""
+        record = self._read(cid)
+        if record["status"] == status.RUNNING:
+            record = self._reconcile(record)
+        return record
+
+    def _reconcile(self, record):
+        exited = self._exit_record(record["id"])
+        if exited is None and process.alive(record.get("monitor_pid"), record.get("monitor_start")):
+            return record
+        fields = exited or {"exit_code": UNKNOWN_EXIT, "finished_at": None,
+                            "error": "the container's monitor died"}
+        with self.locked(record["id"]):
+            current = self._read(record["id"])
+            if current["status"] != status.RUNNING:
+                return current
+            current.update(status=status.EXITED, pid=0, **fields)
+            self._write(current)
+        return current
+
+    def _exit_record(self, cid):
+        try:
+            with open(self.exit_path(cid)) as f:
+                data = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+        return {"exit_code": data["exit_code"], "finished_at": data["finished_at"]}
 
     def list(self):
         out = []
@@ -98,42 +161,45 @@ class StateStore:
             if len(entry) == 64:
                 try:
                     out.append(self.get(entry))
-                except (ContainerStateError, ValueError):
+                except (ContainerStateError, ValueError, KeyError):
                     continue
         return out
 
     def lookup(self, ref):
         """A full id, a unique id prefix, or a name, as Docker resolves them."""
-        path = os.path.join(self.names, ref)
-        if os.path.isfile(path):
-            return self.get(self._name_owner(ref))
-        matches = [r for r in self.list() if r["id"].startswith(ref)] if ref else []
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
+        if ref and os.path.isfile(self.name_path(ref)):
+            cid = self._name_owner(ref)
+            if os.path.exists(self._record_path(cid)):
+                return self.get(cid)
+        if len(ref) == 64 and os.path.exists(self._record_path(ref)):
+            return self.get(ref)
+        ids = [e for e in os.listdir(self.root) if len(e) == 64 and e.startswith(ref)] \
+            if ref and os.path.isdir(self.root) else []
+        if len(ids) == 1:
+            return self.get(ids[0])
+        if len(ids) > 1:
             raise ContainerStateError(f"multiple containers match {ref!r}: use more of the id")
         raise ContainerStateError(f"no such container: {ref}")
 
+    def delete(self, record):
+        """Remove the record, its directory (writable layer, log) and its name."""
+        cid = record["id"]
+        with self.locked(cid):
+            shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+        if record.get("name"):
+            owner = self._name_owner(record["name"])
+            if owner == cid:
+                self.release_name(record["name"])
+
     def remove(self, ref, force=False):
+        """For records of foreground containers; fastbox.containers.remove handles the
+        running ones (stop, then this)."""
         record = self.lookup(ref)
         if not status.can_delete(record["status"]) and not force:
             raise ContainerStateError(
                 f"cannot remove container {record['id'][:12]}: it is {record['status']}")
-        cid = record["id"]
-        with self._locked(cid):
-            shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
-        if record.get("name"):
-            try:
-                os.unlink(os.path.join(self.names, record["name"]))
-            except FileNotFoundError:
-                pass
+        self.delete(record)
         return record
-
-    def release_name(self, name):
-        try:
-            os.unlink(os.path.join(self.names, name))
-        except FileNotFoundError:
-            pass
 
 
 class _Flock:
@@ -141,7 +207,7 @@ class _Flock:
         self.path = path
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 

@@ -624,3 +624,40 @@ def test_unusable_stdio_leaves_no_record_and_frees_the_name(busybox, fb_env, rem
     assert r.exit_code == 0
     if not remove:
         fastbox_rm("stdio-fail")
+
+
+@pytest.mark.parametrize("remove", [True, False])
+def test_interrupted_wait_kills_and_tears_down(busybox, pipes, fb_env, remove):
+    """An exception raised while run() waits (here from a signal handler, as Ctrl-C
+    would) kills the container, removes its cgroups and, if kept, records it exited."""
+    import threading
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    out = pipes()
+    stdin = pipes()  # never closed by us before the container dies: it would block forever
+
+    def on_start(pid):
+        def interrupt_when_ready():
+            out.readline()  # the container is up and about to block
+            os.kill(os.getpid(), signal.SIGUSR1)
+        threading.Thread(target=interrupt_when_ready, daemon=True).start()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with pytest.raises(Interrupted):
+            fastbox.run("busybox", ["sh", "-c", "echo ready; read x"], stdin=stdin.r,
+                        stdout=out.w, on_start=on_start, remove=remove, name="interrupted")
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    if not remove:
+        from fastbox.state.store import StateStore
+        record = StateStore().lookup("interrupted")
+        assert record["status"] == "exited" and record["exit_code"] == 137
+        fastbox_rm("interrupted")
+    # and the name is free again
+    fastbox.run("busybox", ["true"], name="interrupted")

@@ -251,3 +251,22 @@ def test_cgroupfs_inside_is_read_only_and_rooted_at_the_container(sh):
     assert lines[1] != "rc=0"
     assert lines[2] == str(64 << 20)
     assert lines[3] == "0"  # no sibling container cgroups visible
+
+
+def test_init_exe_is_the_containers_program(sh):
+    """/proc/1/exe is the container's program, never the host's runtime (CVE-2019-5736)."""
+    assert sh("readlink /proc/1/exe").stdout == b"/bin/busybox\n"
+
+
+# DESIGN.md, security defaults: Docker's default seccomp profile, "also what keeps
+# unshare(CLONE_NEWUSER) and mount away from containers".
+
+def test_seccomp_filter_is_installed(probe):
+    status = fastbox.run(probe.image, ["grep", "^Seccomp:", "/proc/self/status"],
+                         capture_output=True).stdout.decode().split()
+    assert status == ["Seccomp:", "2"], status  # 2 = SECCOMP_MODE_FILTER
+
+
+def test_container_cannot_create_user_namespaces(sh):
+    r = sh("unshare -U -r true 2>/dev/null; echo rc=$?")
+    assert r.stdout != b"rc=0\n", "a container process created a user namespace"

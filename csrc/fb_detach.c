@@ -1,0 +1,132 @@
+/* Starting a container that outlives its caller: a double fork puts an intermediate
+ * process in a new session, with no parent but init (or a subreaper); it starts the
+ * container with fb_spawn, so the container is its child, reports back over a pipe, and
+ * execs fastbox-monitor, which inherits the container as its child. No Python runs
+ * after the fork. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "fb_plan.h"
+
+#define FB_MAX_MONITOR_ARGS 160
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return (int)got;
+}
+
+static void null_stdio(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int i = 0; fd >= 0 && i < 3; i++)
+        dup2(fd, i);
+    if (fd > 2)
+        close(fd);
+}
+
+/* The intermediate: spawn, report, become the monitor. Never returns. */
+static void run_intermediate(const struct fb_plan *p, const struct fb_monitor_args *m, int sync_fd)
+{
+    struct fb_report rep;
+    char pidbuf[24];
+    const char *argv[FB_MAX_MONITOR_ARGS + 3];
+    pid_t self = getpid();
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    int rc = fb_spawn(p, &rep);
+    if (write_all(sync_fd, &rep, sizeof rep) < 0 || write_all(sync_fd, &self, sizeof self) < 0 || rc < 0)
+        _exit(rc < 0 ? 125 : 1);
+    int n = 0;
+    for (; n < m->argc && n < FB_MAX_MONITOR_ARGS; n++)
+        argv[n] = m->argv[n];
+    int len = 0;
+    for (long v = rep.pid, d = 1; v / d >= 10; d *= 10, len++)
+        ;
+    for (long v = rep.pid, i = len; i >= 0; i--, v /= 10)
+        pidbuf[i] = (char)('0' + v % 10);
+    pidbuf[len + 1] = '\0';
+    argv[n++] = "--pid";
+    argv[n++] = pidbuf;
+    argv[n] = NULL;
+    /* The monitor inherits nothing of the caller's but the fds it was given: an
+     * inherited pipe (a test harness's, a shell's) would otherwise stay open for as
+     * long as the container runs. */
+    syscall(SYS_close_range, 3, ~0U, 1U << 2 /* CLOSE_RANGE_CLOEXEC */);
+    for (int i = 0; i < m->n_keep_fds; i++)
+        fcntl(m->keep_fds[i], F_SETFD, 0);
+    if (rep.pidfd >= 0)
+        close(rep.pidfd);
+    null_stdio();
+    execv(argv[0], (char *const *)argv);
+    int err = errno;
+    kill(rep.pid, SIGKILL); /* no monitor: the container must not run unwatched */
+    write_all(sync_fd, &err, sizeof err);
+    _exit(127);
+}
+
+int fb_spawn_detached(const struct fb_plan *p, const struct fb_monitor_args *m, struct fb_report *r,
+                      pid_t *monitor_pid)
+{
+    int sync[2], status, err = 0;
+    memset(r, 0, sizeof *r);
+    r->pidfd = -1;
+    if (pipe2(sync, O_CLOEXEC) < 0)
+        return fb_fail(&r->err, errno, FB_PHASE_CLONE, "pipe", NULL);
+    pid_t first = fork();
+    if (first == 0) {
+        close(sync[0]);
+        setsid();
+        pid_t second = fork();
+        if (second != 0)
+            _exit(second < 0 ? 1 : 0);
+        run_intermediate(p, m, sync[1]);
+    }
+    close(sync[1]);
+    if (first < 0) {
+        close(sync[0]);
+        return fb_fail(&r->err, errno, FB_PHASE_CLONE, "fork", NULL);
+    }
+    while (waitpid(first, &status, 0) < 0 && errno == EINTR)
+        ;
+    int got = read_all(sync[0], r, sizeof *r);
+    got += read_all(sync[0], monitor_pid, sizeof *monitor_pid);
+    int exec_failed = read_all(sync[0], &err, sizeof err) == sizeof err;
+    close(sync[0]);
+    if (got != (int)(sizeof *r + sizeof *monitor_pid))
+        return fb_fail(&r->err, ECHILD, FB_PHASE_CLONE, "the starting process died", NULL);
+    if (r->err.err)
+        return -r->err.err;
+    if (exec_failed)
+        return fb_fail(&r->err, err, FB_PHASE_CLONE, "exec monitor", m->argv[0]);
+    r->pidfd = -1; /* the pidfd belonged to the intermediate */
+    return 0;
+}

@@ -1,0 +1,296 @@
+"""Containers that outlive the call that started them: create, start, stop, kill,
+remove, wait, logs, stats, top, rename, prune — the engine's lifecycle (what containerd
+is to runc), over the state store and the per-container monitor.
+
+    c = fastbox.containers.run("busybox", ["sleep", "60"], name="web")
+    c.logs(); c.stats(); c.stop(timeout=5); c.remove()
+"""
+import os
+import time
+
+from fastbox.errors import ContainerStateError
+from fastbox.state import process, status
+from fastbox.state.store import StateStore
+
+
+def create(image, command=None, *, tty=False, **options):
+    """A container record with its spec, its name reserved; nothing runs yet."""
+    from fastbox.api import resolve_image
+    from fastbox.runtime.container import new_id
+    from fastbox.spec import RunSpec, spec_to_dict
+    spec = RunSpec(image, command, **options)
+    img = resolve_image(spec.image)
+    store = StateStore()
+    cid = new_id()
+    if spec.name:
+        store.reserve_name(spec.name, cid)
+    try:
+        store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
+                      "command": list(spec.command or ()), "spec": spec_to_dict(spec),
+                      "tty": bool(tty), "status": status.CREATED, "exit_code": None,
+                      "created_at": _now(), "started_at": None, "finished_at": None,
+                      "pid": 0, "cgroups": []})
+    except BaseException:
+        if spec.name:
+            store.release_name(spec.name)
+        raise
+    return Container(cid, store)
+
+
+def run(image, command=None, **options):
+    """create + start: `fastbox run -d`."""
+    c = create(image, command, **options)
+    try:
+        c.start()
+    except BaseException:
+        c._discard()
+        raise
+    return c
+
+
+def get(ref):
+    store = StateStore()
+    return Container(store.lookup(ref)["id"], store)
+
+
+def list_containers(all=False):
+    store = StateStore()
+    return [Container(r["id"], store, r) for r in store.list()
+            if all or r["status"] == status.RUNNING]
+
+
+def prune():
+    """Remove every container that is not running; returns their ids."""
+    removed = []
+    for c in list_containers(all=True):
+        if c.status != status.RUNNING:
+            c.remove()
+            removed.append(c.id)
+    return removed
+
+
+class Container:
+    def __init__(self, cid, store, record=None):
+        self.id = cid
+        self._store = store
+        self.attrs = record or store.get(cid)
+
+    def __repr__(self):
+        return f"<Container {self.id[:12]} {self.name or ''} {self.status}>"
+
+    @property
+    def name(self):
+        return self.attrs.get("name")
+
+    @property
+    def status(self):
+        return self.attrs["status"]
+
+    @property
+    def pid(self):
+        return self.attrs.get("pid", 0)
+
+    def reload(self):
+        self.attrs = self._store.get(self.id)
+        return self
+
+    def start(self):
+        from fastbox.api import resolve_image
+        from fastbox.runtime import monitor
+        from fastbox.spec import spec_from_dict
+        record = self.reload().attrs
+        if not status.can_start(record["status"]):
+            raise ContainerStateError(f"container {self.id[:12]} is {record['status']}: "
+                                      "only a created container can be started")
+        spec = spec_from_dict(record["spec"])
+        pid, monitor_pid, times, cgroups = monitor.start_detached(
+            self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False))
+        self._mark_running(pid, monitor_pid, cgroups)
+        return self
+
+    def _mark_running(self, pid, monitor_pid, cgroups):
+        try:
+            self._store.update(self.id, status=status.RUNNING, pid=pid,
+                               pid_start=process.start_time(pid), monitor_pid=monitor_pid,
+                               monitor_start=process.start_time(monitor_pid),
+                               cgroups=cgroups, started_at=_now())
+            self.reload()
+        except (ContainerStateError, FileNotFoundError):
+            # --rm: the monitor may already have removed a short-lived container.
+            self.attrs = dict(self.attrs, status=status.EXITED)
+
+    def kill(self, signal=9):
+        sig = _signal_number(signal)
+        record = self.reload().attrs
+        if not status.can_kill(record["status"]):
+            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        if not process.signal_process(record["pid"], record.get("pid_start"), sig):
+            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        return self
+
+    def stop(self, timeout=10):
+        """SIGTERM, then SIGKILL after timeout seconds; returns the exit code."""
+        record = self.reload().attrs
+        if record["status"] == status.RUNNING:
+            process.signal_process(record["pid"], record.get("pid_start"), 15)
+            if not self._wait_monitor(timeout):
+                process.signal_process(record["pid"], record.get("pid_start"), 9)
+                self._wait_monitor(None)
+        return self.reload().attrs.get("exit_code")
+
+    def wait(self, timeout=None):
+        """Block until the container exits; returns its exit code."""
+        if not self._wait_monitor(timeout):
+            raise TimeoutError(f"container {self.id[:12]} still running after {timeout}s")
+        return self.reload().attrs.get("exit_code")
+
+    def _wait_monitor(self, timeout):
+        """True once the monitor is gone (it exits after recording the exit code)."""
+        record = self.reload().attrs
+        if record["status"] != status.RUNNING:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            fd = os.pidfd_open(record["monitor_pid"])
+        except ProcessLookupError:
+            return True
+        try:
+            if process.start_time(record["monitor_pid"]) != record.get("monitor_start"):
+                return True
+            import select
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if select.select([fd], [], [], left)[0]:
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+        finally:
+            os.close(fd)
+
+    def remove(self, force=False):
+        record = self.reload().attrs
+        if record["status"] == status.RUNNING:
+            if not force:
+                raise ContainerStateError(
+                    f"cannot remove running container {self.id[:12]}: stop it first or use -f")
+            process.signal_process(record["pid"], record.get("pid_start"), 9)
+            self._wait_monitor(10)
+            record = self.reload().attrs
+        self._discard(record)
+
+    def _discard(self, record=None):
+        """Delete everything of this container: cgroups a dead monitor left, the
+        record, its directory and its name."""
+        from fastbox.runtime import cgroup
+        record = record or self._store._read(self.id)
+        cgroup.remove(record.get("cgroups") or [])
+        self._store.delete(record)
+
+    def rename(self, new_name):
+        from fastbox.spec import RunSpec
+        RunSpec("x", name=new_name)  # validates the name
+        self.attrs = self._store.rename(self.id, new_name)
+        return self
+
+    def logs(self, follow=False, tail=None, timestamps=False, stdout=True, stderr=True):
+        """Bytes of the container's output; with follow, an iterator of chunks."""
+        from fastbox.runtime import logs
+        entries = logs.read(self._store.log_path(self.id), follow=follow, tail=tail,
+                            running=lambda: self.reload().status == status.RUNNING)
+        chunks = (logs.format_entry(e, timestamps) for e in entries
+                  if (stdout and e["stream"] == "stdout") or (stderr and e["stream"] == "stderr"))
+        return chunks if follow else b"".join(c for _, c in chunks)
+
+    def exec_run(self, command, *, env=(), workdir=None, user=None, tty=False,
+                 capture_output=True, stdin=None, stdout=None, stderr=None, on_start=None):
+        """Run command inside the container and wait for it: an ExecResult with its
+        exit code and, when captured, its output."""
+        from fastbox.api import resolve_image, _Stdio
+        from fastbox.runtime import container, exec as execs
+        if isinstance(command, str):
+            command = ["/bin/sh", "-c", command]
+        record = self.reload().attrs
+        if record["status"] != status.RUNNING:
+            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        image = resolve_image(record["image_id"])
+        pidfd = execs.open_init(record)
+        try:
+            with _Stdio(stdin, stdout, stderr, capture_output) as io:
+                s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
+                                tty, pidfd)
+                try:
+                    if on_start:
+                        on_start(s.pid)
+                    out, err = io.collect()
+                    code = container.wait(s)
+                except BaseException:
+                    container.kill_and_wait(s)
+                    raise
+        finally:
+            os.close(pidfd)
+        return ExecResult(code, out, err)
+
+    def stats(self):
+        from fastbox.runtime import stats
+        return stats.sample(self.reload().attrs.get("cgroups") or [])
+
+    def top(self):
+        from fastbox.runtime import stats
+        return stats.processes(self.reload().attrs.get("cgroups") or [])
+
+    def inspect(self):
+        r = self.reload().attrs
+        spec = r.get("spec") or {}
+        return {
+            "Id": r["id"], "Name": "/" + (r.get("name") or ""), "Created": r["created_at"],
+            "Image": r.get("image_id"),
+            "State": {"Status": r["status"], "Running": r["status"] == status.RUNNING,
+                      "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code"),
+                      "StartedAt": r.get("started_at"), "FinishedAt": r.get("finished_at"),
+                      "Error": r.get("error", "")},
+            "Config": {"Image": r["image"], "Cmd": spec.get("command"),
+                       "Entrypoint": spec.get("entrypoint"), "Env": spec.get("env"),
+                       "WorkingDir": spec.get("workdir"), "User": spec.get("user"),
+                       "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty")},
+            "HostConfig": {"Memory": spec.get("memory"), "NanoCpus": int((spec.get("cpus") or 0) * 1e9),
+                           "PidsLimit": spec.get("pids_limit"), "Binds": spec.get("volumes"),
+                           "Tmpfs": spec.get("tmpfs"), "ReadonlyRootfs": spec.get("read_only"),
+                           "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove")},
+            "LogPath": self._store.log_path(self.id),
+            "MonitorPid": r.get("monitor_pid"),
+            "Cgroups": r.get("cgroups"),
+        }
+
+
+class ExecResult:
+    __slots__ = ("exit_code", "stdout", "stderr")
+
+    def __init__(self, exit_code, stdout, stderr):
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+
+    @property
+    def output(self):
+        return (self.stdout or b"") + (self.stderr or b"")
+
+    def __repr__(self):
+        return f"ExecResult(exit_code={self.exit_code})"
+
+
+def _signal_number(sig):
+    if isinstance(sig, int):
+        return sig
+    import signal as signals
+    name = str(sig).upper()
+    if name.isdigit():
+        return int(name)
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(getattr(signals.Signals, name))
+    except AttributeError:
+        from fastbox.errors import SpecError
+        raise SpecError(f"invalid signal: {sig}") from None
+
+
+def _now():
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()

@@ -1,0 +1,57 @@
+"""Starting a container under its own fastbox-monitor (csrc/monitor/fb_monitor.c), so
+that it outlives the process that started it: the monitor holds its stdio, writes the
+log, records the exit code and removes its cgroups."""
+import os
+
+from fastbox import _core
+from fastbox.runtime import cgroup, container
+
+MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "libexec", "fastbox-monitor")
+
+
+def start_detached(cid, spec, image, store, tty=False):
+    """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd."""
+    ours, stdio, keep, mon_io = _stdio(tty)
+    try:
+        plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)
+        monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
+                        *mon_io]
+        for d in cg.dirs:
+            monitor_argv += ["--cgroup", d]
+        if spec.remove:
+            monitor_argv += _removal(cid, spec, store)
+        try:
+            pid, monitor_pid, times = _core.spawn_detached(plan, monitor_argv, keep)
+        except _core.CoreError as e:
+            cgroup.remove(cg.dirs)
+            raise container.start_error(e, argv) from None
+    finally:
+        for fd in ours:
+            os.close(fd)
+    return pid, monitor_pid, times, cg.dirs
+
+
+def _stdio(tty):
+    """(fds we close afterwards, the container's 0-2, fds the monitor keeps, its options)."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    if tty:
+        master, slave = os.openpty()
+        for fd in (master, slave):
+            os.set_inheritable(fd, False)
+        return [null, master, slave], [slave, slave, slave], [master], ["--tty", str(master)]
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    return ([null, out_r, out_w, err_r, err_w], [null, out_w, err_w], [out_r, err_r],
+            ["--stdout", str(out_r), "--stderr", str(err_r)])
+
+
+def _removal(cid, spec, store):
+    """--rm: the monitor deletes the record, its files and the name at exit."""
+    files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "lock"]
+    args = []
+    for name in files:
+        args += ["--remove", os.path.join(store.container_dir(cid), name)]
+    if spec.name:
+        args += ["--remove", store.name_path(spec.name)]
+    return args + ["--remove-dir", store.container_dir(cid)]
