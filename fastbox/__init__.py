@@ -9,13 +9,20 @@ what it touches.
 """
 
 __version__ = "0.1.0"
-__all__ = ["run", "RunResult", "FastboxError", "ImageStore"]
+__all__ = ["run", "RunResult", "FastboxError", "ImageStore", "Pool", "run_many", "arun",
+           "containers"]
 
 
 def __getattr__(name):
     if name in ("run", "RunResult"):
         from fastbox import api
         return getattr(api, name)
+    if name in ("Pool", "run_many", "arun"):
+        from fastbox import burst
+        return getattr(burst, name)
+    if name == "containers":
+        import fastbox.containers
+        return fastbox.containers
     if name == "FastboxError":
         from fastbox.errors import FastboxError
         return FastboxError

@@ -61,13 +61,22 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     t0 = container.now()
     spec = RunSpec(image, command, remove=remove, **options)
     img = resolve_image(spec.image)
+    return run_spec(spec, img, t0, capture_output=capture_output, stdin=stdin, stdout=stdout,
+                    stderr=stderr, on_start=on_start, tty=tty)
+
+
+def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, stderr=None,
+             on_start=None, tty=False, cgroups=None):
+    """run() once the spec is validated and the image resolved; cgroups is a pool's
+    ready-made cgroup plan (fastbox.burst.Pool), None to make the container's own."""
+    remove = spec.remove
     t_image = container.now()
     cid = container.new_id()
     with _Stdio(stdin, stdout, stderr, capture_output) as io:
         record = _record(cid, spec, img) if not remove else None
         names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
         try:
-            started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty)
+            started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty, cg=cgroups)
         except BaseException:
             if record:  # never ran: keep nothing of it, its name included
                 record.remove(cid, force=True)

@@ -88,6 +88,23 @@ class CgroupPlan:
         self.mount_cgroup2 = False
         self.v1_mounts = []  # (dir under /sys/fs/cgroup, mount options) inside the container
 
+    def make(self):
+        """Make the directories and write the limits now (what the core does per
+        container), for a pool that reuses them."""
+        for d in self.mkdirs:
+            os.makedirs(d, exist_ok=True)
+        for path, value in self.writes:
+            with open(path, "w") as f:
+                f.write(value)
+
+    def reused(self):
+        """The plan for one more container in cgroups already made: join only, and
+        nothing removed at its exit."""
+        p = CgroupPlan()
+        p.join, p.into, p.unshare_ns = self.join, self.into, self.unshare_ns
+        p.mount_cgroup2, p.v1_mounts = self.mount_cgroup2, self.v1_mounts
+        return p
+
 
 def plan(cid, memory=None, cpus=None, pids_limit=None):
     lay = layout()

@@ -37,23 +37,24 @@ def new_id():
     return os.urandom(32).hex()
 
 
-def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False):
-    """The core's plan for this container, with the cgroup and rootfs plans it uses."""
+def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None):
+    """The core's plan for this container, with the cgroup and rootfs plans it uses
+    (cg: a pool's ready-made cgroups instead of the container's own)."""
     ident = user.resolve(spec.user or image.user, image.layer_dirs)
     argv = _argv(spec, image)
     hostname = _hostname(cid, spec)
     env = _env(spec, image, ident, hostname, tty)
-    cg = cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
+    cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
     plan.tty = tty
     return plan, cg, fs, argv
 
 
-def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False):
+def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None):
     """Build and start the container as our child; returns once its program has been
     exec'd."""
-    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty)
+    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg)
     try:
         pid, pidfd, times = _core.spawn(plan)
     except _core.CoreError as e:
