@@ -141,6 +141,17 @@ def _iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
+_null_fd = None
+
+
+def _devnull():
+    """One /dev/null (close-on-exec) for every container's stdin: not reopened per run."""
+    global _null_fd
+    if _null_fd is None:
+        _null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _null_fd
+
+
 class _Stdio:
     """The container's fds 0-2: /dev/null for stdin unless given, inherited or captured
     output. Pipe read ends stay here; the write ends are closed once the child has them."""
@@ -155,9 +166,7 @@ class _Stdio:
         if obj is not None:
             return obj if isinstance(obj, int) else obj.fileno()
         if n == 0:
-            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            self.opened.append(fd)
-            return fd
+            return _devnull()
         if self.capture:
             r, w = os.pipe2(os.O_CLOEXEC)
             self.readers[n] = r

@@ -47,12 +47,23 @@ def main(args):
 
 def _run(image, command, interactive, opts):
     from fastbox import api
+    # Like `docker run`: the signals we get go to the container's process. Handlers go
+    # in before the start, so a signal arriving meanwhile is kept and delivered then.
+    target, pending = [], []
+
+    def on_signal(sig, _frame):
+        if target:
+            os.kill(target[0], sig)
+        else:
+            pending.append(sig)
 
     def forward_signals(pid):
-        # Like `docker run`: the signals we get go to the container's process.
-        for sig in FORWARDED:
-            signal.signal(sig, lambda s, _frame: os.kill(pid, s))
+        target.append(pid)
+        for sig in pending:
+            os.kill(pid, sig)
 
+    for sig in FORWARDED:
+        signal.signal(sig, on_signal)
     stdin = 0 if interactive else None
     return api.run(image, command, stdin=stdin, stdout=1, stderr=2, on_start=forward_signals,
                    **opts)

@@ -7,6 +7,8 @@
     layers/<diffid-hex>/     each layer unpacked once, shared read-only by every container
     resolved/<manifest-hex>  marshal of what `run` needs from a manifest and its config
     refs/<quoted ref>        the manifest digest a tag names, for the run path
+    ingest/                  pulls and loads in progress, owned through flocks (see ingest.py);
+                             commit_image() moves their verified results in under the lock
     lock                     flock'ed by every writer; readers need none, every write is a rename
 
 Temporaries are ".tmp-*" names next to their destination and are made only under the lock, so
@@ -40,6 +42,8 @@ _LAYER_TYPES = {"": "application/vnd.oci.image.layer.v1.tar",
                 "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
                 "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
 _REF_NAME = "org.opencontainers.image.ref.name"
+# The index or manifest list a pulled manifest was chosen from: `repo@<that digest>` resolves.
+INDEX_DIGEST = "io.fastbox.index.digest"
 _CHANGE_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
          "i686": "386", "i386": "386"}
@@ -82,6 +86,7 @@ class ImageStore:
         self._layers = os.path.join(self.root, "layers", "")
         self._resolved = os.path.join(self.root, "resolved", "")
         self._refs = os.path.join(self.root, "refs", "")
+        self.ingest_dir = os.path.join(self.root, "ingest")
         self._lock = _WriterLock(os.path.join(self.root, "lock"), self._sweep)
 
     # The run path: no json, no hashing.
@@ -255,31 +260,32 @@ class ImageStore:
                 raise ImageNotFound(f"unable to find image '{source_ref}' locally")
             self._set_tag(name, desc)
 
-    def remove(self, ref):
+    def remove(self, ref, force=False):
         """`rmi`: untag `ref`, deleting the image, and any blob and layer only it used, once no
         tag is left. By id: delete the image and all its tags, unless tags in several
-        repositories name it (Docker's rule). Returns Docker's "Untagged:"/"Deleted:" lines.
-        The caller must first check that no container uses the image: its layers go too."""
+        repositories name it (Docker's rule). An image a kept container was made from is not
+        deleted: without `force` that is an error; with it, the image is only untagged and
+        stays, dangling, for as long as the container needs its layers. Returns Docker's
+        "Untagged:"/"Deleted:" lines."""
         with self._lock:
             index = self._read_index() or _new_index()
             name = _try_normalize(ref)
             doomed = [e for e in index["manifests"] if name and _ref_name(e) == name]
             if not doomed:
-                doomed = self._entries_of_id(index, ref)
+                doomed = self._entries_of_id(index, ref, force)
             kept = [e for e in index["manifests"] if not any(e is d for d in doomed)]
             gone = sorted({e["digest"] for e in doomed} - {e["digest"] for e in kept})
+            for digest in self._in_use(gone, ref, force):
+                gone.remove(digest)
+                kept.append(_dangling(doomed, digest))
             lines = [f"Untagged: {parse(_ref_name(e)).familiar}" for e in doomed if _ref_name(e)]
             lines += [f"Deleted: {self._info_of(d)['id']}" for d in gone]
-            for entry in doomed:
-                if _ref_name(entry):
-                    _unlink(self._refs + _quote(_ref_name(entry)))
-            index["manifests"] = kept
-            self._write_index(index)
+            self._drop(index, doomed, kept)
             if gone:
                 self._collect(kept)
             return lines
 
-    def _entries_of_id(self, index, ref):
+    def _entries_of_id(self, index, ref, force=False):
         prefix = _id_prefix(ref)
         image = self._resolve_id(prefix) if prefix is not None else None
         if image is None:
@@ -287,10 +293,165 @@ class ImageStore:
             raise ImageNotFound(f"no such image: {parse(name).familiar if name else ref}")
         entries = [e for e in index["manifests"] if e["digest"] == image.manifest_digest]
         repos = {_repository(_ref_name(e)) for e in entries if _ref_name(e)}
-        if len(repos) > 1:
+        if len(repos) > 1 and not force:
             raise ImageError(f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
                              "image is referenced in multiple repositories")
         return entries
+
+    def _in_use(self, digests, ref, force):
+        """Those of the manifests `digests` whose image a kept container was made from; an
+        error naming the container unless `force`."""
+        users = self.users() if digests else {}
+        used = [d for d in digests if self._info_of(d)["id"] in users]
+        if used and not force:
+            image_id = self._info_of(used[0])["id"]
+            raise ImageError(f'conflict: unable to remove image "{ref}" (must force) - container '
+                             f"{users[image_id][0][:12]} is using its referenced image "
+                             f"{image_id[7:19]}")
+        return used
+
+    def _drop(self, index, doomed, kept):
+        for entry in doomed:
+            if _ref_name(entry):
+                _unlink(self._refs + _quote(_ref_name(entry)))
+        index["manifests"] = kept
+        self._write_index(index)
+
+    def users(self):
+        """{image id: [container ids]} from the records of kept containers
+        ($FASTBOX_ROOT/containers/<id>/state.json, "image_id"): their layers must stay."""
+        import json
+        found = {}
+        containers = config.containers_dir()
+        for cid in _listdir(containers):
+            if len(cid) != 64 or not _HEX.issuperset(cid):
+                continue
+            try:
+                record = json.loads(_read_file(os.path.join(containers, cid, "state.json")))
+            except (OSError, ValueError):
+                continue
+            image_id = record.get("image_id") if isinstance(record, dict) else None
+            if isinstance(image_id, str):
+                found.setdefault(image_id, []).append(cid)
+        return found
+
+    def prune(self, all=False):
+        """`image prune`: delete the dangling images (with `all`, every image) that no kept
+        container uses, then every blob, layer, record and abandoned download that nothing
+        references any more. Returns (Docker's "Untagged:"/"Deleted:" lines, bytes freed)."""
+        from fastbox.images import ingest
+        with self._lock:
+            index = self._read_index() or _new_index()
+            used = self.users()
+            doomed = [e for e in index["manifests"] if (all or not _ref_name(e))
+                      and self._info_of(e["digest"])["id"] not in used]
+            kept = [e for e in index["manifests"] if not any(e is d for d in doomed)]
+            gone = sorted({e["digest"] for e in doomed} - {e["digest"] for e in kept})
+            lines = [f"Untagged: {parse(_ref_name(e)).familiar}" for e in doomed if _ref_name(e)]
+            lines += [f"Deleted: {self._info_of(d)['id']}" for d in gone]
+            if doomed:
+                self._drop(index, doomed, kept)
+            freed = self._collect(kept)
+            names = {_quote(_ref_name(e)) for e in kept if _ref_name(e)}
+            for name in _listdir(self._refs):
+                if name not in names:
+                    _unlink(self._refs + name)
+            return lines, freed + ingest.sweep(self.ingest_dir, partial_blobs=True)
+
+    # Pull, load, push and save: the content-addressed parts of the store.
+
+    def blob_path(self, digest):
+        return self._blobs + _hex(digest)
+
+    def has_blob(self, digest):
+        return os.path.isfile(self._blobs + _hex(digest))
+
+    def has_layer(self, diff_id):
+        return os.path.isdir(self._layers + _hex(diff_id))
+
+    def read_blob(self, digest):
+        """A small blob's bytes (a manifest, a config), checked against its digest."""
+        import hashlib
+        try:
+            data = _read_file(self._blobs + _hex(digest))
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is missing from the store") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise DigestMismatch(f"blob {digest} is corrupt")
+        return data
+
+    def entries(self):
+        """index.json's entries: (normalized name or None, manifest descriptor)."""
+        index = self._read_index()
+        return [(_ref_name(e), e) for e in index["manifests"]] if index else []
+
+    def tagged(self, name):
+        """The manifest digest the normalized `name` points at, or None."""
+        digest = _read_digest(self._refs + _quote(name))
+        if digest is None:
+            index = self._read_index()
+            digest = _find_tag(index, name) if index else None
+        return digest
+
+    def describe(self, ref):
+        """What `inspect` and `history` show of the image `ref` names: the Image, its manifest,
+        config, media type, size, and every name and repo digest the store has for it."""
+        import json
+        image = self.resolve(ref)
+        manifest = json.loads(self.read_blob(image.manifest_digest))
+        cfg = json.loads(self.read_blob(manifest["config"]["digest"]))
+        entries = [e for _, e in self.entries() if e["digest"] == image.manifest_digest]
+        names = [_ref_name(e) for e in entries if _ref_name(e)]
+        repo_digests = sorted({_repository(n) + "@" + ((e.get("annotations") or {}).get(INDEX_DIGEST)
+                                                      or e["digest"])
+                               for e in entries for n in [_ref_name(e)] if n})
+        media_type = manifest.get("mediaType") or (entries[0]["mediaType"] if entries else _MANIFEST_TYPE)
+        return {"image": image, "manifest": manifest, "config": cfg, "media_type": media_type,
+                "names": sorted(n for n in names if "@" not in n), "repo_digests": repo_digests,
+                "size": self._info_of(image.manifest_digest)["size"]}
+
+    def commit_image(self, name, manifest_data, media_type, config_data, files=None, dirs=None,
+                     annotations=None):
+        """Make a fetched image part of the store in one hold of the lock: move in its verified
+        blobs (`files`: digest -> path under ingest/) and unpacked layers (`dirs`: diff_id ->
+        dir under ingest/), unpack any other missing layer from its blob, store the manifest
+        and config, and write the run-path record, index.json and refs last. `name` None
+        leaves the image dangling. MissingContent if a blob the caller found in the store has
+        been removed since (a concurrent rmi): the caller fetches it and commits again."""
+        import io
+        import json
+        manifest, cfg = json.loads(manifest_data), json.loads(config_data)
+        files, dirs = files or {}, dirs or {}
+        with self._lock:
+            os.makedirs(self._blobs, exist_ok=True)
+            os.makedirs(self._layers, exist_ok=True)
+            for layer in manifest["layers"]:
+                final = self._blobs + _hex(layer["digest"])
+                if not os.path.isfile(final):
+                    if layer["digest"] not in files:
+                        raise MissingContent(f"blob {layer['digest']} is no longer in the store")
+                    os.rename(files[layer["digest"]], final)
+            for layer, diff_id in zip(manifest["layers"], cfg["rootfs"]["diff_ids"]):
+                final = self._layers + _hex(diff_id)
+                if diff_id in dirs and not os.path.isdir(final):
+                    os.rename(dirs[diff_id], final)
+                self._ensure_layer(layer["digest"], diff_id)
+            c = manifest["config"]
+            self._put_blob(io.BytesIO(config_data), c["digest"], c["size"])
+            digest, size = self._put_blob(io.BytesIO(manifest_data))
+            desc, info = {"mediaType": media_type, "digest": digest, "size": size}, _info(manifest, cfg)
+            if name:
+                self._set_tag(name, desc, info, annotations)
+            else:
+                self._add_dangling(desc, info)
+        return self._image(info, name or info["id"], digest)
+
+    def _add_dangling(self, desc, info):
+        index = self._read_index() or _new_index()
+        if all(e["digest"] != desc["digest"] for e in index["manifests"]):
+            index["manifests"].append(dict(desc))
+            self._write_index(index)
+        self._write_cache(desc["digest"], info)
 
     def _import(self, tar_path, name, container_config, created, created_by):
         from fastbox.images import unpack
@@ -376,7 +537,7 @@ class ImageStore:
             raise ImageError(f"layer blob {blob_digest} is missing from the store") from None
         os.rename(tmp, final)
 
-    def _set_tag(self, name, desc, info=None):
+    def _set_tag(self, name, desc, info=None, annotations=None):
         """Point tag `name` at manifest `desc`. An image losing its last tag stays, dangling."""
         index = self._read_index() or _new_index()
         entries = index["manifests"]
@@ -387,7 +548,7 @@ class ImageStore:
             if digest != desc["digest"] and all(e["digest"] != digest for e in kept):
                 kept.append(_dangling(entries, digest))
         kept.append({"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
-                     "annotations": {_REF_NAME: name}})
+                     "annotations": dict(annotations or {}, **{_REF_NAME: name})})
         index["manifests"] = kept
         self._write_index(index)
         if info is not None:
@@ -397,9 +558,10 @@ class ImageStore:
         self._write_ref(name, desc["digest"])
 
     def _collect(self, kept):
-        """Delete blobs, layers and records that no index entry uses any more."""
+        """Delete blobs, layers and records that no index entry uses any more; return the
+        bytes freed."""
         import shutil
-        blobs, layers, manifests = set(), set(), set()
+        blobs, layers, manifests, freed = set(), set(), set(), 0
         for entry in kept:
             manifest = self._read_json(entry["digest"])
             cfg_digest = manifest["config"]["digest"]
@@ -409,6 +571,7 @@ class ImageStore:
             layers.update(_hex(d) for d in self._read_json(cfg_digest)["rootfs"]["diff_ids"])
         for name in _listdir(self._blobs):
             if name not in blobs:
+                freed += _disk_usage(self._blobs + name)
                 _unlink(self._blobs + name)
         for name in _listdir(self._resolved):
             if name not in manifests:
@@ -417,11 +580,16 @@ class ImageStore:
             if name not in layers and not name.startswith(".tmp-"):
                 doomed = _tmp_name(self._layers)
                 os.rename(self._layers + name, doomed)  # never a half-deleted layer under its name
+                freed += _disk_usage(doomed)
                 shutil.rmtree(doomed)
+        return freed
 
     def _sweep(self):
         """Remove temporaries of writers that died (called with the lock just taken)."""
         import shutil
+        if os.path.isdir(self.ingest_dir):
+            from fastbox.images import ingest
+            ingest.sweep(self.ingest_dir)
         for parent in (os.path.join(self.root, ""), self._blobs, self._layers, self._resolved,
                        self._refs):
             for name in _listdir(parent):
@@ -461,6 +629,10 @@ class ImageStore:
     def _write_ref(self, name, digest):
         os.makedirs(self._refs, exist_ok=True)
         _write_atomic(self._refs + _quote(name), (digest + "\n").encode())
+
+
+class MissingContent(ImageError):
+    """Content a commit counted on was removed meanwhile (by a concurrent rmi or prune)."""
 
 
 class _WriterLock:
@@ -530,14 +702,15 @@ def _container_config(changes):
 
 def _find_tag(index, name):
     """The manifest digest index.json gives `name`; a digest reference matches any entry of
-    the same repository with that digest."""
+    the same repository with that digest, or pulled from an index with that digest."""
     digest = name.partition("@")[2]
     for entry in index["manifests"]:
         ref_name = _ref_name(entry)
         if ref_name == name:
             return entry["digest"]
-        if digest and ref_name and entry["digest"] == digest and _repository(ref_name) == _repository(name):
-            return digest
+        if digest and ref_name and _repository(ref_name) == _repository(name) and \
+                digest in (entry["digest"], entry["annotations"].get(INDEX_DIGEST)):
+            return entry["digest"]
     return None
 
 
@@ -657,6 +830,23 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _disk_usage(path):
+    """Bytes allocated to a file or a tree (hardlinked files counted once)."""
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        return st.st_blocks * 512
+    seen, total = set(), st.st_blocks * 512
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_nlink > 1 and not os.path.isdir(os.path.join(dirpath, name)):
+                if st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+            total += st.st_blocks * 512
+    return total
 
 
 def _rfc3339(t):

@@ -45,21 +45,27 @@ class StateStore:
         foreground container keeps no record, so its name is stale once that process
         is gone."""
         os.makedirs(self.names, exist_ok=True)
-        path = self.name_path(name)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                if not self._stale_name(name):
-                    raise ContainerStateError(
-                        f'the container name "/{name}" is already in use by container '
-                        f'"{self._name_owner(name)}": remove or rename that container') from None
-                self.release_name(name)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{cid} {os.getpid()}")
+        if self._create_name(name, cid):
             return
-        raise ContainerStateError(f'the container name "/{name}" is being taken concurrently')
+        # Taking over a stale name is check-then-replace: serialise it, or two takers
+        # could each delete the other's fresh entry.
+        with _Flock(os.path.join(self.names, ".lock")):
+            if self._stale_name(name):
+                self.release_name(name)
+                if self._create_name(name, cid):
+                    return
+        raise ContainerStateError(
+            f'the container name "/{name}" is already in use by container '
+            f'"{self._name_owner(name)}": remove or rename that container')
+
+    def _create_name(self, name, cid):
+        try:
+            fd = os.open(self.name_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{cid} {os.getpid()}")
+        return True
 
     def _name_entry(self, name):
         try:

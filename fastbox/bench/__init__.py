@@ -1,0 +1,1 @@
+"""Startup-latency and copy-up benchmarking, shipped with fastbox (`fastbox bench`)."""
