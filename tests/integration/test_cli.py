@@ -354,6 +354,8 @@ def test_run_path_does_not_import_heavy_modules(busybox):
         "heavy = sorted(m for m in ('typer', 'click', 'pyroute2', 'rich') if m in sys.modules)\n"
         "print(rc, heavy)\n"
     )
+    # cwd "/": `python -c` puts the cwd first on sys.path, and a checkout's unbuilt
+    # fastbox/ must not shadow the installed package.
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, cwd="/")
     assert r.stdout == "0 []\n", (r.stdout, r.stderr)
