@@ -10,7 +10,7 @@ what it touches.
 
 __version__ = "0.1.0"
 __all__ = ["run", "RunResult", "FastboxError", "ImageStore", "Pool", "run_many", "arun",
-           "containers"]
+           "containers", "Container"]
 
 
 def __getattr__(name):
@@ -23,6 +23,9 @@ def __getattr__(name):
     if name == "containers":
         import fastbox.containers
         return fastbox.containers
+    if name == "Container":
+        from fastbox.containers import Container
+        return Container
     if name == "FastboxError":
         from fastbox.errors import FastboxError
         return FastboxError

@@ -230,6 +230,8 @@ class Container:
             os.close(pidfd)
         return ExecResult(code, out, err)
 
+    exec = exec_run  # c.exec(["ls"]) reads as the CLI does
+
     def stats(self):
         from fastbox.runtime import stats
         return stats.sample(self.reload().attrs.get("cgroups") or [])

@@ -5,8 +5,10 @@
  * the container's cgroups, and exits. It links nothing but libc and keeps no heap state
  * beyond two line buffers, so its resident size stays around a megabyte.
  *
- * argv: --pid PID --log FILE --exit FILE [--stdout FD] [--stderr FD] [--tty FD]
- *       [--cgroup DIR]... [--remove FILE]... [--remove-dir DIR]...
+ * argv: --pid PID --log FILE --exit FILE [--started FILE] [--stdout FD] [--stderr FD]
+ *       [--tty FD] [--cgroup DIR]... [--remove FILE]... [--remove-dir DIR]...
+ * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
+ * record says running even if the process that started us died before writing it.
  * The --remove lists are for --rm containers: files, then directories, removed at exit. */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +36,7 @@ struct stream {
 
 struct args {
     pid_t pid;
-    const char *log, *exit_file;
+    const char *log, *exit_file, *started_file;
     int out_fd, err_fd, tty_fd;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
@@ -124,11 +126,10 @@ static int exit_code_of(int status)
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
-static void write_exit(const char *path, int code)
+/* Readers see the whole record or none: write a temp file, rename it in. */
+static void write_record(const char *path, const char *body, int n)
 {
-    char tmp[4096], when[48], body[160];
-    now_rfc3339(when, sizeof when);
-    int n = snprintf(body, sizeof body, "{\"exit_code\": %d, \"finished_at\": \"%s\"}\n", code, when);
+    char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -137,7 +138,44 @@ static void write_exit(const char *path, int code)
     int ok = write(fd, body, (size_t)n) == n;
     close(fd);
     if (ok)
-        rename(tmp, path); /* readers see the whole record or none */
+        rename(tmp, path);
+}
+
+static void write_exit(const char *path, int code)
+{
+    char when[48], body[160];
+    now_rfc3339(when, sizeof when);
+    int n = snprintf(body, sizeof body, "{\"exit_code\": %d, \"finished_at\": \"%s\"}\n", code, when);
+    write_record(path, body, n);
+}
+
+/* Field 22 of /proc/<pid>/stat: with the pid, it names one process for good. */
+static long long start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? atoll(p + 1) : -1;
+}
+
+static void write_started(const char *path, pid_t pid)
+{
+    char body[256];
+    long long ps = start_time(pid), ms = start_time(getpid());
+    int n = snprintf(body, sizeof body,
+                     "{\"pid\": %d, \"pid_start\": %lld, \"monitor_pid\": %d, \"monitor_start\": %lld}\n",
+                     (int)pid, ps, (int)getpid(), ms);
+    write_record(path, body, n);
 }
 
 static void remove_cgroups(const struct args *a)
@@ -167,6 +205,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->log = v;
         else if (!strcmp(k, "--exit"))
             a->exit_file = v;
+        else if (!strcmp(k, "--started"))
+            a->started_file = v;
         else if (!strcmp(k, "--stdout"))
             a->out_fd = atoi(v);
         else if (!strcmp(k, "--stderr"))
@@ -236,6 +276,8 @@ int main(int argc, char **argv)
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "fastbox-monitor");
     int sfd = open_signalfd();
+    if (a.started_file)
+        write_started(a.started_file, a.pid);
     log_fd = open(a.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     static struct stream out = {.name = "stdout"}, err = {.name = "stderr"};
     out.fd = a.tty_fd >= 0 ? a.tty_fd : a.out_fd;

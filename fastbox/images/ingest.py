@@ -41,7 +41,11 @@ class Session:
             # O_TMPFILE + link: the lock file is never visible unlocked, so no sweep can take it.
             self.fd = os.open(self.dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            os.link(f"/proc/self/fd/{self.fd}", lock)
+            dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:  # a dir fd makes os.link use linkat(AT_SYMLINK_FOLLOW), needed for /proc/self/fd
+                os.link(f"/proc/self/fd/{self.fd}", os.path.basename(lock), dst_dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
         except OSError as e:
             if self.fd >= 0:
                 os.close(self.fd)

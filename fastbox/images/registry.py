@@ -47,6 +47,10 @@ LOOPBACK = ("127.0.0.0/8", "::1/128", "localhost")
 _USER_AGENT = "fastbox/0.1"
 
 
+class TransportFailure(RegistryError):
+    """The connection failed (refused, reset, timed out): worth retrying, unlike an answer."""
+
+
 class RegistryClient:
     """client = RegistryClient("127.0.0.1:5000"); use as a context manager to close it."""
 
@@ -214,7 +218,7 @@ class RegistryClient:
             try:
                 r = self._http.send(request, stream=stream)
             except httpx.HTTPError as e:
-                raise RegistryError(f"{method} {url}: {_why(e)}") from None
+                raise TransportFailure(f"{method} {url}: {_why(e)}") from None
             challenges = auth.parse_challenges(r.headers.get("www-authenticate", ""))
             if r.status_code != 401 or attempt or not challenges or _not_replayable(kw):
                 return r

@@ -163,10 +163,11 @@ class _Extractor:
             self.dir_times.append((parts, _ns(m.mtime)))
             return
         base, path = parts[-1], "/".join(parts)
-        parent = self.dir(parts[:-1], m.name)
         if base.startswith(".wh."):
-            self.whiteout(parent, parts, m.name)
-        elif m.isdir():
+            self.whiteout(parts, m.name)
+            return
+        parent = self.dir(parts[:-1], m.name)
+        if m.isdir():
             self.mkdir(parent, parts, m)
         else:
             self.clear(parent, base, path)
@@ -272,16 +273,22 @@ class _Extractor:
         _set_xattrs(f"/proc/self/fd/{parent}/{base}", m, follow=False)
         os.utime(base, ns=(_ns(m.mtime),) * 2, dir_fd=parent, follow_symlinks=False)
 
-    def whiteout(self, parent, parts, entry):
+    def whiteout(self, parts, entry):
         base = parts[-1]
-        if base == _OPAQUE:
-            os.setxattr(parent, "trusted.overlay.opaque", b"y")
-            return
-        if base.startswith(_AUFS_META):
+        if base.startswith(_AUFS_META) and base != _OPAQUE:
             return  # AUFS bookkeeping (.wh..wh.plnk, ...), meaningless to overlay
         name = base[4:]
         if name in ("", ".", "..") or "/" in name:
             raise UnsafeLayer(f"unsafe layer entry {entry!r}: whiteout of {name!r}")
+        try:
+            parent = self.dir(parts[:-1], entry)
+        except UnsafeLayer:
+            # The parent is a file or symlink in this very layer (umoci writes "d" as a file,
+            # then "d/.wh.f" for what the old directory held): nothing below it to hide.
+            return
+        if base == _OPAQUE:
+            os.setxattr(parent, "trusted.overlay.opaque", b"y")
+            return
         self.clear(parent, name, "/".join(parts[:-1] + [name]))
         os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
 

@@ -16,7 +16,7 @@ def start_detached(cid, spec, image, store, tty=False):
     try:
         plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)
         monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
-                        *mon_io]
+                        "--started", store.started_path(cid), *mon_io]
         for d in cg.dirs:
             monitor_argv += ["--cgroup", d]
         if spec.remove:
@@ -48,7 +48,8 @@ def _stdio(tty):
 
 def _removal(cid, spec, store):
     """--rm: the monitor deletes the record, its files and the name at exit."""
-    files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "lock"]
+    files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
+             "started.json.tmp", "lock"]
     args = []
     for name in files:
         args += ["--remove", os.path.join(store.container_dir(cid), name)]

@@ -36,6 +36,9 @@ class StateStore:
     def exit_path(self, cid):
         return os.path.join(self.root, cid, "exit.json")
 
+    def started_path(self, cid):
+        return os.path.join(self.root, cid, "started.json")
+
     def name_path(self, name):
         return os.path.join(self.names, name)
 
@@ -135,9 +138,26 @@ class StateStore:
     def get(self, cid):
         """The record, reconciled with what the monitor left."""
         record = self._read(cid)
+        if record["status"] == status.CREATED:
+            record = self._adopt_started(record)
         if record["status"] == status.RUNNING:
             record = self._reconcile(record)
         return record
+
+    def _adopt_started(self, record):
+        """The monitor's started.json says the container runs, even if whoever started
+        it died before recording so."""
+        try:
+            with open(self.started_path(record["id"])) as f:
+                started = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return record
+        with self.locked(record["id"]):
+            current = self._read(record["id"])
+            if current["status"] == status.CREATED:
+                current.update(status=status.RUNNING, **started)
+                self._write(current)
+        return current
 
     def _reconcile(self, record):
         exited = self._exit_record(record["id"])
