@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,28 +55,60 @@ static void null_stdio(void)
         close(fd);
 }
 
+/* The master of the terminal the container made, sent over the console socket. */
+static int receive_fd(int sock)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
+        return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    int fd = -1;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    return fd;
+}
+
+static void format_int(char *buf, long v)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    for (int i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+}
+
 /* The intermediate: spawn, report, become the monitor. Never returns. */
 static void run_intermediate(const struct fb_plan *p, const struct fb_monitor_args *m, int sync_fd)
 {
     struct fb_report rep;
-    char pidbuf[24];
-    const char *argv[FB_MAX_MONITOR_ARGS + 3];
+    char pidbuf[24], ttybuf[24];
+    const char *argv[FB_MAX_MONITOR_ARGS + 5];
     pid_t self = getpid();
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     int rc = fb_spawn(p, &rep);
     if (write_all(sync_fd, &rep, sizeof rep) < 0 || write_all(sync_fd, &self, sizeof self) < 0 || rc < 0)
         _exit(rc < 0 ? 125 : 1);
-    int n = 0;
+    int n = 0, master = m->console_fd >= 0 ? receive_fd(m->console_fd) : -1;
     for (; n < m->argc && n < FB_MAX_MONITOR_ARGS; n++)
         argv[n] = m->argv[n];
-    int len = 0;
-    for (long v = rep.pid, d = 1; v / d >= 10; d *= 10, len++)
-        ;
-    for (long v = rep.pid, i = len; i >= 0; i--, v /= 10)
-        pidbuf[i] = (char)('0' + v % 10);
-    pidbuf[len + 1] = '\0';
+    format_int(pidbuf, rep.pid);
     argv[n++] = "--pid";
     argv[n++] = pidbuf;
+    if (master >= 0) {
+        format_int(ttybuf, master);
+        argv[n++] = "--tty";
+        argv[n++] = ttybuf;
+    }
     argv[n] = NULL;
     /* The monitor inherits nothing of the caller's but the fds it was given: an
      * inherited pipe (a test harness's, a shell's) would otherwise stay open for as
@@ -83,6 +116,8 @@ static void run_intermediate(const struct fb_plan *p, const struct fb_monitor_ar
     syscall(SYS_close_range, 3, ~0U, 1U << 2 /* CLOSE_RANGE_CLOEXEC */);
     for (int i = 0; i < m->n_keep_fds; i++)
         fcntl(m->keep_fds[i], F_SETFD, 0);
+    if (master >= 0)
+        fcntl(master, F_SETFD, 0);
     if (rep.pidfd >= 0)
         close(rep.pidfd);
     null_stdio();

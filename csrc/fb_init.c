@@ -216,6 +216,53 @@ static int exec_program(struct fb_child *c)
     return fb_fail(&c->report->err, seen_eacces ? EACCES : ENOENT, FB_PHASE_EXEC, "exec", prog);
 }
 
+/* A terminal from the container's own devpts (so ttyname() works inside, as with
+ * Docker): open its ptmx, make the peer our stdio and controlling terminal, and hand
+ * the master to the caller over the console socket (SCM_RIGHTS). */
+static int send_fd(int sock, int fd)
+{
+    char byte = 'm';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return (int)FB_SYS3(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL);
+}
+
+static int setup_console(struct fb_child *c)
+{
+    struct fb_error *e = &c->report->err;
+    int unlock = 0;
+    long master = FB_SYS4(SYS_openat, AT_FDCWD, "/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC, 0);
+    if (master < 0)
+        return fb_fail(e, master, FB_PHASE_STDIO, "open", "/dev/ptmx");
+    long r = FB_SYS3(SYS_ioctl, master, TIOCSPTLCK, &unlock);
+    long slave = r < 0 ? r : FB_SYS3(SYS_ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    for (int i = 0; slave >= 0 && i < 3 && r >= 0; i++)
+        r = FB_SYS3(SYS_dup3, slave, i, 0);
+    if (r >= 0 && slave >= 0)
+        r = FB_SYS0(SYS_setsid);
+    if (r >= 0 && slave >= 0)
+        r = FB_SYS3(SYS_ioctl, 0, TIOCSCTTY, 0);
+    if (r >= 0 && slave >= 0)
+        r = send_fd(c->plan->console_fd, (int)master);
+    FB_SYS1(SYS_close, master);
+    if (slave >= 0)
+        FB_SYS1(SYS_close, slave);
+    FB_SYS1(SYS_close, c->plan->console_fd);
+    long err = slave < 0 ? slave : r;
+    return err < 0 ? fb_fail(e, err, FB_PHASE_STDIO, "container terminal", NULL) : 0;
+}
+
 /* A new network namespace starts with lo down; Docker's "none" network has it up. */
 static int loopback_up(struct fb_child *c)
 {
@@ -274,6 +321,8 @@ static int child_steps(struct fb_child *c)
         return -1;
     fb_stamp(c, FB_T_CGROUP);
     if ((c->plan->join_pidfd >= 0 ? enter_container(c) : build_rootfs(c)) < 0)
+        return -1;
+    if (c->plan->console_fd >= 0 && setup_console(c) < 0)
         return -1;
     /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
     if ((c->plan->loopback_up && loopback_up(c) < 0) || set_identity(c) < 0)

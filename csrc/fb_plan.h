@@ -96,6 +96,8 @@ struct fb_plan {
     int loopback_up; /* bring up lo in a new network namespace */
     int stdio[3]; /* fds put on 0,1,2 in the child, -1 to inherit */
     int tty;      /* stdio is a pty slave: new session, and it becomes the controlling tty */
+    int console_fd; /* >= 0: make a terminal in the container's devpts and send its master
+                       over this unix socket (replaces stdio and tty); -1 otherwise */
 
     /* exec into a running container: a pidfd of its init, and the namespaces to enter
      * (CLONE_NEW* without NEWPID: the child is cloned into its pid namespace). With it
@@ -118,6 +120,7 @@ struct fb_monitor_args {
     int argc;
     const int *keep_fds;
     int n_keep_fds;
+    int console_fd; /* >= 0: receive the container's terminal master here, for --tty */
 };
 
 /* Build and start the container; on success the program has been exec'd and

@@ -66,6 +66,7 @@ cdef extern from "fb_plan.h":
         int loopback_up
         int stdio[3]
         int tty
+        int console_fd
         int join_pidfd
         int join_ns_flags
     struct fb_report:
@@ -78,6 +79,7 @@ cdef extern from "fb_plan.h":
         int argc
         const int *keep_fds
         int n_keep_fds
+        int console_fd
     int fb_spawn(const fb_plan *plan, fb_report *report) nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil

@@ -130,6 +130,7 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     for i in range(3):
         c.stdio[i] = p.stdio[i]
     c.tty = 1 if getattr(p, "tty", False) else 0
+    c.console_fd = getattr(p, "console_fd", -1)
     c.join_pidfd = getattr(p, "join_pidfd", -1)
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)
 
@@ -152,10 +153,12 @@ cdef object raise_or_times(int rc, fb_report *r):
     return times
 
 
-def spawn_detached(plan, monitor_argv, keep_fds):
+def spawn_detached(plan, monitor_argv, keep_fds, int console_fd=-1):
     """Start the container under a fastbox-monitor that is no child of ours (double
     fork; no Python runs in the new processes). monitor_argv gets "--pid N" appended;
-    keep_fds are inherited by the monitor. Returns (pid, monitor_pid, times)."""
+    keep_fds are inherited by the monitor; with console_fd (the receiving end of
+    plan.console_fd's socket) the container's terminal master goes to the monitor as
+    --tty. Returns (pid, monitor_pid, times)."""
     cdef fb_plan c
     cdef fb_report r
     cdef fb_monitor_args m
@@ -170,6 +173,7 @@ def spawn_detached(plan, monitor_argv, keep_fds):
         keep[i] = keep_fds[i]
     m.keep_fds = keep
     m.n_keep_fds = <int>len(keep_fds)
+    m.console_fd = console_fd
     with nogil:
         rc = fb_spawn_detached(&c, &m, &r, &monitor_pid)
     times = raise_or_times(rc, &r)

@@ -45,7 +45,7 @@ def resolve_image(ref):
 
 
 def run(image, command=None, *, remove=True, capture_output=False, stdin=None, stdout=None,
-        stderr=None, on_start=None, tty=False, **options):
+        stderr=None, on_start=None, tty=False, on_terminal=None, **options):
     """Run a container to completion and return a RunResult.
 
     options are RunSpec's: entrypoint, env, env_file, workdir, user, hostname, memory,
@@ -53,7 +53,9 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     storage_opts. stdin/stdout/stderr take file descriptors or objects with fileno();
     by default stdin is /dev/null and output is inherited (or captured when
     capture_output=True). on_start(pid) is called once the program has been exec'd.
-    tty=True makes the given stdio (a pty slave) the program's controlling terminal.
+    tty=True gives the program a terminal made in the container (its stdin, stdout,
+    stderr and controlling tty); on_terminal(master_fd) gets the master, closed when
+    run() returns.
     Raises a FastboxError subclass when the container cannot start; the program's own
     failure is just its exit code. If anything interrupts the wait (an exception in
     on_start, KeyboardInterrupt), the container is killed and torn down first.
@@ -62,11 +64,11 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     spec = RunSpec(image, command, remove=remove, **options)
     img = resolve_image(spec.image)
     return run_spec(spec, img, t0, capture_output=capture_output, stdin=stdin, stdout=stdout,
-                    stderr=stderr, on_start=on_start, tty=tty)
+                    stderr=stderr, on_start=on_start, tty=tty, on_terminal=on_terminal)
 
 
 def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, stderr=None,
-             on_start=None, tty=False, cgroups=None):
+             on_start=None, tty=False, on_terminal=None, cgroups=None):
     """run() once the spec is validated and the image resolved; cgroups is a pool's
     ready-made cgroup plan (fastbox.burst.Pool), None to make the container's own."""
     remove = spec.remove
@@ -86,6 +88,8 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
         try:
             if record:
                 _mark_running(record, started)
+            if on_terminal and started.terminal is not None:
+                on_terminal(started.terminal)
             if on_start:
                 on_start(started.pid)
             out, err = io.collect()
@@ -96,6 +100,8 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
         finally:
             t_exit = container.now()
             container.teardown(started)
+            if started.terminal is not None:
+                os.close(started.terminal)
             if names:
                 names.release_name(spec.name)
             if record:

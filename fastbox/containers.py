@@ -91,7 +91,13 @@ class Container:
         return self.attrs.get("pid", 0)
 
     def reload(self):
-        self.attrs = self._store.get(self.id)
+        try:
+            self.attrs = self._store.get(self.id)
+        except ContainerStateError:
+            if not (self.attrs.get("spec") or {}).get("remove"):
+                raise
+            # --rm: the monitor removed the record as the container exited.
+            self.attrs = dict(self.attrs, status=status.EXITED, pid=0)
         return self
 
     def start(self):
@@ -182,7 +188,7 @@ class Container:
         """Delete everything of this container: cgroups a dead monitor left, the
         record, its directory and its name."""
         from fastbox.runtime import cgroup
-        record = record or self._store._read(self.id)
+        record = record or self.attrs
         cgroup.remove(record.get("cgroups") or [])
         self._store.delete(record)
 
@@ -202,7 +208,8 @@ class Container:
         return chunks if follow else b"".join(c for _, c in chunks)
 
     def exec_run(self, command, *, env=(), workdir=None, user=None, tty=False,
-                 capture_output=True, stdin=None, stdout=None, stderr=None, on_start=None):
+                 capture_output=True, stdin=None, stdout=None, stderr=None, on_start=None,
+                 on_terminal=None):
         """Run command inside the container and wait for it: an ExecResult with its
         exit code and, when captured, its output."""
         from fastbox.api import resolve_image, _Stdio
@@ -219,6 +226,8 @@ class Container:
                 s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
                                 tty, pidfd)
                 try:
+                    if on_terminal and s.terminal is not None:
+                        on_terminal(s.terminal)
                     if on_start:
                         on_start(s.pid)
                     out, err = io.collect()
@@ -226,6 +235,9 @@ class Container:
                 except BaseException:
                     container.kill_and_wait(s)
                     raise
+                finally:
+                    if s.terminal is not None:
+                        os.close(s.terminal)
         finally:
             os.close(pidfd)
         return ExecResult(code, out, err)

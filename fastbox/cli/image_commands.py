@@ -1,16 +1,39 @@
-"""Image commands: import, images (and, as they land, pull, push, save, load, tag, rmi...).
-Each parses, calls one library function, prints."""
+"""Image commands: images, import, pull, push, save, load, tag, rmi, inspect, history, login,
+logout, the `image` group (ls, rm, prune, ...) and `system df`. Each parses, calls one library
+function, prints. Heavy imports (httpx, rich) happen inside the commands that need them."""
 import json
+import sys
 from typing import List, Optional
 
 import typer
 
-from fastbox.errors import SpecError
+from fastbox.errors import ImageNotFound, SpecError
+
+image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
+system_app = typer.Typer(help="Manage fastbox.", no_args_is_help=True)
 
 
 def register(app):
-    app.command("import")(import_)
+    for target in (app, image_app):
+        target.command("import")(import_)
+        target.command()(pull)
+        target.command()(push)
+        target.command()(save)
+        target.command()(load)
+        target.command()(tag)
+        target.command()(history)
+    # The top-level `inspect` is container_commands' and falls back to inspect_image().
     app.command()(images)
+    app.command()(rmi)
+    app.command()(login)
+    app.command()(logout)
+    image_app.command("ls")(images)
+    image_app.command("rm")(rmi)
+    image_app.command("inspect")(inspect)
+    image_app.command()(prune)
+    system_app.command()(df)
+    app.add_typer(image_app, name="image")
+    app.add_typer(system_app, name="system")
 
 
 def import_(tarball: str = typer.Argument(..., help="A rootfs tarball (plain or gzip)"),
@@ -65,9 +88,316 @@ def images(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show im
                   f"{str(r.get('created', ''))[:19]:<22} {human_size(r.get('size', 0))}")
 
 
+def pull(image: str = typer.Argument(..., help="NAME[:TAG|@DIGEST]"),
+         platform: Optional[str] = typer.Option(None, "--platform", help="OS/ARCH[/VARIANT], e.g. linux/arm64"),
+         insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP or unverified TLS"),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image name")):
+    """Download an image from a registry."""
+    from fastbox.images.pull import pull as do_pull
+    from fastbox.images.reference import parse
+    ref = parse(image)
+    if not quiet:
+        print(f"{ref.tag or ref.digest}: Pulling from {ref.repository}", flush=True)
+    with _ProgressDisplay(quiet) as progress:
+        pulled = do_pull(image, platform=platform, insecure=insecure, progress=progress)
+    print(pulled.ref)
+
+
+def push(image: str = typer.Argument(..., help="NAME[:TAG]"),
+         insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP or unverified TLS"),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the manifest digest")):
+    """Upload an image to a registry."""
+    from fastbox.images.push import push as do_push
+    from fastbox.images.reference import parse
+    ref = parse(image)
+    if not quiet:
+        print(f"The push refers to repository [{ref.registry}/{ref.repository}]", flush=True)
+    with _ProgressDisplay(quiet) as progress:
+        digest = do_push(image, insecure=insecure, progress=progress)
+    if quiet:
+        print(digest)
+
+
+def save(images: List[str] = typer.Argument(..., help="Images to save"),
+         output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file, not stdout"),
+         format: str = typer.Option("oci+docker", "--format",
+                                    help="oci, docker, or oci+docker (both in one tar, as Docker 25+)")):
+    """Save images to a tar archive (OCI image layout and `docker save` format)."""
+    from fastbox.images import archive
+    formats = tuple(f for f in format.split("+"))
+    if not formats or any(f not in archive.FORMATS for f in formats):
+        raise SpecError(f"invalid --format {format!r}: use oci, docker or oci+docker")
+    if output is None and sys.stdout.isatty():
+        raise SpecError("cowardly refusing to write an archive to a terminal: use -o FILE or a redirect")
+    archive.save(images, output if output is not None else sys.stdout.buffer, formats=formats)
+
+
+def load(input: Optional[str] = typer.Option(None, "--input", "-i", help="Read from this file, not stdin"),
+         platform: Optional[str] = typer.Option(None, "--platform", help="For multi-platform archives"),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing")):
+    """Load images from a tar archive (OCI image layout or `docker save` format)."""
+    from fastbox.images import archive
+    if input is None and sys.stdin.isatty():
+        raise SpecError("requested load from stdin, but stdin is a terminal: use -i FILE or a redirect")
+    loaded = archive.load(input if input is not None else sys.stdin.buffer, platform=platform)
+    if not quiet:
+        for name, image in loaded:
+            if name:
+                from fastbox.images.reference import parse
+                print(f"Loaded image: {parse(name).familiar}")
+            else:
+                print(f"Loaded image ID: {image.id}")
+
+
+def tag(source: str = typer.Argument(..., help="SOURCE_IMAGE[:TAG]"),
+        target: str = typer.Argument(..., help="TARGET_IMAGE[:TAG]")):
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    from fastbox.images.store import ImageStore
+    ImageStore().tag(source, target)
+
+
+def rmi(images: List[str] = typer.Argument(..., help="Names or ids"),
+        force: bool = typer.Option(False, "--force", "-f",
+                                   help="Untag even if a container uses the image (its content stays)")):
+    """Remove images."""
+    from fastbox.images.store import ImageStore
+    store = ImageStore()
+    for ref in images:
+        for line in store.remove(ref, force=force):
+            print(line)
+
+
+def inspect(names: List[str] = typer.Argument(..., help="Images"),
+            format: Optional[str] = typer.Option(None, "--format", "-f",
+                                                 help="A Go-template subset: {{.Id}}, {{json .Config}}")):
+    """Show low-level information on images as JSON."""
+    from fastbox.images.report import inspect as describe
+    found = []
+    for name in names:
+        try:
+            found.append(describe(name))
+        except ImageNotFound:
+            raise ImageNotFound(f"no such object: {name}") from None
+    if format:
+        for obj in found:
+            print(render_template(format, obj))
+    else:
+        print(json.dumps(found, indent=4))
+
+
+def inspect_image(ref):
+    """`inspect`'s object for an image (for the top-level `inspect`, which also knows
+    containers); ImageNotFound if there is none."""
+    from fastbox.images.report import inspect as describe
+    return describe(ref)
+
+
+def history(image: str = typer.Argument(...),
+            no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate output"),
+            quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image ids"),
+            format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
+    """Show the history of an image."""
+    from fastbox.images.report import history as image_history
+    rows = image_history(image)
+    if format == "json":
+        for r in rows:
+            print(json.dumps(r))
+        return
+    if quiet:
+        for r in rows:
+            print(r["id"] if no_trunc or r["id"] == "<missing>" else r["id"][7:19])
+        return
+    print(f"{'IMAGE':<14} {'CREATED':<22} {'CREATED BY':<46} {'SIZE':<10} COMMENT")
+    for r in rows:
+        by = r["created_by"] if no_trunc or len(r["created_by"]) <= 45 else r["created_by"][:44] + "…"
+        shown = r["id"] if no_trunc or r["id"] == "<missing>" else r["id"][7:19]
+        print(f"{shown:<14} {r['created'][:19]:<22} {by:<46} {human_size(r['size']):<10} {r['comment']}")
+
+
+def prune(all: bool = typer.Option(False, "--all", "-a", help="Remove all images no container uses, not just dangling ones"),
+          force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation")):
+    """Remove unused images, and blobs, layers and downloads nothing references."""
+    from fastbox.images.store import ImageStore
+    if not force and sys.stdin.isatty():
+        what = "all images without at least one container associated to them" if all else "all dangling images"
+        if not typer.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
+            raise typer.Exit(0)
+    lines, freed = ImageStore().prune(all=all)
+    if lines:
+        print("Deleted Images:")
+        for line in lines:
+            print(line[0].lower() + line[1:])  # Docker's prune says "untagged:", "deleted:"
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")
+
+
+def df():
+    """Show disk usage of images and containers."""
+    from fastbox.images.report import disk_usage_report
+    usage = disk_usage_report()
+    print(f"{'TYPE':<16}{'TOTAL':<10}{'ACTIVE':<10}{'SIZE':<12}RECLAIMABLE")
+    for label, key in (("Images", "images"), ("Containers", "containers")):
+        u = usage[key]
+        percent = f" ({100 * u['reclaimable'] // u['size']}%)" if u["size"] else ""
+        print(f"{label:<16}{u['total']:<10}{u['active']:<10}{human_size(u['size']):<12}"
+              f"{human_size(u['reclaimable'])}{percent}")
+
+
+def login(server: Optional[str] = typer.Argument(None, help="Registry (default: Docker Hub)"),
+          username: Optional[str] = typer.Option(None, "--username", "-u"),
+          password: Optional[str] = typer.Option(None, "--password", "-p"),
+          password_stdin: bool = typer.Option(False, "--password-stdin", help="Take the password from stdin"),
+          insecure: bool = typer.Option(False, "--insecure", help="Allow plain HTTP or unverified TLS")):
+    """Log in to a registry; credentials go where Docker keeps them ($DOCKER_CONFIG/config.json)."""
+    from fastbox.images import auth
+    from fastbox.images.registry import RegistryClient
+    registry = registry_of(server)
+    if password_stdin:
+        if password:
+            raise SpecError("--password and --password-stdin are mutually exclusive")
+        password = sys.stdin.read().rstrip("\r\n")
+    if not username:
+        username = typer.prompt("Username")
+    if not password:
+        password = typer.prompt("Password", hide_input=True)
+    creds = auth.Credentials(username, password)
+    with RegistryClient(registry, insecure=insecure, credentials=creds) as client:
+        client.login()
+    auth.store(registry, creds)
+    print("Login Succeeded")
+
+
+def logout(server: Optional[str] = typer.Argument(None, help="Registry (default: Docker Hub)")):
+    """Log out from a registry."""
+    from fastbox.images import auth
+    registry = registry_of(server)
+    if auth.remove(registry):
+        print(f"Removing login credentials for {registry}")
+    else:
+        print(f"Not logged in to {registry}")
+
+
+def registry_of(server):
+    """"https://host:5000/v2/" -> "host:5000"; none or Docker Hub's names -> "docker.io"."""
+    if not server:
+        return "docker.io"
+    host = server.partition("://")[2] if "://" in server else server
+    host = host.partition("/")[0]
+    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
+
+
+def render_template(template, obj):
+    """The part of Go templates people use with inspect: {{.A.B}} and {{json .A.B}}."""
+    import re
+
+    def value(path):
+        v = obj
+        for key in path.strip(".").split(".") if path.strip(".") else ():
+            v = v.get(key) if isinstance(v, dict) else None
+        return v
+
+    def field(m):
+        v = value(m.group(2))
+        if m.group(1):
+            return json.dumps(v)
+        return json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else str(v)
+
+    return re.sub(r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}", field, template)
+
+
 def human_size(n):
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000:
             return f"{n:.3g}{unit}"
         n /= 1000
     return f"{n:.3g}TB"
+
+
+class _ProgressDisplay:
+    """Progress of a pull or push: a rich bar per layer on a terminal's stderr, else Docker's
+    non-terminal lines on stdout; nothing with --quiet."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+        self.shown = None
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        self.shown = _Bars() if sys.stderr.isatty() else _Lines()
+        return self.shown
+
+    def __exit__(self, *exc):
+        if self.shown is not None:
+            self.shown.close()
+
+
+class _Lines:
+    """One line per layer as it finishes, as `docker pull | cat` prints."""
+
+    FINAL = ("Already exists", "Pull complete", "Pushed", "Layer already exists", "Mounted from")
+
+    def __init__(self):
+        self.printed = set()
+
+    def start(self, name, layers):
+        pass
+
+    def update(self, digest, status):
+        if status.startswith(self.FINAL) and digest not in self.printed:
+            self.printed.add(digest)
+            print(f"{digest[7:19]}: {status}", flush=True)
+
+    def advance(self, digest, nbytes):
+        pass
+
+    def reset(self, digest, done):
+        pass
+
+    def finish(self, lines):
+        for line in lines:
+            print(line)
+
+    def close(self):
+        pass
+
+
+class _Bars:
+    """A rich progress bar per layer, on stderr."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                   TransferSpeedColumn)
+        self.progress = Progress(TextColumn("{task.fields[short]}: {task.description:<20}"),
+                                 BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 console=Console(stderr=True))
+        self.tasks, self.sizes, self.lines = {}, {}, []
+
+    def start(self, name, layers):
+        for digest, size in layers:
+            self.tasks[digest] = self.progress.add_task("Waiting", total=size, short=digest[7:19])
+            self.sizes[digest] = size
+        self.progress.start()
+
+    def update(self, digest, status):
+        task = self.tasks.get(digest)
+        if task is not None:
+            extra = {"completed": self.sizes[digest]} if status.startswith(_Lines.FINAL) else {}
+            self.progress.update(task, description=status, **extra)
+
+    def advance(self, digest, nbytes):
+        if digest in self.tasks:
+            self.progress.advance(self.tasks[digest], nbytes)
+
+    def reset(self, digest, done):
+        if digest in self.tasks:
+            self.progress.update(self.tasks[digest], completed=done)
+
+    def finish(self, lines):
+        self.lines = lines
+
+    def close(self):
+        self.progress.stop()
+        for line in self.lines:
+            print(line)

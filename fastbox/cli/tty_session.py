@@ -1,6 +1,6 @@
-"""A foreground container or exec on a pseudo-terminal (`run -t`, `exec -t`): the
-program gets the pty's slave as its controlling terminal; we relay between our own
-terminal (in raw mode) and the master, and pass window size changes on."""
+"""A foreground container or exec on a terminal (`run -t`, `exec -t`): the core makes
+the terminal in the container's own devpts and hands us its master; we relay between
+our terminal (raw mode when -i) and the master, and pass window size changes on."""
 import os
 import select
 import signal
@@ -9,46 +9,27 @@ import sys
 
 def run(image, command, interactive, opts):
     from fastbox import api
-    master, slave = os.openpty()
-    try:
-        # The terminal is the program's stdin too, as with Docker; without -i nothing
-        # is typed into it.
-        with _Relay(master, interactive) as relay:
-            result = api.run(image, command, stdin=slave, stdout=slave, stderr=slave, tty=True,
-                             on_start=lambda pid: relay.started(slave), **opts)
-        return result.exit_code
-    finally:
-        for fd in (master, slave):
-            _close(fd)
+    with _Relay(interactive) as relay:
+        result = api.run(image, command, stdout=1, stderr=2, tty=True,
+                         on_terminal=relay.start, **opts)
+    return result.exit_code
 
 
 def exec_(c, command, opts):
-    master, slave = os.openpty()
-    try:
-        with _Relay(master, opts["interactive"]) as relay:
-            result = c.exec_run(command, env=opts["env"], workdir=opts["workdir"],
-                                user=opts["user"], tty=True, capture_output=False,
-                                stdin=slave, stdout=slave,
-                                stderr=slave, on_start=lambda pid: relay.started(slave))
-        return result.exit_code
-    finally:
-        for fd in (master, slave):
-            _close(fd)
-
-
-def _close(fd):
-    try:
-        os.close(fd)
-    except OSError:
-        pass
+    with _Relay(opts["interactive"]) as relay:
+        result = c.exec_run(command, env=opts["env"], workdir=opts["workdir"],
+                            user=opts["user"], tty=True, capture_output=False,
+                            on_terminal=relay.start)
+    return result.exit_code
 
 
 class _Relay:
-    """Copies our stdin to the master and the master to our stdout in a thread, from the
-    moment the program starts until the master reports EOF/EIO (every slave closed)."""
+    """Copies our stdin to the master (with -i) and the master to our stdout, in a
+    thread, until the program's side of the terminal is closed."""
 
-    def __init__(self, master, interactive):
-        self.master, self.interactive = master, interactive
+    def __init__(self, interactive):
+        self.interactive = interactive
+        self.master = None
         self.saved_tty = None
         self.thread = None
 
@@ -58,19 +39,19 @@ class _Relay:
             import tty
             self.saved_tty = termios.tcgetattr(0)
             tty.setraw(0)
+        return self
+
+    def start(self, master):
+        import threading
+        self.master = os.dup(master)  # ours: the caller closes its copy when run() ends
         self._copy_winsize()
         if os.isatty(0):
             signal.signal(signal.SIGWINCH, lambda *_: self._copy_winsize())
-        return self
-
-    def started(self, slave):
-        import threading
-        os.close(slave)  # only the program holds the slave now: its exit gives us EIO
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
     def _copy_winsize(self):
-        if not os.isatty(0):
+        if self.master is None or not os.isatty(0):
             return
         import fcntl
         import termios
@@ -84,7 +65,7 @@ class _Relay:
             if self.master in ready:
                 try:
                     data = os.read(self.master, 65536)
-                except OSError:
+                except OSError:  # EIO: every slave closed, the program is gone
                     data = b""
                 if not data:
                     return
@@ -99,6 +80,8 @@ class _Relay:
     def __exit__(self, *exc):
         if self.thread:
             self.thread.join(timeout=2)
+        if self.master is not None:
+            os.close(self.master)
         if self.saved_tty is not None:
             import termios
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)

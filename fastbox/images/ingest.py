@@ -21,6 +21,7 @@ import os
 import shutil
 
 from fastbox.errors import DigestMismatch
+from fastbox.images.store import disk_usage
 
 _BLOB_PREFIX = "sha256-"
 
@@ -171,7 +172,7 @@ def sweep(ingest_dir, partial_blobs=False):
             if name[:-5] not in live:
                 _unlink(path)
         elif name.partition(".")[0] not in live:
-            freed += _size_of(path)
+            freed += disk_usage(path)
             _remove(path)
     return freed
 
@@ -208,19 +209,6 @@ def _unlink_if_free(path):
         return 0
     finally:
         os.close(fd)
-
-
-def _size_of(path):
-    total = 0
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            for dirpath, _, files in os.walk(path):
-                total += sum(os.lstat(os.path.join(dirpath, f)).st_blocks * 512 for f in files)
-        else:
-            total = os.lstat(path).st_blocks * 512
-    except OSError:
-        pass
-    return total
 
 
 def _remove(path):

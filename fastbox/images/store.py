@@ -369,6 +369,9 @@ class ImageStore:
     def has_layer(self, diff_id):
         return os.path.isdir(self._layers + _hex(diff_id))
 
+    def layer_path(self, diff_id):
+        return self._layers + _hex(diff_id)
+
     def read_blob(self, digest):
         """A small blob's bytes (a manifest, a config), checked against its digest."""
         import hashlib
@@ -571,7 +574,7 @@ class ImageStore:
             layers.update(_hex(d) for d in self._read_json(cfg_digest)["rootfs"]["diff_ids"])
         for name in _listdir(self._blobs):
             if name not in blobs:
-                freed += _disk_usage(self._blobs + name)
+                freed += disk_usage(self._blobs + name)
                 _unlink(self._blobs + name)
         for name in _listdir(self._resolved):
             if name not in manifests:
@@ -580,7 +583,7 @@ class ImageStore:
             if name not in layers and not name.startswith(".tmp-"):
                 doomed = _tmp_name(self._layers)
                 os.rename(self._layers + name, doomed)  # never a half-deleted layer under its name
-                freed += _disk_usage(doomed)
+                freed += disk_usage(doomed)
                 shutil.rmtree(doomed)
         return freed
 
@@ -832,20 +835,31 @@ def _unlink(path):
         pass
 
 
-def _disk_usage(path):
-    """Bytes allocated to a file or a tree (hardlinked files counted once)."""
-    st = os.lstat(path)
+def disk_usage(path):
+    """Bytes allocated to a file or a tree, hardlinked files once; 0 if it is gone."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    total, seen = st.st_blocks * 512, set()
     if not os.path.isdir(path) or os.path.islink(path):
-        return st.st_blocks * 512
-    seen, total = set(), st.st_blocks * 512
+        return total
     for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            if st.st_nlink > 1 and not os.path.isdir(os.path.join(dirpath, name)):
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if st.st_nlink > 1:
                 if st.st_ino in seen:
                     continue
                 seen.add(st.st_ino)
             total += st.st_blocks * 512
+        for name in dirnames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass
     return total
 
 

@@ -30,7 +30,32 @@ class Plan:
 class Started:
     """A running container as the runtime knows it, until it is waited for."""
 
-    __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0")
+    __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
+                 "terminal")
+
+
+class Console:
+    """The socket over which the core hands back the master of a terminal it made in
+    the container's own devpts (so the program's ttyname() resolves inside)."""
+
+    def __init__(self, plan):
+        import socket
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        plan.console_fd = self.theirs.fileno()
+
+    def sent(self):
+        self.theirs.close()
+
+    def receive(self):
+        """The terminal's master fd (ours to close)."""
+        import socket
+        try:
+            _, fds, _, _ = socket.recv_fds(self.ours, 1, 1)
+        finally:
+            self.ours.close()
+        if not fds:
+            raise StartError("the container did not hand back its terminal", "stdio", 0)
+        return fds[0]
 
 
 def new_id():
@@ -47,7 +72,6 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None):
     cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
-    plan.tty = tty
     return plan, cg, fs, argv
 
 
@@ -55,13 +79,20 @@ def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None):
     """Build and start the container as our child; returns once its program has been
     exec'd."""
     plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg)
+    console = Console(plan) if tty else None
     try:
         pid, pidfd, times = _core.spawn(plan)
     except _core.CoreError as e:
         cgroup.remove(cg.dirs)
+        if console:
+            console.ours.close()
         raise start_error(e, argv) from None
+    finally:
+        if console:
+            console.sent()
     s = Started()
     s.id, s.name, s.pid, s.pidfd = cid, spec.name, pid, pidfd
+    s.terminal = console.receive() if console else None
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
     return s
 

@@ -24,11 +24,18 @@ def start(record, image, argv, env=(), workdir=None, user_spec=None, stdio=(-1, 
         base[k] = v
     plan = _plan(record, argv, base, workdir or spec.workdir or image.working_dir or "/",
                  ident, stdio, tty, pidfd)
+    console = container.Console(plan) if tty else None
     try:
         pid, child_pidfd, times = _core.spawn(plan)
     except _core.CoreError as e:
+        if console:
+            console.ours.close()
         raise container.start_error(e, argv) from None
+    finally:
+        if console:
+            console.sent()
     s = Started()
+    s.terminal = console.receive() if console else None
     s.id, s.name, s.pid, s.pidfd = record["id"], record.get("name"), pid, child_pidfd
     s.cgroups, s.container_dir, s.times, s.t0 = [], None, times, None
     return s
@@ -47,7 +54,7 @@ def _plan(record, argv, env, cwd, ident, stdio, tty, pidfd):
         path=env.get("PATH", container.DEFAULT_PATH), cwd=cwd, uid=ident.uid, gid=ident.gid,
         groups=ident.groups, caps=container.DEFAULT_CAPS, no_new_privs=True, seccomp=True,
         loopback_up=False,
-        stdio=list(stdio), tty=tty, join_pidfd=pidfd, join_ns_flags=JOINED)
+        stdio=list(stdio), join_pidfd=pidfd, join_ns_flags=JOINED)
 
 
 def open_init(record):

@@ -1,6 +1,6 @@
 """Starting a container under its own fastbox-monitor (csrc/monitor/fb_monitor.c), so
-that it outlives the process that started it: the monitor holds its stdio, writes the
-log, records the exit code and removes its cgroups."""
+that it outlives the process that started it: the monitor holds its stdio (or the
+master of its terminal), writes the log, records the exit code, removes its cgroups."""
 import os
 
 from fastbox import _core
@@ -12,9 +12,12 @@ MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def start_detached(cid, spec, image, store, tty=False):
     """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd."""
-    ours, stdio, keep, mon_io = _stdio(tty)
+    ours, stdio, keep, mon_io = _pipes(tty)
+    console = None
     try:
         plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)
+        if tty:
+            console = container.Console(plan)
         monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
                         "--started", store.started_path(cid), *mon_io]
         for d in cg.dirs:
@@ -22,24 +25,26 @@ def start_detached(cid, spec, image, store, tty=False):
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         try:
-            pid, monitor_pid, times = _core.spawn_detached(plan, monitor_argv, keep)
+            pid, monitor_pid, times = _core.spawn_detached(
+                plan, monitor_argv, keep, console.ours.fileno() if console else -1)
         except _core.CoreError as e:
             cgroup.remove(cg.dirs)
             raise container.start_error(e, argv) from None
     finally:
         for fd in ours:
             os.close(fd)
+        if console:
+            console.sent()
+            console.ours.close()
     return pid, monitor_pid, times, cg.dirs
 
 
-def _stdio(tty):
-    """(fds we close afterwards, the container's 0-2, fds the monitor keeps, its options)."""
+def _pipes(tty):
+    """(fds we close afterwards, the container's 0-2, fds the monitor keeps, its
+    options). With a terminal, the core makes it in the container instead."""
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     if tty:
-        master, slave = os.openpty()
-        for fd in (master, slave):
-            os.set_inheritable(fd, False)
-        return [null, master, slave], [slave, slave, slave], [master], ["--tty", str(master)]
+        return [null], [null, null, null], [], []
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     return ([null, out_r, out_w, err_r, err_w], [null, out_w, err_w], [out_r, err_r],
