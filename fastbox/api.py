@@ -88,24 +88,15 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
         try:
             if record:
                 _mark_running(record, started)
-            if on_terminal and started.terminal is not None:
-                on_terminal(started.terminal)
-            if on_start:
-                on_start(started.pid)
-            out, err = io.collect()
-            code = container.wait(started)
-        except BaseException:
-            code = container.kill_and_wait(started)
-            raise
+            code, out, err = container.supervise(started, io, on_terminal, on_start)
         finally:
             t_exit = container.now()
             container.teardown(started)
-            if started.terminal is not None:
-                os.close(started.terminal)
             if names:
                 names.release_name(spec.name)
             if record:
-                record.update(cid, status="exited", exit_code=code, finished_at=_iso(), pid=0)
+                record.update(cid, status="exited", exit_code=started.exit_code,
+                              finished_at=_iso(), pid=0)
     timings = container.timings(started, t_exit, container.now())
     timings["image"] = (t_image - t0) / 1e6
     return RunResult(cid, spec.name, code, out, err, timings)

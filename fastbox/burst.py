@@ -28,6 +28,7 @@ from fastbox.runtime import cgroup, container
 from fastbox.spec import RunSpec
 
 LIMITS = ("memory", "cpus", "pids_limit")
+PER_RUN = ("capture_output", "stdout", "stderr")  # fastbox.run's options that are not the spec's
 NETNS_MODES = ("pooled", "fresh")
 _CLONE_NEWNET = 0x40000000
 
@@ -57,6 +58,7 @@ class Pool:
         self._made = []       # cgroup plans
         self._netns_fds = []  # one per slot when pooled
         self._closed = False
+        self._live = _Running()
         try:
             t = container.now()
             for _ in range(size):
@@ -75,8 +77,10 @@ class Pool:
             self.close()
             raise
 
-    def run(self, command=None, capture_output=False, **options):
-        """One container in a free slot (blocks while all are busy); a RunResult."""
+    def run(self, command=None, capture_output=False, *, stdout=None, stderr=None, **options):
+        """One container in a free slot (blocks while all are busy); a RunResult.
+        stdout/stderr: file descriptors (or objects with fileno()) for the container's
+        output, which is otherwise inherited (or captured with capture_output=True)."""
         from fastbox.errors import SpecError
         overridden = set(options) & set(LIMITS)
         if overridden:
@@ -86,11 +90,13 @@ class Pool:
         t0 = container.now()
         opts = {**self.options, **options}
         slot = self._free.get()
+        live = _Live(self._live)
         try:
+            kwargs = dict(cgroups=slot.cgroups.reused(), capture_output=capture_output,
+                          stdout=stdout, stderr=stderr, on_start=live.started)
             if slot.netns < 0 or opts.get("network", "none") != "none":
                 spec = RunSpec(self.image.ref, command, remove=True, **opts)
-                return api.run_spec(spec, self.image, t0, cgroups=slot.cgroups.reused(),
-                                    capture_output=capture_output)
+                return api.run_spec(spec, self.image, t0, **kwargs)
             # Joining the slot's namespace is the core's "no new network namespace" path
             # (network="host") run from this thread while it is inside that namespace.
             opts["network"] = "host"
@@ -98,19 +104,26 @@ class Pool:
                 opts["hostname"] = os.urandom(6).hex()  # not the host's name
             spec = RunSpec(self.image.ref, command, remove=True, **opts)
             with _ThreadNetns(slot.netns):
-                return api.run_spec(spec, self.image, t0, cgroups=slot.cgroups.reused(),
-                                    capture_output=capture_output)
+                return api.run_spec(spec, self.image, t0, **kwargs)
         finally:
+            live.done()
             self._free.put(slot)
+
+    def kill(self):
+        """SIGKILL every container of this pool that is running now (from any thread);
+        each is then reaped and torn down by the run() that started it."""
+        self._live.kill_all()
 
     def run_many(self, command=None, count=1, concurrency=None, on_result=None,
                  on_error=None, **options):
         """count containers, `concurrency` at a time (default: the pool's size); the
         RunResults in completion order. The first container that fails to start stops
         the burst and its error is raised, unless on_error(exception) is given: then
-        the burst goes on, and the failed ones are left out of the results."""
+        the burst goes on, and the failed ones are left out of the results. Interrupted
+        (KeyboardInterrupt), it kills the running containers and waits for their
+        teardown before raising."""
         return _in_threads(lambda: self.run(command, **options), count,
-                           concurrency or self.size, on_result, on_error)
+                           concurrency or self.size, on_result, on_error, on_interrupt=self.kill)
 
     def close(self):
         """Remove every cgroup the pool made and drop its namespaces; safe to call twice.
@@ -136,6 +149,46 @@ class Pool:
         self.close()
 
 
+class _Running:
+    """pidfds of the containers running now, so that an interrupted burst can kill them
+    (a pidfd, unlike a pid, never names another process once the container is reaped)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.fds = set()
+
+    def kill_all(self):
+        import signal
+        with self.lock:
+            for fd in self.fds:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except OSError:  # already exited
+                    pass
+
+
+class _Live:
+    """One container's entry in _Running, from its exec to its return."""
+
+    __slots__ = ("running", "fd")
+
+    def __init__(self, running):
+        self.running, self.fd = running, -1
+
+    def started(self, pid):
+        fd = os.pidfd_open(pid)
+        with self.running.lock:
+            self.fd = fd
+            self.running.fds.add(fd)
+
+    def done(self):
+        if self.fd >= 0:
+            with self.running.lock:
+                self.running.fds.discard(self.fd)
+                os.close(self.fd)
+                self.fd = -1
+
+
 class _Slot:
     __slots__ = ("cgroups", "netns")
 
@@ -146,14 +199,18 @@ class _Slot:
 def run_many(image, command=None, count=1, concurrency=2, on_result=None, on_error=None,
              netns=None, **run_options):
     """fastbox.run count times, concurrency at a time, through a Pool of that size.
-    Returns the RunResults in completion order (see Pool.run_many for on_error)."""
+    run_options are fastbox.run's (capture_output, stdout and stderr included). Returns
+    the RunResults in completion order (see Pool.run_many for on_error)."""
+    per_run = {k: run_options.pop(k) for k in PER_RUN if k in run_options}
     with Pool(image, size=concurrency, netns=netns, **run_options) as pool:
-        return pool.run_many(command, count, concurrency, on_result, on_error)
+        return pool.run_many(command, count, concurrency, on_result, on_error, **per_run)
 
 
-def _in_threads(job, count, concurrency, on_result, on_error=None):
+def _in_threads(job, count, concurrency, on_result, on_error=None, on_interrupt=None):
     """Run job count times on `concurrency` threads; the GIL is released in the core's
-    spawn and in waitpid, so the containers really overlap."""
+    spawn and in waitpid, so the containers really overlap. If the calling thread is
+    interrupted while it waits, no new job starts, on_interrupt() is called, and the
+    threads are waited for before the interruption is raised."""
     results, lock = [], threading.Lock()
     remaining = iter(range(count))
     errors = []
@@ -191,8 +248,16 @@ def _in_threads(job, count, concurrency, on_result, on_error=None):
                for i in range(min(concurrency, count))]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException as e:
+        errors.insert(0, e)
+        if on_interrupt:
+            on_interrupt()
+        for t in threads:
+            t.join()
+        raise
     if errors:
         raise errors[0]
     return results

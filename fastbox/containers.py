@@ -225,19 +225,7 @@ class Container:
             with _Stdio(stdin, stdout, stderr, capture_output) as io:
                 s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
                                 tty, pidfd)
-                try:
-                    if on_terminal and s.terminal is not None:
-                        on_terminal(s.terminal)
-                    if on_start:
-                        on_start(s.pid)
-                    out, err = io.collect()
-                    code = container.wait(s)
-                except BaseException:
-                    container.kill_and_wait(s)
-                    raise
-                finally:
-                    if s.terminal is not None:
-                        os.close(s.terminal)
+                code, out, err = container.supervise(s, io, on_terminal, on_start)
         finally:
             os.close(pidfd)
         return ExecResult(code, out, err)

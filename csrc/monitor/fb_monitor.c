@@ -54,7 +54,25 @@ static void now_rfc3339(char *out, size_t n)
     snprintf(out + k, n - k, ".%09ldZ", ts.tv_nsec);
 }
 
-/* One JSON line: {"log":"...","stream":"stdout","time":"..."}, escaped as JSON requires. */
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t need = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
+                : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (need == 0 || need > n || (need == 2 && s[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if (need == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0)))
+        return 0; /* overlong, or a UTF-16 surrogate */
+    if (need == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || s[0] > 0xF4 || (s[0] == 0xF4 && s[1] >= 0x90)))
+        return 0;
+    return need;
+}
+
+/* One JSON line: {"log":"...","stream":"stdout","time":"..."}, escaped as JSON requires;
+ * bytes that are not UTF-8 become U+FFFD, as in Docker's json-file logs. */
 static void write_entry(const char *stream, const char *data, size_t len)
 {
     static char out[LINE_MAX_BYTES * 6 + 128];
@@ -64,7 +82,17 @@ static void write_entry(const char *stream, const char *data, size_t len)
     k += (size_t)snprintf(out, sizeof out, "{\"log\":\"");
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)data[i];
-        if (ch == '"' || ch == '\\') {
+        if (ch >= 0x80) {
+            size_t u = utf8_len((const unsigned char *)data + i, len - i);
+            if (u == 0) {
+                memcpy(out + k, "\xef\xbf\xbd", 3);
+                k += 3;
+            } else {
+                memcpy(out + k, data + i, u);
+                k += u;
+                i += u - 1;
+            }
+        } else if (ch == '"' || ch == '\\') {
             out[k++] = '\\';
             out[k++] = (char)ch;
         } else if (ch == '\n') {

@@ -222,12 +222,14 @@ def plot_startup(result, path):
     except TypeError:  # matplotlib < 3.9
         box.boxplot(data, labels=names, showfliers=True, whis=(1, 99))
     box.set_yscale("log")
+    _plain_ticks(box.yaxis)
     box.set_ylabel("ms per container (log)")
     box.set_title("latency (whiskers p1-p99)")
     for name, runs in zip(names, data):
         v = sorted(runs)
         cdf.plot(v, [(i + 1) / len(v) for i in range(len(v))], label=name)
     cdf.set_xscale("log")
+    _plain_ticks(cdf.xaxis)
     cdf.set_xlabel("ms per container (log)")
     cdf.set_ylabel("fraction of runs")
     cdf.set_title("CDF")
@@ -264,6 +266,7 @@ def plot_copyup(result, path):
                     label=row["variant"])
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_yscale("log")
+        _plain_ticks(ax.yaxis)
         ax.set_xlabel("file size")
         ax.set_ylabel("median ms (log)")
         ax.set_title(op)
@@ -272,6 +275,13 @@ def plot_copyup(result, path):
     fig.tight_layout()
     _save(fig, path, copyup_table(result))
     plt.close(fig)
+
+
+def _plain_ticks(axis):
+    """3, 10, 30 rather than 3x10^0 on log axes."""
+    from matplotlib.ticker import FuncFormatter
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
 
 
 def _save(fig, path, table):

@@ -31,7 +31,10 @@ class Started:
     """A running container as the runtime knows it, until it is waited for."""
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
-                 "terminal")
+                 "terminal", "exit_code")
+
+    def __init__(self):
+        self.terminal = self.exit_code = None
 
 
 class Console:
@@ -106,9 +109,28 @@ def wait(s):
     if s.pidfd >= 0:
         os.close(s.pidfd)
         s.pidfd = -1
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    s.exit_code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return s.exit_code
+
+
+def supervise(s, io, on_terminal=None, on_start=None):
+    """Hand out the terminal and the pid, collect captured output, wait. Whatever
+    interrupts that (an exception in a callback, KeyboardInterrupt) kills the container
+    first. Returns (exit code, stdout, stderr)."""
+    try:
+        if on_terminal and s.terminal is not None:
+            on_terminal(s.terminal)
+        if on_start:
+            on_start(s.pid)
+        out, err = io.collect()
+        return wait(s), out, err
+    except BaseException:
+        kill_and_wait(s)
+        raise
+    finally:
+        if s.terminal is not None:
+            os.close(s.terminal)
+            s.terminal = None
 
 
 def kill_and_wait(s):

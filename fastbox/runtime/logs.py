@@ -9,9 +9,8 @@ FOLLOW_POLL_S = 0.05
 def read(path, follow=False, tail=None, running=lambda: False):
     """Yields entries; with follow, keeps yielding until the container has stopped and
     the log has nothing more."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    f = _open(path, follow, running)
+    if f is None:
         return
     with f:
         lines = f.readlines()
@@ -33,6 +32,18 @@ def read(path, follow=False, tail=None, running=lambda: False):
                 for extra in rest.splitlines():
                     yield json.loads(extra)
                 return
+            time.sleep(FOLLOW_POLL_S)
+
+
+def _open(path, follow, running):
+    """The log; when following a container that has just started, wait for the
+    monitor to create it."""
+    while True:
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            if not (follow and running()):
+                return None
             time.sleep(FOLLOW_POLL_S)
 
 
