@@ -128,8 +128,8 @@ def _plan_v1(p, lay, cid, memory, cpus, pids_limit):
     if memory is not None and "memory" in lay.v1:
         p.writes.append((f"{lay.v1['memory']}/{parent}/{cid}/memory.limit_in_bytes", str(memory)))
     if cpus is not None and "cpu" in lay.v1:
+        # A new v1 cgroup's period is already 100 ms, the one we use: only the quota.
         base = f"{lay.v1['cpu']}/{parent}/{cid}"
-        p.writes.append((base + "/cpu.cfs_period_us", str(CPU_PERIOD_US)))
         p.writes.append((base + "/cpu.cfs_quota_us", str(int(cpus * CPU_PERIOD_US))))
     if pids_limit is not None and "pids" in lay.v1:
         value = "max" if pids_limit < 0 else str(pids_limit)

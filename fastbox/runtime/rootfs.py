@@ -4,10 +4,14 @@ import os
 
 from fastbox import config
 
-MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+_MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
           "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
           "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
-READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# The container's /proc and /sys come from the same kernel as ours: paths this kernel
+# lacks need no mount (each failed attempt is a lookup in the child).
+MASKED = tuple(p for p in _MASKED if os.path.exists(p))
+READONLY = tuple(p for p in _READONLY if os.path.exists(p))
 
 # csrc/fb_plan.h enum fb_mount_kind
 BIND_DIR, BIND_FILE, TMPFS = 1, 2, 3
