@@ -320,6 +320,11 @@ static int child_steps(struct fb_child *c)
     if (setup_stdio(c) < 0 || join_cgroups(c) < 0)
         return -1;
     fb_stamp(c, FB_T_CGROUP);
+    if (c->plan->join_netns_fd >= 0) {
+        long r = FB_SYS2(SYS_setns, c->plan->join_netns_fd, CLONE_NEWNET);
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_CGROUP_JOIN, "enter the pool's network namespace", NULL);
+    }
     if ((c->plan->join_pidfd >= 0 ? enter_container(c) : build_rootfs(c)) < 0)
         return -1;
     if (c->plan->console_fd >= 0 && setup_console(c) < 0)

@@ -104,6 +104,9 @@ struct fb_plan {
      * set, no namespace is created and no filesystem is built; -1 otherwise. */
     int join_pidfd;
     int join_ns_flags;
+    /* >= 0: enter this network namespace (a pool's, made by fb_netns_new) instead of
+     * creating one; ns_flags then lacks CLONE_NEWNET */
+    int join_netns_fd;
 };
 
 struct fb_report {
@@ -127,6 +130,11 @@ struct fb_monitor_args {
  * report->pid/pidfd name it. On failure returns -errno with report->err filled, and
  * any child has been reaped. */
 int fb_spawn(const struct fb_plan *plan, struct fb_report *report);
+
+/* A new network namespace with lo up, held only by the returned fd (fb_netns.c); -errno
+ * with e filled on failure. Made on a short-lived thread: no thread of the caller ever
+ * leaves its own namespace. */
+int fb_netns_new(struct fb_error *e);
 
 /* Start the container under a new fastbox-monitor process that is no child of the
  * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */

@@ -69,6 +69,7 @@ cdef extern from "fb_plan.h":
         int console_fd
         int join_pidfd
         int join_ns_flags
+        int join_netns_fd
     struct fb_report:
         int64_t t[FB_T_MAX]
         pid_t pid
@@ -81,5 +82,6 @@ cdef extern from "fb_plan.h":
         int n_keep_fds
         int console_fd
     int fb_spawn(const fb_plan *plan, fb_report *report) nogil
+    int fb_netns_new(fb_error *e) nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil

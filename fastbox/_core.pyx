@@ -133,6 +133,7 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.console_fd = getattr(p, "console_fd", -1)
     c.join_pidfd = getattr(p, "join_pidfd", -1)
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)
+    c.join_netns_fd = getattr(p, "join_netns_fd", -1)
 
 
 cdef fill_plan(fb_plan *c, object plan, _Arena a):
@@ -194,3 +195,13 @@ def spawn(plan):
     times = raise_or_times(rc, &r)
     return r.pid, r.pidfd, times
 
+
+def new_netns():
+    """A new network namespace with lo up, held only by the returned fd (for pools)."""
+    cdef fb_error e
+    cdef int fd
+    with nogil:
+        fd = fb_netns_new(&e)
+    if fd < 0:
+        raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+    return fd

@@ -68,9 +68,10 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
 
 
 def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, stderr=None,
-             on_start=None, tty=False, on_terminal=None, cgroups=None):
-    """run() once the spec is validated and the image resolved; cgroups is a pool's
-    ready-made cgroup plan (fastbox.burst.Pool), None to make the container's own."""
+             on_start=None, tty=False, on_terminal=None, cgroups=None, netns_fd=None):
+    """run() once the spec is validated and the image resolved; cgroups and netns_fd
+    are a pool's ready-made cgroup plan and network namespace (fastbox.burst.Pool),
+    None to make the container's own."""
     remove = spec.remove
     t_image = container.now()
     cid = container.new_id()
@@ -78,7 +79,8 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
         record = _record(cid, spec, img) if not remove else None
         names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
         try:
-            started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty, cg=cgroups)
+            started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty, cg=cgroups,
+                                      netns_fd=netns_fd)
         except BaseException:
             if record:  # never ran: keep nothing of it, its name included
                 record.remove(cid, force=True)

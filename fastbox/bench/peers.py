@@ -322,6 +322,12 @@ class PeerWorkspace:
     def leftovers(self):
         return leftovers(self.dir) + ([f"dir {self.dir}"] if os.path.exists(self.dir) else [])
 
+    def own_leftovers(self):
+        """leftovers() of this workspace's containers only: other runs (with other pids)
+        may be using /fastbox-peers at the same time."""
+        own = tuple(f"{CGROUP_PARENT}/{self.cid(peer)}" for peer in self.bundles)
+        return leftovers(self.dir, own) + ([f"dir {self.dir}"] if os.path.exists(self.dir) else [])
+
 
 # ---------------------------------------------------------------- fastbox on the same rootfs
 

@@ -136,14 +136,76 @@ def _without_netns(bundle):
         json.dump(config, f, indent=2)
 
 
-def _peer_contender(ws, peer, network):
+def _peer_contender(ws, peer, network, reaper):
     if peer == "bwrap" and network == "host":
         argv = ws.argv("bwrap")
         argv.insert(argv.index("--unshare-all") + 1, "--share-net")
         timer = lambda k: peers.time_runs(argv, k)  # noqa: E731
     else:
         timer = lambda k: ws.time(peer, k)  # noqa: E731
-    return Contender(peer, lambda k, record: [t * 1000 for t in timer(k)])
+    return Contender(peer, lambda k, record: [t * 1000 for t in reaper.around(timer, k)])
+
+
+class Reaper:
+    """Makes this process the reaper of the peers' orphans while it lives (bwrap leaves
+    its pid-namespace init to the nearest subreaper, else init) and reaps them after each
+    timed call: zombies that were not our children when it was made. Only for use while
+    no fastbox container of this process runs (the rounds are sequential), so no other
+    child's exit status is taken."""
+
+    PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+
+    def __init__(self):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        was = ctypes.c_int(0)
+        self.libc.prctl(self.PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0)
+        self.was = was.value
+        self.initial = _children()
+        self.libc.prctl(self.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    def around(self, fn, *args):
+        try:
+            return fn(*args)
+        finally:
+            self.reap()
+
+    def reap(self):
+        """Reap the orphans that have exited; True when none is left alive."""
+        alive = False
+        for pid in _children() - self.initial:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    zombie = f.read().rpartition(")")[2].split()[0] == "Z"
+                if zombie:
+                    os.waitpid(pid, os.WNOHANG)
+                else:
+                    alive = True
+            except (OSError, ChildProcessError):
+                pass
+        return not alive
+
+    def close(self):
+        import time
+        deadline = time.monotonic() + 2
+        while not self.reap() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.libc.prctl(self.PR_SET_CHILD_SUBREAPER, self.was, 0, 0, 0)
+
+
+def _children():
+    out = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                out.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return out
 
 
 class Podman:
@@ -224,6 +286,7 @@ def run(n=100, concurrency=1, image="busybox", network="none", warmup=5, compare
     workdir = tempfile.mkdtemp(prefix="fastbox-bench-")
     ws = podman = None
     leftovers = []
+    reaper = Reaper() if compare else None
     try:
         found.append(FastboxContender(img.ref, network, concurrency, pooled))
         wanted = [p for p in compare if p in peers.PEERS]
@@ -234,7 +297,7 @@ def run(n=100, concurrency=1, image="busybox", network="none", warmup=5, compare
             for peer in ws.available:
                 if network == "host" and peer != "bwrap":
                     _without_netns(ws.bundles[peer])
-                found.append(_peer_contender(ws, peer, network))
+                found.append(_peer_contender(ws, peer, network, reaper))
         if "podman" in compare:
             if not shutil.which("podman"):
                 skipped["podman"] = "podman not installed"
@@ -242,7 +305,7 @@ def run(n=100, concurrency=1, image="busybox", network="none", warmup=5, compare
                 rootfs = ws.rootfs if ws else export_rootfs(img.layer_dirs, os.path.join(workdir, "rootfs"))
                 try:
                     podman = Podman(workdir, rootfs, network)
-                    found.append(Contender("podman", podman.timer))
+                    found.append(Contender("podman", lambda k, r: reaper.around(podman.timer, k, r)))
                 except (OSError, peers.PeerError) as e:
                     skipped["podman"] = str(e)
         if compare and concurrency > 1:
@@ -258,7 +321,9 @@ def run(n=100, concurrency=1, image="busybox", network="none", warmup=5, compare
             podman.close()
         if ws:
             ws.close()
-            leftovers += ws.leftovers()
+            leftovers += ws.own_leftovers()
+        if reaper:
+            reaper.close()
         shutil.rmtree(workdir, ignore_errors=True)
     fb = found[0]
     if fb.note:

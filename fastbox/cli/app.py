@@ -36,9 +36,10 @@ def main():
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-        if isinstance(e, click.ClickException):
+    except Exception as e:
+        # Usage errors are click's ClickException, whichever click typer ships (typer
+        # 0.29 bundles its own): recognised by what they can do.
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()
             sys.exit(125 if e.exit_code == 2 else e.exit_code)
         raise

@@ -193,12 +193,16 @@ def load(source, *, store=None, platform=None):
     want = parse_platform(platform)
     with ingest.Session(store.ingest_dir) as session:
         with _open_archive(source, session) as tar:
-            members = {_clean(m.name): m for m in tar.getmembers()}
-            reader = _Reader(tar, members, session, store)
-            if "index.json" in members:
-                return _load_oci(reader, want)
-            if "manifest.json" in members:
-                return _load_docker(reader)
+            try:
+                members = {_clean(m.name): m for m in tar.getmembers()}
+                reader = _Reader(tar, members, session, store)
+                if "index.json" in members:
+                    return _load_oci(reader, want)
+                if "manifest.json" in members:
+                    return _load_docker(reader)
+            except (tarfile.TarError, EOFError, ValueError, KeyError, TypeError, AttributeError) as e:
+                # Malformed JSON or tar structure anywhere in an untrusted archive.
+                raise ImageError(f"invalid archive: {type(e).__name__}: {e}") from None
     raise ImageError("not an image archive: it has neither index.json (OCI layout) nor "
                      "manifest.json (docker save)")
 
@@ -338,6 +342,9 @@ def _load_docker(reader):
         raise ImageError("invalid archive: manifest.json is not a list")
     loaded = []
     for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
+                or not all(isinstance(n, str) for n in entry.get("Layers") or []):
+            raise ImageError("invalid archive: a manifest.json entry without Config or Layers")
         config = reader.small(entry["Config"])
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         layer_names = entry.get("Layers") or []
@@ -347,7 +354,10 @@ def _load_docker(reader):
             raise ImageError(f"invalid archive: {entry['Config']}: {e}") from None
         manifest, files = _docker_manifest_for(reader, config, config_digest, layer_names)
         data = _json(manifest)
-        names = [str(reference.parse(t)) for t in entry.get("RepoTags") or []]
+        try:
+            names = [str(reference.parse(t)) for t in entry.get("RepoTags") or []]
+        except SpecError as e:
+            raise ImageError(f"invalid archive: {e}") from None
         image = _commit(reader, names[0] if names else None, data, registry.OCI_MANIFEST,
                         config, manifest, None, files)
         for extra in names[1:]:

@@ -131,6 +131,16 @@ class BlobFile:
                                  f"digest, got {self.written} bytes with digest {got}")
         os.fsync(self.fd)
 
+    def discard(self):
+        """Drop the content (it belongs to a bad image): unlink our file and release it."""
+        if self.fd >= 0:
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.close()
+
     def close(self):
         """Release the lock; a verified shared file that was not committed stays resumable."""
         if self.fd >= 0:

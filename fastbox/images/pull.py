@@ -18,6 +18,7 @@ advance(digest, nbytes), reset(digest, done) and finish(lines); the CLI draws it
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import httpx
@@ -153,6 +154,7 @@ class _Pull:
         return image if all(os.path.isdir(d) for d in image.layer_dirs) else None
 
     def _fetch_and_commit(self, manifest, cfg, data, media_type, config_data, annotations):
+        self.abort.clear()
         work, unpacking = [], set()
         for desc, diff_id in _unique_pairs(manifest["layers"], cfg["rootfs"]["diff_ids"]):
             need_blob = not self.store.has_blob(desc["digest"])
@@ -162,7 +164,7 @@ class _Pull:
                 work.append((desc, diff_id, need_blob, need_layer))
             else:
                 self.progress.update(desc["digest"], "Already exists")
-        files, dirs, opened = {}, {}, []
+        files, dirs, opened, keep = {}, {}, [], True
         with ingest.Session(self.store.ingest_dir) as session:
             try:
                 for desc, diff_id, blob, layer_dir in self._run_jobs(session, work, opened):
@@ -170,11 +172,20 @@ class _Pull:
                         files[desc["digest"]] = blob.path
                     if layer_dir is not None:
                         dirs[diff_id] = layer_dir
-                return self.store.commit_image(self.name, data, media_type, config_data,
-                                               files, dirs, annotations)
+                image = self.store.commit_image(self.name, data, media_type, config_data,
+                                                files, dirs, annotations)
+                keep = False  # committed: what was not moved in is a redundant copy
+                return image
+            except ImageError:
+                keep = False  # bad content (a digest mismatch, a hostile layer): none of it
+                raise
             finally:
+                # Otherwise (network, Ctrl-C) what arrived intact stays, for the next pull.
                 for blob in opened:
-                    blob.close()
+                    if keep:
+                        blob.close()
+                    else:
+                        blob.discard()
 
     def _run_jobs(self, session, work, opened):
         """Run the layer jobs `jobs` at a time; on the first failure stop the others and raise."""
@@ -210,10 +221,10 @@ class _Pull:
             src = blob.path
         layer_dir = None
         if need_layer:
-            self.progress.update(digest, "Extracting")
             layer_dir = session.new_dir()
             try:
                 with self.unpackers:
+                    self.progress.update(digest, "Extracting")
                     unpack_layer(src, layer_dir, diff_id)
             except FileNotFoundError:
                 raise MissingContent(f"blob {digest} is no longer in the store") from None
@@ -238,6 +249,7 @@ class _Pull:
                     failures += 1
                     if failures > _RETRIES:
                         raise RegistryError(f"download of {digest} failed: {e}") from None
+                    time.sleep(0.2 * failures)
                     continue  # resume from what arrived
             try:
                 blob.verify()

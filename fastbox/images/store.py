@@ -424,7 +424,7 @@ class ImageStore:
         import io
         import json
         manifest, cfg = json.loads(manifest_data), json.loads(config_data)
-        files, dirs = files or {}, dirs or {}
+        files, dirs, name = files or {}, dirs or {}, name and normalize(name)
         with self._lock:
             os.makedirs(self._blobs, exist_ok=True)
             os.makedirs(self._layers, exist_ok=True)

@@ -205,9 +205,10 @@ def _enable_subtree(path, wanted):
 
 
 def remove(dirs):
-    """rmdir the container's cgroups once its processes are gone."""
+    """rmdir the container's cgroups once its processes are gone; a cgroup still busy
+    after a second is an error, never a silent leftover."""
     for d in dirs:
-        for _ in range(100):
+        for attempt in range(200):
             try:
                 os.rmdir(d)
                 break
@@ -216,5 +217,8 @@ def remove(dirs):
             except OSError as e:  # EBUSY: the last task is still being torn down
                 if e.errno != 16:
                     raise
+                if attempt == 199:
+                    from fastbox.errors import ContainerStateError
+                    raise ContainerStateError(f"cgroup {d} still has processes: not removed") from None
                 import time
                 time.sleep(0.005)

@@ -65,9 +65,10 @@ def new_id():
     return os.urandom(32).hex()
 
 
-def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None):
+def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=None):
     """The core's plan for this container, with the cgroup and rootfs plans it uses
-    (cg: a pool's ready-made cgroups instead of the container's own)."""
+    (cg, netns_fd: a pool's ready-made cgroups and network namespace instead of the
+    container's own)."""
     ident = user.resolve(spec.user or image.user, image.layer_dirs)
     argv = _argv(spec, image)
     hostname = _hostname(cid, spec)
@@ -75,13 +76,16 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None):
     cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
+    if netns_fd is not None and spec.network == "none":
+        plan.ns_flags &= ~NEWNET
+        plan.join_netns_fd, plan.loopback_up = netns_fd, False
     return plan, cg, fs, argv
 
 
-def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None):
+def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):
     """Build and start the container as our child; returns once its program has been
     exec'd."""
-    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg)
+    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd)
     console = Console(plan) if tty else None
     try:
         pid, pidfd, times = _core.spawn(plan)

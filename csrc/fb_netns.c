@@ -1,0 +1,65 @@
+/* Network namespaces made ahead of time for a pool (fastbox.burst.Pool): creating one
+ * is the costliest step of a container start, and its creation and teardown contend
+ * on the kernel's rtnl lock, which caps a burst's rate. */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "fb_plan.h"
+
+struct netns_job {
+    int fd;
+    struct fb_error *e;
+};
+
+static int lo_up(void)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int r = s < 0 ? -1 : ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int err = errno;
+    if (s >= 0)
+        close(s);
+    errno = err;
+    return r;
+}
+
+static void *make_netns(void *arg)
+{
+    struct netns_job *job = arg;
+    if (unshare(CLONE_NEWNET) < 0) {
+        job->fd = fb_fail(job->e, errno, FB_PHASE_CLONE, "unshare network namespace", NULL);
+        return NULL;
+    }
+    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || lo_up() < 0) {
+        job->fd = fb_fail(job->e, errno, FB_PHASE_CLONE, fd < 0 ? "open netns" : "bring up lo", NULL);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    job->fd = fd;
+    return NULL;
+}
+
+int fb_netns_new(struct fb_error *e)
+{
+    struct netns_job job = {-1, e};
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, make_netns, &job);
+    if (rc != 0)
+        return fb_fail(e, rc, FB_PHASE_CLONE, "thread for a network namespace", NULL);
+    pthread_join(t, NULL);
+    return job.fd;
+}
