@@ -18,6 +18,10 @@ BIND_DIR, BIND_FILE, TMPFS = 1, 2, 3
 # An ephemeral container's upper layer lives on a tmpfs mounted inside its own mount
 # namespace: nothing touches the disk and exit removes it with the namespace.
 SCRATCH_OPTIONS = "mode=755"
+# ...and metacopy: chmod/chown of an image file copies its metadata only (measured by
+# `fastbox bench copyup`: 0.01 ms against 50-500 ms for a 128-512 MiB file), safe since
+# layers are unpacked without their trusted.overlay.* xattrs.
+EPHEMERAL_OPTIONS = ["metacopy=on"]
 
 
 class RootfsPlan:
@@ -32,6 +36,8 @@ def plan(cid, layer_dirs, spec, ephemeral):
     p = RootfsPlan()
     p.lowers = list(layer_dirs)
     p.overlay_opts = [o for o in spec.storage_opts if o != "tmpfs"]
+    if ephemeral and not spec.storage_opts and _metacopy_supported():
+        p.overlay_opts = EPHEMERAL_OPTIONS
     if ephemeral:
         p.scratch = _scratch_dir()
         p.scratch_data = SCRATCH_OPTIONS
@@ -58,6 +64,11 @@ def _scratch_dir():
         os.makedirs(path, mode=0o700, exist_ok=True)
         _scratch_made.add(path)
     return path
+
+
+def _metacopy_supported():
+    """The kernel's overlay has metacopy (its module parameter exists once loaded)."""
+    return os.path.exists("/sys/module/overlay/parameters/metacopy")
 
 
 def _volume(v):
