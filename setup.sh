@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
 # runtime and build; peers for the benchmarks; a registry and image tools for the tests
 PACKAGES="busybox-static gcc libc6-dev python3-venv python3-dev runc crun bubblewrap
-    docker-registry apache2-utils umoci skopeo conmon"
+    docker-registry apache2-utils umoci skopeo conmon openssl util-linux"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

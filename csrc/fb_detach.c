@@ -90,14 +90,19 @@ static void format_int(char *buf, long v)
 /* The intermediate: spawn, report, become the monitor. Never returns. */
 static void run_intermediate(const struct fb_plan *p, const struct fb_monitor_args *m, int sync_fd)
 {
+    signal(SIGPIPE, SIG_IGN); /* a dead starter's pipe: EPIPE, not death */
     struct fb_report rep;
     char pidbuf[24], ttybuf[24];
     const char *argv[FB_MAX_MONITOR_ARGS + 5];
     pid_t self = getpid();
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     int rc = fb_spawn(p, &rep);
-    if (write_all(sync_fd, &rep, sizeof rep) < 0 || write_all(sync_fd, &self, sizeof self) < 0 || rc < 0)
-        _exit(rc < 0 ? 125 : 1);
+    /* If the starter died meanwhile the report goes nowhere; the container runs anyway
+     * and must get its monitor (whose started.json tells the record it runs). */
+    if (write_all(sync_fd, &rep, sizeof rep) == 0)
+        write_all(sync_fd, &self, sizeof self);
+    if (rc < 0)
+        _exit(125);
     int n = 0, master = m->console_fd >= 0 ? receive_fd(m->console_fd) : -1;
     for (; n < m->argc && n < FB_MAX_MONITOR_ARGS; n++)
         argv[n] = m->argv[n];

@@ -189,6 +189,7 @@ class Container:
         record, its directory and its name."""
         from fastbox.runtime import cgroup
         record = record or self.attrs
+        cgroup.kill_all(record.get("cgroups") or [])
         cgroup.remove(record.get("cgroups") or [])
         self._store.delete(record)
 

@@ -7,9 +7,12 @@
  *
  * argv: --pid PID --log FILE --exit FILE [--started FILE] [--stdout FD] [--stderr FD]
  *       [--tty FD] [--cgroup DIR]... [--remove FILE]... [--remove-dir DIR]...
+ *       [--lock FILE] [--names DIR --id ID]
  * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
  * record says running even if the process that started us died before writing it.
- * The --remove lists are for --rm containers: files, then directories, removed at exit. */
+ * The --remove lists are for --rm containers: files, then directories, removed at exit,
+ * holding the record's --lock (so no writer recreates a file meanwhile), along with every
+ * name in --names that still points to --id (a rename may have moved it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -17,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -36,7 +41,7 @@ struct stream {
 
 struct args {
     pid_t pid;
-    const char *log, *exit_file, *started_file;
+    const char *log, *exit_file, *started_file, *lock_file, *names_dir, *id;
     int out_fd, err_fd, tty_fd;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
@@ -213,12 +218,41 @@ static void remove_cgroups(const struct args *a)
             usleep(5000);
 }
 
+/* Names are files holding "<id> <pid>": drop those that still name this container. */
+static void remove_names(const struct args *a)
+{
+    DIR *d = a->names_dir && a->id ? opendir(a->names_dir) : NULL;
+    struct dirent *e;
+    size_t idlen = a->id ? strlen(a->id) : 0;
+    while (d && (e = readdir(d)) != NULL) {
+        char buf[160];
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        if (fd >= 0)
+            close(fd);
+        if (n >= (ssize_t)idlen && !strncmp(buf, a->id, idlen) && (n == (ssize_t)idlen || buf[idlen] == ' '))
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+}
+
 static void remove_leftovers(const struct args *a)
 {
+    int lock = a->lock_file ? open(a->lock_file, O_RDWR | O_CLOEXEC) : -1;
+    if (lock >= 0)
+        flock(lock, LOCK_EX);
+    remove_names(a);
     for (int i = 0; i < a->n_remove_files; i++)
         unlink(a->remove_files[i]);
+    if (a->lock_file)
+        unlink(a->lock_file);
     for (int i = 0; i < a->n_remove_dirs; i++)
         rmdir(a->remove_dirs[i]);
+    if (lock >= 0)
+        close(lock);
 }
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -235,6 +269,12 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->exit_file = v;
         else if (!strcmp(k, "--started"))
             a->started_file = v;
+        else if (!strcmp(k, "--lock"))
+            a->lock_file = v;
+        else if (!strcmp(k, "--names"))
+            a->names_dir = v;
+        else if (!strcmp(k, "--id"))
+            a->id = v;
         else if (!strcmp(k, "--stdout"))
             a->out_fd = atoi(v);
         else if (!strcmp(k, "--stderr"))

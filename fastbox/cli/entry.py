@@ -13,5 +13,11 @@ def main():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    if args and args[0] == "exec":
+        from fastbox.cli.exec_command import main as exec_main
+        code = exec_main(args[1:])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     from fastbox.cli.app import main as app_main
     app_main()

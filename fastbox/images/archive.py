@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 

@@ -17,6 +17,7 @@ files. Partial blobs stay for resumption; `image prune` removes those nobody hol
 """
 import errno
 import fcntl
+import itertools
 import os
 import shutil
 
@@ -33,7 +34,7 @@ class Session:
         self.dir = ingest_dir
         self.id = os.urandom(6).hex()
         self.fd = -1
-        self.count = 0
+        self._names = itertools.count(1)  # next() is atomic: worker threads share a session
 
     def __enter__(self):
         os.makedirs(self.dir, 0o700, exist_ok=True)
@@ -50,7 +51,7 @@ class Session:
         except OSError as e:
             if self.fd >= 0:
                 os.close(self.fd)
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 raise
             self.fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -58,8 +59,7 @@ class Session:
 
     def path(self):
         """A fresh name for a private file or directory of this session."""
-        self.count += 1
-        return os.path.join(self.dir, f"{self.id}.{self.count}")
+        return os.path.join(self.dir, f"{self.id}.{next(self._names)}")
 
     def new_dir(self):
         path = self.path()

@@ -57,7 +57,8 @@ def pull(ref, *, platform=None, insecure=False, progress=None, store=None, jobs=
     want = parse_platform(platform)
     store = store or ImageStore()
     with registry.RegistryClient(parsed.registry, insecure=insecure) as client:
-        return _Pull(client, store, parsed, want, progress or Silent(), jobs).run()
+        return _Pull(client, store, parsed, want, progress or Silent(), jobs,
+                     explicit_platform=bool(platform)).run()
 
 
 def parse_platform(text=None):
@@ -94,13 +95,14 @@ def _variant_ok(variant, want):
 
 
 class _Pull:
-    def __init__(self, client, store, ref, platform, progress, jobs):
+    def __init__(self, client, store, ref, platform, progress, jobs, explicit_platform=False):
         self.client, self.store, self.ref, self.platform = client, store, ref, platform
         self.progress, self.jobs = progress, jobs
         self.repo = ref.repository
         # Docker ignores the tag of "name:tag@digest"; so does the store.
         self.name = f"{ref.name}@{ref.digest}" if ref.digest else str(ref)
         self.abort = threading.Event()
+        self.explicit_platform = explicit_platform
         self.unpackers = threading.BoundedSemaphore(max(1, min(jobs, os.cpu_count() or 1)))
 
     def run(self):
@@ -115,6 +117,7 @@ class _Pull:
             return current
         config_data = self.client.small_blob(self.repo, manifest["config"])
         cfg = check_config(json.loads(config_data), manifest, self.name)
+        self._check_platform(cfg, index_digest)
         annotations = {INDEX_DIGEST: index_digest} if index_digest else None
         for attempt in (0, 1):
             try:
@@ -142,6 +145,15 @@ class _Pull:
         if media_type not in registry.MANIFEST_TYPES:
             raise RegistryError(f"{self.name}: unexpected manifest type {media_type}")
         return data, media_type, digest, index_digest
+
+    def _check_platform(self, cfg, index_digest):
+        """A single-platform image asked for with --platform must be that platform (Docker's
+        rule); without --platform it is taken whatever it says."""
+        got = (cfg.get("os", ""), _ARCH.get(cfg.get("architecture", ""), cfg.get("architecture", "")))
+        if self.explicit_platform and index_digest is None and got != self.platform[:2]:
+            raise ImageError(f"image {self.name} was found but does not match the specified "
+                             f"platform: wanted {'/'.join(filter(None, self.platform))}, "
+                             f"actual: {'/'.join(got)}")
 
     def _current(self, digest):
         """The stored image if `name` already points at this manifest and its layers are there."""

@@ -11,7 +11,7 @@ def inspect(ref, store=None):
     """`docker image inspect`'s object for one image."""
     store = store or ImageStore()
     d = store.describe(ref)
-    image, cfg, manifest = d["image"], d["config"], d["manifest"]
+    image, cfg = d["image"], d["config"]
     return {
         "Id": image.id,
         "RepoTags": [reference.parse(n).familiar for n in d["names"]],

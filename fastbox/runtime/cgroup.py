@@ -204,6 +204,29 @@ def _enable_subtree(path, wanted):
             f.write(" ".join("+" + c for c in sorted(missing)))
 
 
+def kill_all(dirs, timeout=5.0):
+    """SIGKILL every process left in the container's cgroups (a container whose monitor
+    died runs on unwatched) and wait until they are gone."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = set()
+        for d in dirs:
+            try:
+                with open(d + "/cgroup.procs") as f:
+                    pids.update(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                continue
+        if not pids or time.monotonic() > deadline:
+            return not pids
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
 def remove(dirs):
     """rmdir the container's cgroups once its processes are gone; a cgroup still busy
     after a second is an error, never a silent leftover."""

@@ -54,10 +54,9 @@ def _pipes(tty):
 def _removal(cid, spec, store):
     """--rm: the monitor deletes the record, its files and the name at exit."""
     files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
-             "started.json.tmp", "lock"]
-    args = []
+             "started.json.tmp"]
+    args = ["--lock", os.path.join(store.container_dir(cid), "lock"), "--names", store.names,
+            "--id", cid]
     for name in files:
         args += ["--remove", os.path.join(store.container_dir(cid), name)]
-    if spec.name:
-        args += ["--remove", store.name_path(spec.name)]
     return args + ["--remove-dir", store.container_dir(cid)]

@@ -109,6 +109,8 @@ class StateStore:
     # records
     def create(self, record):
         os.makedirs(self.container_dir(record["id"]), exist_ok=True)
+        with open(os.path.join(self.container_dir(record["id"]), "lock"), "w"):
+            pass
         self._write(record)
 
     def _write(self, record):
@@ -126,7 +128,9 @@ class StateStore:
         return record
 
     def locked(self, cid):
-        return _Flock(os.path.join(self.container_dir(cid), "lock"))
+        """The record's lock. It is made with the record and never recreated: a record
+        being removed (its lock unlinked under the lock) is then gone to writers too."""
+        return _Flock(os.path.join(self.container_dir(cid), "lock"), cid)
 
     def _read(self, cid):
         try:
@@ -210,7 +214,10 @@ class StateStore:
     def delete(self, record):
         """Remove the record, its directory (writable layer, log) and its name."""
         cid = record["id"]
-        with self.locked(cid):
+        try:
+            with self.locked(cid):
+                shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+        except ContainerStateError:  # a --rm container's monitor removed it already
             shutil.rmtree(self.container_dir(cid), ignore_errors=True)
         if record.get("name"):
             owner = self._name_owner(record["name"])
@@ -229,12 +236,19 @@ class StateStore:
 
 
 class _Flock:
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, cid=None):
+        self.path, self.cid = path, cid
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CLOEXEC | (0 if self.cid else os.O_CREAT)
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            raise ContainerStateError(f"no such container: {self.cid}") from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if self.cid and os.fstat(self.fd).st_nlink == 0:  # removed while we waited
+            os.close(self.fd)
+            raise ContainerStateError(f"no such container: {self.cid}")
         return self
 
     def __exit__(self, *exc):
