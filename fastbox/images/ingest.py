@@ -22,7 +22,7 @@ import os
 import shutil
 
 from fastbox.errors import DigestMismatch
-from fastbox.images.store import disk_usage
+from fastbox.images.store import _listdir, _unlink, disk_usage
 
 _BLOB_PREFIX = "sha256-"
 
@@ -228,15 +228,3 @@ def _remove(path):
         _unlink(path)
 
 
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except FileNotFoundError:
-        return []
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

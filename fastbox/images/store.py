@@ -516,15 +516,8 @@ class ImageStore:
         return {"mediaType": media_type, "digest": digest, "size": size}
 
     def _read_json(self, digest):
-        import hashlib
         import json
-        try:
-            data = _read_file(self._blobs + _hex(digest))
-        except FileNotFoundError:
-            raise ImageError(f"blob {digest} is missing from the store") from None
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise DigestMismatch(f"blob {digest} is corrupt")
-        return json.loads(data)
+        return json.loads(self.read_blob(digest))
 
     def _ensure_layer(self, blob_digest, diff_id):
         """Unpack a layer blob once: into a .tmp- dir, then rename()d to layers/<diffid-hex>."""
