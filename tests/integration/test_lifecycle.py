@@ -150,7 +150,8 @@ def assert_nothing_left(cid, pids=(), name=None):
         assert not os.path.exists(name_file(name))
     assert session_cgroups(cid) == []
     assert host_mounts_mentioning(cid) == []
-    assert monitors_of(cid) == []
+    # A --rm monitor removes the record, then exits: give it the moment in between.
+    eventually(lambda: monitors_of(cid) == [], what="the monitor gone")
     for pid in pids:
         assert not running(pid), f"process {pid} {proc_stat(pid)} still runs"
 
@@ -201,10 +202,28 @@ def reap_dead_children(exclude=()):
                 pass
 
 
+def _finishing_rm_monitors():
+    """Our child monitors of --rm containers whose records are gone: about to exit."""
+    me, out = os.getpid(), []
+    for name in os.listdir("/proc"):
+        st = proc_stat(name) if name.isdigit() else None
+        if st and st[0] == "fastbox-monitor" and st[2] == me and st[1] != "Z":
+            args = cmdline(name)
+            if b"--remove-dir" in args:
+                cid = args[args.index(b"--id") + 1].decode() if b"--id" in args else ""
+                if cid and not os.path.exists(record_dir(cid)):
+                    out.append(int(name))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def reap(fb_env):
-    """After the test (before conftest's leak check), reap the monitors that exited."""
+    """After the test (before conftest's leak check), let --rm monitors that have
+    removed their container finish, and reap the monitors that exited."""
     yield
+    deadline = time.monotonic() + 5
+    while _finishing_rm_monitors() and time.monotonic() < deadline:
+        time.sleep(0.01)
     reap_dead_children()
 
 
@@ -407,8 +426,10 @@ def test_run_detached_rm_removes_everything_at_exit(busybox):
     eventually(lambda: not os.path.exists(record_dir(c.id)), what="the record removed")
     eventually(lambda: monitors_of(c.id) == [], what="the monitor gone")
     assert_nothing_left(c.id, pids=pids, name="ephemeral")
-    start(["true"], name="ephemeral", remove=True)  # the name is free
+    second = start(["true"], name="ephemeral", remove=True)  # the name is free
     eventually(lambda: not os.path.exists(name_file("ephemeral")), what="the second one gone")
+    # its monitor drops the name before it exits: wait for it too, so `reap` collects it
+    eventually(lambda: monitors_of(second.id) == [], what="the second monitor gone")
 
 
 @pytest.mark.parametrize("operation", ["stop", "wait", "remove_force"])
@@ -539,6 +560,7 @@ def test_rename_of_running_rm_container_keeps_names_consistent(busybox):
         assert not os.path.exists(name_file("second")), "a's new name was left behind"
     finally:
         b.remove(force=True)
+    eventually(lambda: monitors_of(a.id) == [], what="a's monitor gone")
 
 
 # ------------------------------------------------------------------ inspect, prune
