@@ -54,16 +54,6 @@ static int setup_stdio(struct fb_child *c)
         if (r < 0)
             return fb_fail(&c->report->err, r, FB_PHASE_STDIO, "stdio", NULL);
     }
-    if (c->plan->tty) {
-        /* The slave is on stdout at least; stdin may be /dev/null (-t without -i). */
-        long r = FB_SYS0(SYS_setsid);
-        if (r >= 0)
-            for (int fd = 0; fd < 3; fd++)
-                if ((r = FB_SYS3(SYS_ioctl, fd, TIOCSCTTY, 0)) == 0)
-                    break;
-        if (r < 0)
-            return fb_fail(&c->report->err, r, FB_PHASE_STDIO, "controlling terminal", NULL);
-    }
     return 0;
 }
 

@@ -95,9 +95,8 @@ struct fb_plan {
     int seccomp;     /* install fastbox's default seccomp filter (fb_seccomp.c) */
     int loopback_up; /* bring up lo in a new network namespace */
     int stdio[3]; /* fds put on 0,1,2 in the child, -1 to inherit */
-    int tty;      /* stdio is a pty slave: new session, and it becomes the controlling tty */
-    int console_fd; /* >= 0: make a terminal in the container's devpts and send its master
-                       over this unix socket (replaces stdio and tty); -1 otherwise */
+    int console_fd; /* >= 0: make a terminal in the container's devpts, make it stdio and
+                       the controlling tty, and send its master over this unix socket */
 
     /* exec into a running container: a pidfd of its init, and the namespaces to enter
      * (CLONE_NEW* without NEWPID: the child is cloned into its pid namespace). With it

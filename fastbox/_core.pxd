@@ -65,7 +65,6 @@ cdef extern from "fb_plan.h":
         int seccomp
         int loopback_up
         int stdio[3]
-        int tty
         int console_fd
         int join_pidfd
         int join_ns_flags

@@ -129,7 +129,6 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.loopback_up = 1 if p.loopback_up else 0
     for i in range(3):
         c.stdio[i] = p.stdio[i]
-    c.tty = 1 if getattr(p, "tty", False) else 0
     c.console_fd = getattr(p, "console_fd", -1)
     c.join_pidfd = getattr(p, "join_pidfd", -1)
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)

@@ -137,10 +137,19 @@ def parse_cpus(value):
         cpus = float(value)
     except (TypeError, ValueError):
         raise SpecError(f"invalid --cpus {value!r}: expected a number such as 0.5 or 2") from None
-    ncpu = os.cpu_count() or 1
+    ncpu = _ncpu()
     if not 0.01 <= cpus <= ncpu:
         raise SpecError(f"invalid --cpus {value!r}: must be between 0.01 and {ncpu} (CPUs here)")
     return cpus
+
+
+_cpus = []
+
+
+def _ncpu():
+    if not _cpus:
+        _cpus.append(os.cpu_count() or 1)
+    return _cpus[0]
 
 
 def parse_pids(value):
