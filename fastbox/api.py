@@ -106,13 +106,15 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
 
 def _record(cid, spec, img):
     """A kept container gets a state record (and its name reserved) before it starts."""
+    from fastbox.spec import spec_to_dict
     from fastbox.state.status import CREATED
     from fastbox.state.store import StateStore
     store = StateStore()
     if spec.name:
         store.reserve_name(spec.name, cid)
     store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
-                  "command": list(spec.command or ()), "status": CREATED, "exit_code": None,
+                  "command": list(spec.command or ()), "spec": spec_to_dict(spec),
+                  "tty": False, "status": CREATED, "exit_code": None,
                   "created_at": _iso(), "pid": 0})
     return store
 

@@ -105,9 +105,11 @@ class Container:
         from fastbox.runtime import monitor
         from fastbox.spec import spec_from_dict
         record = self.reload().attrs
-        if not status.can_start(record["status"]):
+        if not status.can_start(record["status"]) or "spec" not in record:
             raise ContainerStateError(f"container {self.id[:12]} is {record['status']}: "
-                                      "only a created container can be started")
+                                      "only a created or stopped container can be started")
+        if record["status"] == status.EXITED:
+            self._store.reset_for_restart(self.id)
         spec = spec_from_dict(record["spec"])
         pid, monitor_pid, times, cgroups = monitor.start_detached(
             self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False))
@@ -199,11 +201,14 @@ class Container:
         self.attrs = self._store.rename(self.id, new_name)
         return self
 
-    def logs(self, follow=False, tail=None, timestamps=False, stdout=True, stderr=True):
-        """Bytes of the container's output; with follow, an iterator of chunks."""
+    def logs(self, follow=False, tail=None, timestamps=False, stdout=True, stderr=True,
+             offset=0):
+        """Bytes of the container's output; with follow, an iterator of chunks. offset:
+        a byte position in the log (logs_size() before a start: only that run's)."""
         from fastbox.runtime import logs
         entries = logs.read(self._store.log_path(self.id), follow=follow, tail=tail,
-                            running=lambda: self.reload().status == status.RUNNING)
+                            running=lambda: self.reload().status == status.RUNNING,
+                            offset=offset)
         chunks = (logs.format_entry(e, timestamps) for e in entries
                   if (stdout and e["stream"] == "stdout") or (stderr and e["stream"] == "stderr"))
         return chunks if follow else b"".join(c for _, c in chunks)
@@ -232,6 +237,10 @@ class Container:
         return ExecResult(code, out, err)
 
     exec = exec_run  # c.exec(["ls"]) reads as the CLI does
+
+    def logs_size(self):
+        from fastbox.runtime import logs
+        return logs.size(self._store.log_path(self.id))
 
     def stats(self):
         from fastbox.runtime import stats

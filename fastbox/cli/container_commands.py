@@ -50,9 +50,11 @@ def start(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
     """Start created containers."""
     from fastbox import containers
     for ref in containers_:
-        c = containers.get(ref).start()
+        c = containers.get(ref)
+        offset = c.logs_size()  # attach to this run's output, not a previous run's
+        c.start()
         if attach:
-            _print_logs(c.logs(follow=True))
+            _print_logs(c.logs(follow=True, offset=offset))
             raise typer.Exit(c.wait())
         print(ref)
 

@@ -1,18 +1,21 @@
 """Reading the JSON-lines log the monitor writes (Docker's json-file format:
 {"log": "...", "stream": "stdout"|"stderr", "time": RFC 3339})."""
 import json
+import os
 import time
 
 FOLLOW_POLL_S = 0.05
 
 
-def read(path, follow=False, tail=None, running=lambda: False):
-    """Yields entries; with follow, keeps yielding until the container has stopped and
-    the log has nothing more."""
+def read(path, follow=False, tail=None, running=lambda: False, offset=0):
+    """Yields entries (from byte offset on: a restarted container's new output);
+    with follow, keeps yielding until the container has stopped and the log has
+    nothing more."""
     f = _open(path, follow, running)
     if f is None:
         return
     with f:
+        f.seek(offset)
         lines = f.readlines()
         if lines and not lines[-1].endswith(b"\n"):
             f.seek(-len(lines.pop()), 1)  # a line still being written: read it later
@@ -45,6 +48,13 @@ def _open(path, follow, running):
             if not (follow and running()):
                 return None
             time.sleep(FOLLOW_POLL_S)
+
+
+def size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
 
 
 def format_entry(entry, timestamps=False):

@@ -47,7 +47,7 @@ def plan(cid, layer_dirs, spec, ephemeral):
         p.container_dir = d
         p.upper, p.work, p.rootfs = d + "/upper", d + "/work", d + "/rootfs"
         for sub in (p.upper, p.work, p.rootfs):
-            os.makedirs(sub, mode=0o755)
+            os.makedirs(sub, mode=0o755, exist_ok=True)  # a restart keeps its upper layer
     p.mounts = [_volume(v) for v in spec.volumes] + [
         (TMPFS, None, t.target, False, t.options) for t in spec.tmpfs]
     return p

@@ -4,7 +4,8 @@ CREATED, RUNNING, EXITED = "created", "running", "exited"
 
 
 def can_start(status):
-    return status == CREATED
+    """A created container starts; an exited one starts again on its writable layer."""
+    return status in (CREATED, EXITED)
 
 
 def can_kill(status):

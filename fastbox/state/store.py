@@ -148,6 +148,19 @@ class StateStore:
             record = self._reconcile(record)
         return record
 
+    def reset_for_restart(self, cid):
+        """An exited container about to start again: its last run's exit and start
+        records go, so that reconciling reads the new run's."""
+        with self.locked(cid):
+            for path in (self.exit_path(cid), self.started_path(cid)):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            record = self._read(cid)
+            record.update(status=status.CREATED, exit_code=None, finished_at=None, pid=0)
+            self._write(record)
+
     def _adopt_started(self, record):
         """The monitor's started.json says the container runs, even if whoever started
         it died before recording so."""
