@@ -27,6 +27,7 @@ import threading
 
 from fastbox import _core, api
 from fastbox.runtime import cgroup, container
+from fastbox.runtime.stdio import devnull
 from fastbox.spec import RunSpec
 
 LIMITS = ("memory", "cpus", "pids_limit")
@@ -286,15 +287,10 @@ async def arun(image, command=None, **options):
     spec = RunSpec(image, command, remove=True, **options)
     img = api.resolve_image(spec.image)
     cid = container.new_id()
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     handoff = _Handoff()
 
     def start():
-        try:
-            started = container.start(cid, spec, img, (null, -1, -1), t0)
-        finally:
-            os.close(null)
-        return handoff.deliver(started)
+        return handoff.deliver(container.start(cid, spec, img, (devnull(), -1, -1), t0))
 
     try:
         started = await loop.run_in_executor(None, start)

@@ -218,7 +218,8 @@ class Container:
                  on_terminal=None):
         """Run command inside the container and wait for it: an ExecResult with its
         exit code and, when captured, its output."""
-        from fastbox.api import resolve_image, _Stdio
+        from fastbox.api import resolve_image
+        from fastbox.runtime.stdio import Stdio
         from fastbox.runtime import container, exec as execs
         if isinstance(command, str):
             command = ["/bin/sh", "-c", command]
@@ -228,7 +229,7 @@ class Container:
         image = resolve_image(record["image_id"])
         pidfd = execs.open_init(record)
         try:
-            with _Stdio(stdin, stdout, stderr, capture_output) as io:
+            with Stdio(stdin, stdout, stderr, capture_output) as io:
                 s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
                                 tty, pidfd)
                 code, out, err = container.supervise(s, io, on_terminal, on_start)

@@ -5,6 +5,7 @@ import os
 
 from fastbox import _core
 from fastbox.runtime import cgroup, container
+from fastbox.runtime.stdio import devnull
 
 MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "libexec", "fastbox-monitor")
@@ -42,12 +43,12 @@ def start_detached(cid, spec, image, store, tty=False):
 def _pipes(tty):
     """(fds we close afterwards, the container's 0-2, fds the monitor keeps, its
     options). With a terminal, the core makes it in the container instead."""
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    null = devnull()
     if tty:
-        return [null], [null, null, null], [], []
+        return [], [null, null, null], [], []
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    return ([null, out_r, out_w, err_r, err_w], [null, out_w, err_w], [out_r, err_r],
+    return ([out_r, out_w, err_r, err_w], [null, out_w, err_w], [out_r, err_r],
             ["--stdout", str(out_r), "--stderr", str(err_r)])
 
 

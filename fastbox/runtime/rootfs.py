@@ -66,9 +66,17 @@ def _scratch_dir():
     return path
 
 
+_metacopy = []
+
+
 def _metacopy_supported():
-    """The kernel's overlay has metacopy (its module parameter exists once loaded)."""
-    return os.path.exists("/sys/module/overlay/parameters/metacopy")
+    """The kernel's overlay has metacopy (its module parameter exists once loaded);
+    asked once per process once the answer is yes, not per container."""
+    if not _metacopy:
+        if not os.path.exists("/sys/module/overlay/parameters/metacopy"):
+            return False
+        _metacopy.append(True)
+    return True
 
 
 def _volume(v):
