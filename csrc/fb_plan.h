@@ -135,6 +135,11 @@ int fb_spawn(const struct fb_plan *plan, struct fb_report *report);
  * leaves its own namespace. */
 int fb_netns_new(struct fb_error *e);
 
+/* The spare network namespace (fb_netns.c): returns a new, never-used namespace with lo
+ * up, owned by the caller from then on, or -1 when none is ready; either way a worker
+ * thread starts making the next one. A ready spare is held until the process exits. */
+int fb_netns_take_spare(void);
+
 /* Start the container under a new fastbox-monitor process that is no child of the
  * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */
 int fb_spawn_detached(const struct fb_plan *plan, const struct fb_monitor_args *monitor,

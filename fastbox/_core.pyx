@@ -195,6 +195,13 @@ def spawn(plan):
     return r.pid, r.pidfd, times
 
 
+def take_spare_netns():
+    """A new, never-used network namespace with lo up, made ahead of time on the core's
+    worker thread: an fd the caller owns, or -1 when none is ready yet. Either way the
+    worker starts making the next one."""
+    return fb_netns_take_spare()
+
+
 def new_netns():
     """A new network namespace with lo up, held only by the returned fd (for pools)."""
     cdef fb_error e

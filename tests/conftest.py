@@ -106,6 +106,23 @@ def child_processes(of=None):
     return out
 
 
+def _lasting_children(before, grace=2.0):
+    """New children still there after GRACE seconds: one that has been told to go (a
+    monitor removing its container, then exiting) is reaped here, not reported."""
+    deadline = time.monotonic() + grace
+    while True:
+        children = [c for c in child_processes() if c[0] not in before]
+        for pid, state, _ in children:
+            if state == "Z":
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        if not children or time.monotonic() > deadline:
+            return children
+        time.sleep(0.02)
+
+
 def _kill_and_reap(pids):
     for pid in pids:
         try:
@@ -198,7 +215,7 @@ def _isolated(monkeypatch, tmp_path, session_dirs):
     if cgroups:
         problems.append(f"cgroups left: {cgroups}")
         _remove_cgroups(cgroups)
-    children = [c for c in child_processes() if c[0] not in before]
+    children = _lasting_children(before)
     if children:
         problems.append(f"child processes left: {children}")
         _kill_and_reap([p for p, _, _ in children])

@@ -544,9 +544,19 @@ def test_command_not_found_with_custom_path(probe):
 # ------------------------------------------------------------------ the caller's process
 
 def test_no_fds_leak_into_the_caller(probe):
+    """Only the spare network namespace and its worker's home namespace stay open."""
     def fds():
-        return sorted(os.listdir("/proc/self/fd"))
+        links = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except FileNotFoundError:  # listdir's own
+                pass
+        netns = {fd for fd, link in links.items() if link.startswith("net:")}
+        assert len(netns) <= 2
+        return sorted(set(links) - netns)
 
+    probe.run("exit", 0), probe.run("exit", 0)  # the shared /dev/null and the spare's worker
     before = fds()
     for _ in range(3):
         probe.run("exit", 0)
@@ -661,3 +671,62 @@ def test_interrupted_wait_kills_and_tears_down(busybox, pipes, fb_env, remove):
         fastbox_rm("interrupted")
     # and the name is free again
     fastbox.run("busybox", ["true"], name="interrupted")
+
+
+# ------------------------------------------------------------ the spare network namespace
+
+NETNS_SCRIPT = ("readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate; ip -o link | wc -l; "
+                "sleep 0.4")
+
+
+def _concurrent_netns(sh, count):
+    """Each of COUNT containers alive at once: its netns, lo's state, its link count."""
+    import threading
+    outs = [None] * count
+
+    def one(i):
+        outs[i] = sh(NETNS_SCRIPT).stdout.decode().split()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+        t.join(0.05)  # staggered: each start may take the spare the previous one left
+    for t in threads:
+        t.join()
+    return outs
+
+
+def test_spare_network_namespaces_are_never_shared(sh):
+    """From a process's second container on, each enters a namespace made ahead of time:
+    it must be new for each (containers alive together never share one), with lo up."""
+    host = os.readlink("/proc/thread-self/ns/net")
+    sh("true"), sh("true")  # the spare is being made from here on
+    outs = _concurrent_netns(sh, 4) + _concurrent_netns(sh, 3)
+    assert all(o[1:] == ["unknown", "1"] for o in outs)  # only lo, and it is up
+    for group in (outs[:4], outs[4:]):
+        spaces = [o[0] for o in group]
+        assert len(set(spaces)) == len(spaces) and host not in spaces
+    assert os.readlink("/proc/thread-self/ns/net") == host
+
+
+def test_forked_child_never_gets_the_parents_spare(sh):
+    """A fork() copies the spare's fd: the child must drop it, or the parent's next
+    container and the child's would share one network namespace."""
+    sh("true"), sh("true")  # now a spare is ready, or being made
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(r)
+            os.write(w, sh(NETNS_SCRIPT).stdout.split()[0])
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    ours = sh(NETNS_SCRIPT).stdout.split()[0]
+    with os.fdopen(r, "rb") as f:
+        theirs = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert theirs.startswith(b"net:[") and theirs != ours
