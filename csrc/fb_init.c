@@ -85,18 +85,25 @@ static int join_cgroups(struct fb_child *c)
     return 0;
 }
 
+/* Drop every capability outside the plan's set from the bounding set; *kept is the
+ * plan's set as far as we hold it (capset may not grant more than is permitted). No
+ * per-capability read: dropping one already gone succeeds, and the first number past
+ * the kernel's last capability fails with EINVAL. */
 static int drop_capabilities(struct fb_child *c, uint64_t *kept)
 {
-    *kept = 0;
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    long r = FB_SYS2(SYS_capget, &hdr, data);
+    if (r < 0)
+        return fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "capget", NULL);
+    uint64_t permitted = data[0].permitted | ((uint64_t)data[1].permitted << 32);
+    *kept = c->plan->caps & permitted;
     for (int cap = 0; cap < 64; cap++) {
-        long have = FB_SYS2(SYS_prctl, PR_CAPBSET_READ, cap);
-        if (have < 0)
-            break; /* past the kernel's last capability */
-        if (have && (c->plan->caps & (1ULL << cap))) {
-            *kept |= 1ULL << cap;
+        if (c->plan->caps & (1ULL << cap))
             continue;
-        }
-        long r = have ? FB_SYS2(SYS_prctl, PR_CAPBSET_DROP, cap) : 0;
+        r = FB_SYS2(SYS_prctl, PR_CAPBSET_DROP, cap);
+        if (r == -EINVAL)
+            break; /* past the kernel's last capability */
         if (r < 0)
             return fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "drop capability", NULL);
     }
@@ -130,7 +137,7 @@ static int set_identity(struct fb_child *c)
         if (r < 0)
             return fb_fail(e, r, FB_PHASE_IDENTITY, "sethostname", p->hostname);
     }
-    uint64_t kept;
+    uint64_t kept = 0;
     if (drop_capabilities(c, &kept) < 0)
         return -1;
     r = FB_SYS2(SYS_setgroups, p->n_groups, p->groups);

@@ -30,7 +30,6 @@ struct fb_mount_attr {
     uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
 
-#define FB_PATH_MAX 4096
 #define FB_LEGACY_OPTS_MAX 4096
 
 static long sys_mount(const char *src, const char *dst, const char *type, unsigned long flags,
@@ -259,6 +258,10 @@ static int mount_dev(struct fb_child *c)
     }
     for (unsigned i = 0; i < sizeof fb_dev_links / sizeof fb_dev_links[0]; i++)
         FB_SYS2(SYS_symlink, fb_dev_links[i].target, fb_dev_links[i].link);
+    /* /dev is our own new tmpfs: its mount points are made, not looked for first */
+    const char *const points[] = {"/dev/pts", "/dev/shm", "/dev/mqueue"};
+    for (unsigned i = 0; i < sizeof points / sizeof points[0]; i++)
+        FB_SYS2(SYS_mkdir, points[i], 0755);
     if (mount_at(c, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                  "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
         return -1;
@@ -349,15 +352,26 @@ int fb_mount_volumes(struct fb_child *c)
     return 0;
 }
 
-/* A masked file gets /dev/null bound over it; a masked directory a read-only tmpfs. */
-static int mask_one(struct fb_child *c, const char *path)
+/* A masked file gets /dev/null bound over it. The masked directories share one empty
+ * read-only tmpfs: mounted on the first, bound over the rest (a bind makes no new
+ * superblock). A path this container's /proc or /sys lacks needs no mask: 1. */
+static int mask_result(struct fb_child *c, long r, const char *path)
 {
-    long r = sys_mount("/dev/null", path, NULL, MS_BIND, NULL);
-    if (r == -ENOTDIR)
-        r = sys_mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
     if (r == -ENOENT)
-        return 0;
+        return 1;
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "mask", path) : 0;
+}
+
+static int mask_file(struct fb_child *c, const char *path)
+{
+    return mask_result(c, sys_mount("/dev/null", path, NULL, MS_BIND, NULL), path);
+}
+
+static int mask_dir(struct fb_child *c, const char *path, const char *shared)
+{
+    long r = shared ? sys_mount(shared, path, NULL, MS_BIND, NULL)
+                    : sys_mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+    return mask_result(c, r, path);
 }
 
 static int readonly_one(struct fb_child *c, const char *path)
@@ -377,8 +391,16 @@ int fb_mask_paths(struct fb_child *c)
         if (readonly_one(c, p->readonly_paths[i]) < 0)
             return -1;
     for (int i = 0; i < p->n_masked; i++)
-        if (mask_one(c, p->masked[i]) < 0)
+        if (mask_file(c, p->masked[i]) < 0)
             return -1;
+    const char *shared = NULL;  /* the masked directory holding the shared tmpfs */
+    for (int i = 0; i < p->n_masked_dirs; i++) {
+        int rc = mask_dir(c, p->masked_dirs[i], shared);
+        if (rc < 0)
+            return -1;
+        if (rc == 0 && !shared)
+            shared = p->masked_dirs[i];
+    }
     return 0;
 }
 

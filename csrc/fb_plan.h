@@ -9,6 +9,7 @@
 #include "fb_error.h"
 
 #define FB_MAX_MOUNTS 64
+#define FB_PATH_MAX 4096
 
 enum fb_mount_kind {
     FB_MOUNT_BIND_DIR = 1,  /* host directory bound at dst (volume) */
@@ -55,8 +56,10 @@ struct fb_plan {
 
     const struct fb_mount *mounts;
     int n_mounts;
-    const char *const *masked; /* bind /dev/null over files, ro tmpfs over dirs */
+    const char *const *masked; /* files: /dev/null is bound over each */
     int n_masked;
+    const char *const *masked_dirs; /* one empty read-only tmpfs, bound over each */
+    int n_masked_dirs;
     const char *const *readonly_paths;
     int n_readonly;
     int mount_cgroup2; /* mount a read-only cgroup2 at /sys/fs/cgroup */
@@ -135,10 +138,13 @@ int fb_spawn(const struct fb_plan *plan, struct fb_report *report);
  * leaves its own namespace. */
 int fb_netns_new(struct fb_error *e);
 
-/* The spare network namespace (fb_netns.c): returns a new, never-used namespace with lo
- * up, owned by the caller from then on, or -1 when none is ready; either way a worker
- * thread starts making the next one. A ready spare is held until the process exits. */
-int fb_netns_take_spare(void);
+/* The same, in the calling thread, which is left in the new namespace. */
+int fb_netns_unshare(struct fb_error *e);
+
+/* The spare network namespace (fb_spare.c): a new, never-used namespace with lo up,
+ * owned by the caller from then on, or -1 when none is ready; either way a worker thread
+ * starts making the next one. A ready one is held until the process exits. */
+int fb_spare_netns_take(void);
 
 /* Start the container under a new fastbox-monitor process that is no child of the
  * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */

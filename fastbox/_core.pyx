@@ -89,6 +89,8 @@ cdef void fill_rootfs(fb_plan *c, object p, _Arena a) except *:
     fill_mounts(c, p.mounts, a)
     c.masked = a.strv(p.masked)
     c.n_masked = <int>len(p.masked)
+    c.masked_dirs = a.strv(p.masked_dirs)
+    c.n_masked_dirs = <int>len(p.masked_dirs)
     c.readonly_paths = a.strv(p.readonly_paths)
     c.n_readonly = <int>len(p.readonly_paths)
     c.mount_cgroup2 = 1 if p.mount_cgroup2 else 0
@@ -199,7 +201,7 @@ def take_spare_netns():
     """A new, never-used network namespace with lo up, made ahead of time on the core's
     worker thread: an fd the caller owns, or -1 when none is ready yet. Either way the
     worker starts making the next one."""
-    return fb_netns_take_spare()
+    return fb_spare_netns_take()
 
 
 def new_netns():

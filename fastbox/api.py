@@ -28,9 +28,14 @@ class RunResult:
 
 def resolve_image(ref):
     """The store's image for ref; the built-in busybox is made on first use."""
+    from fastbox import config
     from fastbox.errors import ImageNotFound
-    from fastbox.images.store import ImageStore
-    store = ImageStore()
+    from fastbox.images.store import ImageStore, remembered
+    root = config.images_dir()
+    image = remembered(root, ref)
+    if image is not None:
+        return image
+    store = ImageStore(root)
     try:
         return store.resolve(ref)
     except ImageNotFound:

@@ -103,10 +103,11 @@ class ImageStore:
                 if _id_prefix(ref) is None:
                     raise
         if name is not None:
-            digest = _read_digest(self._refs + _quote(name))
+            path = self._refs + _quote(name)
+            digest = _read_digest(path)
             info = self._cached(digest) if digest else None
             if info is not None:
-                return self._image(info, name, digest)
+                return _remember(self.root, ref, path, self._image(info, name, digest))
             image = self._resolve_from_index(name)
             if image is not None:
                 return image
@@ -761,6 +762,34 @@ def _hex(digest):
             and _HEX.issuperset(digest[7:]):
         return digest[7:]
     raise ImageError(f"unsupported or malformed digest {digest!r}")
+
+
+# The run path's memo: a process that starts many containers resolves the same tags
+# again and again. An entry holds while the tag's refs/ file is the very same file
+# (every write replaces it by rename: new inode, new ctime), which one stat proves.
+_memo = {}
+
+
+def remembered(root, ref):
+    """The Image `ref` resolved to in this process, if its tag still names it; else None."""
+    hit = _memo.get((root if root[:1] == "/" else os.path.abspath(root), ref))
+    if hit is None:
+        return None
+    path, ident, image = hit
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return image if (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) == ident else None
+
+
+def _remember(root, ref, path, image):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return image
+    _memo[(root, ref)] = (path, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns), image)
+    return image
 
 
 def _quote(name):

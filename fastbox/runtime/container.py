@@ -9,7 +9,7 @@ import time
 from fastbox import _core, config
 from fastbox.errors import (CommandNotExecutable, CommandNotFound, ContainerStateError, SpecError,
                             StartError)
-from fastbox.runtime import cgroup, rootfs, user
+from fastbox.runtime import cgroup, rootfs, spare, user
 
 # CLONE_NEW* (linux/sched.h)
 NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWPID, NEWNET = (0x00020000, 0x02000000, 0x04000000,
@@ -85,12 +85,14 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
 def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):
     """Build and start the container as our child; returns once its program has been
     exec'd."""
-    spare = _spare_netns(spec) if netns_fd is None else None
+    net = spare.netns(spec) if netns_fd is None else None
     try:
-        return _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if spare is None else spare)
+        s = _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if net is None else net)
     finally:
-        if spare is not None:  # the container holds it now, or it dies unused
-            os.close(spare)
+        if net is not None:  # the container holds it now, or it dies unused
+            os.close(net)
+    spare.started()
+    return s
 
 
 def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
@@ -111,22 +113,6 @@ def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
     s.terminal = console.receive() if console else None
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
     return s
-
-
-_second_start = []
-
-
-def _spare_netns(spec):
-    """A network namespace made ahead of time for this container (csrc/fb_netns.c): new
-    and never used, so the container's view is the same, but its ~0.5 ms leaves the start
-    path. From a process's second container on: the CLI starts just one."""
-    if spec.network != "none":
-        return None
-    if not _second_start:
-        _second_start.append(True)
-        return None
-    fd = _core.take_spare_netns()
-    return fd if fd >= 0 else None
 
 
 def wait(s):
@@ -219,7 +205,8 @@ def _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname):
     return Plan(
         ns_flags=ns, lowers=fs.lowers, scratch=fs.scratch, scratch_data=fs.scratch_data,
         upper=fs.upper, work=fs.work, rootfs=fs.rootfs, overlay_opts=fs.overlay_opts,
-        readonly_root=spec.read_only, mounts=fs.mounts, masked=rootfs.MASKED,
+        readonly_root=spec.read_only, mounts=fs.mounts, masked=rootfs.MASKED_FILES,
+        masked_dirs=rootfs.MASKED_DIRS,
         readonly_paths=rootfs.READONLY, mount_cgroup2=cg.mount_cgroup2,
         cgroup_v1_mounts=cg.v1_mounts,
         cg_mkdirs=cg.mkdirs, cg_writes=cg.writes, cg_join=cg.join, cg_into=cg.into,

@@ -46,7 +46,7 @@ def _plan(record, argv, env, cwd, ident, stdio, tty, pidfd):
     dirs = record.get("cgroups") or []
     return Plan(
         ns_flags=0, lowers=[], scratch=None, scratch_data=None, upper=None, work=None,
-        rootfs=None, overlay_opts=[], readonly_root=False, mounts=[], masked=[],
+        rootfs=None, overlay_opts=[], readonly_root=False, mounts=[], masked=[], masked_dirs=[],
         readonly_paths=[], mount_cgroup2=False, cgroup_v1_mounts=[], cg_mkdirs=[],
         cg_writes=[], cg_join=[d + "/tasks" for d in dirs] if lay.v1 else [],
         cg_into=dirs[0] if dirs and not lay.v1 else None, unshare_cgroupns=False,

@@ -9,8 +9,10 @@ _MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/pr
           "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
 _READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 # The container's /proc and /sys come from the same kernel as ours: paths this kernel
-# lacks need no mount (each failed attempt is a lookup in the child).
-MASKED = tuple(p for p in _MASKED if os.path.exists(p))
+# lacks need no mount, and what is a file or a directory here is one there (each failed
+# attempt is a lookup in the child).
+MASKED_FILES = tuple(p for p in _MASKED if os.path.exists(p) and not os.path.isdir(p))
+MASKED_DIRS = tuple(p for p in _MASKED if os.path.isdir(p))
 READONLY = tuple(p for p in _READONLY if os.path.exists(p))
 
 # csrc/fb_plan.h enum fb_mount_kind

@@ -152,3 +152,25 @@ def test_import_bad_change(probe):
     r = cli("import", "-c", "EXPOSE 80", probe.tarball, "fastbox-test/badchange")
     assert r.returncode == 125
     assert r.stderr.startswith("fastbox: ")
+
+
+def test_retag_and_rmi_by_another_process_are_seen_at_once(busybox, tmp_path):
+    """fastbox.run remembers what a tag resolved to; a tag moved or removed by another
+    process (the CLI here) must be seen by the very next run."""
+    def image(path, word):
+        tar = _tar(tmp_path / path, [_dir("bin"), _file("word", word.encode())])
+        with tarfile.open(tar, "a") as t:
+            t.add("/bin/busybox", "bin/cat")
+        return tar
+
+    def word():
+        return fastbox.run("fastbox-test/moving:v1", ["/bin/cat", "/word"],
+                           capture_output=True).stdout
+
+    assert cli("import", image("a.tar", "first"), "fastbox-test/moving:v1").returncode == 0
+    assert word() == word() == b"first"
+    assert cli("import", image("b.tar", "second"), "fastbox-test/moving:v1").returncode == 0
+    assert word() == b"second"
+    assert cli("rmi", "fastbox-test/moving:v1").returncode == 0
+    with pytest.raises(fastbox.errors.ImageNotFound):
+        word()

@@ -109,6 +109,17 @@ def test_masked_dir_is_absent_or_empty(sh, path):
     assert r.stdout.strip() in (b"0", b"absent"), (path, r.stdout)
 
 
+def test_masked_dirs_are_read_only_and_not_shared_with_writes(sh):
+    """The masked directories share one empty read-only tmpfs: nothing can be written
+    to any of them (a write to one would show in all)."""
+    present = [p for p in MASKED_DIRS if os.path.isdir(p)]
+    if len(present) < 2:
+        pytest.skip("this kernel has fewer than two of the masked directories")
+    script = "; ".join(f"touch {p}/x 2>/dev/null && echo wrote {p}" for p in present)
+    r = sh(script + "; ls -A " + " ".join(present) + " | grep -v : | grep -c . ")
+    assert r.stdout.split(b"\n")[0] == b"0", r.stdout
+
+
 def test_sys_firmware_is_an_empty_dir_when_host_has_one(sh):
     if not os.path.isdir("/sys/firmware") or not os.listdir("/sys/firmware"):
         pytest.skip("the host has no /sys/firmware content to hide")
