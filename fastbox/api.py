@@ -29,12 +29,13 @@ class RunResult:
 def resolve_image(ref):
     """The store's image for ref; the built-in busybox is made on first use."""
     from fastbox import config
-    from fastbox.errors import ImageNotFound
-    from fastbox.images.store import ImageStore, remembered
-    root = config.images_dir()
-    image = remembered(root, ref)
+    from fastbox.images.lookup import find
+    root = os.path.abspath(config.images_dir())
+    image = find(root, ref)  # the run path: a tag's records, no store module
     if image is not None:
         return image
+    from fastbox.errors import ImageNotFound
+    from fastbox.images.store import ImageStore
     store = ImageStore(root)
     try:
         return store.resolve(ref)

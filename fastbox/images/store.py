@@ -14,27 +14,29 @@
 Temporaries are ".tmp-*" names next to their destination and are made only under the lock, so
 any that a writer finds belong to a writer that died; it removes them.
 
-resolve() is on the `fastbox run` path, where `import json` alone would cost ~12 ms, so this
-module imports only os and marshal: a tag resolves with a hand-written normalize, two small
-reads and marshal.loads. json, hashlib and tarfile are imported only by the functions that write
-or repair. Measured on this machine (2 vCPU, kernel 6.18, Python 3.11.7, .pyc present):
-importing this module and its fastbox imports ~2 ms (~20 ms if PYTHONDONTWRITEBYTECODE forces a
-compile each run); resolve("busybox") ~22 µs warm, ~120 µs the first call in a new process;
-resolve(short id) ~50 µs with 6 tags; ensure_default() ~23 µs once the image exists, 130-250 ms
-to build it (filesystem-bound: ~270 symlinks at ~0.6 ms each on this disk).
+The run path reads refs/ and resolved/ through lookup.py alone (a tag resolves with a
+hand-written normalize, two small reads and marshal.loads, then one stat per later run in
+the same process); this module is imported only when that misses: an id, an id prefix, a
+record to repair, or the built-in image to build. It imports json, hashlib and tarfile only
+in the functions that write or repair. ensure_default() ~23 µs once the image exists,
+130-250 ms to build it (filesystem-bound: ~270 symlinks at ~0.6 ms each on this disk).
 """
 import marshal
 import os
 
 from fastbox import config
 from fastbox.errors import DigestMismatch, ImageError, ImageNotFound, SpecError
+from fastbox.images.lookup import CACHE_VERSION as _CACHE_VERSION
+from fastbox.images.lookup import HEX as _HEX
+from fastbox.images.lookup import Image, find
+from fastbox.images.lookup import is_full_id as _is_full_id
+from fastbox.images.lookup import quote as _quote
+from fastbox.images.lookup import read_digest as _read_digest
+from fastbox.images.lookup import read_file as _read_file
+from fastbox.images.lookup import read_info
 from fastbox.images.reference import Reference, normalize, parse
 
 DEFAULT_REF = "docker.io/library/busybox:latest"
-_CACHE_VERSION = 1
-_INFO_KEYS = frozenset(("v", "id", "layers", "env", "entrypoint", "cmd", "working_dir", "user",
-                        "created", "size"))
-_HEX = frozenset("0123456789abcdef")
 _INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 _MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -47,34 +49,6 @@ INDEX_DIGEST = "io.fastbox.index.digest"
 _CHANGE_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
          "i686": "386", "i386": "386"}
-
-
-class Image:
-    """What a container needs from an image; read-only."""
-
-    __slots__ = ("id", "ref", "manifest_digest", "layer_dirs", "env", "entrypoint", "cmd",
-                 "working_dir", "user")
-
-    def __init__(self, id, ref, manifest_digest, layer_dirs, env, entrypoint, cmd, working_dir, user):
-        put = object.__setattr__
-        put(self, "id", id)
-        put(self, "ref", ref)
-        put(self, "manifest_digest", manifest_digest)
-        put(self, "layer_dirs", layer_dirs)  # top-most first, as overlay's lowerdir wants them
-        put(self, "env", env)
-        put(self, "entrypoint", entrypoint)
-        put(self, "cmd", cmd)
-        put(self, "working_dir", working_dir)
-        put(self, "user", user)
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"Image.{name} is read-only")
-
-    def __delattr__(self, name):
-        raise AttributeError(f"Image.{name} is read-only")
-
-    def __repr__(self):
-        return f"Image(id={self.id[:19]!r}, ref={self.ref!r}, layers={len(self.layer_dirs)})"
 
 
 class ImageStore:
@@ -95,6 +69,9 @@ class ImageStore:
         """The image a tag, digest reference, image id or unique id prefix names (Docker's order:
         a full id, then a tag, then an id prefix). ImageNotFound if none; SpecError if `ref` is
         neither a valid reference nor an id prefix."""
+        image = find(self.root, ref)
+        if image is not None:
+            return image
         name = None
         if not _is_full_id(ref):
             try:
@@ -103,11 +80,6 @@ class ImageStore:
                 if _id_prefix(ref) is None:
                     raise
         if name is not None:
-            path = self._refs + _quote(name)
-            digest = _read_digest(path)
-            info = self._cached(digest) if digest else None
-            if info is not None:
-                return _remember(self.root, ref, path, self._image(info, name, digest))
             image = self._resolve_from_index(name)
             if image is not None:
                 return image
@@ -120,13 +92,7 @@ class ImageStore:
 
     def _cached(self, digest):
         """The run-path record of a manifest, or None if missing or unreadable."""
-        try:
-            info = marshal.loads(_read_file(self._resolved + digest[7:]))
-        except (OSError, EOFError, ValueError, TypeError):
-            return None
-        if type(info) is dict and info.get("v") == _CACHE_VERSION and info.keys() >= _INFO_KEYS:
-            return info
-        return None
+        return read_info(self.root, digest)
 
     def _image(self, info, ref, digest):
         layers = self._layers
@@ -762,63 +728,6 @@ def _hex(digest):
             and _HEX.issuperset(digest[7:]):
         return digest[7:]
     raise ImageError(f"unsupported or malformed digest {digest!r}")
-
-
-# The run path's memo: a process that starts many containers resolves the same tags
-# again and again. An entry holds while the tag's refs/ file is the very same file
-# (every write replaces it by rename: new inode, new ctime), which one stat proves.
-_memo = {}
-
-
-def remembered(root, ref):
-    """The Image `ref` resolved to in this process, if its tag still names it; else None."""
-    hit = _memo.get((root if root[:1] == "/" else os.path.abspath(root), ref))
-    if hit is None:
-        return None
-    path, ident, image = hit
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return image if (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) == ident else None
-
-
-def _remember(root, ref, path, image):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return image
-    _memo[(root, ref)] = (path, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns), image)
-    return image
-
-
-def _quote(name):
-    return name.replace("%", "%25").replace("/", "%2F").replace(":", "%3A")
-
-
-def _read_digest(path):
-    try:
-        digest = _read_file(path).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    if len(digest) == 71 and digest.startswith("sha256:") and _HEX.issuperset(digest[7:]):
-        return digest
-    return None
-
-
-def _read_file(path):
-    # os.open/os.read: no TextIOWrapper or BufferedReader to build on the run path.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, 65536)
-        if len(data) < 65536:  # a short read of a regular file is its end
-            return data
-        chunks = [data]
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _write_atomic(path, data, sync=False):
