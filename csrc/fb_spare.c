@@ -91,12 +91,12 @@ static int ensure_worker(void)
     return 0;
 }
 
-int fb_spare_netns_take(void)
+int fb_spare_netns_take(int make_next)
 {
     pthread_mutex_lock(&lock);
     int fd = netns_fd;
     netns_fd = -1;
-    if (!netns_wanted && ensure_worker() == 0) {
+    if (make_next && !netns_wanted && ensure_worker() == 0) {
         netns_wanted = 1;
         pthread_cond_signal(&wake);
     }

@@ -197,11 +197,11 @@ def spawn(plan):
     return r.pid, r.pidfd, times
 
 
-def take_spare_netns():
+def take_spare_netns(bint make_next=True):
     """A new, never-used network namespace with lo up, made ahead of time on the core's
-    worker thread: an fd the caller owns, or -1 when none is ready yet. Either way the
-    worker starts making the next one."""
-    return fb_spare_netns_take()
+    worker thread: an fd the caller owns, or -1 when none is ready yet. Either way, with
+    make_next, the worker starts making the next one."""
+    return fb_spare_netns_take(make_next)
 
 
 def new_netns():

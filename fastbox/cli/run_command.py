@@ -29,6 +29,9 @@ def main(args):
         if opts["entrypoint"] is not None:
             opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
         given = {k: v for k, v in opts.items() if v is not None and v != []}
+        if not detach and given.get("network", "none") == "none":
+            from fastbox.runtime import spare
+            spare.make_early()
         if detach:
             from fastbox import containers
             print(containers.run(image, command, tty=tty, **given).id)

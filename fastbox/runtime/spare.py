@@ -1,11 +1,15 @@
 """The spare network namespace (csrc/fb_spare.c): the core's worker thread makes the next
 container's namespace while the current one starts, so that creating one (~0.5 ms here)
-leaves the start path. Each spare is new and serves exactly one container. Only from a
-process's second container on: the CLI starts just one.
+leaves the start path. Each spare is new and serves exactly one container. A library
+process keeps one ready from its second container on; the CLI, which starts just one,
+asks for it first thing and gets it made while Python imports and plans.
 """
+import os
+
 from fastbox import _core
 
 _started = []  # a container has started in this process
+_single = []   # this process starts one container only (the CLI): no spare after it
 
 
 def started():
@@ -19,5 +23,15 @@ def netns(spec):
     fd the caller closes once the container has entered it), or None."""
     if spec.network != "none" or not _started:
         return None
-    fd = _core.take_spare_netns()
+    fd = _core.take_spare_netns(not _single)
     return fd if fd >= 0 else None
+
+
+def make_early():
+    """Start making the namespace now, for the one container this process (the CLI) is
+    about to start: it is made on another CPU while the rest of the start runs."""
+    started()
+    _single.append(True)
+    fd = _core.take_spare_netns()  # none is ready yet: this only asks for one
+    if fd >= 0:
+        os.close(fd)

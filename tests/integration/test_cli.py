@@ -28,6 +28,21 @@ def test_run_with_defaults(busybox):
     assert (r.returncode, r.stdout, r.stderr) == (0, "hi\n", "")
 
 
+@pytest.mark.parametrize("network", [[], ["--network", "none"], ["--network", "host"]])
+def test_run_network_namespace(busybox, network):
+    """The CLI has its namespace made on another thread while it plans: still its own,
+    new, with only lo and lo up (or the host's, with --network host)."""
+    script = "readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate; ip -o link | wc -l"
+    outs = [run_cli("run", "--rm", *network, "busybox", "sh", "-c", script).stdout.split()
+            for _ in range(2)]
+    host = os.readlink("/proc/self/ns/net")
+    if network[-1:] == ["host"]:
+        assert all(o[0] == host for o in outs)
+    else:
+        assert all(o[1:] == ["unknown", "1"] for o in outs), outs
+        assert host not in {o[0] for o in outs}
+
+
 def test_run_echo(busybox):
     r = run_cli("run", "--rm", "--network", "none", "busybox", "echo", "hi")
     assert (r.returncode, r.stdout, r.stderr) == (0, "hi\n", "")
