@@ -6,6 +6,11 @@ import sys
 
 def main():
     args = sys.argv[1:]
+    if args and args[0] in ("run", "exec"):
+        # One container, then exit: the cyclic GC would only rescan the objects that the
+        # imports just made (~0.2-0.3 ms of a start here). Reference counting still frees.
+        import gc
+        gc.disable()
     if args and args[0] == "run":
         from fastbox.cli.run_command import main as run_main
         code = run_main(args[1:])
