@@ -141,11 +141,12 @@ int fb_netns_new(struct fb_error *e);
 /* The same, in the calling thread, which is left in the new namespace. */
 int fb_netns_unshare(struct fb_error *e);
 
-/* The spare network namespace (fb_spare.c): a new, never-used namespace with lo up,
- * owned by the caller from then on, or -1 when none is ready; either way, with
- * MAKE_NEXT, a worker thread starts making the next one. A ready one is held until the
- * process exits. */
-int fb_spare_netns_take(int make_next);
+/* The spare network namespace (fb_spare.c). take: a new, never-used namespace with lo
+ * up, owned by the caller from then on, or -1 when none is ready. request: have the
+ * worker thread make one, unless one is ready or being made. A ready one is held until
+ * the process exits. */
+int fb_spare_netns_take(void);
+void fb_spare_netns_request(void);
 
 /* Start the container under a new fastbox-monitor process that is no child of the
  * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */

@@ -91,15 +91,21 @@ static int ensure_worker(void)
     return 0;
 }
 
-int fb_spare_netns_take(int make_next)
+int fb_spare_netns_take(void)
 {
     pthread_mutex_lock(&lock);
     int fd = netns_fd;
     netns_fd = -1;
-    if (make_next && !netns_wanted && ensure_worker() == 0) {
+    pthread_mutex_unlock(&lock);
+    return fd;
+}
+
+void fb_spare_netns_request(void)
+{
+    pthread_mutex_lock(&lock);
+    if (netns_fd < 0 && !netns_wanted && ensure_worker() == 0) {
         netns_wanted = 1;
         pthread_cond_signal(&wake);
     }
     pthread_mutex_unlock(&lock);
-    return fd;
 }

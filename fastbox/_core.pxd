@@ -84,6 +84,7 @@ cdef extern from "fb_plan.h":
         int console_fd
     int fb_spawn(const fb_plan *plan, fb_report *report) nogil
     int fb_netns_new(fb_error *e) nogil
-    int fb_spare_netns_take(int make_next) nogil
+    int fb_spare_netns_take() nogil
+    void fb_spare_netns_request() nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil

@@ -197,11 +197,15 @@ def spawn(plan):
     return r.pid, r.pidfd, times
 
 
-def take_spare_netns(bint make_next=True):
+def take_spare_netns():
     """A new, never-used network namespace with lo up, made ahead of time on the core's
-    worker thread: an fd the caller owns, or -1 when none is ready yet. Either way, with
-    make_next, the worker starts making the next one."""
-    return fb_spare_netns_take(make_next)
+    worker thread: an fd the caller owns, or -1 when none is ready yet."""
+    return fb_spare_netns_take()
+
+
+def request_spare_netns():
+    """Have the core's worker thread make the next spare network namespace."""
+    fb_spare_netns_request()
 
 
 def new_netns():

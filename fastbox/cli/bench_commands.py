@@ -100,18 +100,10 @@ def startup(
     if network not in ("none", "host"):
         _usage(f"invalid --network {network!r}: choose none or host")
     _check_plot(plot)
-    try:
-        with _Progress("startup") as progress:
-            result = bench.run(n=n, concurrency=concurrency, image=image, network=network,
-                               warmup=warmup, compare=peers, pool=pool, progress=progress)
-    except ValueError as e:
-        _fail(str(e), 125)
-    except RuntimeError as e:
-        _fail(str(e))
-    _emit(result, output, report.startup_table, report.startup_csv)
-    if plot:
-        report.plot_startup(result, plot)
-        print(f"plot written to {plot}", file=sys.stderr)
+    result = _measure("startup", lambda progress: bench.run(
+        n=n, concurrency=concurrency, image=image, network=network, warmup=warmup,
+        compare=peers, pool=pool, progress=progress))
+    _report(result, output, report.startup_table, report.startup_csv, report.plot_startup, plot)
     if result["leftovers"]:
         raise typer.Exit(1)
 
@@ -131,16 +123,26 @@ def copyup(
     except ValueError as e:
         _usage(f"invalid --sizes: {e}")
     _check_plot(plot)
+    result = _measure("copyup", lambda progress: bench.run(parsed, rounds=rounds,
+                                                           progress=progress))
+    _report(result, output, report.copyup_table, report.copyup_csv, report.plot_copyup, plot)
+
+
+def _measure(name, run):
+    """run(progress) under a progress display: bad input is 125, a failed run 1."""
     try:
-        with _Progress("copyup") as progress:
-            result = bench.run(parsed, rounds=rounds, progress=progress)
+        with _Progress(name) as progress:
+            return run(progress)
     except ValueError as e:
         _fail(str(e), 125)
     except RuntimeError as e:
         _fail(str(e))
-    _emit(result, output, report.copyup_table, report.copyup_csv)
+
+
+def _report(result, output, table, csv, plot_to, plot):
+    _emit(result, output, table, csv)
     if plot:
-        report.plot_copyup(result, plot)
+        plot_to(result, plot)
         print(f"plot written to {plot}", file=sys.stderr)
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastbox.errors import DigestMismatch, ImageError, SpecError
 from fastbox.images import ingest, reference, registry
 from fastbox.images.pull import check_config, check_manifest, parse_platform, select_platform
-from fastbox.images.store import INDEX_DIGEST, ImageStore, MissingContent
+from fastbox.images.store import INDEX_DIGEST, ImageStore, MissingContent, write_hashed
 from fastbox.images.unpack import compression, unpack_layer
 
 NAME_ANNOTATION = "io.containerd.image.name"
@@ -280,17 +280,8 @@ class _Reader:
     def copy(self, name, digest=None, size=None):
         """Copy a member into the session: (path, digest, size, compression), checked against
         `digest` and `size` when given."""
-        src, path, h, total = self.open(name), self.session.path(), hashlib.sha256(), 0
-        with open(path, "xb") as out:
-            head = b""
-            while chunk := src.read(_CHUNK):
-                head = head or chunk[:4]
-                h.update(chunk)
-                out.write(chunk)
-                total += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        got = "sha256:" + h.hexdigest()
+        path = self.session.path()
+        got, total, head = write_hashed(self.open(name), path)
         if (digest and got != digest) or (size is not None and total != size):
             raise DigestMismatch(f"{name} in the archive: expected {size} bytes with digest "
                                  f"{digest}, got {total} bytes with digest {got}")

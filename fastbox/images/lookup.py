@@ -75,15 +75,20 @@ def find(root, ref):
     info = read_info(root, digest) if digest else None
     if info is None:
         return None
-    layers = f"{root}/layers/"
-    image = Image(info["id"], name, digest, tuple([layers + h for h in info["layers"]]),
-                  info["env"], info["entrypoint"], info["cmd"], info["working_dir"], info["user"])
+    image = image_of(root, info, name, digest)
     try:
         st = os.stat(path)
         _memo[(root, ref)] = (path, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns), image)
     except OSError:
         pass
     return image
+
+
+def image_of(root, info, ref, digest):
+    """The Image a run-path record describes, its layers under ROOT."""
+    layers = f"{root}/layers/"
+    return Image(info["id"], ref, digest, tuple([layers + h for h in info["layers"]]),
+                 info["env"], info["entrypoint"], info["cmd"], info["working_dir"], info["user"])
 
 
 def read_info(root, digest):

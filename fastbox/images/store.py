@@ -28,7 +28,7 @@ from fastbox import config
 from fastbox.errors import DigestMismatch, ImageError, ImageNotFound, SpecError
 from fastbox.images.lookup import CACHE_VERSION as _CACHE_VERSION
 from fastbox.images.lookup import HEX as _HEX
-from fastbox.images.lookup import Image, find
+from fastbox.images.lookup import find, image_of
 from fastbox.images.lookup import is_full_id as _is_full_id
 from fastbox.images.lookup import quote as _quote
 from fastbox.images.lookup import read_digest as _read_digest
@@ -90,15 +90,6 @@ class ImageStore:
             raise ImageNotFound(f"unable to find image '{shown}' locally")
         return image
 
-    def _cached(self, digest):
-        """The run-path record of a manifest, or None if missing or unreadable."""
-        return read_info(self.root, digest)
-
-    def _image(self, info, ref, digest):
-        layers = self._layers
-        return Image(info["id"], ref, digest, tuple([layers + h for h in info["layers"]]),
-                     info["env"], info["entrypoint"], info["cmd"], info["working_dir"], info["user"])
-
     # Fallbacks: the refs/ or resolved/ record is missing, so ask index.json and repair.
 
     def _resolve_from_index(self, name):
@@ -110,7 +101,7 @@ class ImageStore:
             info = self._rebuild(digest)
             if "@" not in name:
                 self._write_ref(name, digest)
-        return self._image(info, name, digest)
+        return image_of(self.root, info, name, digest)
 
     def _resolve_id(self, prefix):
         matches = self._match_id(prefix)
@@ -122,12 +113,12 @@ class ImageStore:
         if not matches:
             return None
         digest, info = min(matches, key=lambda m: m[0])
-        return self._image(info, info["id"], digest)
+        return image_of(self.root, info, info["id"], digest)
 
     def _match_id(self, prefix):
         found = []
         for name in _listdir(self._resolved):
-            info = None if name.startswith(".tmp-") else self._cached("sha256:" + name)
+            info = None if name.startswith(".tmp-") else read_info(self.root, "sha256:" + name)
             if info is not None and info["id"].startswith(prefix, 7):
                 found.append(("sha256:" + name, info))
         return found
@@ -135,7 +126,7 @@ class ImageStore:
     def _rebuild_missing(self):
         index = self._read_index()
         digests = [e["digest"] for e in index["manifests"]] if index else []
-        missing = [d for d in digests if self._cached(d) is None]
+        missing = [d for d in digests if read_info(self.root, d) is None]
         if missing:
             with self._lock:
                 for digest in missing:
@@ -157,7 +148,7 @@ class ImageStore:
         return info
 
     def _info_of(self, digest):
-        info = self._cached(digest)
+        info = read_info(self.root, digest)
         if info is None:
             with self._lock:
                 info = self._rebuild(digest)
@@ -414,7 +405,7 @@ class ImageStore:
                 self._set_tag(name, desc, info, annotations)
             else:
                 self._add_dangling(desc, info)
-        return self._image(info, name or info["id"], digest)
+        return image_of(self.root, info, name or info["id"], digest)
 
     def _add_dangling(self, desc, info):
         index = self._read_index() or _new_index()
@@ -449,23 +440,15 @@ class ImageStore:
         desc = self._put_json(manifest, _MANIFEST_TYPE)
         info = _info(manifest, cfg)
         self._set_tag(name, desc, info)
-        return self._image(info, name, desc["digest"])
+        return image_of(self.root, info, name, desc["digest"])
 
     def _put_blob(self, src, digest=None, size=None):
         """Copy a binary stream into blobs/ and return (digest, size), verifying them first when
         given: nothing unverified ever gets a content-addressed name."""
-        import hashlib
         os.makedirs(self._blobs, exist_ok=True)
-        tmp, hasher, total = _tmp_name(self._blobs), hashlib.sha256(), 0
+        tmp = _tmp_name(self._blobs)
         try:
-            with open(tmp, "xb") as out:
-                while chunk := src.read(1 << 20):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    total += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            got = "sha256:" + hasher.hexdigest()
+            got, total, _ = write_hashed(src, tmp)
             if (digest is not None and got != digest) or (size is not None and total != size):
                 raise DigestMismatch(f"blob mismatch: expected {digest} ({size} bytes), "
                                      f"got {got} ({total} bytes)")
@@ -516,7 +499,7 @@ class ImageStore:
         self._write_index(index)
         if info is not None:
             self._write_cache(desc["digest"], info)
-        elif self._cached(desc["digest"]) is None:
+        elif read_info(self.root, desc["digest"]) is None:
             self._rebuild(desc["digest"])
         self._write_ref(name, desc["digest"])
 
@@ -711,11 +694,6 @@ def _try_normalize(ref):
         return None
 
 
-def _is_full_id(ref):
-    hex_part = ref[7:] if ref.startswith("sha256:") else ref
-    return len(hex_part) == 64 and _HEX.issuperset(hex_part)
-
-
 def _id_prefix(ref):
     """The hex of an image id or id prefix ("sha256:ab12", "ab12"), else None."""
     hex_part = ref[7:] if ref.startswith("sha256:") else ref
@@ -728,6 +706,22 @@ def _hex(digest):
             and _HEX.issuperset(digest[7:]):
         return digest[7:]
     raise ImageError(f"unsupported or malformed digest {digest!r}")
+
+
+def write_hashed(src, path):
+    """Copy the binary stream SRC into the new file PATH, synced: (sha256 digest, size,
+    first 4 bytes), for the caller to check before the file gets any name that counts."""
+    import hashlib
+    hasher, total, head = hashlib.sha256(), 0, b""
+    with open(path, "xb") as out:
+        while chunk := src.read(1 << 20):
+            head = head or chunk[:4]
+            hasher.update(chunk)
+            out.write(chunk)
+            total += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return "sha256:" + hasher.hexdigest(), total, head
 
 
 def _write_atomic(path, data, sync=False):

@@ -6,7 +6,7 @@ reported together as milliseconds since run() was called.
 import os
 import time
 
-from fastbox import _core, config
+from fastbox import _core
 from fastbox.errors import (CommandNotExecutable, CommandNotFound, ContainerStateError, SpecError,
                             StartError)
 from fastbox.runtime import cgroup, rootfs, spare, user

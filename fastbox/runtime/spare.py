@@ -4,34 +4,30 @@ leaves the start path. Each spare is new and serves exactly one container. A lib
 process keeps one ready from its second container on; the CLI, which starts just one,
 asks for it first thing and gets it made while Python imports and plans.
 """
-import os
-
 from fastbox import _core
 
-_started = []  # a container has started in this process
-_single = []   # this process starts one container only (the CLI): no spare after it
+_more = []  # a container has started in this process: keep a spare for the next
 
 
 def started():
     """A container has started: from the next one on, a spare is kept ready."""
-    if not _started:
-        _started.append(True)
+    if not _more:
+        _more.append(True)
 
 
 def netns(spec):
     """A network namespace made ahead of time for a container with its own network (an
-    fd the caller closes once the container has entered it), or None."""
-    if spec.network != "none" or not _started:
+    fd the caller closes once the container has entered it), or None. Asks for the next
+    one when this process starts more than one container."""
+    if spec.network != "none":
         return None
-    fd = _core.take_spare_netns(not _single)
+    fd = _core.take_spare_netns()
+    if _more:
+        _core.request_spare_netns()
     return fd if fd >= 0 else None
 
 
 def make_early():
     """Start making the namespace now, for the one container this process (the CLI) is
     about to start: it is made on another CPU while the rest of the start runs."""
-    started()
-    _single.append(True)
-    fd = _core.take_spare_netns()  # none is ready yet: this only asks for one
-    if fd >= 0:
-        os.close(fd)
+    _core.request_spare_netns()
