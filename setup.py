@@ -1,11 +1,16 @@
 """Builds the one compiled extension, fastbox._core, from the Cython wrapper and the C
-core, and the small fastbox-monitor executable shipped inside the package."""
+core; the small fastbox-monitor executable shipped inside the package; and the `fastbox`
+command itself, a C client installed beside the Python CLI (fastbox-py)."""
 import glob
 import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+# setuptools provides distutils (its own copy) once imported, on every Python version.
+from distutils.command.build_scripts import build_scripts  # noqa: E402
+from distutils.ccompiler import new_compiler  # noqa: E402
+from distutils.sysconfig import customize_compiler  # noqa: E402
 
 CFLAGS = ["-O2", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-unused-parameter",
           "-Wno-missing-field-initializers", "-fno-strict-aliasing"]
@@ -31,6 +36,20 @@ class BuildWithMonitor(build_ext):
         self.compiler.link_executable(objects, "fastbox-monitor", output_dir=out_dir)
 
 
+class BuildWithClient(build_scripts):
+    """Also links csrc/client/fb_client.c into the `fastbox` script: a binary among the
+    scripts is installed as it is (pip rewrites only `#!python` lines)."""
+
+    def run(self):
+        super().run()
+        compiler = new_compiler()
+        customize_compiler(compiler)
+        temp = self.get_finalized_command("build").build_temp
+        objects = compiler.compile(["csrc/client/fb_client.c"], output_dir=temp,
+                                   extra_postargs=CFLAGS)
+        compiler.link_executable(objects, "fastbox", output_dir=self.build_dir)
+
+
 setup(ext_modules=cythonize([core], language_level=3,
                             compiler_directives={"boundscheck": False, "wraparound": False}),
-      cmdclass={"build_ext": BuildWithMonitor})
+      cmdclass={"build_ext": BuildWithMonitor, "build_scripts": BuildWithClient})

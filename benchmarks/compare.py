@@ -7,6 +7,10 @@ fastbox uses an isolated temp store seeded with the same busybox rootfs as the p
 --host-store) and the peers' limits (256 MiB, 1 CPU, 1024 pids). "C floor" is floor.c, compiled
 here: only the syscalls such a container needs, so "vs floor" is each one's overhead over the
 kernel's, as a ratio that this machine's drift cancels out of.
+
+"fastbox CLI" is the `fastbox` command as users run it, with `fastbox engine start` done (the
+C client hands the run to the warm engine); "CLI (python)" is the same command with no engine
+(FASTBOX_NO_ENGINE=1), which runs the whole Python CLI.
 """
 import argparse
 import json
@@ -85,10 +89,12 @@ def contenders(ws, seed_note, api_phases):
     found, skipped = [], {}
     cli = peers.fastbox_cli()
     if not os.access(cli, os.X_OK) or seed_note:
-        skipped["fastbox CLI"] = seed_note or f"no fastbox console script ({cli})"
+        skipped["fastbox CLI"] = seed_note or f"no fastbox command ({cli})"
     else:
         argv = [cli, "run", "--rm", *peers.FASTBOX_CLI_LIMITS, "busybox", "/bin/true"]
+        python_only = {**os.environ, "FASTBOX_NO_ENGINE": "1"}
         found.append(Contender("fastbox CLI", lambda k: peers.time_runs(argv, k)))
+        found.append(Contender("CLI (python)", lambda k: peers.time_runs(argv, k, env=python_only)))
     fastbox, why = peers.load_fastbox()
     if fastbox is None or seed_note:
         skipped["fastbox API"] = why or seed_note
@@ -159,14 +165,14 @@ def results_table(found, skipped):
     def ratio(median, key):
         return f"{median / ref[key]:8.2f}x" if key in ref else f"{'-':>9}"
 
-    lines = [f"{'name':12} {'n':>4} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} "
+    lines = [f"{'name':13} {'n':>4} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} "
              f"{'vs CLI':>9} {'vs API':>9} {'vs floor':>9}"]
     for name, s in stats.items():
-        lines.append(f"{name:12} {s['n']:4d} {s['median']:10.2f} {s['p90']:8.2f} {s['min']:8.2f} "
+        lines.append(f"{name:13} {s['n']:4d} {s['median']:10.2f} {s['p90']:8.2f} {s['min']:8.2f} "
                      f"{ratio(s['median'], 'fastbox CLI')} {ratio(s['median'], 'fastbox API')} "
                      f"{ratio(s['median'], 'C floor')}")
     notes = {**skipped, **{c.name: c.note for c in found if c.note}}
-    lines += [f"{name:12} skipped: {why}" for name, why in notes.items()]
+    lines += [f"{name:13} skipped: {why}" for name, why in notes.items()]
     return stats, notes, "\n".join(lines)
 
 
@@ -175,6 +181,17 @@ def phase_medians(api_phases):
     keys = dict.fromkeys(k for t in api_phases for k in t)  # first-seen order breaks ties
     med = {k: statistics.median(t[k] for t in api_phases if k in t) for k in keys}
     return dict(sorted(med.items(), key=lambda kv: kv[1]))
+
+
+def start_engine(seed_note):
+    """`fastbox engine start` in fastbox's (isolated) environment; the argv that stops it."""
+    engine = [peers.fastbox_cli(), "engine"]
+    if seed_note or not os.access(engine[0], os.X_OK):
+        return None
+    r = subprocess.run([*engine, "start"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise peers.PeerError(f"fastbox engine start: {r.stderr.strip()}")
+    return engine
 
 
 def isolate_fastbox(ws, host_store):
@@ -212,11 +229,15 @@ def main(argv=None):
     print(" | ".join(f"{k} {v}" for k, v in info.items()))
     api_phases = []
     ws = peers.PeerWorkspace()
+    engine = None
     try:
         seed_note = isolate_fastbox(ws, args.host_store)
+        engine = start_engine(seed_note)
         found, skipped = contenders(ws, seed_note, api_phases)
         run_rounds(found, args.n, args.warmup, max(args.round, 1))
     finally:
+        if engine:
+            subprocess.run([*engine, "stop"], stdout=subprocess.DEVNULL)
         ws.close()
         left = check_clean(ws, args.host_store)
     stats, notes, table = results_table(found, skipped)

@@ -58,3 +58,7 @@ class CommandNotExecutable(StartError):
     """The container's program exists but the kernel refused to execute it."""
 
     exit_code = 126
+
+
+class EngineError(FastboxError):
+    """The warm engine (`fastbox engine`) cannot start, or is not there to stop."""

@@ -103,23 +103,24 @@ def make_bundle(bundle, rootfs, name, spec_tool):
 
 # ---------------------------------------------------------------- timing
 
-def run_once(argv):
+def run_once(argv, env=None):
     """One run with output discarded; on failure, rerun to capture why."""
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+                       stderr=subprocess.DEVNULL, env=env)
     if r.returncode != 0:
-        why = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        why = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             env=env)
         raise PeerError(f"{' '.join(argv)} exited {r.returncode}: {why.stderr.strip()[-500:]}")
 
 
-def time_runs(argv, n, warmup=0):
-    """Wall-clock seconds of N runs of ARGV, after WARMUP untimed ones."""
+def time_runs(argv, n, warmup=0, env=None):
+    """Wall-clock seconds of N runs of ARGV (in ENV, else ours), after WARMUP untimed ones."""
     for _ in range(warmup):
-        run_once(argv)
+        run_once(argv, env)
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        run_once(argv)
+        run_once(argv, env)
         times.append(time.perf_counter() - t0)
     return times
 

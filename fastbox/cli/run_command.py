@@ -14,37 +14,49 @@ PHASE_ORDER = ("image", "cgroup_ready", "cloned", "child_start", "cgroup", "root
                "mounts", "exec", "execed", "exited", "total")
 
 
+class Request:
+    """A parsed `fastbox run`: the image, the command, RunSpec's options and the modes."""
+
+    __slots__ = ("image", "command", "opts", "help", "timings", "interactive", "detach", "tty")
+
+    def __init__(self, args):
+        opts, self.image, self.command = run_args.parse(args)
+        self.help, self.timings = opts.pop("help"), opts.pop("timings")
+        self.interactive, self.detach, self.tty = (opts.pop("interactive"), opts.pop("detach"),
+                                                   opts.pop("tty"))
+        if self.image is None and not self.help:
+            raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
+        if opts["entrypoint"] is not None:
+            opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
+        self.opts = {k: v for k, v in opts.items() if v is not None and v != []}
+
+    def own_network(self):
+        return self.opts.get("network", "none") == "none"
+
+
 def main(args):
     """Returns the process exit code: the container's own, or Docker's 125/126/127."""
     try:
-        opts, image, command = run_args.parse(args)
-        if opts.pop("help"):
+        req = Request(args)
+        if req.help:
             print(run_args.help_text())
             return 0
-        if image is None:
-            raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
-        show_timings = opts.pop("timings")
-        interactive = opts.pop("interactive")
-        detach, tty = opts.pop("detach"), opts.pop("tty")
-        if opts["entrypoint"] is not None:
-            opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
-        given = {k: v for k, v in opts.items() if v is not None and v != []}
-        if not detach and given.get("network", "none") == "none":
+        if not req.detach and req.own_network():
             from fastbox.runtime import spare
             spare.make_early()
-        if detach:
+        if req.detach:
             from fastbox import containers
-            print(containers.run(image, command, tty=tty, **given).id)
+            print(containers.run(req.image, req.command, tty=req.tty, **req.opts).id)
             return 0
-        if tty:
+        if req.tty:
             from fastbox.cli import tty_session
-            return tty_session.run(image, command, interactive, given)
-        result = _run(image, command, interactive, given)
+            return tty_session.run(req.image, req.command, req.interactive, req.opts)
+        result = _run(req.image, req.command, req.interactive, req.opts)
     except FastboxError as e:
         print(f"fastbox: {e}", file=sys.stderr)
         return e.exit_code
-    if show_timings:
-        _print_timings(result.timings)
+    if req.timings:
+        sys.stderr.write(timings_text(result.timings))
     return result.exit_code
 
 
@@ -72,8 +84,7 @@ def _run(image, command, interactive, opts):
                    **opts)
 
 
-def _print_timings(t):
-    print("phase          ms since start", file=sys.stderr)
-    for key in PHASE_ORDER:
-        if key in t:
-            print(f"  {key:<12} {t[key]:8.3f}", file=sys.stderr)
+def timings_text(t):
+    lines = ["phase          ms since start\n"]
+    lines += [f"  {key:<12} {t[key]:8.3f}\n" for key in PHASE_ORDER if key in t]
+    return "".join(lines)

@@ -1,0 +1,204 @@
+/* fastbox: the command users type. Python takes ~15 ms just to start on a small VM, more
+ * than a whole container start, so this C client hands `fastbox run` to the warm engine
+ * (`fastbox engine start`, fastbox/engine/server.py) when one listens on
+ * $FASTBOX_RUN/engine.sock, and execs the Python CLI (fastbox-py, installed beside this
+ * binary) for everything else: other commands, no engine, or an engine that declines.
+ *
+ * The request is one SOCK_SEQPACKET message, "FBRUN1\0" cwd\0 argc\0 argv...\0 envc\0
+ * env...\0, carrying our fds 0-2 (SCM_RIGHTS): the container gets our terminal or pipes
+ * themselves. Replies: "F" (run the Python CLI instead; the engine has done nothing) or
+ * "X<code>" (the container's exit code, or Docker's 125/126/127; the engine has already
+ * written any error to our stderr). Signals we get go to the container as "K<signo>",
+ * as `fastbox run` (and `docker run`) forward them. If we die, the engine kills the
+ * container: a foreground container belongs to the command that started it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+#define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
+
+static int engine = -1;
+
+static void run_python_cli(char **argv)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - sizeof "/fastbox-py");
+    char *slash = n > 0 ? memrchr(path, '/', (size_t)n) : NULL;
+    if (!slash) {
+        fprintf(stderr, "fastbox: cannot find the fastbox-py command beside this one\n");
+        exit(125);
+    }
+    strcpy(slash, "/fastbox-py");
+    execv(path, argv);
+    fprintf(stderr, "fastbox: cannot run %s: %s\n", path, strerror(errno));
+    exit(125);
+}
+
+static int connect_engine(void)
+{
+    const char *run = getenv("FASTBOX_RUN");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!run)
+        run = "/run/fastbox";
+    if (!*run || getenv("FASTBOX_NO_ENGINE"))
+        return -1;
+    if ((size_t)snprintf(addr.sun_path, sizeof addr.sun_path, "%s/engine.sock", run) >=
+        sizeof addr.sun_path)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Appends s and its NUL; returns the new end. */
+static char *put(char *p, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *request(int argc, char **argv, size_t *len)
+{
+    char cwd[PATH_MAX], num[24];
+    size_t size = sizeof "FBRUN1" + 2 * sizeof num + sizeof cwd;
+    int envc = 0;
+    if (!getcwd(cwd, sizeof cwd))
+        cwd[0] = '\0'; /* a deleted cwd: relative --env-file paths will fail */
+    for (int i = 0; i < argc; i++)
+        size += strlen(argv[i]) + 1;
+    for (char **e = environ; *e; e++, envc++)
+        size += strlen(*e) + 1;
+    char *buf = malloc(size), *p = buf;
+    if (!buf)
+        return NULL;
+    p = put(p, "FBRUN1");
+    p = put(p, cwd);
+    snprintf(num, sizeof num, "%d", argc);
+    p = put(p, num);
+    for (int i = 0; i < argc; i++)
+        p = put(p, argv[i]);
+    snprintf(num, sizeof num, "%d", envc);
+    p = put(p, num);
+    for (char **e = environ; *e; e++)
+        p = put(p, *e);
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
+/* Sends the request with our fds 0-2; a closed one goes as /dev/null. */
+static int send_request(int argc, char **argv)
+{
+    size_t len;
+    char *buf = request(argc, argv, &len);
+    int fds[3], opened[3] = {-1, -1, -1};
+    char control[CMSG_SPACE(sizeof fds)] = {0};
+    if (!buf)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        fds[i] = i;
+        if (fcntl(i, F_GETFD) < 0)
+            fds[i] = opened[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+    }
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                         .msg_controllen = sizeof control};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    ssize_t sent = sendmsg(engine, &msg, MSG_NOSIGNAL); /* EMSGSIZE: a huge environment */
+    free(buf);
+    for (int i = 0; i < 3; i++)
+        if (opened[i] >= 0)
+            close(opened[i]);
+    return sent == (ssize_t)len ? 0 : -1;
+}
+
+static void forward(int sig)
+{
+    char msg[8] = "K";
+    int n = 1, saved = errno;
+    if (sig >= 10)
+        msg[n++] = (char)('0' + sig / 10);
+    msg[n++] = (char)('0' + sig % 10);
+    send(engine, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    errno = saved;
+}
+
+static struct sigaction saved[NFORWARDED];
+
+static void forward_signals(void)
+{
+    struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < NFORWARDED; i++)
+        sigaction(forwarded[i], &sa, &saved[i]);
+}
+
+/* The Python CLI must inherit what we were given (say, SIGHUP ignored under nohup). */
+static void restore_signals(void)
+{
+    for (size_t i = 0; i < NFORWARDED; i++)
+        sigaction(forwarded[i], &saved[i], NULL);
+}
+
+/* Waits for the engine's answer; exits with the container's code, or returns if the
+ * Python CLI must run the command instead. */
+static void await_reply(void)
+{
+    char reply[32];
+    for (;;) {
+        ssize_t n = recv(engine, reply, sizeof reply - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "fastbox: lost the connection to the engine%s%s\n",
+                    n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+            exit(125);
+        }
+        reply[n] = '\0';
+        if (reply[0] == 'F')
+            return;
+        if (reply[0] == 'X')
+            exit(atoi(reply + 1));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "run") != 0 || (engine = connect_engine()) < 0)
+        run_python_cli(argv);
+    /* Handlers go in with the signals blocked until the request is out, so a "K" can
+     * never reach the engine before the request it belongs to. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    forward_signals();
+    int sent = send_request(argc, argv);
+    if (sent == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        await_reply();
+        sigprocmask(SIG_BLOCK, &all, NULL);
+    }
+    restore_signals();
+    close(engine);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    run_python_cli(argv);
+}

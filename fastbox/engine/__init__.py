@@ -1,0 +1,1 @@
+"""The warm engine behind the C `fastbox` client: `fastbox engine start|stop|status`."""

@@ -1,0 +1,19 @@
+"""`python -m fastbox.engine [--ready-fd N]`: the engine in the foreground, as
+`fastbox engine start` launches it."""
+import sys
+
+from fastbox.errors import FastboxError
+
+
+def main(argv):
+    ready_fd = int(argv[argv.index("--ready-fd") + 1]) if "--ready-fd" in argv else -1
+    try:
+        from fastbox.engine import server
+        return server.serve_forever(ready_fd)
+    except FastboxError as e:
+        print(f"fastbox: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

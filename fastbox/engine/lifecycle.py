@@ -1,0 +1,101 @@
+"""Starting, finding and stopping the engine of this FASTBOX_RUN. The engine writes
+engine.pid ("PID START_TIME") once its socket accepts clients, and removes it when it
+exits; a pid whose start time differs is another process, not our engine."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from fastbox import config
+from fastbox.errors import EngineError
+from fastbox.state import process
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0  # the engine gives its containers 10 s after SIGTERM
+
+
+def log_path():
+    return os.path.join(config.run_dir(), "engine.log")
+
+
+def running():
+    """The running engine's pid, or None."""
+    try:
+        with open(os.path.join(config.run_dir(), "engine.pid")) as f:
+            pid, started = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    return pid if process.alive(pid, started) else None
+
+
+def start():
+    """Starts the engine in the background (in its own session, its output appended to
+    engine.log) and returns (pid, True) once it accepts clients; (pid, False) if one was
+    already running."""
+    pid = running()
+    if pid:
+        return pid, False
+    run = config.run_dir()
+    os.makedirs(run, mode=0o700, exist_ok=True)
+    log = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "fastbox.engine", "--ready-fd",
+                                 str(ready_w)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                pass_fds=(ready_w,), start_new_session=True, cwd="/")
+    finally:
+        os.close(ready_w)
+        os.close(log)
+    try:
+        if _wait_ready(ready_r):
+            return proc.pid, True
+    finally:
+        os.close(ready_r)
+    proc.kill()
+    proc.wait()
+    raise EngineError(f"the engine did not start: {_last_log_line()}")
+
+
+def _wait_ready(fd):
+    """True once the engine says it is ready; False if it exited or took too long."""
+    import select
+    readable, _, _ = select.select([fd], [], [], START_TIMEOUT)
+    return bool(readable) and os.read(fd, 1) == b"1"
+
+
+def _last_log_line():
+    try:
+        with open(log_path(), "rb") as f:
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "no message (see engine.log)"
+
+
+def stop():
+    """Stops the engine (its running containers get SIGTERM, then SIGKILL after 10 s)
+    and returns its pid, or None if none was running."""
+    pid = running()
+    if pid is None:
+        return None
+    with open(os.path.join(config.run_dir(), "engine.pid")) as f:
+        started = int(f.read().split()[1])
+    process.signal_process(pid, started, signal.SIGTERM)
+    if not _wait_gone(pid, started, STOP_TIMEOUT):
+        process.signal_process(pid, started, signal.SIGKILL)
+        _wait_gone(pid, started, 5.0)
+    return pid
+
+
+def _wait_gone(pid, started, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # ours when this process started it
+        except ChildProcessError:
+            pass
+        if not process.alive(pid, started):
+            return True
+        time.sleep(0.01)
+    return False

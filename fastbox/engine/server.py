@@ -1,0 +1,362 @@
+"""The engine: a long-lived process that runs `fastbox run` for the C client, so that a
+run from the shell costs a small C program and a warm `fastbox.run` instead of a Python
+start (~15 ms on a small VM). Like dockerd, it runs each container as its child; unlike
+dockerd, it serves only callers that could have run the container themselves, in the
+same way: root, with its capabilities, in its namespaces and root directory, with the
+same FASTBOX_* settings. Anyone else is told to fall back to the Python CLI.
+
+One thread polls the socket (new clients, their signals, their hang-ups); each request
+runs in its own thread. If a client dies, its container is killed.
+"""
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import traceback
+
+from fastbox import api, config
+from fastbox.cli import run_args, run_command
+from fastbox.engine import protocol
+from fastbox.errors import FastboxError, EngineError
+from fastbox.runtime import spare, stdio
+
+SOCKET_NAME = "engine.sock"
+NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts", "cgroup")
+STOP_GRACE = 10.0  # seconds a container gets between SIGTERM and SIGKILL when we stop
+
+
+def socket_path():
+    return os.path.join(config.run_dir(), SOCKET_NAME)
+
+
+class Client:
+    """One connection: its request, then its container's pid, signals and hang-up. The
+    poll thread owns the connection; it is closed once both the client has hung up and
+    the request has been answered, so a late reply never goes to a reused fd."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.request = None
+        self.lock = threading.Lock()
+        self.pidfd = None
+        self.pending = []
+        self.answered = self.hung_up = False
+
+    def started(self, pid):
+        """api.run's on_start: the container's program runs; deliver what waited."""
+        with self.lock:
+            self.pidfd = os.pidfd_open(pid)
+            for sig in self.pending:
+                self._send(sig)
+            self.pending = []
+
+    def signal(self, sig):
+        with self.lock:
+            if self.answered:
+                return
+            if self.pidfd is None:
+                self.pending.append(sig)
+            else:
+                self._send(sig)
+
+    def _send(self, sig):
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:  # exited, not yet reaped
+            pass
+
+    def answer(self, reply):
+        with self.lock:
+            self.answered = True
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+                self.pidfd = None
+            if self.request is not None:
+                self.request.close()
+            if not self.hung_up:
+                try:
+                    self.conn.send(reply)
+                except OSError:
+                    pass
+            return self._close_if_done()
+
+    def hang_up(self):
+        """The client closed its end (exited, or was killed): kill a running container."""
+        self.signal(signal.SIGKILL)
+        with self.lock:
+            self.hung_up = True
+            return self._close_if_done()
+
+    def _close_if_done(self):
+        if self.answered and self.hung_up:
+            self.conn.close()
+            return True
+        return False
+
+
+class Context:
+    """What must match between a client and the engine for a run to be the same as the
+    client running it itself."""
+
+    def __init__(self, pid):
+        base = f"/proc/{pid}"
+        self.namespaces = tuple(os.stat(f"{base}/ns/{ns}").st_ino for ns in NAMESPACES)
+        root = os.stat(f"{base}/root")
+        self.root = (root.st_dev, root.st_ino)
+        with open(f"{base}/status", "rb") as f:
+            self.caps = [line for line in f if line.startswith((b"CapEff", b"CapBnd"))]
+
+    def __eq__(self, other):
+        return (self.namespaces, self.root, self.caps) == (other.namespaces, other.root,
+                                                            other.caps)
+
+
+def fastbox_settings(environ):
+    return {k: v for k, v in environ.items() if k.startswith("FASTBOX_")}
+
+
+class Server:
+    def __init__(self):
+        self.context = Context(os.getpid())
+        self.settings = fastbox_settings(os.environ)
+        self.clients = {}  # fd -> Client, touched only by the poll thread
+        self.workers = set()  # the request threads
+        self.workers_lock = threading.Lock()
+
+    # ------------------------------------------------------------ one request
+
+    def serve(self, client):
+        """The request's thread: run it, answer with the exit code or a fallback."""
+        try:
+            code = self.run(client)
+        except Exception:
+            traceback.print_exc()
+            _write(client.request.fds[2], f"fastbox: engine error: {sys.exc_info()[1]}\n")
+            code = 125
+        client.answer(protocol.FALLBACK if code is None else protocol.exit_reply(code))
+        with self.workers_lock:
+            self.workers.discard(threading.current_thread())
+
+    def running(self):
+        with self.workers_lock:
+            return list(self.workers)
+
+    def run(self, client):
+        """The client's `fastbox run`, as run_command.main would do it; None when the
+        client must run it itself (-d or -t, or a caller unlike us)."""
+        req = client.request
+        if not self.same_caller(req):
+            return None
+        try:
+            r = run_command.Request(req.args)
+            if r.help:
+                _write(req.fds[1], run_args.help_text() + "\n")
+                return 0
+            if r.detach or r.tty:
+                return None
+            result = api.run(r.image, r.command, stdin=req.fds[0] if r.interactive else None,
+                             stdout=req.fds[1], stderr=req.fds[2],
+                             on_start=client.started,
+                             **_as_client(r.opts, req))
+        except FastboxError as e:
+            _write(req.fds[2], f"fastbox: {e}\n")
+            return e.exit_code
+        if r.timings:
+            _write(req.fds[2], run_command.timings_text(result.timings))
+        return result.exit_code
+
+    def same_caller(self, req):
+        if req.uid != os.geteuid() or fastbox_settings(req.environ) != self.settings:
+            return False
+        try:
+            return Context(req.pid) == self.context
+        except OSError:  # the client is gone
+            return False
+
+    # ------------------------------------------------------------ the poll thread
+
+    def loop(self, listener, wakeup):
+        """Accepts clients and reads what they send until a signal arrives on wakeup."""
+        poller = select.epoll()
+        poller.register(listener.fileno(), select.EPOLLIN)
+        poller.register(wakeup, select.EPOLLIN)
+        with poller:
+            while True:
+                for fd, _ in poller.poll():
+                    if fd == wakeup:
+                        return
+                    if fd == listener.fileno():
+                        self.accept(listener, poller)
+                    else:
+                        self.readable(fd, poller)
+
+    def accept(self, listener, poller):
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                return
+            self.clients[conn.fileno()] = Client(conn)
+            poller.register(conn.fileno(), select.EPOLLIN)
+
+    def readable(self, fd, poller):
+        """Handles one message: the request, a signal to forward, or the hang-up."""
+        client = self.clients[fd]
+        if client.request is None:
+            try:
+                client.request = protocol.receive(client.conn)
+            except (protocol.ProtocolError, OSError):
+                self.drop(fd, poller)
+                client.conn.close()
+                return
+            worker = threading.Thread(target=self.serve, args=(client,), daemon=True)
+            with self.workers_lock:
+                self.workers.add(worker)
+            worker.start()
+            return
+        try:
+            message = client.conn.recv(16)
+        except OSError:
+            message = b""
+        if not message:
+            self.drop(fd, poller)
+            client.hang_up()
+            return
+        sig = protocol.signal_of(message)
+        if sig is not None and 0 < sig < signal.NSIG:
+            client.signal(sig)
+
+    def drop(self, fd, poller):
+        """Forget a connection, before it is closed (closing would reuse the fd)."""
+        poller.unregister(fd)
+        del self.clients[fd]
+
+    def stop_containers(self):
+        """Like `docker stop` for each running container: SIGTERM, then SIGKILL."""
+        for client in self.clients.values():
+            client.signal(signal.SIGTERM)
+        deadline = _now() + STOP_GRACE
+        for worker in self.running():
+            worker.join(max(0.0, deadline - _now()))
+        for client in self.clients.values():
+            client.signal(signal.SIGKILL)
+        for worker in self.running():
+            worker.join()
+        for client in self.clients.values():
+            client.hang_up()
+
+
+def serve_forever(ready_fd=-1):
+    """Runs the engine in this process until SIGTERM or SIGINT. ready_fd, if given, gets
+    one byte once the socket accepts clients, and is closed."""
+    run = config.run_dir()
+    os.makedirs(run, mode=0o700, exist_ok=True)
+    lock = _lock(os.path.join(run, "engine.lock"))
+    _warm_up()
+    server = Server()
+    path = socket_path()
+    wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wakeup_w)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)  # wakes the poll through wakeup_w
+    listener = _listen(path)
+    pidfile = _write_pidfile(os.path.join(run, "engine.pid"))
+    try:
+        if ready_fd >= 0:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+        server.loop(listener, wakeup_r)
+    finally:
+        os.unlink(path)  # no new client from here on; the lock is still ours
+        listener.close()
+        server.stop_containers()
+        os.unlink(pidfile)
+        os.close(lock)
+    return 0
+
+
+def _lock(path):
+    import fcntl
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EngineError(f"an engine is already running for {config.run_dir()}") from None
+    return fd
+
+
+def _listen(path):
+    """A root-only socket (mode 0600 from the umask); a stale one left by a killed engine
+    is replaced, which is safe because we hold the lock."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(512)
+    listener.setblocking(False)
+    return listener
+
+
+def _write_pidfile(path):
+    from fastbox.state import process
+    pid = os.getpid()
+    tmp = f"{path}.{pid}"
+    with open(tmp, "w") as f:
+        f.write(f"{pid} {process.start_time(pid)}\n")
+    os.rename(tmp, path)
+    return path
+
+
+def _warm_up():
+    """Import and open now what a first run would: every run then starts warm."""
+    from fastbox.runtime import container, cgroup, rootfs  # noqa: F401
+    from fastbox.images import lookup  # noqa: F401
+    import datetime  # noqa: F401  (kept containers' timestamps)
+    stdio.devnull()
+    spare.started()
+    spare.make_early()
+    import gc
+    gc.freeze()  # what is loaded now stays: the collector need not scan it again
+
+
+def _as_client(opts, req):
+    """Options read in the client's place: `-e KEY` from its environment, a relative
+    --env-file from its working directory."""
+    opts = dict(opts)
+    env = []
+    for item in opts.get("env", ()):
+        key, sep, _ = item.partition("=")
+        if sep or not key or any(c.isspace() for c in key):
+            env.append(item)  # a bad key stays, for RunSpec to refuse
+        elif key in req.environ:
+            env.append(f"{key}={req.environ[key]}")
+    if env:
+        opts["env"] = env
+    else:
+        opts.pop("env", None)
+    if "env_file" in opts:
+        opts["env_file"] = [os.path.join(req.cwd, p) for p in opts["env_file"]]
+    return opts
+
+
+def _write(fd, text):
+    data = text.encode(errors="surrogateescape")
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # the client's stderr is closed or gone
+        pass
+
+
+def _now():
+    import time
+    return time.monotonic()
