@@ -47,7 +47,9 @@ class BuildWithClient(build_scripts):
         temp = self.get_finalized_command("build").build_temp
         objects = compiler.compile(["csrc/client/fb_client.c"], output_dir=temp,
                                    extra_postargs=CFLAGS)
-        compiler.link_executable(objects, "fastbox", output_dir=self.build_dir)
+        # Static: no dynamic loader on every command (~0.25 ms here); it uses no NSS.
+        compiler.link_executable(objects, "fastbox", output_dir=self.build_dir,
+                                 extra_postargs=["-static"])
 
 
 setup(ext_modules=cythonize([core], language_level=3,

@@ -9,6 +9,7 @@ One thread polls the socket (new clients, their signals, their hang-ups); each r
 runs in its own thread. If a client dies, its container is killed.
 """
 import os
+import resource
 import select
 import signal
 import socket
@@ -23,7 +24,10 @@ from fastbox.errors import FastboxError, EngineError
 from fastbox.runtime import spare, stdio
 
 SOCKET_NAME = "engine.sock"
-NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts", "cgroup")
+# The namespaces a container's are made in or see through (new uts and ipc ones start
+# from nothing the caller set).
+NAMESPACES = ("mnt", "net", "pid", "user", "cgroup")
+RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 STOP_GRACE = 10.0  # seconds a container gets between SIGTERM and SIGKILL when we stop
 
 
@@ -98,19 +102,28 @@ class Client:
 
 class Context:
     """What must match between a client and the engine for a run to be the same as the
-    client running it itself."""
+    client running it itself: the container starts from the engine's namespaces, root,
+    capabilities and resource limits (say, a shell's `ulimit -n`)."""
 
     def __init__(self, pid):
-        base = f"/proc/{pid}"
-        self.namespaces = tuple(os.stat(f"{base}/ns/{ns}").st_ino for ns in NAMESPACES)
-        root = os.stat(f"{base}/root")
+        proc = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.namespaces = tuple(os.stat(f"ns/{ns}", dir_fd=proc).st_ino for ns in NAMESPACES)
+            root = os.stat("root", dir_fd=proc)
+            status = os.open("status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+        finally:
+            os.close(proc)
+        try:
+            text = os.read(status, 8192)
+        finally:
+            os.close(status)
         self.root = (root.st_dev, root.st_ino)
-        with open(f"{base}/status", "rb") as f:
-            self.caps = [line for line in f if line.startswith((b"CapEff", b"CapBnd"))]
+        self.limits = tuple(resource.prlimit(pid, r) for r in RLIMITS)
+        self.caps = [line for line in text.split(b"\n") if line.startswith((b"CapEff", b"CapBnd"))]
 
     def __eq__(self, other):
-        return (self.namespaces, self.root, self.caps) == (other.namespaces, other.root,
-                                                            other.caps)
+        return ((self.namespaces, self.root, self.caps, self.limits)
+                == (other.namespaces, other.root, other.caps, other.limits))
 
 
 def fastbox_settings(environ):
