@@ -209,7 +209,10 @@ class Server:
         while True:
             try:
                 conn, _ = listener.accept()
-            except BlockingIOError:
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of fds, say: that client waits or goes, not us
+                print(f"fastbox engine: accept: {e}", file=sys.stderr)
                 return
             self.clients[conn.fileno()] = Client(conn)
             poller.register(conn.fileno(), select.EPOLLIN)
@@ -274,11 +277,15 @@ def serve_forever(ready_fd=-1):
     signal.set_wakeup_fd(wakeup_w)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)  # wakes the poll through wakeup_w
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; containers reset it
     listener = _listen(path)
     pidfile = _write_pidfile(os.path.join(run, "engine.pid"))
     try:
         if ready_fd >= 0:
-            os.write(ready_fd, b"1")
+            try:
+                os.write(ready_fd, b"1")
+            except OSError:  # whoever started us is gone; we serve all the same
+                pass
             os.close(ready_fd)
         server.loop(listener, wakeup_r)
     finally:
