@@ -158,7 +158,7 @@ class Server:
 
     def run(self, client):
         """The client's `fastbox run`, as run_command.main would do it; None when the
-        client must run it itself (-d or -t, or a caller unlike us)."""
+        client must run it itself (-t, or a caller unlike us)."""
         req = client.request
         if not self.same_caller(req):
             return None
@@ -167,8 +167,13 @@ class Server:
             if r.help:
                 _write(req.fds[1], run_args.help_text() + "\n")
                 return 0
-            if r.detach or r.tty:
+            if r.tty:
                 return None
+            if r.detach:
+                from fastbox import containers
+                cid = containers.run(r.image, r.command, **_as_client(r.opts, req)).id
+                _write(req.fds[1], cid + "\n")
+                return 0
             result = api.run(r.image, r.command, stdin=req.fds[0] if r.interactive else None,
                              stdout=req.fds[1], stderr=req.fds[2],
                              on_start=client.started,
@@ -340,6 +345,7 @@ def _warm_up():
     """Import and open now what a first run would: every run then starts warm."""
     from fastbox.runtime import container, cgroup, rootfs  # noqa: F401
     from fastbox.images import lookup  # noqa: F401
+    from fastbox import containers  # noqa: F401  (-d)
     import datetime  # noqa: F401  (kept containers' timestamps)
     stdio.devnull()
     spare.started()
