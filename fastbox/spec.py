@@ -164,11 +164,13 @@ def parse_pids(value):
     return pids
 
 
-def parse_env(env, env_file=None):
-    """-e K=V, -e K (taken from our environment, dropped if unset), --env-file lines."""
+def parse_env(env, env_file=None, environ=None, dir_fd=None):
+    """-e K=V, -e K (taken from environ, by default ours; dropped if unset), --env-file
+    lines (a relative path from dir_fd, by default our working directory)."""
+    environ = os.environ if environ is None else environ
     items = []
     for path in ([env_file] if isinstance(env_file, str) else list(env_file or ())):
-        items.extend(_read_env_file(path))
+        items.extend(_read_env_file(path, dir_fd))
     if isinstance(env, dict):
         env = [f"{k}={v}" for k, v in env.items()]
     items.extend(env or ())
@@ -178,16 +180,17 @@ def parse_env(env, env_file=None):
         if not key or any(c.isspace() for c in key):
             raise SpecError(f"invalid environment variable {item!r}: expected KEY=VALUE")
         if not sep:
-            if key not in os.environ:
+            if key not in environ:
                 continue
-            value = os.environ[key]
+            value = environ[key]
         out[key] = value
     return tuple(f"{k}={v}" for k, v in out.items())
 
 
-def _read_env_file(path):
+def _read_env_file(path, dir_fd=None):
+    opener = None if dir_fd is None else (lambda p, flags: os.open(p, flags, dir_fd=dir_fd))
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", opener=opener) as f:
             lines = f.read().splitlines()
     except OSError as e:
         raise SpecError(f"cannot read --env-file {path!r}: {e.strerror}") from None

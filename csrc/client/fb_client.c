@@ -101,20 +101,15 @@ static char *request(int argc, char **argv, size_t *len)
     return buf;
 }
 
-/* Sends the request with our fds 0-2; a closed one goes as /dev/null. */
+/* Sends the request with our fds 0-2. */
 static int send_request(int argc, char **argv)
 {
     size_t len;
     char *buf = request(argc, argv, &len);
-    int fds[3], opened[3] = {-1, -1, -1};
+    int fds[3] = {0, 1, 2};
     char control[CMSG_SPACE(sizeof fds)] = {0};
     if (!buf)
         return -1;
-    for (int i = 0; i < 3; i++) {
-        fds[i] = i;
-        if (fcntl(i, F_GETFD) < 0)
-            fds[i] = opened[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
-    }
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
                          .msg_controllen = sizeof control};
@@ -125,9 +120,6 @@ static int send_request(int argc, char **argv)
     memcpy(CMSG_DATA(c), fds, sizeof fds);
     ssize_t sent = sendmsg(engine, &msg, MSG_NOSIGNAL); /* EMSGSIZE: a huge environment */
     free(buf);
-    for (int i = 0; i < 3; i++)
-        if (opened[i] >= 0)
-            close(opened[i]);
     return sent == (ssize_t)len ? 0 : -1;
 }
 
@@ -181,8 +173,18 @@ static void await_reply(void)
     }
 }
 
+/* A closed fd 0, 1 or 2 becomes /dev/null, before any fd of ours could take its number
+ * (and be handed to a container as its stdio). */
+static void open_stdio(void)
+{
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+            exit(125);
+}
+
 int main(int argc, char **argv)
 {
+    open_stdio();
     if (argc < 2 || strcmp(argv[1], "run") != 0 || (engine = connect_engine()) < 0)
         run_python_cli(argv);
     /* Handlers go in with the signals blocked until the request is out, so a "K" can

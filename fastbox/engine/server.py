@@ -20,8 +20,9 @@ import traceback
 from fastbox import api, config
 from fastbox.cli import run_args, run_command
 from fastbox.engine import protocol
-from fastbox.errors import FastboxError, EngineError
+from fastbox.errors import FastboxError, EngineError, SpecError
 from fastbox.runtime import spare, stdio
+from fastbox.spec import parse_env
 
 SOCKET_NAME = "engine.sock"
 # The namespaces a container's are made in or see through (new uts and ipc ones start
@@ -102,28 +103,36 @@ class Client:
 
 class Context:
     """What must match between a client and the engine for a run to be the same as the
-    client running it itself: the container starts from the engine's namespaces, root,
-    capabilities and resource limits (say, a shell's `ulimit -n`)."""
+    client running it itself: a container starts from its starter's namespaces, root,
+    capabilities, seccomp filters, resource limits (a shell's `ulimit -n`), nice value,
+    scheduling policy, CPU affinity and oom_score_adj."""
+
+    STATUS = (b"CapEff", b"CapBnd", b"NoNewPrivs", b"Seccomp")
 
     def __init__(self, pid):
         proc = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self.namespaces = tuple(os.stat(f"ns/{ns}", dir_fd=proc).st_ino for ns in NAMESPACES)
+            namespaces = tuple(os.stat(f"ns/{ns}", dir_fd=proc).st_ino for ns in NAMESPACES)
             root = os.stat("root", dir_fd=proc)
-            status = os.open("status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+            status, oom = _read("status", proc), _read("oom_score_adj", proc)
         finally:
             os.close(proc)
-        try:
-            text = os.read(status, 8192)
-        finally:
-            os.close(status)
-        self.root = (root.st_dev, root.st_ino)
-        self.limits = tuple(resource.prlimit(pid, r) for r in RLIMITS)
-        self.caps = [line for line in text.split(b"\n") if line.startswith((b"CapEff", b"CapBnd"))]
+        self.facts = (namespaces, (root.st_dev, root.st_ino), oom,
+                      [line for line in status.split(b"\n") if line.startswith(self.STATUS)],
+                      tuple(resource.prlimit(pid, r) for r in RLIMITS),
+                      os.getpriority(os.PRIO_PROCESS, pid), os.sched_getscheduler(pid),
+                      os.sched_getaffinity(pid))
 
     def __eq__(self, other):
-        return ((self.namespaces, self.root, self.caps, self.limits)
-                == (other.namespaces, other.root, other.caps, other.limits))
+        return self.facts == other.facts
+
+
+def _read(name, dir_fd):
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.read(fd, 8192)
+    finally:
+        os.close(fd)
 
 
 def fastbox_settings(environ):
@@ -254,6 +263,19 @@ class Server:
         poller.unregister(fd)
         del self.clients[fd]
 
+    def decline_waiting(self, listener):
+        """Clients not yet served, queued or without a request read, are told to run the
+        Python CLI (nothing was done for them) rather than reset."""
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                break
+            self.clients[conn.fileno()] = Client(conn)
+        for client in self.clients.values():
+            if client.request is None:
+                client.answer(protocol.FALLBACK)
+
     def stop_containers(self):
         """Like `docker stop` for each running container: SIGTERM, then SIGKILL."""
         for client in self.clients.values():
@@ -295,6 +317,7 @@ def serve_forever(ready_fd=-1):
         server.loop(listener, wakeup_r)
     finally:
         os.unlink(path)  # no new client from here on; the lock is still ours
+        server.decline_waiting(listener)
         listener.close()
         server.stop_containers()
         os.unlink(pidfile)
@@ -355,22 +378,24 @@ def _warm_up():
 
 
 def _as_client(opts, req):
-    """Options read in the client's place: `-e KEY` from its environment, a relative
-    --env-file from its working directory."""
+    """Environment options read in the client's place: `-e KEY` and an env file's `KEY`
+    lines from its environment, a relative --env-file from its working directory."""
     opts = dict(opts)
-    env = []
-    for item in opts.get("env", ()):
-        key, sep, _ = item.partition("=")
-        if sep or not key or any(c.isspace() for c in key):
-            env.append(item)  # a bad key stays, for RunSpec to refuse
-        elif key in req.environ:
-            env.append(f"{key}={req.environ[key]}")
-    if env:
-        opts["env"] = env
-    else:
-        opts.pop("env", None)
+    if "env" not in opts and "env_file" not in opts:
+        return opts
+    cwd = None
     if "env_file" in opts:
-        opts["env_file"] = [os.path.join(req.cwd, p) for p in opts["env_file"]]
+        try:
+            cwd = os.open(req.cwd or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SpecError(f"cannot read --env-file: working directory {req.cwd!r}: "
+                            f"{e.strerror}") from None
+    try:
+        opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),
+                                     environ=req.environ, dir_fd=cwd))
+    finally:
+        if cwd is not None:
+            os.close(cwd)
     return opts
 
 

@@ -100,18 +100,28 @@ def test_signal_messages():
     assert protocol.exit_reply(137) == b"X137"
 
 
-def test_options_are_read_in_the_clients_place():
-    req = protocol.ClientRequest([], {"HOME_OF_CLIENT": "/c", "EMPTY": ""}, "/client/dir",
+def test_options_are_read_in_the_clients_place(tmp_path):
+    (tmp_path / "rel.env").write_text("FROM_FILE=1\nHOME_OF_CLIENT\nENGINE_ONLY\n")
+    (tmp_path / "abs.env").write_text("ABS=2\n")
+    req = protocol.ClientRequest([], {"HOME_OF_CLIENT": "/c", "EMPTY": ""}, str(tmp_path),
                                  (), 1, 0)
-    opts = {"env": ["A=1", "HOME_OF_CLIENT", "EMPTY", "NOT_SET_THERE", "bad key"],
-            "env_file": ["rel.env", "/abs.env"], "memory": "1g"}
-    got = server._as_client(opts, req)
-    # KEY is the client's value; unset there, it is dropped (not taken from the engine's
-    # environment); a malformed key stays for RunSpec to refuse.
-    assert got["env"] == ["A=1", "HOME_OF_CLIENT=/c", "EMPTY=", "bad key"]
-    assert got["env_file"] == ["/client/dir/rel.env", "/abs.env"]
-    assert got["memory"] == "1g"
+    opts = {"env": ["A=1", "HOME_OF_CLIENT", "EMPTY", "NOT_SET_THERE"],
+            "env_file": ["rel.env", str(tmp_path / "abs.env")], "memory": "1g"}
+    os.environ["ENGINE_ONLY"] = "never"
+    try:
+        got = server._as_client(opts, req)
+    finally:
+        del os.environ["ENGINE_ONLY"]
+    # KEY is the client's value; unset there, it is dropped (never the engine's own).
+    assert got["env"] == ["FROM_FILE=1", "HOME_OF_CLIENT=/c", "ABS=2", "A=1", "EMPTY="]
+    assert "env_file" not in got and got["memory"] == "1g"
     assert opts["env"][1] == "HOME_OF_CLIENT"  # the caller's dict is left alone
+
+
+def test_a_missing_env_file_is_named_as_the_client_gave_it(tmp_path):
+    req = protocol.ClientRequest([], {}, str(tmp_path), (), 1, 0)
+    with pytest.raises(server.SpecError, match="cannot read --env-file 'missing.env'"):
+        server._as_client({"env_file": ["missing.env"]}, req)
 
 
 def test_settings_compared_are_the_fastbox_ones():
