@@ -15,14 +15,21 @@ def main():
         from fastbox.cli.run_command import main as run_main
         code = run_main(args[1:])
         # Skip interpreter teardown (module GC, atexit): nothing is left to flush but stdio.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
     if args and args[0] == "exec":
         from fastbox.cli.exec_command import main as exec_main
         code = exec_main(args[1:])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
     from fastbox.cli.app import main as app_main
     app_main()
+
+
+def _exit(code):
+    """Flush what stdio we have (None when started with fd 1 or 2 closed), then exit."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -274,6 +274,7 @@ class Server:
             self.clients[conn.fileno()] = Client(conn)
         for client in self.clients.values():
             if client.request is None:
+                _discard_request(client.conn)
                 client.answer(protocol.FALLBACK)
 
     def stop_containers(self):
@@ -323,6 +324,17 @@ def serve_forever(ready_fd=-1):
         os.unlink(pidfile)
         os.close(lock)
     return 0
+
+
+def _discard_request(conn):
+    """Reads a request that arrived, if one did: closing a socket with unread data resets
+    it, and the client would see the reset before our answer."""
+    conn.setblocking(False)
+    try:
+        protocol.receive(conn).close()
+    except (protocol.ProtocolError, OSError):
+        pass
+    conn.setblocking(True)
 
 
 def _lock(path):
@@ -384,11 +396,11 @@ def _as_client(opts, req):
     if "env" not in opts and "env_file" not in opts:
         return opts
     cwd = None
-    if "env_file" in opts:
+    if "env_file" in opts:  # the client's own cwd, even if it was deleted (then nothing in it)
         try:
-            cwd = os.open(req.cwd or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            cwd = os.open(f"/proc/{req.pid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            raise SpecError(f"cannot read --env-file: working directory {req.cwd!r}: "
+            raise SpecError(f"cannot read --env-file: the caller's working directory: "
                             f"{e.strerror}") from None
     try:
         opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),

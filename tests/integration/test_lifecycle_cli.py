@@ -56,14 +56,15 @@ def inspect(ref):
 
 
 def cli_children():
-    """Live children of ours that are still a `fastbox` process (a CLI, or the
-    intermediate it forked to start a container, not yet exec'd into the monitor)."""
+    """Live children of ours that are still a `fastbox` process (the C client, the Python
+    CLI it execs, or the intermediate that forks to start a container, not yet exec'd into
+    the monitor)."""
     me = os.getpid()
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             st = proc_stat(name)
-            if st and st[2] == me and st[1] != "Z" and st[0] == "fastbox":
+            if st and st[2] == me and st[1] != "Z" and st[0] in ("fastbox", "fastbox-py"):
                 out.append(int(name))
     return out
 

@@ -100,11 +100,13 @@ def test_signal_messages():
     assert protocol.exit_reply(137) == b"X137"
 
 
-def test_options_are_read_in_the_clients_place(tmp_path):
+def test_options_are_read_in_the_clients_place(tmp_path, monkeypatch):
+    """Here the client is this process, whose working directory is tmp_path."""
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "rel.env").write_text("FROM_FILE=1\nHOME_OF_CLIENT\nENGINE_ONLY\n")
     (tmp_path / "abs.env").write_text("ABS=2\n")
-    req = protocol.ClientRequest([], {"HOME_OF_CLIENT": "/c", "EMPTY": ""}, str(tmp_path),
-                                 (), 1, 0)
+    req = protocol.ClientRequest([], {"HOME_OF_CLIENT": "/c", "EMPTY": ""}, "/elsewhere",
+                                 (), os.getpid(), 0)
     opts = {"env": ["A=1", "HOME_OF_CLIENT", "EMPTY", "NOT_SET_THERE"],
             "env_file": ["rel.env", str(tmp_path / "abs.env")], "memory": "1g"}
     os.environ["ENGINE_ONLY"] = "never"
@@ -118,8 +120,9 @@ def test_options_are_read_in_the_clients_place(tmp_path):
     assert opts["env"][1] == "HOME_OF_CLIENT"  # the caller's dict is left alone
 
 
-def test_a_missing_env_file_is_named_as_the_client_gave_it(tmp_path):
-    req = protocol.ClientRequest([], {}, str(tmp_path), (), 1, 0)
+def test_a_missing_env_file_is_named_as_the_client_gave_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    req = protocol.ClientRequest([], {}, str(tmp_path), (), os.getpid(), 0)
     with pytest.raises(server.SpecError, match="cannot read --env-file 'missing.env'"):
         server._as_client({"env_file": ["missing.env"]}, req)
 
