@@ -9,6 +9,7 @@ fails loudly; `watched` is a copy beside a `fastbox-py` that notes each fallback
 file before it execs the real Python CLI.
 """
 import array
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from cgroup_pids import pids_in
+from waiting import eventually
 
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 FASTBOX_PY = FASTBOX + "-py"
@@ -34,23 +37,19 @@ def run_cli(*args, binary=FASTBOX, env=None, cwd=None, input=None, timeout=60):
                           stdin=None if input is not None else subprocess.DEVNULL)
 
 
-def wait_until(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def wait_until_value(fn, timeout=15.0, what="value"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+@contextlib.contextmanager
+def running(argv, **kwargs):
+    """A client process, killed if still there and reaped when the block ends."""
+    p = subprocess.Popen(argv, **kwargs)
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def alive(pid):
@@ -99,14 +98,7 @@ def container_cgroups():
 
 
 def container_pids():
-    pids = set()
-    for d in container_cgroups():
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                pids.update(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return pids
+    return pids_in(container_cgroups())
 
 
 # ------------------------------------------------------------------ fixtures
@@ -379,10 +371,9 @@ def test_relative_env_file_from_a_deleted_cwd(engine, served, tmp_path):
 
 def test_engine_runs_the_container_as_its_child(engine, served):
     """The container's processes descend from the engine, not from the client."""
-    p = subprocess.Popen([served, "run", "--rm", "-i", PROBE, "sh", "-c",
-                          "echo ready; read x; true"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with running([served, "run", "--rm", "-i", PROBE, "sh", "-c",
+                  "echo ready; read x; true"],
+                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
         assert p.stdout.readline() == "ready\n"
         pids = container_pids()
         assert pids, "no process in the container's cgroup"
@@ -392,11 +383,6 @@ def test_engine_runs_the_container_as_its_child(engine, served):
         assert os.path.realpath(f"/proc/{p.pid}/exe") == os.path.realpath(served)
         p.stdin.close()
         assert p.wait(timeout=30) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
 
 
 def test_served_container_gets_only_the_clients_fds(engine, served):
@@ -462,18 +448,12 @@ def test_kept_container_through_the_engine(engine, served):
                                        (signal.SIGINT, 6)])
 def test_client_signal_reaches_the_container(engine, served, sig, code):
     name = signal.Signals(sig).name[3:]
-    p = subprocess.Popen([served, "run", "--rm", PROBE, "sh", "-c",
-                          f'trap "exit {code}" {name}; echo ready; sleep 30 & wait'],
-                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
+    with running([served, "run", "--rm", PROBE, "sh", "-c",
+                  f'trap "exit {code}" {name}; echo ready; sleep 30 & wait'],
+                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True) as p:
         assert p.stdout.readline() == "ready\n"
         p.send_signal(sig)
         assert p.wait(timeout=30) == code
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
 
 
 def test_killed_client_takes_its_container_down(engine, served):
@@ -488,8 +468,8 @@ def test_killed_client_takes_its_container_down(engine, served):
         p.kill()
         p.wait()
         p.stdout.close()
-    wait_until(lambda: not any(alive(pid) for pid in pids), what="the container's processes")
-    wait_until(lambda: not container_cgroups(), what="the container's cgroups to go")
+    eventually(lambda: not any(alive(pid) for pid in pids), what="the container's processes")
+    eventually(lambda: not container_cgroups(), what="the container's cgroups to go")
     assert alive(engine.pid)
     assert run_cli("run", "--rm", PROBE, "echo", "still serving", binary=served).stdout == \
         "still serving\n"
@@ -600,9 +580,9 @@ def test_detached_through_the_engine_outlives_it(engine, served):
     assert r.returncode == 0, r.stderr
     assert re.fullmatch(r"[0-9a-f]{64}\n", r.stdout), r.stdout
     try:
-        pids = wait_until_value(container_pids, what="the detached container's processes")
+        pids = eventually(container_pids, what="the detached container's processes")
         assert all(engine.pid not in ancestors(pid) for pid in pids)
-        logs = wait_until_value(lambda: (lambda o: o if "fd 2" in o else "")(
+        logs = eventually(lambda: (lambda o: o if "fd 2" in o else "")(
             run_cli("logs", "bg").stdout), what="the container's output in its log")
         lines = logs.splitlines()
         assert lines[0] == "caller's"
@@ -618,7 +598,7 @@ def test_detached_through_the_engine_outlives_it(engine, served):
         assert any(line.split()[-1] == "bg" for line in ps.splitlines()[1:]), ps
     finally:
         assert run_cli("rm", "-f", "bg").returncode == 0
-    wait_until(lambda: not container_cgroups(), what="the container's cgroups to go")
+    eventually(lambda: not container_cgroups(), what="the container's cgroups to go")
 
 
 def test_no_engine_variable_skips_the_engine(engine, watched):
@@ -736,20 +716,14 @@ def test_killed_engine_leaves_a_stale_socket_that_clients_survive(engine, watche
 
 def test_stop_terminates_running_containers(engine, served):
     """`engine stop` gives a running container SIGTERM: its trap's code reaches the client."""
-    p = subprocess.Popen([served, "run", "--rm", PROBE, "sh", "-c",
-                          'trap "exit 4" TERM; echo ready; sleep 30 & wait'],
-                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
+    with running([served, "run", "--rm", PROBE, "sh", "-c",
+                  'trap "exit 4" TERM; echo ready; sleep 30 & wait'],
+                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True) as p:
         assert p.stdout.readline() == "ready\n"
         pid = engine.pid
         r = engine.stop()
         assert (r.returncode, r.stdout) == (0, f"fastbox engine stopped (pid {pid})\n")
         assert p.wait(timeout=30) == 4
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
     engine.reap(pid)
     assert not container_cgroups()
 
@@ -782,7 +756,7 @@ def test_stopping_engine_tells_waiting_clients_to_fall_back(engine, watched):
         p = subprocess.Popen([watched.binary, "run", "--rm", PROBE, "echo", "hi"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, text=True)
-        wait_until(lambda: _blocked_in_recv(p.pid), what="the client to wait for the engine")
+        eventually(lambda: _blocked_in_recv(p.pid), what="the client to wait for the engine")
         os.kill(engine.pid, signal.SIGTERM)
     finally:
         os.kill(engine.pid, signal.SIGCONT)
@@ -815,7 +789,7 @@ def test_stopping_engine_answer_survives_a_late_reader(engine):
 
 def _settled_threads_and_fds(pid, threads, fds):
     """Waits until the engine is back to at most threads threads and fds fds."""
-    wait_until(lambda: int(status_field(pid, "Threads")) <= threads and fd_count(pid) <= fds,
+    eventually(lambda: int(status_field(pid, "Threads")) <= threads and fd_count(pid) <= fds,
                what=f"the engine to go back to {threads} threads and {fds} fds")
 
 

@@ -11,7 +11,7 @@ from fastbox import containers
 from fastbox.errors import CommandNotExecutable, CommandNotFound, ContainerStateError
 
 import fbtest
-from test_lifecycle import (GO, cgroup_tasks, cli, eventually, one_line_error,  # noqa: F401
+from test_lifecycle import (GO, pids_in, cli, eventually, one_line_error,  # noqa: F401
                             reap, running, start, wait_for_log)  # (reap: an autouse fixture)
 
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -229,5 +229,5 @@ def test_many_execs_leave_nothing(box):
     for i in range(30):
         assert box.exec_run(["sh", "-c", f"exit {i % 3}"]).exit_code == i % 3
     # Only the container's own process remains in its cgroups.
-    eventually(lambda: cgroup_tasks(box.attrs["cgroups"]) == {box.pid}, what="execs gone")
+    eventually(lambda: pids_in(box.attrs["cgroups"]) == {box.pid}, what="execs gone")
     assert running(box.pid)

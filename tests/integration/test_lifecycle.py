@@ -24,6 +24,8 @@ import sys
 import time
 
 import pytest
+from cgroup_pids import pids_in
+from waiting import eventually
 
 from fastbox import containers
 from fastbox.errors import ContainerStateError, FastboxError, SpecError
@@ -34,19 +36,6 @@ GO = "while [ ! -e /go ]; do sleep 0.02; done"  # a handshake: wait for `exec to
 
 
 # ------------------------------------------------------------------ helpers
-
-def eventually(predicate, timeout=30.0, interval=0.01, what="condition"):
-    """Poll predicate until it returns something truthy; fail after timeout (generous:
-    the bound is only there so a broken product fails instead of hanging)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
 
 def cli(*args, input=None, timeout=120):
     return subprocess.run([FASTBOX, *map(str, args)], capture_output=True, text=True,
@@ -99,18 +88,6 @@ def monitors_of(cid):
     return out
 
 
-def cgroup_tasks(dirs):
-    """Pids in any of the cgroup dirs (that still exist)."""
-    pids = set()
-    for d in dirs:
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                pids.update(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return pids
-
-
 def session_cgroups(cid=None):
     """Container cgroups under this session's parent (all, or container cid's)."""
     from fastbox import config
@@ -160,7 +137,7 @@ def kill_leftovers(cid):
     """Last-resort cleanup after a failed assertion: kill what a container left in its
     cgroups and remove them (conftest would too, but report the same failure again)."""
     dirs = session_cgroups(cid)
-    for pid in cgroup_tasks(dirs):
+    for pid in pids_in(dirs):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -410,8 +387,8 @@ def test_remove_force_of_running_container_leaves_nothing(busybox, tmp_path):
     c = start(["sh", "-c", "echo data > /written; sleep 1000 & sleep 1000 & exec sleep 1000"],
               name="victim", memory="64m", pids_limit=50, volumes=[f"{tmp_path / 'vol'}:/vol"],
               tmpfs=["/t"])
-    eventually(lambda: len(cgroup_tasks(c.attrs["cgroups"])) == 3, what="3 processes")
-    pids = cgroup_tasks(c.attrs["cgroups"]) | {c.inspect()["MonitorPid"]}
+    eventually(lambda: len(pids_in(c.attrs["cgroups"])) == 3, what="3 processes")
+    pids = pids_in(c.attrs["cgroups"]) | {c.inspect()["MonitorPid"]}
     assert os.path.isdir(record_dir(c.id))
     c.remove(force=True)
     assert_nothing_left(c.id, pids=pids, name="victim")
@@ -486,7 +463,7 @@ def test_killed_monitor_shows_exited_and_rm_cleans_everything(busybox):
         assert not running(pid), \
             f"container process {pid} {proc_stat(pid)} still runs after its monitor died and rm"
         assert session_cgroups(c.id) == [], "cgroups left after rm"
-        assert cgroup_tasks(cgroups) == set()
+        assert pids_in(cgroups) == set()
         assert_nothing_left(c.id, pids=[pid])
     finally:
         kill_leftovers(c.id)

@@ -19,7 +19,7 @@ import pytest
 
 from fastbox import containers
 
-from test_lifecycle import (FASTBOX, GO, cgroup_tasks, cli, eventually, kill_leftovers,  # noqa: F401
+from test_lifecycle import (FASTBOX, GO, pids_in, cli, eventually, kill_leftovers,  # noqa: F401
                             monitors_of, one_line_error, proc_stat, reap, reap_dead_children,
                             record_dir, running, session_cgroups)
 
@@ -85,7 +85,7 @@ def check_consistent_and_clean_up():
     listed = {c.id: c for c in containers.list_containers(all=True)}
     problems = []
     for cid in sorted({os.path.basename(d) for d in session_cgroups()}):
-        tasks = cgroup_tasks(session_cgroups(cid))
+        tasks = pids_in(session_cgroups(cid))
         if not tasks:
             continue
         if not monitors_of(cid):
@@ -186,7 +186,7 @@ def test_cli_sigkilled_while_recording_the_start(busybox, fb_env):
     else:
         pytest.fail("never took the record's lock before the CLI")
     assert p.returncode == -signal.SIGKILL
-    pid = eventually(lambda: cgroup_tasks(session_cgroups(cid)), what="the container's process")
+    pid = eventually(lambda: pids_in(session_cgroups(cid)), what="the container's process")
     assert all(running(x) for x in pid)
     assert ps() == [cid[:12]], "ps does not list the running container"
     check_consistent_and_clean_up()
