@@ -1,6 +1,5 @@
 """`fastbox run` in the foreground: parse, run, forward signals, print timings."""
 import os
-import sys
 
 # The C module behind `signal`: the wrapper imports enum, ~3 ms on this path.
 import _signal as signal
@@ -34,36 +33,77 @@ class Request:
         return self.opts.get("network", "none") == "none"
 
 
+class Caller:
+    """Whoever asked for the run, and what of theirs the container gets: fds 0-2, the
+    environment `-e KEY` reads, the directory a relative --env-file is opened from (None:
+    our own) and on_start(pid), called once the program runs."""
+
+    __slots__ = ("fds", "environ", "dir_fd", "on_start")
+
+    def __init__(self, fds=(0, 1, 2), environ=None, dir_fd=None, on_start=None):
+        self.fds, self.environ, self.dir_fd, self.on_start = fds, environ, dir_fd, on_start
+
+
 def main(args):
     """Returns the process exit code: the container's own, or Docker's 125/126/127."""
     try:
         req = Request(args)
+    except FastboxError as e:
+        return failed(e, 2)
+    if not req.detach and not req.help and req.own_network():
+        from fastbox.runtime import spare
+        spare.make_early()
+    if req.tty and not req.detach and not req.help:
+        from fastbox.cli import tty_session
+        try:
+            return tty_session.run(req.image, req.command, req.interactive, req.opts)
+        except FastboxError as e:
+            return failed(e, 2)
+    foreground = not (req.detach or req.help)
+    return execute(req, Caller(on_start=_forward_signals() if foreground else None))
+
+
+def execute(req, caller):
+    """A parsed `fastbox run` (not on a terminal) for caller, by the Python CLI or the
+    engine: prints help, or starts a detached container and prints its id, or runs one
+    in the foreground. Returns the exit code; an error goes to the caller's stderr as
+    one line."""
+    out, err = caller.fds[1], caller.fds[2]
+    try:
         if req.help:
-            print(run_args.help_text())
+            write(out, run_args.help_text() + "\n")
             return 0
-        if not req.detach and req.own_network():
-            from fastbox.runtime import spare
-            spare.make_early()
+        opts = _as_caller(req.opts, caller)
         if req.detach:
             from fastbox import containers
-            print(containers.run(req.image, req.command, tty=req.tty, **req.opts).id)
+            write(out, containers.run(req.image, req.command, tty=req.tty, **opts).id + "\n")
             return 0
-        if req.tty:
-            from fastbox.cli import tty_session
-            return tty_session.run(req.image, req.command, req.interactive, req.opts)
-        result = _run(req.image, req.command, req.interactive, req.opts)
+        from fastbox import api
+        result = api.run(req.image, req.command, stdin=caller.fds[0] if req.interactive else None,
+                         stdout=out, stderr=err, on_start=caller.on_start, **opts)
     except FastboxError as e:
-        print(f"fastbox: {e}", file=sys.stderr)
-        return e.exit_code
+        return failed(e, err)
     if req.timings:
-        sys.stderr.write(timings_text(result.timings))
+        write(err, timings_text(result.timings))
     return result.exit_code
 
 
-def _run(image, command, interactive, opts):
-    from fastbox import api
-    # Like `docker run`: the signals we get go to the container's process. Handlers go
-    # in before the start, so a signal arriving meanwhile is kept and delivered then.
+def _as_caller(opts, caller):
+    """`-e KEY` and an env file's `KEY` lines from the caller's environment, a relative
+    --env-file from its directory."""
+    if "env" not in opts and "env_file" not in opts:
+        return opts
+    from fastbox.spec import parse_env
+    opts = dict(opts)
+    opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),
+                                 environ=caller.environ, dir_fd=caller.dir_fd))
+    return opts
+
+
+def _forward_signals():
+    """Like `docker run`: the signals we get go to the container's process. Handlers go
+    in before the start, so a signal arriving meanwhile is kept and delivered then.
+    Returns the on_start that aims them."""
     target, pending = [], []
 
     def on_signal(sig, _frame):
@@ -72,16 +112,30 @@ def _run(image, command, interactive, opts):
         else:
             pending.append(sig)
 
-    def forward_signals(pid):
+    def on_start(pid):
         target.append(pid)
         for sig in pending:
             os.kill(pid, sig)
 
     for sig in FORWARDED:
         signal.signal(sig, on_signal)
-    stdin = 0 if interactive else None
-    return api.run(image, command, stdin=stdin, stdout=1, stderr=2, on_start=forward_signals,
-                   **opts)
+    return on_start
+
+
+def failed(error, err_fd):
+    """A FastboxError as Docker reports it: one line on stderr, and its exit code."""
+    write(err_fd, f"fastbox: {error}\n")
+    return error.exit_code
+
+
+def write(fd, text):
+    """All of text to fd; a closed or vanished reader is not our error."""
+    data = text.encode(errors="surrogateescape")
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        pass
 
 
 def timings_text(t):

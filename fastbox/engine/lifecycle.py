@@ -21,12 +21,18 @@ def log_path():
 
 def running():
     """The running engine's pid, or None."""
+    recorded = _recorded()
+    return recorded[0] if recorded else None
+
+
+def _recorded():
+    """(pid, start time) of the running engine, or None."""
     try:
         with open(os.path.join(config.run_dir(), "engine.pid")) as f:
             pid, started = (int(x) for x in f.read().split())
     except (OSError, ValueError):
         return None
-    return pid if process.alive(pid, started) else None
+    return (pid, started) if process.alive(pid, started) else None
 
 
 def start():
@@ -76,11 +82,10 @@ def _last_log_line():
 def stop():
     """Stops the engine (its running containers get SIGTERM, then SIGKILL after 10 s)
     and returns its pid, or None if none was running."""
-    pid = running()
-    if pid is None:
+    recorded = _recorded()
+    if recorded is None:
         return None
-    with open(os.path.join(config.run_dir(), "engine.pid")) as f:
-        started = int(f.read().split()[1])
+    pid, started = recorded
     process.signal_process(pid, started, signal.SIGTERM)
     if not _wait_gone(pid, started, STOP_TIMEOUT):
         process.signal_process(pid, started, signal.SIGKILL)

@@ -15,14 +15,14 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 
-from fastbox import api, config
-from fastbox.cli import run_args, run_command
+from fastbox import config
+from fastbox.cli import run_command
 from fastbox.engine import protocol
-from fastbox.errors import FastboxError, EngineError, SpecError
+from fastbox.errors import FastboxError, EngineError
 from fastbox.runtime import spare, stdio
-from fastbox.spec import parse_env
 
 SOCKET_NAME = "engine.sock"
 # The namespaces a container's are made in or see through (new uts and ipc ones start
@@ -85,20 +85,18 @@ class Client:
                     self.conn.send(reply)
                 except OSError:
                     pass
-            return self._close_if_done()
+            self._close_if_done()
 
     def hang_up(self):
         """The client closed its end (exited, or was killed): kill a running container."""
         self.signal(signal.SIGKILL)
         with self.lock:
             self.hung_up = True
-            return self._close_if_done()
+            self._close_if_done()
 
     def _close_if_done(self):
         if self.answered and self.hung_up:
             self.conn.close()
-            return True
-        return False
 
 
 class Context:
@@ -144,8 +142,6 @@ class Server:
         self.context = Context(os.getpid())
         self.settings = fastbox_settings(os.environ)
         self.clients = {}  # fd -> Client, touched only by the poll thread
-        self.workers = set()  # the request threads
-        self.workers_lock = threading.Lock()
 
     # ------------------------------------------------------------ one request
 
@@ -155,44 +151,32 @@ class Server:
             code = self.run(client)
         except Exception:
             traceback.print_exc()
-            _write(client.request.fds[2], f"fastbox: engine error: {sys.exc_info()[1]}\n")
+            run_command.write(client.request.fds[2],
+                              f"fastbox: engine error: {sys.exc_info()[1]}\n")
             code = 125
         client.answer(protocol.FALLBACK if code is None else protocol.exit_reply(code))
-        with self.workers_lock:
-            self.workers.discard(threading.current_thread())
-
-    def running(self):
-        with self.workers_lock:
-            return list(self.workers)
 
     def run(self, client):
-        """The client's `fastbox run`, as run_command.main would do it; None when the
+        """The client's `fastbox run`, as the Python CLI would do it; None when the
         client must run it itself (-t, or a caller unlike us)."""
         req = client.request
         if not self.same_caller(req):
             return None
         try:
             r = run_command.Request(req.args)
-            if r.help:
-                _write(req.fds[1], run_args.help_text() + "\n")
-                return 0
-            if r.tty:
-                return None
-            if r.detach:
-                from fastbox import containers
-                cid = containers.run(r.image, r.command, **_as_client(r.opts, req)).id
-                _write(req.fds[1], cid + "\n")
-                return 0
-            result = api.run(r.image, r.command, stdin=req.fds[0] if r.interactive else None,
-                             stdout=req.fds[1], stderr=req.fds[2],
-                             on_start=client.started,
-                             **_as_client(r.opts, req))
         except FastboxError as e:
-            _write(req.fds[2], f"fastbox: {e}\n")
-            return e.exit_code
-        if r.timings:
-            _write(req.fds[2], run_command.timings_text(result.timings))
-        return result.exit_code
+            return run_command.failed(e, req.fds[2])
+        if r.tty:
+            return None
+        try:  # its own directory, even deleted (then nothing in it can be read)
+            cwd = os.open(f"/proc/{req.pid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:  # the client is gone
+            return None
+        try:
+            return run_command.execute(r, run_command.Caller(req.fds, req.environ, cwd,
+                                                             client.started))
+        finally:
+            os.close(cwd)
 
     def same_caller(self, req):
         if req.uid != os.geteuid() or fastbox_settings(req.environ) != self.settings:
@@ -241,10 +225,7 @@ class Server:
                 self.drop(fd, poller)
                 client.conn.close()
                 return
-            worker = threading.Thread(target=self.serve, args=(client,), daemon=True)
-            with self.workers_lock:
-                self.workers.add(worker)
-            worker.start()
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
             return
         try:
             message = client.conn.recv(16)
@@ -281,12 +262,12 @@ class Server:
         """Like `docker stop` for each running container: SIGTERM, then SIGKILL."""
         for client in self.clients.values():
             client.signal(signal.SIGTERM)
-        deadline = _now() + STOP_GRACE
-        for worker in self.running():
-            worker.join(max(0.0, deadline - _now()))
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in _request_threads():
+            worker.join(max(0.0, deadline - time.monotonic()))
         for client in self.clients.values():
             client.signal(signal.SIGKILL)
-        for worker in self.running():
+        for worker in _request_threads():
             worker.join()
         for client in self.clients.values():
             client.hang_up()
@@ -380,7 +361,7 @@ def _warm_up():
     """Import and open now what a first run would: every run then starts warm."""
     from fastbox.runtime import container, cgroup, rootfs  # noqa: F401
     from fastbox.images import lookup  # noqa: F401
-    from fastbox import containers  # noqa: F401  (-d)
+    from fastbox import api, containers  # noqa: F401  (containers: -d)
     import datetime  # noqa: F401  (kept containers' timestamps)
     stdio.devnull()
     spare.started()
@@ -389,37 +370,6 @@ def _warm_up():
     gc.freeze()  # what is loaded now stays: the collector need not scan it again
 
 
-def _as_client(opts, req):
-    """Environment options read in the client's place: `-e KEY` and an env file's `KEY`
-    lines from its environment, a relative --env-file from its working directory."""
-    opts = dict(opts)
-    if "env" not in opts and "env_file" not in opts:
-        return opts
-    cwd = None
-    if "env_file" in opts:  # the client's own cwd, even if it was deleted (then nothing in it)
-        try:
-            cwd = os.open(f"/proc/{req.pid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            raise SpecError(f"cannot read --env-file: the caller's working directory: "
-                            f"{e.strerror}") from None
-    try:
-        opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),
-                                     environ=req.environ, dir_fd=cwd))
-    finally:
-        if cwd is not None:
-            os.close(cwd)
-    return opts
-
-
-def _write(fd, text):
-    data = text.encode(errors="surrogateescape")
-    try:
-        while data:
-            data = data[os.write(fd, data):]
-    except OSError:  # the client's stderr is closed or gone
-        pass
-
-
-def _now():
-    import time
-    return time.monotonic()
+def _request_threads():
+    """Every Python thread but this one runs a request (the core's is not Python's)."""
+    return [t for t in threading.enumerate() if t is not threading.main_thread()]

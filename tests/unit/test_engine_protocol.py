@@ -1,12 +1,14 @@
 """The engine's side of the client protocol (fastbox/engine/protocol.py) over a real
-SOCK_SEQPACKET socket pair, and how a client's options are read in its place."""
+SOCK_SEQPACKET socket pair, and how a caller's options are read in its place."""
 import array
 import os
 import socket
 
 import pytest
 
+from fastbox.cli import run_command
 from fastbox.engine import protocol, server
+from fastbox.errors import SpecError
 
 
 def request_bytes(argv, environ, cwd="/work", argc=None, envc=None):
@@ -100,18 +102,24 @@ def test_signal_messages():
     assert protocol.exit_reply(137) == b"X137"
 
 
-def test_options_are_read_in_the_clients_place(tmp_path, monkeypatch):
-    """Here the client is this process, whose working directory is tmp_path."""
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def elsewhere(tmp_path):
+    """A directory that is not our working directory, as an O_PATH fd."""
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    yield tmp_path, fd
+    os.close(fd)
+
+
+def test_options_are_read_in_the_clients_place(elsewhere):
+    tmp_path, dir_fd = elsewhere
     (tmp_path / "rel.env").write_text("FROM_FILE=1\nHOME_OF_CLIENT\nENGINE_ONLY\n")
     (tmp_path / "abs.env").write_text("ABS=2\n")
-    req = protocol.ClientRequest([], {"HOME_OF_CLIENT": "/c", "EMPTY": ""}, "/elsewhere",
-                                 (), os.getpid(), 0)
+    caller = run_command.Caller(environ={"HOME_OF_CLIENT": "/c", "EMPTY": ""}, dir_fd=dir_fd)
     opts = {"env": ["A=1", "HOME_OF_CLIENT", "EMPTY", "NOT_SET_THERE"],
             "env_file": ["rel.env", str(tmp_path / "abs.env")], "memory": "1g"}
     os.environ["ENGINE_ONLY"] = "never"
     try:
-        got = server._as_client(opts, req)
+        got = run_command._as_caller(opts, caller)
     finally:
         del os.environ["ENGINE_ONLY"]
     # KEY is the client's value; unset there, it is dropped (never the engine's own).
@@ -120,11 +128,10 @@ def test_options_are_read_in_the_clients_place(tmp_path, monkeypatch):
     assert opts["env"][1] == "HOME_OF_CLIENT"  # the caller's dict is left alone
 
 
-def test_a_missing_env_file_is_named_as_the_client_gave_it(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    req = protocol.ClientRequest([], {}, str(tmp_path), (), os.getpid(), 0)
-    with pytest.raises(server.SpecError, match="cannot read --env-file 'missing.env'"):
-        server._as_client({"env_file": ["missing.env"]}, req)
+def test_a_missing_env_file_is_named_as_the_client_gave_it(elsewhere):
+    caller = run_command.Caller(environ={}, dir_fd=elsewhere[1])
+    with pytest.raises(SpecError, match="cannot read --env-file 'missing.env'"):
+        run_command._as_caller({"env_file": ["missing.env"]}, caller)
 
 
 def test_settings_compared_are_the_fastbox_ones():
