@@ -16,6 +16,8 @@ from fastbox.errors import ContainerStateError
 from fastbox.state import process, status
 
 UNKNOWN_EXIT = 255  # the monitor died before it could record the exit code
+_BUILDING = ".new-"  # .new-<pid>-<id>: a record being created by <pid>
+_REMOVING = ".gone-"  # .gone-<id>: a record being removed
 
 
 class StateStore:
@@ -108,13 +110,20 @@ class StateStore:
 
     # records
     def create(self, record):
-        os.makedirs(self.container_dir(record["id"]), exist_ok=True)
-        with open(os.path.join(self.container_dir(record["id"]), "lock"), "w"):
+        """The record's directory appears whole or not at all: it is built under a
+        hidden name that says who builds it, then renamed into place, so a creator
+        killed half-way leaves nothing that looks like a container (list() sweeps it)."""
+        cid = record["id"]
+        os.makedirs(self.root, exist_ok=True)
+        building = os.path.join(self.root, f"{_BUILDING}{os.getpid()}-{cid}")
+        os.mkdir(building)
+        with open(os.path.join(building, "lock"), "w"):
             pass
-        self._write(record)
+        self._write(record, os.path.join(building, "state.json"))
+        os.rename(building, self.container_dir(cid))
 
-    def _write(self, record):
-        path = self._record_path(record["id"])
+    def _write(self, record, path=None):
+        path = path or self._record_path(record["id"])
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(record, f, indent=1)
@@ -201,7 +210,9 @@ class StateStore:
     def list(self):
         out = []
         for entry in sorted(os.listdir(self.root)) if os.path.isdir(self.root) else ():
-            if len(entry) == 64:
+            if entry.startswith((_BUILDING, _REMOVING)):
+                self._sweep(entry)
+            elif len(entry) == 64:
                 try:
                     out.append(self.get(entry))
                 except (ContainerStateError, ValueError, KeyError):
@@ -224,18 +235,39 @@ class StateStore:
             raise ContainerStateError(f"multiple containers match {ref!r}: use more of the id")
         raise ContainerStateError(f"no such container: {ref}")
 
+    def _sweep(self, entry):
+        """What a killed creator or remover left: a record half-built by a process now
+        gone, or one already renamed away for removal."""
+        if entry.startswith(_BUILDING):
+            pid = entry[len(_BUILDING):].partition("-")[0]
+            if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                return
+        shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
+
     def delete(self, record):
-        """Remove the record, its directory (writable layer, log) and its name."""
+        """Remove the record, its directory (writable layer, log) and its name. The
+        directory is first renamed away, so a remover killed half-way leaves no record
+        without its state.json (list() sweeps the rest)."""
         cid = record["id"]
         try:
             with self.locked(cid):
-                shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+                self._remove_dir(cid)
         except ContainerStateError:  # a --rm container's monitor removed it already
-            shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+            self._remove_dir(cid)
         if record.get("name"):
             owner = self._name_owner(record["name"])
             if owner == cid:
                 self.release_name(record["name"])
+
+    def _remove_dir(self, cid):
+        gone = os.path.join(self.root, f"{_REMOVING}{cid}")
+        try:
+            os.rename(self.container_dir(cid), gone)
+        except FileNotFoundError:
+            return
+        except OSError:  # a half-removed namesake in the way: remove in place
+            gone = self.container_dir(cid)
+        shutil.rmtree(gone, ignore_errors=True)
 
     def remove(self, ref, force=False):
         """For records of foreground containers; fastbox.containers.remove handles the
