@@ -2,6 +2,7 @@
 temp workspace, and the session fails at teardown if either left cgroups, processes or mounts."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -54,3 +55,15 @@ def fastbox(fastbox_sandbox, peer_workspace):
     if why:
         pytest.skip(f"could not seed the temp store: {why}")
     return module
+
+
+@pytest.fixture
+def engine(fastbox):
+    """`fastbox engine start` in the sandbox's environment; stopped (and gone) after."""
+    cli = peers.fastbox_cli()
+    r = subprocess.run([cli, "engine", "start"], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"fastbox engine start: {r.stderr.strip()}")
+    yield cli
+    r = subprocess.run([cli, "engine", "stop"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

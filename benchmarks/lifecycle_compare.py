@@ -6,8 +6,10 @@ starting detached containers — fastbox (CLI and API) against runc and crun.
 
 1. exec /bin/true into a running container, interleaved round by round (the order rotates
    each round, so drift in machine load hits all alike):
-     `fastbox exec ID /bin/true`, `Container.exec_run(["/bin/true"])` (in-process),
-     `runc exec ID /bin/true`, `crun exec ID /bin/true`.
+     `fastbox exec ID /bin/true` through the engine (`fastbox engine start`, as users run
+     it) and through the Python CLI (FASTBOX_NO_ENGINE=1), `Container.exec_run(["/bin/true"])`
+     (in-process), `runc exec ID /bin/true`, `crun exec ID /bin/true`; then, the same way,
+     listing containers: `fastbox ps` (engine, Python CLI), `runc list`, `crun list`.
    The peers' containers are `run -d` from bundles on the same busybox rootfs running
    `sleep 3600`, each in an absolute cgroup under /fastbox-peers (same limits as fastbox's:
    256 MiB, 1 CPU, 1024 pids). crun 1.8 refuses hybrid cgroups: every crun call happens in a
@@ -97,13 +99,14 @@ def _ppid(pid):
         return None
 
 
-def timed(argv):
+def timed(argv, env=None):
     """Seconds for one run of argv (output discarded); raises PeerError on failure."""
     t0 = time.perf_counter()
-    r = subprocess.run(argv, **QUIET)
+    r = subprocess.run(argv, env=env, **QUIET)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
-        why = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        why = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             env=env)
         raise peers.PeerError(f"{' '.join(argv)} exited {r.returncode}: {why.stderr.strip()[-300:]}")
     return dt
 
@@ -152,6 +155,10 @@ class OciPeer:
     def exec_true(self, cid):
         with self.ns():
             return timed(self.argv("exec", cid, "/bin/true"))
+
+    def list(self):
+        with self.ns():
+            return timed(self.argv("list"))
 
     def init_pid(self, cid):
         with self.ns():
@@ -246,8 +253,18 @@ class Fastbox:
         self.made.append(c)
         return dt, c
 
-    def exec_cli(self, c):
-        return timed([self.cli, "exec", c.id, "/bin/true"])
+    def start_engine(self):
+        r = subprocess.run([self.cli, "engine", "start"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise peers.PeerError(f"fastbox engine start: {r.stderr.strip()}")
+
+    def stop_engine(self):
+        subprocess.run([self.cli, "engine", "stop"], **QUIET)
+
+    def cli_command(self, *args, engine=True):
+        """Seconds for `fastbox ARGS...`: through the engine, or the Python CLI."""
+        env = None if engine else {**os.environ, "FASTBOX_NO_ENGINE": "1"}
+        return timed([self.cli, *args], env)
 
     @staticmethod
     def exec_api(c):
@@ -279,14 +296,34 @@ def bench_exec(fb, runc, crun, n, warmup):
             cid = f"lc-exec-{peer.tool}-{os.getpid()}"
             peer.run_detached(cid)
             target[peer.tool] = cid
-    python_floor = [sys.executable, "-c", "pass"]
-    contenders = [("fastbox exec (CLI)", lambda: fb.exec_cli(target["fastbox"])),
-                  ("Container.exec_run (API)", lambda: fb.exec_api(target["fastbox"]))]
+    cid = target["fastbox"].id
+    contenders = [
+        ("fastbox exec (CLI, engine)", lambda: fb.cli_command("exec", cid, "/bin/true")),
+        ("fastbox exec (Python CLI)",
+         lambda: fb.cli_command("exec", cid, "/bin/true", engine=False)),
+        ("Container.exec_run (API)", lambda: fb.exec_api(target["fastbox"]))]
     if runc:
         contenders.append(("runc exec", lambda: runc.exec_true(target["runc"])))
     if crun:
         contenders.append(("crun exec", lambda: crun.exec_true(target["crun"])))
-    contenders.append(("(ref) python -c pass", lambda: timed(python_floor)))
+    return interleaved(contenders, n, warmup), target
+
+
+def bench_list(fb, runc, crun, n, warmup):
+    """Listing containers (one running per tool: the exec targets)."""
+    contenders = [("fastbox ps (CLI, engine)", lambda: fb.cli_command("ps")),
+                  ("fastbox ps (Python CLI)", lambda: fb.cli_command("ps", engine=False))]
+    if runc:
+        contenders.append(("runc list", runc.list))
+    if crun:
+        contenders.append(("crun list", crun.list))
+    return interleaved(contenders, n, warmup)
+
+
+def interleaved(contenders, n, warmup):
+    """Round by round, the order rotating each round, so drift hits all alike."""
+    python_floor = [sys.executable, "-c", "pass"]
+    contenders = contenders + [("(ref) python -c pass", lambda: timed(python_floor))]
     times = {name: [] for name, _ in contenders}
     for i in range(warmup + n):
         k = i % len(contenders)
@@ -295,7 +332,7 @@ def bench_exec(fb, runc, crun, n, warmup):
             if i >= warmup:
                 times[name].append(dt)
         reap()
-    return times, target
+    return times
 
 
 def bench_memory(fb, target, runc, conmons, workdir):
@@ -419,21 +456,26 @@ def main(argv=None):
     results = {"host": {"kernel": platform.release(), "cpus": os.cpu_count()}}
     try:
         fb = Fastbox(workdir, rootfs)
+        fb.start_engine()
         exec_times, target = bench_exec(fb, runc, crun, args.n, args.warmup)
+        list_times = bench_list(fb, runc, crun, args.n, args.warmup)
         start_times, running = bench_start(fb, runc, crun, args.containers)
         mine, theirs, note = bench_memory(fb, target, runc, args.conmons, workdir)
         print(f"fastbox lifecycle vs peers — kernel {platform.release()}, {os.cpu_count()} CPUs; "
               f"peers skipped: {skipped or 'none'}")
         table_latency(f"exec /bin/true into a running container (n={args.n}, interleaved)",
                       exec_times, ["runc", "crun"])
+        table_latency(f"list containers (n={args.n}, interleaved)", list_times,
+                      ["runc", "crun"])
         table_memory(mine, theirs, note)
         table_start(start_times, args.containers)
         print(f"\n  fastbox containers still running at the end of the start phase: {running} "
               f"of {2 * args.containers + 1}")
-        results.update(exec=exec_times, start=start_times, monitor_memory=mine,
+        results.update(exec=exec_times, list=list_times, start=start_times, monitor_memory=mine,
                        conmon_memory=theirs, conmon_note=note)
     finally:
         if fb:
+            fb.stop_engine()
             fb.remove_all()
         for peer in ocis.values():
             peer.delete_all()

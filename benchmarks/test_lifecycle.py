@@ -84,9 +84,19 @@ def test_fastbox_exec_api(benchmark, target):
 
 
 @pytest.mark.benchmark(group=EXEC_GROUP)
-def test_fastbox_exec_cli(benchmark, target):
-    argv = [peers.fastbox_cli(), "exec", target.id, "/bin/true"]
+def test_fastbox_exec_cli_with_engine(benchmark, target, engine):
+    """`fastbox exec` as users run it, the engine running: a warm forked worker runs it."""
+    argv = [engine, "exec", target.id, "/bin/true"]
     _pedantic(benchmark, lambda: subprocess.run(argv, check=True, **lifecycle_compare.QUIET))
+
+
+@pytest.mark.benchmark(group=EXEC_GROUP)
+def test_fastbox_exec_cli_python(benchmark, target):
+    """The same with no engine: the Python CLI."""
+    argv = [peers.fastbox_cli(), "exec", target.id, "/bin/true"]
+    env = {**os.environ, "FASTBOX_NO_ENGINE": "1"}
+    _pedantic(benchmark, lambda: subprocess.run(argv, check=True, env=env,
+                                                **lifecycle_compare.QUIET))
 
 
 def _bench_start(benchmark, start):

@@ -75,19 +75,6 @@ def test_api_start_network_host(benchmark, fastbox):
     _bench_api(benchmark, fastbox, network="host")
 
 
-@pytest.fixture
-def engine(fastbox):
-    """`fastbox engine start` in the sandbox's environment; stopped (and gone) after."""
-    import subprocess
-    cli = peers.fastbox_cli()
-    r = subprocess.run([cli, "engine", "start"], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.fail(f"fastbox engine start: {r.stderr.strip()}")
-    yield cli
-    r = subprocess.run([cli, "engine", "stop"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
 def test_cli_start_true_with_engine(benchmark, engine):
     """`fastbox run --rm busybox /bin/true` from a shell-like parent, the engine running."""
     argv = [engine, "run", "--rm", *peers.FASTBOX_CLI_LIMITS, "busybox", "/bin/true"]

@@ -1,16 +1,18 @@
 /* fastbox: the command users type. Python takes ~15 ms just to start on a small VM, more
- * than a whole container start, so this C client hands `fastbox run` to the warm engine
+ * than a whole container start, so this C client hands the command to the warm engine
  * (`fastbox engine start`, fastbox/engine/server.py) when one listens on
  * $FASTBOX_RUN/engine.sock, and execs the Python CLI (fastbox-py, installed beside this
- * binary) for everything else: other commands, no engine, or an engine that declines.
+ * binary) otherwise: no engine, an engine that declines, or `fastbox engine ...` itself.
  *
- * The request is one SOCK_SEQPACKET message, "FBRUN1\0" cwd\0 argc\0 argv...\0 envc\0
+ * The request is one SOCK_SEQPACKET message, "FBCLI1\0" cwd\0 argc\0 argv...\0 envc\0
  * env...\0, carrying our fds 0-2 (SCM_RIGHTS): the container gets our terminal or pipes
- * themselves. Replies: "F" (run the Python CLI instead; the engine has done nothing) or
- * "X<code>" (the container's exit code, or Docker's 125/126/127; the engine has already
- * written any error to our stderr). Signals we get go to the container as "K<signo>",
- * as `fastbox run` (and `docker run`) forward them. If we die, the engine kills the
- * container: a foreground container belongs to the command that started it. */
+ * themselves. Replies: "F" (run the Python CLI instead; the engine has done nothing),
+ * "X<code>" (the command's exit code: a container's own, or Docker's 125/126/127; the
+ * engine has already written any error to our stderr), or "S<signo>" (the command died
+ * of that signal: so do we). Signals we get go to the command as "K<signo>", as
+ * `fastbox run` (and `docker run`) forward them to the container; ones we were told to
+ * ignore (nohup) stay ignored. If we die, the engine kills the container, or the command
+ * that runs for us. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -76,7 +78,7 @@ static char *put(char *p, const char *s)
 static char *request(int argc, char **argv, size_t *len)
 {
     char cwd[PATH_MAX], num[24];
-    size_t size = sizeof "FBRUN1" + 2 * sizeof num + sizeof cwd;
+    size_t size = sizeof "FBCLI1" + 2 * sizeof num + sizeof cwd;
     int envc = 0;
     if (!getcwd(cwd, sizeof cwd))
         cwd[0] = '\0'; /* a deleted cwd: relative --env-file paths will fail */
@@ -87,7 +89,7 @@ static char *request(int argc, char **argv, size_t *len)
     char *buf = malloc(size), *p = buf;
     if (!buf)
         return NULL;
-    p = put(p, "FBRUN1");
+    p = put(p, "FBCLI1");
     p = put(p, cwd);
     snprintf(num, sizeof num, "%d", argc);
     p = put(p, num);
@@ -140,8 +142,23 @@ static void forward_signals(void)
 {
     struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < NFORWARDED; i++)
+    for (size_t i = 0; i < NFORWARDED; i++) {
         sigaction(forwarded[i], &sa, &saved[i]);
+        if (saved[i].sa_handler == SIG_IGN)
+            sigaction(forwarded[i], &saved[i], NULL);
+    }
+}
+
+/* The command died of sig: the shell must see us die of it too. */
+static void die_of(int sig)
+{
+    sigset_t set;
+    signal(sig, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    exit(128 + sig);
 }
 
 /* The Python CLI must inherit what we were given (say, SIGHUP ignored under nohup). */
@@ -170,6 +187,8 @@ static void await_reply(void)
             return;
         if (reply[0] == 'X')
             exit(atoi(reply + 1));
+        if (reply[0] == 'S')
+            die_of(atoi(reply + 1));
     }
 }
 
@@ -185,7 +204,7 @@ static void open_stdio(void)
 int main(int argc, char **argv)
 {
     open_stdio();
-    if (argc < 2 || strcmp(argv[1], "run") != 0 || (engine = connect_engine()) < 0)
+    if (argc < 2 || strcmp(argv[1], "engine") == 0 || (engine = connect_engine()) < 0)
         run_python_cli(argv);
     /* Handlers go in with the signals blocked until the request is out, so a "K" can
      * never reach the engine before the request it belongs to. */

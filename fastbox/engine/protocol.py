@@ -1,17 +1,18 @@
 """What the C client (csrc/client/fb_client.c) and the engine say to each other, over a
 SOCK_SEQPACKET unix socket, one message per read.
 
-client -> engine: "FBRUN1\\0" cwd\\0 argc\\0 argv...\\0 envc\\0 env...\\0, with its fds 0-2
+client -> engine: "FBCLI1\\0" cwd\\0 argc\\0 argv...\\0 envc\\0 env...\\0, with its fds 0-2
                   (SCM_RIGHTS); then "K<signo>" for each signal it gets.
-engine -> client: "F": run the Python CLI instead (nothing has been done), or
-                  "X<code>": exit with code (any error is already on the client's stderr).
+engine -> client: "F": run the Python CLI instead (nothing has been done),
+                  "X<code>": exit with code (any error is already on the client's stderr),
+                  or "S<signo>": the command died of that signal; so does the client.
 """
 import array
 import os
 import socket
 import struct
 
-MAGIC = b"FBRUN1"
+MAGIC = b"FBCLI1"
 MAX_REQUEST = 1 << 20  # argv + environment; the kernel's own limit is lower
 FALLBACK = b"F"
 
@@ -21,8 +22,9 @@ class ProtocolError(Exception):
 
 
 class ClientRequest:
-    """One `fastbox run` from a client: its arguments after `run`, environment, working
-    directory, its stdio fds (owned by this object until close()) and its pid."""
+    """One command from a client: its arguments after `fastbox` (the command first),
+    environment, working directory, its stdio fds (owned by this object until close())
+    and its pid."""
 
     __slots__ = ("args", "environ", "cwd", "fds", "pid", "uid")
 
@@ -56,7 +58,7 @@ def receive(conn):
         if len(fds) != 3 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             raise ProtocolError("a request without exactly three fds")
         request.cwd, argv, request.environ = _decode(data)
-        request.args = argv[2:]  # after "fastbox run"
+        request.args = argv[1:]
     except BaseException:
         request.close()
         raise
@@ -66,7 +68,7 @@ def receive(conn):
 def _decode(data):
     fields = data.split(b"\0")
     if len(fields) < 5 or fields[0] != MAGIC or fields[-1] != b"":
-        raise ProtocolError("not a fastbox run request")
+        raise ProtocolError("not a fastbox request")
     try:
         argc = int(fields[2])
         envc = int(fields[3 + argc])
@@ -84,6 +86,10 @@ def _decode(data):
 
 def exit_reply(code):
     return b"X%d" % code
+
+
+def signal_reply(signo):
+    return b"S%d" % signo
 
 
 def signal_of(message):

@@ -1,11 +1,13 @@
-"""The engine: a long-lived process that runs `fastbox run` for the C client, so that a
-run from the shell costs a small C program and a warm `fastbox.run` instead of a Python
-start (~15 ms on a small VM). Like dockerd, it runs each container as its child; unlike
-dockerd, it serves only callers that could have run the container themselves, in the
-same way: root, with its capabilities, in its namespaces and root directory, with the
-same FASTBOX_* settings. Anyone else is told to fall back to the Python CLI.
+"""The engine: a long-lived process that runs commands for the C client, so that a
+command from the shell costs a small C program and warm Python instead of a Python start
+(~15 ms on a small VM, and tens more to import typer). `fastbox run` (without -t) runs
+in a thread of ours: like dockerd, we run the container as our child. Any other command
+runs in a worker forked from a warm fork server (forkserver.py). We serve only callers
+that could have run the command themselves, in the same way: root, with its
+capabilities, in its namespaces and root directory, with the same FASTBOX_* settings.
+Anyone else is told to fall back to the Python CLI.
 
-One thread polls the socket (new clients, their signals, their hang-ups); each request
+One thread polls the socket (new clients, their signals, their hang-ups); each run
 runs in its own thread. If a client dies, its container is killed.
 """
 import os
@@ -20,7 +22,7 @@ import traceback
 
 from fastbox import config
 from fastbox.cli import run_command
-from fastbox.engine import protocol
+from fastbox.engine import forkserver, protocol
 from fastbox.errors import FastboxError, EngineError
 from fastbox.runtime import spare, stdio
 
@@ -133,22 +135,38 @@ def _read(name, dir_fd):
         os.close(fd)
 
 
+def _served_in_thread(args):
+    """`run` without a terminal: a run with -t needs its terminal relayed by a process
+    of its own, as does every other command."""
+    if args[0] != "run":
+        return False
+    try:
+        return not run_command.Request(args[1:]).tty
+    except FastboxError:  # the thread reports it, as the CLI would
+        return True
+
+
+def _cwd_of(pid):
+    return os.open(f"/proc/{pid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def fastbox_settings(environ):
     return {k: v for k, v in environ.items() if k.startswith("FASTBOX_")}
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, forks):
         self.context = Context(os.getpid())
         self.settings = fastbox_settings(os.environ)
+        self.forks = forks
         self.clients = {}  # fd -> Client, touched only by the poll thread
 
     # ------------------------------------------------------------ one request
 
     def serve(self, client):
-        """The request's thread: run it, answer with the exit code or a fallback."""
+        """The request's thread: run it, answer with the exit code."""
         try:
-            code = self.run(client)
+            code = self.run(client.request, client.started)
         except Exception:
             traceback.print_exc()
             run_command.write(client.request.fds[2],
@@ -156,25 +174,20 @@ class Server:
             code = 125
         client.answer(protocol.FALLBACK if code is None else protocol.exit_reply(code))
 
-    def run(self, client):
-        """The client's `fastbox run`, as the Python CLI would do it; None when the
-        client must run it itself (-t, or a caller unlike us)."""
-        req = client.request
-        if not self.same_caller(req):
-            return None
+    def run(self, req, on_start):
+        """The client's `fastbox run`, as the Python CLI would do it; None if the client
+        has gone."""
         try:
-            r = run_command.Request(req.args)
+            r = run_command.Request(req.args[1:])
         except FastboxError as e:
             return run_command.failed(e, req.fds[2])
-        if r.tty:
-            return None
         try:  # its own directory, even deleted (then nothing in it can be read)
-            cwd = os.open(f"/proc/{req.pid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            cwd = _cwd_of(req.pid)
         except OSError:  # the client is gone
             return None
         try:
             return run_command.execute(r, run_command.Caller(req.fds, req.environ, cwd,
-                                                             client.started))
+                                                             on_start))
         finally:
             os.close(cwd)
 
@@ -225,7 +238,7 @@ class Server:
                 self.drop(fd, poller)
                 client.conn.close()
                 return
-            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+            self.route(client, fd, poller)
             return
         try:
             message = client.conn.recv(16)
@@ -238,6 +251,36 @@ class Server:
         sig = protocol.signal_of(message)
         if sig is not None and 0 < sig < signal.NSIG:
             client.signal(sig)
+
+    def route(self, client, fd, poller):
+        """A plain `fastbox run` runs in a thread of ours; any other command in a worker
+        forked for it; a caller unlike us runs the Python CLI itself."""
+        req = client.request
+        if not self.same_caller(req):
+            client.answer(protocol.FALLBACK)
+        elif _served_in_thread(req.args):
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+        else:
+            self.hand_off(client, fd, poller)
+
+    def hand_off(self, client, fd, poller):
+        """The worker gets the connection: we forget it, and close our copies."""
+        try:
+            cwd = _cwd_of(client.request.pid)
+        except OSError:  # the client is gone
+            client.answer(protocol.FALLBACK)
+            return
+        try:
+            self.forks.hand_off(client.conn, client.request, cwd)
+        except OSError as e:
+            print(f"fastbox engine: fork server: {e}", file=sys.stderr)
+            client.answer(protocol.FALLBACK)
+            return
+        finally:
+            os.close(cwd)
+        self.drop(fd, poller)
+        client.request.close()
+        client.conn.close()
 
     def drop(self, fd, poller):
         """Forget a connection, before it is closed (closing would reuse the fd)."""
@@ -279,8 +322,9 @@ def serve_forever(ready_fd=-1):
     run = config.run_dir()
     os.makedirs(run, mode=0o700, exist_ok=True)
     lock = _lock(os.path.join(run, "engine.lock"))
+    forks = forkserver.ForkServer()  # first: before any thread or spare namespace
     _warm_up()
-    server = Server()
+    server = Server(forks)
     path = socket_path()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wakeup_w)
@@ -302,6 +346,7 @@ def serve_forever(ready_fd=-1):
         server.decline_waiting(listener)
         listener.close()
         server.stop_containers()
+        forks.stop()
         os.unlink(pidfile)
         os.close(lock)
     return 0

@@ -13,7 +13,7 @@ from fastbox.errors import SpecError
 
 def request_bytes(argv, environ, cwd="/work", argc=None, envc=None):
     """A request as csrc/client/fb_client.c builds it."""
-    fields = [b"FBRUN1", cwd.encode(), str(len(argv) if argc is None else argc).encode()]
+    fields = [b"FBCLI1", cwd.encode(), str(len(argv) if argc is None else argc).encode()]
     fields += [a.encode() for a in argv]
     fields.append(str(len(environ) if envc is None else envc).encode())
     fields += [e.encode() for e in environ]
@@ -48,7 +48,7 @@ def test_a_request_arrives_whole_with_its_fds(pair):
     send(client, request_bytes(argv, env))
     req = protocol.receive(engine)
     try:
-        assert req.args == ["--rm", "busybox", "echo", "", "a b"]  # empty argument kept
+        assert req.args == ["run", "--rm", "busybox", "echo", "", "a b"]  # empty argument kept
         assert req.environ == {"FASTBOX_ROOT": "/x", "EMPTY": "", "EQ": "a=b"}
         assert req.cwd == "/work"
         assert (req.pid, req.uid) == (os.getpid(), os.geteuid())
