@@ -44,14 +44,15 @@ def parse(args):
             break
         if not arg.startswith("-") or arg == "-":
             break
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+        name, eq, value = arg.partition("=") if arg.startswith("--") else _short(arg)
         if name not in _BY_NAME:
             raise SpecError(f"unknown flag: {name}\nSee 'fastbox run --help'.")
         dest, kind = _BY_NAME[name]
         if kind == "flag":
-            if value and not eq:
-                raise SpecError(f"flag {name} takes no value")
             opts[dest] = value.lower() not in ("false", "0") if eq else True
+            if value and not eq:  # -it, -dit: short flags run together, as Docker takes them
+                args = [*args[:i], "-" + value, *args[i + 1:]]
+                continue
         else:
             if not eq and not value:
                 i += 1
@@ -66,6 +67,14 @@ def parse(args):
     image = args[i] if i < len(args) else None
     command = list(args[i + 1:]) if image is not None and len(args) > i + 1 else None
     return opts, image, command
+
+
+def _short(arg):
+    """-xVALUE, -x=VALUE, or -xyz (short flags together): (name, "=" or "", the rest)."""
+    rest = arg[2:]
+    if rest.startswith("="):
+        return arg[:2], "=", rest[1:]
+    return arg[:2], "", rest
 
 
 def help_text():

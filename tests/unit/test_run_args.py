@@ -148,10 +148,24 @@ def test_value_may_look_like_a_flag():
     assert opts["env"] == ["--rm"] and opts["remove"] is False and image == "img"
 
 
-def test_flag_given_a_value_by_juxtaposition_is_refused():
+@pytest.mark.parametrize("args, interactive, tty, detach, env", [
+    (["-it", "img"], True, True, False, []),
+    (["-ti", "img"], True, True, False, []),
+    (["-dit", "img"], True, True, True, []),
+    (["-ie", "A=1", "img"], True, False, False, ["A=1"]),  # the last may take a value
+    (["-ieA=1", "img"], True, False, False, ["A=1"]),
+    (["-d=false", "-t", "img"], False, True, False, []),
+])
+def test_short_flags_run_together_as_docker_takes_them(args, interactive, tty, detach, env):
+    opts, image, _ = parse(args)
+    assert (opts["interactive"], opts["tty"], opts["detach"], opts["env"], image) == \
+        (interactive, tty, detach, env, "img")
+
+
+def test_an_unknown_letter_among_short_flags_is_named():
     with pytest.raises(SpecError) as e:
         parse(["-ix", "img"])
-    assert "-i" in str(e.value)
+    assert "unknown flag: -x" in str(e.value)
 
 
 def test_single_dash_is_an_image_name():
