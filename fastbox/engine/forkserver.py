@@ -28,6 +28,11 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
              signal.SIGUSR2, signal.SIGWINCH)
 NFDS = 6  # the client's connection, its stdio, its cwd, the request's payload
 HANG_UP_GRACE = 10.0
+# What typer reads once, at import (typer/core.py, typer/main.py, typer/rich_utils.py).
+READ_AT_IMPORT = frozenset(("TYPER_USE_RICH", "TYPER_STANDARD_TRACEBACK",
+                            "_TYPER_STANDARD_TRACEBACK", "TERMINAL_WIDTH",
+                            "_TYPER_FORCE_DISABLE_TERMINAL", "GITHUB_ACTIONS", "FORCE_COLOR",
+                            "PY_COLORS"))
 
 
 class ForkServer:
@@ -59,7 +64,7 @@ class ForkServer:
         try:
             # The environment can exceed what one socket message may carry: a memfd.
             with os.fdopen(os.dup(payload), "wb") as f:
-                pickle.dump((request.args, request.environ, _umask(request.pid)), f)
+                pickle.dump((request.args, request.environ, *_process_state(request.pid)), f)
             fds = array.array("i", [conn.fileno(), *request.fds, cwd, payload])
             self.sock.sendmsg([b"W"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         finally:
@@ -70,12 +75,28 @@ class ForkServer:
         os.waitpid(self.pid, 0)
 
 
-def _umask(pid):
+def _process_state(pid):
+    """The client's umask, and the signals it ignores (a `nohup`, a shell's `trap ""`):
+    what a Python CLI it started would have inherited."""
+    umask, ignored = 0o022, 0
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:
             if line.startswith(b"Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+                umask = int(line.split()[1], 8)
+            elif line.startswith(b"SigIgn:"):
+                ignored = int(line.split()[1], 16)
+    return umask, [sig for sig in range(1, signal.NSIG) if ignored >> (sig - 1) & 1]
+
+
+def same_start(environ):
+    """Whether a client's environment agrees with ours on what Python and typer read
+    only when they start or are imported: a worker, forked from our warm process,
+    could not follow the client's values (TERMINAL_WIDTH, TYPER_USE_RICH, PYTHON*...)."""
+    return _start_variables(environ) == _start_variables(os.environ)
+
+
+def _start_variables(environ):
+    return {k: v for k, v in environ.items() if k in READ_AT_IMPORT or k.startswith("PYTHON")}
 
 
 # ---------------------------------------------------------------- the server process
@@ -171,7 +192,7 @@ def _work(conn, stdio, cwd, payload):
     os.setpgid(0, 0)  # a ^C meant for an engine run in a terminal is not for us
     os.lseek(payload, 0, os.SEEK_SET)  # the engine wrote through this same file
     with os.fdopen(payload, "rb") as f:
-        args, environ, umask = pickle.load(f)
+        args, environ, umask, ignored = pickle.load(f)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)  # inheritable, as a process's stdio is
         os.close(fd)
@@ -181,16 +202,23 @@ def _work(conn, stdio, cwd, payload):
     os.environ.clear()
     os.environ.update(environ)
     sys.argv = ["fastbox", *args]
-    _reset_signals()
+    _reset_signals(ignored)
     _open_stdio()
     threading.Thread(target=_relay_signals, args=(conn,), daemon=True).start()
     return entry.command(args)
 
 
-def _reset_signals():
+def _reset_signals(ignored):
+    """Python's own start: SIGINT raises KeyboardInterrupt, others take their default,
+    but what the client ignores stays ignored (Python keeps an inherited SIG_IGN)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in FORWARDED[1:]:
         signal.signal(sig, signal.SIG_DFL)
+    for sig in ignored:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):  # SIGKILL, SIGSTOP, or one Python will not set
+            pass
 
 
 def _open_stdio():

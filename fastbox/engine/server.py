@@ -260,8 +260,10 @@ class Server:
             client.answer(protocol.FALLBACK)
         elif _served_in_thread(req.args):
             threading.Thread(target=self.serve, args=(client,), daemon=True).start()
-        else:
+        elif forkserver.same_start(req.environ):
             self.hand_off(client, fd, poller)
+        else:
+            client.answer(protocol.FALLBACK)
 
     def hand_off(self, client, fd, poller):
         """The worker gets the connection: we forget it, and close our copies."""

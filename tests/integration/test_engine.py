@@ -12,6 +12,7 @@ import array
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -398,7 +399,9 @@ def test_served_container_gets_only_the_clients_fds(engine, served):
 @pytest.mark.parametrize("fd", [0, 1, 2])
 def test_closed_stdio_fd_goes_as_dev_null(engine, served, fd):
     """The client sends /dev/null for a closed fd 0, 1 or 2 (never its engine connection).
-    Read from the host: a shell in the container may move its own fds about."""
+    Read from the host, in the shell's `sleep`: the shell itself moves its fds about while
+    it redirects its `echo` (caught mid-way when the fork server, warming up right after
+    `engine start`, takes a CPU); its child has them as the shell was given them."""
     out = 2 if fd == 1 else 1
     p = subprocess.Popen(["sh", "-c", f'exec {fd}<&-; exec "$@"', "sh", served, "run", "--rm",
                           "-i", PROBE, "sh", "-c",
@@ -406,9 +409,12 @@ def test_closed_stdio_fd_goes_as_dev_null(engine, served, fd):
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert (p.stderr if out == 2 else p.stdout).readline() == b"ready\n"
-        pids = container_pids()
-        [init] = [pid for pid in pids if ancestors(pid)[0] not in pids]
-        link = os.readlink(f"/proc/{init}/fd/{fd}")
+        def the_sleep():
+            pids = container_pids()
+            [init] = [pid for pid in pids if ancestors(pid)[0] not in pids]
+            return [pid for pid in pids if ancestors(pid)[0] == init]
+        [sleep] = eventually(the_sleep, what="the container's sleep")
+        link = os.readlink(f"/proc/{sleep}/fd/{fd}")
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -488,7 +494,9 @@ def test_engine_serves_without_falling_back(engine, watched):
     assert (r.returncode, r.stdout, r.stderr) == (0, "hi\n", "")
     assert watched.fallbacks() == []
     assert run_cli("ps", "-a", binary=watched.binary).returncode == 0
-    assert watched.fallbacks() == ["ps -a"]  # any other command: the Python CLI
+    assert watched.fallbacks() == []  # any other command: served too (by a worker)
+    assert run_cli("engine", "status", binary=watched.binary).returncode == 0
+    assert watched.fallbacks() == ["engine status"]  # but never `fastbox engine ...`
 
 
 def test_other_fastbox_root_falls_back(engine, watched, fb_env, tmp_path):
@@ -565,10 +573,34 @@ def test_client_in_its_own_uts_namespace_is_served(engine, watched):
     assert watched.fallbacks() == []
 
 
-def test_tty_falls_back(engine, watched):
-    t = run_cli("run", "--rm", "-t", PROBE, "echo", "hi", binary=watched.binary)
-    assert (t.returncode, t.stdout.rstrip("\r\n")) == (0, "hi"), t.stderr
-    assert len(watched.fallbacks()) == 1
+def test_tty_is_served(engine, watched):
+    """`run -t` is served too (by a worker of the engine's fork server, which relays the
+    terminal): on a terminal, the container gets one, and nothing falls back."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        with running([watched.binary, "run", "--rm", "-t", PROBE, "sh", "-c",
+                      "test -t 0 && test -t 1 && echo tty-ok"],
+                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True) as p:
+            os.close(slave)
+            slave = -1
+            out = b""
+            while True:  # until EIO: nobody holds the terminal any more
+                assert select.select([master], [], [], 30)[0], out
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+            assert p.wait(timeout=30) == 0, out
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert out.replace(b"\r", b"") == b"tty-ok\n", out  # our terminal (cooked) adds a \r
+    assert watched.fallbacks() == []
 
 
 def test_detached_through_the_engine_outlives_it(engine, served):
@@ -670,8 +702,11 @@ def test_status_start_twice_stop_twice(engine_ctl, probe):
     r = engine_ctl.status()
     assert r.returncode == 0 and f"(pid {pid})" in r.stdout, r.stdout
     assert engine_ctl.start() == ("already running", pid)
-    engines = [p for p in os.listdir("/proc") if p.isdigit() and _is_engine(int(p))]
-    assert engines == [str(pid)]
+    found = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_engine(int(p))]
+    # The engine's fork server has its command line and environment: it is its child.
+    engines = [p for p in found if ancestors(p)[0] not in found]
+    assert engines == [pid]
+    assert all(ancestors(p)[0] == pid for p in found if p != pid), found
     assert os.path.exists(engine_ctl.sock)
     with open(engine_ctl.pidfile) as f:
         assert int(f.read().split()[0]) == pid
@@ -733,7 +768,7 @@ def test_stop_terminates_running_containers(engine, served):
 def _request(args, cwd="/"):
     """A request as the C client builds it, with this process's environment."""
     env = [f"{k}={v}" for k, v in os.environ.items()]
-    fields = ["FBRUN1", cwd, str(len(args)), *args, str(len(env)), *env]
+    fields = ["FBCLI1", cwd, str(len(args)), *args, str(len(env)), *env]
     return b"".join(f.encode() + b"\0" for f in fields)
 
 
@@ -837,13 +872,17 @@ def test_malformed_requests_do_not_hurt_the_engine(engine, served):
         bad = [
             (b"garbage", ()),
             (b"\0" * 100, (null, null, null)),
-            (b"FBRUN1\0/\0" + b"3\0fastbox\0run\0" + PROBE.encode() + b"\0" + envc + b"\0"
+            (b"FBCLI1\0/\0" + b"3\0fastbox\0run\0" + PROBE.encode() + b"\0" + envc + b"\0"
              + good_env, ()),  # a good request, but no fds
-            (b"FBRUN1\0/\0" + b"3\0fastbox\0run\0" + PROBE.encode() + b"\0" + envc + b"\0"
+            (b"FBCLI1\0/\0" + b"3\0fastbox\0run\0" + PROBE.encode() + b"\0" + envc + b"\0"
              + good_env, (null,)),  # one fd
-            (b"FBRUN1\0/\0999\0fastbox\0run\0" + envc + b"\0" + good_env, (null, null, null)),
-            (b"FBRUN1\0/\0x\0y\0", (null, null, null)),
-            (b"FBRUN1\0/\0-5\0\0\0", (null, null, null)),
+            (b"FBCLI1\0/\0999\0fastbox\0run\0" + envc + b"\0" + good_env, (null, null, null)),
+            (b"FBCLI1\0/\0x\0y\0", (null, null, null)),
+            (b"FBCLI1\0/\0-5\0\0\0", (null, null, null)),
+            (b"FBRUN1\0/\0" + b"3\0fastbox\0run\0" + PROBE.encode() + b"\0" + envc + b"\0"
+             + good_env, (null, null, null)),  # the old protocol's magic
+            (b"FBCLI1\0/\0" + b"1\0fastbox\0" + envc + b"\0" + good_env,
+             (null, null, null)),  # no command
             (b"K15", ()),
             (b"X0", (null, null, null)),
         ]
