@@ -44,7 +44,7 @@ cdef class _Arena:
     cdef const char *s(self, obj) except? NULL:
         if obj is None:
             return NULL
-        cdef bytes b = obj if isinstance(obj, bytes) else (<str>obj).encode()
+        cdef bytes b = obj if isinstance(obj, bytes) else (<str>obj).encode("utf-8", "surrogateescape")
         self.keep.append(b)
         return b
 

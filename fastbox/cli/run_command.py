@@ -55,8 +55,9 @@ def main(args):
         spare.make_early()
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
-        try:
-            return tty_session.run(req.image, req.command, req.interactive, req.opts)
+        try:  # its signals go to the container too: a SIGTERM must not orphan it
+            return tty_session.run(req.image, req.command, req.interactive, req.opts,
+                                   _forward_signals())
         except FastboxError as e:
             return failed(e, 2)
     foreground = not (req.detach or req.help)

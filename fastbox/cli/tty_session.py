@@ -7,10 +7,10 @@ import signal
 import sys
 
 
-def run(image, command, interactive, opts):
+def run(image, command, interactive, opts, on_start=None):
     from fastbox import api
     with _Relay(interactive) as relay:
-        result = api.run(image, command, stdout=1, stderr=2, tty=True,
+        result = api.run(image, command, stdout=1, stderr=2, tty=True, on_start=on_start,
                          on_terminal=relay.start, **opts)
     return result.exit_code
 

@@ -57,6 +57,13 @@ class ForkServer:
         theirs.close()
         self.pid, self.sock = pid, ours
 
+    def wait_ready(self):
+        """Until the server has warmed up (~0.3 s of a CPU here), so that the engine is
+        ready only when a first command is as fast as the next."""
+        if self.sock.recv(1) != b"R":
+            print("fastbox engine: the fork server died while warming up: commands other "
+                  "than run will use the Python CLI", file=sys.stderr)
+
     def hand_off(self, conn, request, cwd):
         """Gives the client to a new worker (OSError if the server is gone). The caller
         keeps and closes its own copies of conn, the request's fds and cwd."""
@@ -108,6 +115,7 @@ def _serve(sock):
     for sig in (signal.SIGINT, signal.SIGHUP):  # a terminal's ^C is for the engine
         signal.signal(sig, signal.SIG_IGN)
     _warm_up()
+    sock.send(b"R")
     while True:
         try:
             _, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(NFDS * 4),
@@ -232,10 +240,27 @@ def _open_stdio():
                       closefd=False)
 
 
+def _kill_children():
+    me = os.getpid()
+    for task in os.listdir(f"/proc/{me}/task"):
+        try:
+            with open(f"/proc/{me}/task/{task}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _relay_signals(conn):
-    """The client's signals, as if sent to us. Its hang-up (it died) is a ^C: the command
-    stops as the CLI does on one (a foreground container is killed and removed), and is
-    killed if it has not within HANG_UP_GRACE seconds."""
+    """The client's signals, as if sent to us. Its hang-up (it died) takes down what it
+    started through us, as a served run's container goes with its client: our children
+    (a foreground container, an exec'd process) are killed, the command gets a ^C to
+    unwind (a container's teardown), and we are killed if it has not within
+    HANG_UP_GRACE seconds."""
     main = threading.main_thread().ident
     while True:
         try:
@@ -245,6 +270,7 @@ def _relay_signals(conn):
         except OSError:
             message = b""
         if not message:
+            _kill_children()
             signal.pthread_kill(main, signal.SIGINT)
             time.sleep(HANG_UP_GRACE)
             os.kill(os.getpid(), signal.SIGKILL)

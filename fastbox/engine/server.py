@@ -326,6 +326,7 @@ def serve_forever(ready_fd=-1):
     lock = _lock(os.path.join(run, "engine.lock"))
     forks = forkserver.ForkServer()  # first: before any thread or spare namespace
     _warm_up()
+    forks.wait_ready()
     server = Server(forks)
     path = socket_path()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

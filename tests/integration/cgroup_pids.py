@@ -12,3 +12,11 @@ def pids_in(dirs):
         except OSError:
             pass
     return pids
+
+
+def container_cgroups():
+    """Every container cgroup below this session's parent, in every hierarchy."""
+    import glob
+    parent = os.environ["FASTBOX_CGROUP_PARENT"]
+    return sorted(glob.glob(f"/sys/fs/cgroup/*/{parent}/*/")
+                  + glob.glob(f"/sys/fs/cgroup/{parent}/*/"))

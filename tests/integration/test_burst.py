@@ -9,17 +9,12 @@ import threading
 import time
 
 import pytest
+from cgroup_pids import container_cgroups
 
 import fastbox
 from fastbox.errors import CommandNotFound, SpecError
 
 LIMITS = {"memory": "256m", "cpus": 1, "pids_limit": 1024}
-
-
-def container_cgroups():
-    """Container cgroups under this session's parent, in every hierarchy."""
-    parent = os.environ["FASTBOX_CGROUP_PARENT"]
-    return sorted(glob.glob(f"/sys/fs/cgroup/*/{parent}/*/") + glob.glob(f"/sys/fs/cgroup/{parent}/*/"))
 
 
 def thread_netns():

@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import pytest
+from cgroup_pids import container_cgroups
+from waiting import eventually
 
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 
@@ -26,6 +28,39 @@ def test_run_with_defaults(busybox):
     """`fastbox run IMAGE CMD`, no options at all: the first thing anyone types."""
     r = run_cli("run", "--rm", "busybox", "echo", "hi")
     assert (r.returncode, r.stdout, r.stderr) == (0, "hi\n", "")
+
+
+def test_tty_run_forwards_signals_to_its_container(busybox):
+    """`run -t` forwards the signals it gets, as `run` does: a SIGTERM reaches the
+    container (whose trap ends it), never orphaning it with its cgroups."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([FASTBOX, "run", "-t", "--rm", "busybox", "sh", "-c",
+                          'trap "exit 5" TERM; echo ready; sleep 300 & wait'],
+                         stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        seen = b""
+        while b"ready" not in seen:
+            seen += os.read(master, 1024)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 5
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    eventually(lambda: not container_cgroups(), what="the container's cgroups to go")
+
+
+def test_env_bytes_that_are_not_utf8_reach_the_container(busybox):
+    """Linux environments are bytes: `-e KEY` of a value that is not UTF-8, and `-e K=V`
+    of one given in argv, arrive unchanged (they crashed the core's encoder once)."""
+    env = {**os.environb, b"RAW": b"\xff\xfe-raw"}
+    r = subprocess.run([FASTBOX, "run", "--rm", "-e", "RAW", "-e", b"ARG=\xfe\xff-arg",
+                        "busybox", "sh", "-c", 'printf "%s|%s" "$RAW" "$ARG"'],
+                       env=env, capture_output=True, stdin=subprocess.DEVNULL)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"\xff\xfe-raw|\xfe\xff-arg", b"")
 
 
 @pytest.mark.parametrize("network", [[], ["--network", "none"], ["--network", "host"]])

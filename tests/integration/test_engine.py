@@ -612,10 +612,12 @@ def test_detached_through_the_engine_outlives_it(engine, served):
     assert r.returncode == 0, r.stderr
     assert re.fullmatch(r"[0-9a-f]{64}\n", r.stdout), r.stdout
     try:
-        pids = eventually(container_pids, what="the detached container's processes")
-        assert all(engine.pid not in ancestors(pid) for pid in pids)
         logs = eventually(lambda: (lambda o: o if "fd 2" in o else "")(
             run_cli("logs", "bg").stdout), what="the container's output in its log")
+        # Once `/probe fds` is gone from the cgroup: only the shell, exec'd into sleep.
+        pids = eventually(lambda: (lambda p: p if len(p) == 1 else None)(container_pids()),
+                          what="the detached container's one process")
+        assert all(engine.pid not in ancestors(pid) for pid in pids)
         lines = logs.splitlines()
         assert lines[0] == "caller's"
         dirfd = int(lines[1].split()[1])
