@@ -1,7 +1,5 @@
 """`fastbox exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`: Docker's
 options up to the container, then the command verbatim."""
-import sys
-
 from fastbox.errors import FastboxError, SpecError
 
 USAGE = "Usage: fastbox exec [OPTIONS] CONTAINER COMMAND [ARG...]"
@@ -40,16 +38,40 @@ def parse(args):
 
 
 def main(args):
+    """Returns the process exit code: the program's own, or Docker's 125/126/127."""
+    from fastbox.cli import run_command
     try:
         opts, ref, command = parse(args)
-        from fastbox import containers
-        c = containers.get(ref)
-        if opts["tty"]:
-            from fastbox.cli import tty_session
-            return tty_session.exec_(c, command, opts)
-        stdin = 0 if opts["interactive"] else None
-        return c.exec_run(command, env=opts["env"], workdir=opts["workdir"], user=opts["user"],
-                          capture_output=False, stdin=stdin, stdout=1, stderr=2).exit_code
     except FastboxError as e:
-        print(f"fastbox: {e}", file=sys.stderr)
-        return e.exit_code
+        return run_command.failed(e, 2)
+    if opts["tty"]:
+        from fastbox.cli import tty_session
+        try:
+            return tty_session.exec_(_container(ref), command, opts)
+        except FastboxError as e:
+            return run_command.failed(e, 2)
+    return execute(opts, ref, command,
+                   run_command.Caller(on_start=run_command.forward_signals()))
+
+
+def execute(opts, ref, command, caller):
+    """A parsed `fastbox exec` (not on a terminal) for caller (fastbox.cli.run_command
+    .Caller), by the Python CLI or the engine: `-e KEY` reads the caller's environment,
+    the signals the caller gets go to the program (on_start), as `run` does."""
+    from fastbox.cli import run_command
+    from fastbox.spec import parse_env
+    err = caller.fds[2]
+    try:
+        c = _container(ref)
+        env = parse_env(opts["env"], environ=caller.environ)
+        return c.exec_run(command, env=env, workdir=opts["workdir"], user=opts["user"],
+                          capture_output=False,
+                          stdin=caller.fds[0] if opts["interactive"] else None,
+                          stdout=caller.fds[1], stderr=err, on_start=caller.on_start).exit_code
+    except FastboxError as e:
+        return run_command.failed(e, err)
+
+
+def _container(ref):
+    from fastbox import containers
+    return containers.get(ref)

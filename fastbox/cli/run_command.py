@@ -57,11 +57,11 @@ def main(args):
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it
             return tty_session.run(req.image, req.command, req.interactive, req.opts,
-                                   _forward_signals())
+                                   forward_signals())
         except FastboxError as e:
             return failed(e, 2)
     foreground = not (req.detach or req.help)
-    return execute(req, Caller(on_start=_forward_signals() if foreground else None))
+    return execute(req, Caller(on_start=forward_signals() if foreground else None))
 
 
 def execute(req, caller):
@@ -101,7 +101,7 @@ def _as_caller(opts, caller):
     return opts
 
 
-def _forward_signals():
+def forward_signals():
     """Like `docker run`: the signals we get go to the container's process. Handlers go
     in before the start, so a signal arriving meanwhile is kept and delivered then.
     Returns the on_start that aims them."""

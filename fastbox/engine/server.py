@@ -1,14 +1,15 @@
 """The engine: a long-lived process that runs commands for the C client, so that a
 command from the shell costs a small C program and warm Python instead of a Python start
-(~15 ms on a small VM, and tens more to import typer). `fastbox run` (without -t) runs
-in a thread of ours: like dockerd, we run the container as our child. Any other command
-runs in a worker forked from a warm fork server (forkserver.py). We serve only callers
+(~15 ms on a small VM, and tens more to import typer). `fastbox run` and `fastbox exec`
+(without -t) run in a thread of ours: like dockerd, we run the container (or the exec'd
+process) as our child. Any other command runs in a worker forked from a warm fork server
+(forkserver.py), which costs a few milliseconds more. We serve only callers
 that could have run the command themselves, in the same way: root, with its
 capabilities, in its namespaces and root directory, with the same FASTBOX_* settings.
 Anyone else is told to fall back to the Python CLI.
 
-One thread polls the socket (new clients, their signals, their hang-ups); each run
-runs in its own thread. If a client dies, its container is killed.
+One thread polls the socket (new clients, their signals, their hang-ups); each run or
+exec runs in its own thread. If a client dies, its container (or process) is killed.
 """
 import os
 import resource
@@ -21,7 +22,7 @@ import time
 import traceback
 
 from fastbox import config
-from fastbox.cli import run_command
+from fastbox.cli import exec_command, run_command
 from fastbox.engine import forkserver, protocol
 from fastbox.errors import FastboxError, EngineError
 from fastbox.runtime import spare, stdio
@@ -136,14 +137,22 @@ def _read(name, dir_fd):
 
 
 def _served_in_thread(args):
-    """`run` without a terminal: a run with -t needs its terminal relayed by a process
-    of its own, as does every other command."""
-    if args[0] != "run":
+    """`run` and `exec` without a terminal (one needs its terminal relayed by a process
+    of its own), and nothing else: other commands run in a worker."""
+    if args[0] not in ("run", "exec"):
         return False
     try:
-        return not run_command.Request(args[1:]).tty
+        parsed = _parse(args)
     except FastboxError:  # the thread reports it, as the CLI would
         return True
+    return not (parsed.tty if args[0] == "run" else parsed[0]["tty"])
+
+
+def _parse(args):
+    """A run's Request, or an exec's (options, container, command)."""
+    if args[0] == "run":
+        return run_command.Request(args[1:])
+    return exec_command.parse(args[1:])
 
 
 def _cwd_of(pid):
@@ -175,19 +184,21 @@ class Server:
         client.answer(protocol.FALLBACK if code is None else protocol.exit_reply(code))
 
     def run(self, req, on_start):
-        """The client's `fastbox run`, as the Python CLI would do it; None if the client
-        has gone."""
+        """The client's `fastbox run` or `exec`, as the Python CLI would do it; None if
+        the client has gone."""
         try:
-            r = run_command.Request(req.args[1:])
+            parsed = _parse(req.args)
         except FastboxError as e:
             return run_command.failed(e, req.fds[2])
         try:  # its own directory, even deleted (then nothing in it can be read)
             cwd = _cwd_of(req.pid)
         except OSError:  # the client is gone
             return None
+        caller = run_command.Caller(req.fds, req.environ, cwd, on_start)
         try:
-            return run_command.execute(r, run_command.Caller(req.fds, req.environ, cwd,
-                                                             on_start))
+            if req.args[0] == "run":
+                return run_command.execute(parsed, caller)
+            return exec_command.execute(*parsed, caller)
         finally:
             os.close(cwd)
 
@@ -407,7 +418,7 @@ def _write_pidfile(path):
 
 def _warm_up():
     """Import and open now what a first run would: every run then starts warm."""
-    from fastbox.runtime import container, cgroup, rootfs  # noqa: F401
+    from fastbox.runtime import container, cgroup, rootfs, exec  # noqa: F401,A004
     from fastbox.images import lookup  # noqa: F401
     from fastbox import api, containers  # noqa: F401  (containers: -d)
     import datetime  # noqa: F401  (kept containers' timestamps)

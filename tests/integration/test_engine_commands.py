@@ -616,22 +616,37 @@ def test_signal_acts_on_the_worker_as_on_the_python_cli(engine, served, boxes, s
     assert results[0][0] == code, results[0]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
-def test_signal_during_exec_acts_as_on_the_python_cli(engine, served, boxes, sig):
-    """`exec` does not catch KeyboardInterrupt: the Python CLI dies of SIGINT (after
-    its traceback); so must the client."""
+def test_exec_runs_in_the_engine_not_a_worker(engine, served, boxes):
+    """`exec` without -t is served like `run`: the engine spawns the program itself (no
+    fork server, no worker in between), so it starts in a few milliseconds."""
     boxes.start("box", SLEEPER, ready="ready")
+    before = container_pids()
+    server = fork_server(engine.pid)
+    with following([served, "exec", "box", "sh", "-c", "echo ready; exec sleep 300"]) as (p, _):
+        [program] = eventually(lambda: list(container_pids() - before),
+                               what="the exec'd program")
+        assert engine.pid in ancestors(program) and server not in ancestors(program)
+        assert children(server) == []
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_signal_during_exec_reaches_the_program(engine, served, boxes, sig):
+    """`exec` forwards the signals it gets to the program, as `run` does: the program dies
+    of it and exec exits 128+signo, through the engine as through fastbox-py, and nothing
+    is left running in the container."""
+    boxes.start("box", SLEEPER, ready="ready")
+    before = len(container_pids())
     results = []
     for binary in (served, FASTBOX_PY):
-        # (the program it leaves behind must not hold our pipes open)
-        with following([binary, "exec", "box", "sh", "-c",
-                        "echo ready; exec sleep 300 >/dev/null 2>&1"]) as (p, out):
+        with following([binary, "exec", "box", "sh", "-c", "echo ready; exec sleep 300"]) \
+                as (p, out):
             p.send_signal(sig)
-            code, stdout, stderr = finish(p, out)
-        last = stderr.strip().splitlines()[-1:] if stderr.strip() else []
-        results.append((code, stdout, last))
+            results.append(finish(p, out))
+        eventually(lambda: len(container_pids()) == before, what="the exec'd program gone")
     assert results[0] == results[1]
-    assert results[0][0] == -sig
+    assert results[0][0] == 128 + sig, results[0]
 
 
 @pytest.mark.parametrize("ignored", [signal.SIGHUP, signal.SIGINT], ids=["HUP", "INT"])
