@@ -24,6 +24,7 @@ import tarfile
 import termios
 
 import pytest
+from pipe_lines import Lines
 from waiting import eventually
 
 from test_engine import (FASTBOX_PY, MISSING_PY, alive, ancestors, container_cgroups,  # noqa
@@ -149,25 +150,6 @@ def boxes(busybox):
 
 
 SLEEPER = "echo ready; exec sleep 300"
-
-
-class Lines:
-    """Lines from a pipe, read without buffering ahead of select()."""
-
-    def __init__(self, pipe):
-        self.fd, self.buf = pipe.fileno(), b""
-
-    def readline(self, timeout=30):
-        while b"\n" not in self.buf:
-            ready, _, _ = select.select([self.fd], [], [], timeout)
-            assert ready, f"no line within {timeout}s (have {self.buf!r})"
-            data = os.read(self.fd, 65536)
-            if not data:
-                rest, self.buf = self.buf, b""
-                return rest.decode()
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode() + "\n"
 
 
 @contextlib.contextmanager
