@@ -243,6 +243,10 @@ static int setup_console(struct fb_child *c)
     if (master < 0)
         return fb_fail(e, master, FB_PHASE_STDIO, "open", "/dev/ptmx");
     long r = FB_SYS3(SYS_ioctl, master, TIOCSPTLCK, &unlock);
+    /* The caller's size before the program runs: it may ask at once (`stty size`). */
+    struct winsize ws = {.ws_row = c->plan->console_rows, .ws_col = c->plan->console_cols};
+    if (r >= 0 && ws.ws_row && ws.ws_col)
+        r = FB_SYS3(SYS_ioctl, master, TIOCSWINSZ, &ws);
     long slave = r < 0 ? r : FB_SYS3(SYS_ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     for (int i = 0; slave >= 0 && i < 3 && r >= 0; i++)
         r = FB_SYS3(SYS_dup3, slave, i, 0);

@@ -100,6 +100,7 @@ struct fb_plan {
     int stdio[3]; /* fds put on 0,1,2 in the child, -1 to inherit */
     int console_fd; /* >= 0: make a terminal in the container's devpts, make it stdio and
                        the controlling tty, and send its master over this unix socket */
+    unsigned short console_rows, console_cols; /* its size from the start (0: unset) */
 
     /* exec into a running container: a pidfd of its init, and the namespaces to enter
      * (CLONE_NEW* without NEWPID: the child is cloned into its pid namespace). With it

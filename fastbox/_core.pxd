@@ -68,6 +68,8 @@ cdef extern from "fb_plan.h":
         int loopback_up
         int stdio[3]
         int console_fd
+        unsigned short console_rows
+        unsigned short console_cols
         int join_pidfd
         int join_ns_flags
         int join_netns_fd

@@ -132,6 +132,7 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     for i in range(3):
         c.stdio[i] = p.stdio[i]
     c.console_fd = getattr(p, "console_fd", -1)
+    c.console_rows, c.console_cols = getattr(p, "console_size", None) or (0, 0)
     c.join_pidfd = getattr(p, "join_pidfd", -1)
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)
     c.join_netns_fd = getattr(p, "join_netns_fd", -1)

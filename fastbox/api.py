@@ -61,7 +61,8 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     by default stdin is /dev/null and output is inherited (or captured when
     capture_output=True). on_start(pid) is called once the program has been exec'd.
     tty=True gives the program a terminal made in the container (its stdin, stdout,
-    stderr and controlling tty); on_terminal(master_fd) gets the master, closed when
+    stderr and controlling tty); tty=(rows, columns) gives it that size from the start
+    (else it starts at 0x0); on_terminal(master_fd) gets the master, closed when
     run() returns.
     Raises a FastboxError subclass when the container cannot start; the program's own
     failure is just its exit code. If anything interrupts the wait (an exception in

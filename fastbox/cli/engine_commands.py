@@ -1,10 +1,10 @@
-"""`fastbox engine start|stop|status|serve`: the warm engine that serves `fastbox run`
-for the C client."""
+"""`fastbox engine start|stop|status|serve`: the warm engine that serves the C client's
+commands."""
 import typer
 
 
 def register(app):
-    engine = typer.Typer(help="Run the warm engine that makes `fastbox run` fast.",
+    engine = typer.Typer(help="Run the warm engine that makes fastbox commands fast.",
                          no_args_is_help=True)
     for command in (start, stop, status, serve):
         engine.command()(command)

@@ -10,7 +10,7 @@ import sys
 def run(image, command, interactive, opts, on_start=None):
     from fastbox import api
     with _Relay(interactive) as relay:
-        result = api.run(image, command, stdout=1, stderr=2, tty=True, on_start=on_start,
+        result = api.run(image, command, stdout=1, stderr=2, tty=_size(), on_start=on_start,
                          on_terminal=relay.start, **opts)
     return result.exit_code
 
@@ -18,9 +18,21 @@ def run(image, command, interactive, opts, on_start=None):
 def exec_(c, command, opts):
     with _Relay(opts["interactive"]) as relay:
         result = c.exec_run(command, env=opts["env"], workdir=opts["workdir"],
-                            user=opts["user"], tty=True, capture_output=False,
+                            user=opts["user"], tty=_size(), capture_output=False,
                             on_terminal=relay.start)
     return result.exit_code
+
+
+def _size():
+    """Our terminal's (rows, columns), for the container's terminal to start with (a
+    program may ask at once); True (the kernel's 0x0) if we have none."""
+    if not os.isatty(0):
+        return True
+    import fcntl
+    import struct
+    import termios
+    rows, cols = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+    return (rows, cols) if rows and cols else True
 
 
 class _Relay:
@@ -44,9 +56,9 @@ class _Relay:
     def start(self, master):
         import threading
         self.master = os.dup(master)  # ours: the caller closes its copy when run() ends
-        self._copy_winsize()
-        if os.isatty(0):
+        if os.isatty(0):  # first: a resize after the copy below must not go unseen
             signal.signal(signal.SIGWINCH, lambda *_: self._copy_winsize())
+        self._copy_winsize()
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 

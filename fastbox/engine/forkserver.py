@@ -1,6 +1,7 @@
-"""The fork server: for the C client, every command but a plain `fastbox run` is run by a
-worker forked from a process that has already imported the whole Python CLI (typer alone
-costs tens of milliseconds to import). The worker becomes what `fastbox-py` would have
+"""The fork server: for the C client, every command the engine does not run in a thread
+of its own (`run` and `exec` without -t) is run by a worker forked from a process that
+has already imported the whole Python CLI (typer alone costs tens of milliseconds to
+import). The worker becomes what `fastbox-py` would have
 been: the client's stdio, working directory, environment, umask and signals, and its
 exit code goes back to the client.
 

@@ -264,8 +264,8 @@ class Server:
             client.signal(sig)
 
     def route(self, client, fd, poller):
-        """A plain `fastbox run` runs in a thread of ours; any other command in a worker
-        forked for it; a caller unlike us runs the Python CLI itself."""
+        """`run` and `exec` without -t run in a thread of ours; any other command in a
+        worker forked for it; a caller unlike us runs the Python CLI itself."""
         req = client.request
         if not self.same_caller(req):
             client.answer(protocol.FALLBACK)

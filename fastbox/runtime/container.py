@@ -41,10 +41,13 @@ class Console:
     """The socket over which the core hands back the master of a terminal it made in
     the container's own devpts (so the program's ttyname() resolves inside)."""
 
-    def __init__(self, plan):
+    def __init__(self, plan, tty=True):
+        """tty: True, or the terminal's (rows, columns) from the start."""
         import socket
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         plan.console_fd = self.theirs.fileno()
+        if isinstance(tty, tuple):
+            plan.console_size = tty
 
     def sent(self):
         self.theirs.close()
@@ -97,7 +100,7 @@ def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, net
 
 def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
     plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd)
-    console = Console(plan) if tty else None
+    console = Console(plan, tty) if tty else None
     try:
         pid, pidfd, times = _core.spawn(plan)
     except _core.CoreError as e:

@@ -24,7 +24,7 @@ def start(record, image, argv, env=(), workdir=None, user_spec=None, stdio=(-1, 
         base[k] = v
     plan = _plan(record, argv, base, workdir or spec.workdir or image.working_dir or "/",
                  ident, stdio, tty, pidfd)
-    console = container.Console(plan) if tty else None
+    console = container.Console(plan, tty) if tty else None
     try:
         pid, child_pidfd, times = _core.spawn(plan)
     except _core.CoreError as e:

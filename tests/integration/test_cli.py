@@ -53,6 +53,48 @@ def test_tty_run_forwards_signals_to_its_container(busybox):
     eventually(lambda: not container_cgroups(), what="the container's cgroups to go")
 
 
+def _on_a_terminal(argv, rows, cols):
+    """(exit code, all output) of argv run on a new pty of that size."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            try:
+                data = os.read(master, 1024)
+            except OSError:  # EIO: every holder of the slave is gone
+                break
+            if not data:
+                break
+            out += data
+        return p.wait(timeout=30), out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_tty_has_the_callers_size_from_the_start(busybox):
+    """A program that asks for its terminal's size at once gets the caller's, for run
+    and exec alike (the size was once copied only after the program had started)."""
+    from fastbox import containers
+    code, out = _on_a_terminal([FASTBOX, "run", "--rm", "-t", "busybox", "stty", "size"], 33, 111)
+    assert (code, out.split()) == (0, [b"33", b"111"]), out
+    c = containers.run("busybox", ["sleep", "300"])
+    try:
+        code, out = _on_a_terminal([FASTBOX, "exec", "-t", c.id, "stty", "size"], 21, 77)
+        assert (code, out.split()) == (0, [b"21", b"77"]), out
+    finally:
+        c.remove(force=True)
+
+
 def test_env_bytes_that_are_not_utf8_reach_the_container(busybox):
     """Linux environments are bytes: `-e KEY` of a value that is not UTF-8, and `-e K=V`
     of one given in argv, arrive unchanged (they crashed the core's encoder once)."""
