@@ -21,12 +21,11 @@ import time
 import traceback
 
 from fastbox.cli import entry
+# What the client forwards (csrc/client/fb_client.c), SIGINT first; the worker starts
+# with Python's own dispositions for them, as a fresh `fastbox-py` would.
+from fastbox.cli.run_command import FORWARDED
 from fastbox.engine import protocol
 
-# What the client forwards (csrc/client/fb_client.c); the worker starts with Python's own
-# dispositions for them, as a fresh `fastbox-py` would.
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH)
 NFDS = 6  # the client's connection, its stdio, its cwd, the request's payload
 HANG_UP_GRACE = 10.0
 # What typer reads once, at import (typer/core.py, typer/main.py, typer/rich_utils.py).

@@ -136,16 +136,17 @@ def _read(name, dir_fd):
         os.close(fd)
 
 
-def _served_in_thread(args):
-    """`run` and `exec` without a terminal (one needs its terminal relayed by a process
-    of its own), and nothing else: other commands run in a worker."""
+def _thread_work(args):
+    """What a thread of ours serves: `run` and `exec` without a terminal (one needs its
+    terminal relayed by a process of its own), as parsed (or the FastboxError parsing
+    raised, which the thread reports as the CLI would). None: a worker runs it."""
     if args[0] not in ("run", "exec"):
-        return False
+        return None
     try:
         parsed = _parse(args)
-    except FastboxError:  # the thread reports it, as the CLI would
-        return True
-    return not (parsed.tty if args[0] == "run" else parsed[0]["tty"])
+    except FastboxError as e:
+        return e
+    return None if (parsed.tty if args[0] == "run" else parsed[0]["tty"]) else parsed
 
 
 def _parse(args):
@@ -172,10 +173,10 @@ class Server:
 
     # ------------------------------------------------------------ one request
 
-    def serve(self, client):
+    def serve(self, client, parsed):
         """The request's thread: run it, answer with the exit code."""
         try:
-            code = self.run(client.request, client.started)
+            code = self.run(client.request, parsed, client.started)
         except Exception:
             traceback.print_exc()
             run_command.write(client.request.fds[2],
@@ -183,13 +184,11 @@ class Server:
             code = 125
         client.answer(protocol.FALLBACK if code is None else protocol.exit_reply(code))
 
-    def run(self, req, on_start):
-        """The client's `fastbox run` or `exec`, as the Python CLI would do it; None if
-        the client has gone."""
-        try:
-            parsed = _parse(req.args)
-        except FastboxError as e:
-            return run_command.failed(e, req.fds[2])
+    def run(self, req, parsed, on_start):
+        """The client's `fastbox run` or `exec` (parsed by _thread_work), as the Python
+        CLI would do it; None if the client has gone."""
+        if isinstance(parsed, FastboxError):
+            return run_command.failed(parsed, req.fds[2])
         try:  # its own directory, even deleted (then nothing in it can be read)
             cwd = _cwd_of(req.pid)
         except OSError:  # the client is gone
@@ -269,8 +268,10 @@ class Server:
         req = client.request
         if not self.same_caller(req):
             client.answer(protocol.FALLBACK)
-        elif _served_in_thread(req.args):
-            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+            return
+        work = _thread_work(req.args)
+        if work is not None:
+            threading.Thread(target=self.serve, args=(client, work), daemon=True).start()
         elif forkserver.same_start(req.environ):
             self.hand_off(client, fd, poller)
         else:
