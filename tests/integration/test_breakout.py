@@ -44,6 +44,7 @@ FASTBOX_PY = FASTBOX + "-py"
 EXEC_RACES = 200
 TTY_RACES = 50
 FDS = range(3, 65)
+CWD_ROUNDS = 2
 
 
 # ------------------------------------------------------------------ the attack image
@@ -212,13 +213,20 @@ def _breakout(result, caller_dir, fb_env):
 
 
 def _assert_no_breakout(results, caller_dir, fb_env, what):
+    """results: N -> the results of every round for N."""
     broke = {}
-    for n, result in results.items():
-        found = _breakout(result, caller_dir, fb_env)
+    for n, rounds in results.items():
+        found = [f for f in (_breakout(r, caller_dir, fb_env) for r in rounds) if f]
         if found:
-            broke[n] = found
+            broke[n] = found[0]
     assert not broke, (f"{what}: the host was visible for N = {sorted(broke)}; "
                        f"N={min(broke)}: {broke[min(broke)]}")
+
+
+def _rounds(start):
+    """{N: [start(N) for each round]}: the engine's own fd numbers shift when a background
+    task holds one at that moment, so every N is tried more than once."""
+    return {n: [start(n) for _ in range(CWD_ROUNDS)] for n in FDS}
 
 
 def _run(argv, cwd):
@@ -246,8 +254,11 @@ def test_image_workdir_on_a_leaked_fd_never_reaches_the_host(request, attack, se
     for n in FDS:
         ref = f"fastbox-test/attack-workdir-fd{n}:latest"
         attack.store.import_tar(attack.tarball, ref, changes={"WorkingDir": f"/proc/self/fd/{n}"})
-        results[n] = _run([_client(lane, served), "run", "--rm", ref, "/attack", "cwd"],
-                          caller_dir.path)
+        try:
+            results[n] = [_run([_client(lane, served), "run", "--rm", ref, "/attack", "cwd"],
+                               caller_dir.path) for _ in range(CWD_ROUNDS)]
+        finally:
+            attack.store.remove(ref)  # the session's store: other tests list its images
     _assert_no_breakout(results, caller_dir, fb_env, f"WORKDIR /proc/self/fd/N via {lane}")
 
 
@@ -257,8 +268,9 @@ def test_run_workdir_on_a_leaked_fd_never_reaches_the_host(request, attack, serv
     """`run -w /proc/self/fd/N`, N = 3..64."""
     if lane == "engine":
         request.getfixturevalue("engine")
-    results = {n: _run([_client(lane, served), "run", "--rm", "-w", f"/proc/self/fd/{n}",
-                        attack.image, "/attack", "cwd"], caller_dir.path) for n in FDS}
+    results = _rounds(lambda n: _run([_client(lane, served), "run", "--rm", "-w",
+                                      f"/proc/self/fd/{n}", attack.image, "/attack", "cwd"],
+                                     caller_dir.path))
     _assert_no_breakout(results, caller_dir, fb_env, f"run -w /proc/self/fd/N via {lane}")
 
 
@@ -273,8 +285,8 @@ def test_exec_workdir_symlink_to_a_leaked_fd_never_reaches_the_host(request, att
                                       "exec sleep 1000"])
     try:
         eventually(lambda: b"ready" in c.logs(), what="the symlinks")
-        results = {n: _run([_client(lane, served), "exec", "-w", f"/app{n}", c.id,
-                            "/attack", "cwd"], caller_dir.path) for n in FDS}
+        results = _rounds(lambda n: _run([_client(lane, served), "exec", "-w", f"/app{n}", c.id,
+                                          "/attack", "cwd"], caller_dir.path))
     finally:
         c.remove(force=True)
     _assert_no_breakout(results, caller_dir, fb_env, f"exec -w /app -> /proc/self/fd/N via {lane}")
@@ -372,7 +384,10 @@ def test_container_cannot_type_into_the_callers_shell(request, attack, served, l
     shell.command("true")
     shell.close()
     attempts = re.findall(r"(?:^|\$ )((?:tiocsti|tiocsctty) [^\r\n]*)", text, re.M)
-    assert not pwned.exists(), f"{lane}: the host shell ran a line a container typed: {attempts}"
+    with open("/proc/sys/dev/tty/legacy_tiocsti") as f:  # 0: TIOCSTI needs CAP_SYS_ADMIN
+        legacy = f.read().strip()
+    assert not pwned.exists(), (f"{lane}: the host shell ran a line a container typed "
+                                f"(dev.tty.legacy_tiocsti={legacy}): {attempts}")
     assert code == 1, (code, text)
 
 
@@ -416,6 +431,25 @@ def test_container_cannot_read_the_users_keystrokes(request, attack, served, lan
     stolen = secret.encode().hex()
     assert not any(stolen in line for line in lines), f"{lane}: it read {secret!r}: {lines}"
     assert lines == ["ttyread open ENXIO"], f"{lane}: {lines}"
+
+
+@pytest.mark.xfail(strict=True, reason="known hole, not closed by setsid: a foreground container "
+                   "without -t gets the caller's terminal itself as stdout, and a terminal that "
+                   "is not one's controlling terminal can be read (Docker gives it pipes)")
+@pytest.mark.parametrize("lane", ["python", "engine"])
+def test_container_cannot_read_the_users_keystrokes_from_its_stdout(request, attack, served,
+                                                                    lane, shell):
+    """The same theft through fd 1 instead of /dev/tty: it works through the engine too,
+    whose containers are in a session of their own already."""
+    if lane == "engine":
+        request.getfixturevalue("engine")
+    secret = f"#typed-{uuid.uuid4().hex[:12]}"
+    begun = shell.begin(f"{_client(lane, served)} run --rm {attack.image} sh -c "
+                        "'echo reading-$((1+1)); read x <&1; echo \"got-[$x]\"'")
+    shell.expect(r"reading-2", since=begun[1])
+    shell.type(secret + "\n")
+    _, text = shell.end(begun)
+    assert f"got-[{secret}]" not in text, f"{lane}: it read {secret!r} from its stdout"
 
 
 @pytest.mark.parametrize("lane", ["python", "engine"])
