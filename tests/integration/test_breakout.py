@@ -132,9 +132,8 @@ def _verdicts(c):
     eventually(lambda: b"watch done" in c.logs() or c.reload().status != "running",
                what="the watcher to stop")
     lines = c.logs().decode(errors="replace").splitlines()
-    return ([l for l in lines if l.startswith("VIOLATION")],
-            [l for l in lines if l.startswith("clean")],
-            [l for l in lines if l.startswith("missed")])
+    return tuple([line for line in lines if line.startswith(kind)]
+                 for kind in ("VIOLATION", "clean", "missed"))
 
 
 def _race(lane, c, served_binary, n):
