@@ -83,7 +83,7 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
     remove = spec.remove
     t_image = container.now()
     cid = container.new_id()
-    with Stdio(stdin, stdout, stderr, capture_output) as io:
+    with Stdio(stdin, stdout, stderr, capture_output, tty=tty) as io:
         record = _record(cid, spec, img) if not remove else None
         names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
         try:

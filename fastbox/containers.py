@@ -229,7 +229,7 @@ class Container:
         image = resolve_image(record["image_id"])
         pidfd = execs.open_init(record)
         try:
-            with Stdio(stdin, stdout, stderr, capture_output) as io:
+            with Stdio(stdin, stdout, stderr, capture_output, tty=tty) as io:
                 s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
                                 tty, pidfd)
                 code, out, err = container.supervise(s, io, on_terminal, on_start)

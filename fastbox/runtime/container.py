@@ -140,7 +140,7 @@ def supervise(s, io, on_terminal=None, on_start=None):
             on_terminal(s.terminal)
         if on_start:
             on_start(s.pid)
-        out, err = io.collect()
+        out, err = io.collect(s.pidfd)
         return wait(s), out, err
     except BaseException:
         kill_and_wait(s)
