@@ -357,20 +357,21 @@ static int start_program(struct fb_child *c)
     /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
     if ((p->loopback_up && loopback_up(c) < 0) || set_hostname(c) < 0)
         return -1;
-    /* With no_new_privs the filter goes in last, so that the fewest syscalls run under
-     * it. Without, installing one takes CAP_SYS_ADMIN: it goes in before set_identity
-     * drops that (as runc does), and the profile must allow set_identity's syscalls. */
+    /* With no_new_privs the filter goes in last, right before execve, so that a profile
+     * need allow nothing of ours but execve. Without, installing one takes CAP_SYS_ADMIN:
+     * it goes in before set_identity drops that (as runc does), and the profile must
+     * allow what follows (setresuid, capset, prctl, close_range, rt_sigaction...). */
     if (!p->no_new_privs && fb_seccomp(c) < 0)
         return -1;
     if (set_identity(c) < 0 || tie_to_owner(c) < 0)
-        return -1;
-    if (p->no_new_privs && fb_seccomp(c) < 0)
         return -1;
     FB_SYS1(SYS_umask, 022);
     reset_signals();
     if (fb_fds_cloexec(&c->report->err) < 0)
         return -1;
     unblock_signals();
+    if (p->no_new_privs && fb_seccomp(c) < 0)
+        return -1;
     return exec_program(c);
 }
 

@@ -15,6 +15,7 @@ newer than the profile falls back as on an older kernel instead of failing with 
 """
 import _thread
 import os
+import sys
 
 from fastbox import config
 
@@ -87,7 +88,7 @@ def _disk_key(text, caps):
 def _lib_identity():
     """Which libseccomp a compile would load, without loading it: its real file name
     (libseccomp.so.2.5.4), size and mtime."""
-    arch = getattr(__import__("sys").implementation, "_multiarch", "")
+    arch = getattr(sys.implementation, "_multiarch", "")
     for d in (f"/usr/lib/{arch}", f"/lib/{arch}", "/usr/lib64", "/lib64", "/usr/lib", "/usr/local/lib"):
         path = f"{d}/{_LIB}"
         try:

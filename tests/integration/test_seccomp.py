@@ -213,6 +213,23 @@ def test_custom_profile_file(probe, tmp_path):
     assert syscall(probe, "uname", 0) == "EFAULT"  # the default profile allows uname
 
 
+# What the static probe itself needs to start and print: nothing of fastbox's.
+PROBE_NEEDS = ["execve", "exit_group", "exit", "brk", "arch_prctl", "set_tid_address",
+               "set_robust_list", "rseq", "prlimit64", "mprotect", "readlink", "getrandom",
+               "write", "newfstatat", "fstat", "mmap", "munmap", "uname", "getpid"]
+
+
+def test_a_tight_profile_needs_only_execve_of_fastbox(probe):
+    """With no_new_privs the filter goes in right before execve: fastbox's own last steps
+    (close_range, rt_sigaction, rt_sigprocmask, umask) need not be in a profile."""
+    tight = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": PROBE_NEEDS, "action": "SCMP_ACT_ALLOW"}]}
+    opts = {"security_opt": ["seccomp=" + json.dumps(tight)]}
+    assert syscall(probe, "getpid", **opts) == "OK"
+    assert syscall(probe, "socket", AF_INET, 2, 0, **opts) == "EPERM"  # not named: the default
+    assert syscall(probe, "io_uring_setup", 1, 0, **opts) == "ENOSYS"  # above rseq (334)
+
+
 def test_custom_profile_from_the_cli_relative_to_its_directory(probe, tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(PROFILE))
     for extra in ({"FASTBOX_NO_ENGINE": "1"}, {}):
