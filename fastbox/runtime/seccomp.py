@@ -99,29 +99,37 @@ def _lib_identity():
     return b"?"
 
 
-def _trusted_dir(d):
-    """Only a directory that is ours alone holds programs we install unchecked."""
+def _ours_alone(st, kind):
+    """Only a directory and files that are ours alone hold programs we install unchecked."""
+    return st.st_mode & 0o170000 == kind and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def _open_dir(d):
+    """The cache directory as an fd (no symlink followed), or None if it is not ours alone."""
     try:
-        st = os.lstat(d)
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return False
-    return (st.st_mode & 0o170000 == 0o040000 and st.st_uid == os.geteuid()
-            and not st.st_mode & 0o077)
+        return None
+    if _ours_alone(os.fstat(fd), 0o040000):
+        return fd
+    os.close(fd)
+    return None
 
 
 def _read_cached(key):
-    d = cache_dir()
-    if not _trusted_dir(d):
+    dfd = _open_dir(cache_dir())
+    if dfd is None:
         return None
     try:
-        fd = os.open(f"{d}/{key}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(key, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError:
         return None
+    finally:
+        os.close(dfd)
     try:
         st = os.fstat(fd)
         size = st.st_size
-        if (st.st_mode & 0o170000 != 0o100000 or st.st_uid != os.geteuid() or st.st_mode & 0o077
-                or not 0 < size <= 8 * BPF_MAXINSNS or size % 8):
+        if not _ours_alone(st, 0o100000) or not 0 < size <= 8 * BPF_MAXINSNS or size % 8:
             return None
         data = os.read(fd, size)
         return data if len(data) == size else None
@@ -134,17 +142,24 @@ def _write_cached(key, prog):
     d = cache_dir()
     try:
         os.makedirs(d, mode=0o700, exist_ok=True)
-        if not _trusted_dir(d):
-            return
-        tmp = f"{d}/.{key}.{os.getpid()}.{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    dfd = _open_dir(d)
+    if dfd is None:
+        return
+    tmp = f".{key}.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
         try:
             os.write(fd, prog)
         finally:
             os.close(fd)
-        os.rename(tmp, f"{d}/{key}")
+        os.rename(tmp, key, src_dir_fd=dfd, dst_dir_fd=dfd)
     except OSError:
         pass
+    finally:
+        os.close(dfd)
 
 
 # ------------------------------------------------------------------ compiling
