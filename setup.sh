@@ -5,8 +5,9 @@ set -eu
 cd "$(dirname "$0")"
 
 export DEBIAN_FRONTEND=noninteractive
-# runtime and build; peers for the benchmarks; a registry and image tools for the tests
-PACKAGES="busybox-static gcc libc6-dev python3-venv python3-dev runc crun bubblewrap
+# runtime and build (libseccomp2: compiles seccomp profiles, loaded through ctypes);
+# peers for the benchmarks; a registry and image tools for the tests
+PACKAGES="busybox-static gcc libc6-dev python3-venv python3-dev libseccomp2 runc crun bubblewrap
     docker-registry apache2-utils umoci skopeo conmon openssl util-linux"
 missing=""
 for p in $PACKAGES; do

@@ -47,7 +47,8 @@ void fb_enter_main(struct fb_child *c);
 /* fb_fds.c: every fd >= 3 close-on-exec; every fd >= 3 but keep closed */
 int fb_fds_cloexec(struct fb_error *e);
 int fb_fds_close_except(const int *keep, int n_keep, struct fb_error *e);
-/* fb_seccomp.c: install the container's seccomp filter (needs no_new_privs). */
+/* fb_seccomp.c: install the plan's seccomp program, if any (needs no_new_privs or
+ * CAP_SYS_ADMIN). */
 int fb_seccomp(struct fb_child *c);
 
 #endif

@@ -132,16 +132,20 @@ static int set_capabilities(struct fb_child *c, uint64_t kept)
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "capset", NULL) : 0;
 }
 
+static int set_hostname(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    if (!p->hostname || !(p->ns_flags & CLONE_NEWUTS))
+        return 0;
+    long r = FB_SYS2(SYS_sethostname, p->hostname, strlen(p->hostname));
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "sethostname", p->hostname) : 0;
+}
+
 static int set_identity(struct fb_child *c)
 {
     const struct fb_plan *p = c->plan;
     struct fb_error *e = &c->report->err;
     long r;
-    if (p->hostname && (p->ns_flags & CLONE_NEWUTS)) {
-        r = FB_SYS2(SYS_sethostname, p->hostname, strlen(p->hostname));
-        if (r < 0)
-            return fb_fail(e, r, FB_PHASE_IDENTITY, "sethostname", p->hostname);
-    }
     uint64_t kept = 0;
     if (drop_capabilities(c, &kept) < 0)
         return -1;
@@ -351,15 +355,23 @@ static int start_program(struct fb_child *c)
     if ((p->console_fd >= 0 ? setup_console(c) : new_session(c)) < 0)
         return -1;
     /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
-    if ((p->loopback_up && loopback_up(c) < 0) || set_identity(c) < 0 || tie_to_owner(c) < 0)
+    if ((p->loopback_up && loopback_up(c) < 0) || set_hostname(c) < 0)
         return -1;
-    if (p->seccomp && fb_seccomp(c) < 0)
+    /* With no_new_privs the filter goes in last, right before execve, so that a profile
+     * need allow nothing of ours but execve. Without, installing one takes CAP_SYS_ADMIN:
+     * it goes in before set_identity drops that (as runc does), and the profile must
+     * allow what follows (setresuid, capset, prctl, close_range, rt_sigaction...). */
+    if (!p->no_new_privs && fb_seccomp(c) < 0)
+        return -1;
+    if (set_identity(c) < 0 || tie_to_owner(c) < 0)
         return -1;
     FB_SYS1(SYS_umask, 022);
     reset_signals();
     if (fb_fds_cloexec(&c->report->err) < 0)
         return -1;
     unblock_signals();
+    if (p->no_new_privs && fb_seccomp(c) < 0)
+        return -1;
     return exec_program(c);
 }
 

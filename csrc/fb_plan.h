@@ -95,7 +95,7 @@ struct fb_plan {
     int n_groups;
     uint64_t caps; /* capabilities kept, bit per capability */
     int no_new_privs;
-    int seccomp;     /* install fastbox's default seccomp filter (fb_seccomp.c) */
+    const void *seccomp_prog; int seccomp_len; /* number of struct sock_filter; 0 = no filter */
     int loopback_up; /* bring up lo in a new network namespace */
     int stdio[3]; /* fds put on 0,1,2 in the child, -1 to inherit */
     int console_fd; /* >= 0: make a terminal in the container's devpts, make it stdio and

@@ -82,8 +82,8 @@ int fb_plan_pack(const struct fb_plan *p, char **out, size_t *len)
     f[4] = put(&k, p->groups, (size_t)p->n_groups * sizeof *p->groups);
     f[5] = put_strv(&k, p->cg_join, p->n_cg_join);
     f[6] = put_str(&k, p->hostname);
-    f[7] = 0;
-    for (int i = 0; i < 7; i++)
+    f[7] = put(&k, p->seccomp_len > 0 ? p->seccomp_prog : NULL, (size_t)p->seccomp_len * 8);
+    for (int i = 0; i < 8; i++)
         if (f[i] == (uintptr_t)-1) {
             free(k.buf);
             return -ENOMEM;
@@ -104,7 +104,8 @@ int fb_plan_pack(const struct fb_plan *p, char **out, size_t *len)
     flat.hostname = (const char *)f[6];
     flat.caps = p->caps;
     flat.no_new_privs = p->no_new_privs;
-    flat.seccomp = p->seccomp;
+    flat.seccomp_prog = (const void *)f[7]; /* struct sock_filter is 8 bytes */
+    flat.seccomp_len = p->seccomp_len;
     flat.loopback_up = 0;
     memcpy(flat.stdio, p->stdio, sizeof flat.stdio);
     flat.console_fd = p->console_fd;

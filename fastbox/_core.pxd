@@ -64,7 +64,8 @@ cdef extern from "fb_plan.h":
         int n_groups
         uint64_t caps
         int no_new_privs
-        int seccomp
+        const void *seccomp_prog
+        int seccomp_len
         int loopback_up
         int stdio[3]
         int console_fd

@@ -111,6 +111,20 @@ cdef void fill_cgroup(fb_plan *c, object p, _Arena a) except *:
     c.unshare_cgroupns = 1 if p.unshare_cgroupns else 0
 
 
+cdef void fill_seccomp(fb_plan *c, object prog, _Arena a) except *:
+    """prog: a compiled classic-BPF program (bytes, 8 per struct sock_filter), or None
+    for no filter. The arena keeps it alive until the spawn returns."""
+    if not prog:
+        c.seccomp_prog, c.seccomp_len = NULL, 0
+        return
+    cdef bytes b = prog
+    if len(b) % 8:
+        raise ValueError("a seccomp program is a whole number of 8-byte instructions")
+    a.keep.append(b)
+    c.seccomp_prog = <const char *>b
+    c.seccomp_len = <int>(len(b) // 8)
+
+
 cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     cdef Py_ssize_t i
     c.hostname = a.s(p.hostname)
@@ -127,7 +141,7 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.n_groups = <int>len(p.groups)
     c.caps = <uint64_t>p.caps
     c.no_new_privs = 1 if p.no_new_privs else 0
-    c.seccomp = 1 if getattr(p, "seccomp", False) else 0
+    fill_seccomp(c, getattr(p, "seccomp_filter", None), a)
     c.loopback_up = 1 if p.loopback_up else 0
     for i in range(3):
         c.stdio[i] = p.stdio[i]

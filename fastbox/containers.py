@@ -215,9 +215,11 @@ class Container:
 
     def exec_run(self, command, *, env=(), workdir=None, user=None, tty=False,
                  capture_output=True, stdin=None, stdout=None, stderr=None, on_start=None,
-                 on_terminal=None):
+                 on_terminal=None, privileged=False):
         """Run command inside the container and wait for it: an ExecResult with its
-        exit code and, when captured, its output."""
+        exit code and, when captured, its output. It runs with the container's
+        capabilities, no_new_privs and seccomp filter; privileged=True gives it every
+        capability (the container's seccomp filter still applies, as with Docker)."""
         from fastbox.api import resolve_image
         from fastbox.runtime.stdio import Stdio
         from fastbox.runtime import container, exec as execs
@@ -231,7 +233,7 @@ class Container:
         try:
             with Stdio(stdin, stdout, stderr, capture_output, tty=tty) as io:
                 s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
-                                tty, pidfd)
+                                tty, pidfd, privileged)
                 code, out, err = container.supervise(s, io, on_terminal, on_start)
         finally:
             os.close(pidfd)
@@ -268,7 +270,11 @@ class Container:
             "HostConfig": {"Memory": spec.get("memory"), "NanoCpus": int((spec.get("cpus") or 0) * 1e9),
                            "PidsLimit": spec.get("pids_limit"), "Binds": spec.get("volumes"),
                            "Tmpfs": spec.get("tmpfs"), "ReadonlyRootfs": spec.get("read_only"),
-                           "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove")},
+                           "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove"),
+                           "SecurityOpt": spec.get("security_opt") or None,
+                           "CapAdd": spec.get("cap_add") or None,
+                           "CapDrop": spec.get("cap_drop") or None,
+                           "Privileged": bool(spec.get("privileged"))},
             "LogPath": self._store.log_path(self.id),
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),

@@ -6,6 +6,7 @@ this module is on the path of every `fastbox run`.
 """
 import os
 
+from fastbox import capabilities
 from fastbox.errors import SpecError
 
 NETWORKS = ("none", "host")
@@ -53,12 +54,14 @@ class RunSpec(Frozen):
 
     __slots__ = ("image", "command", "entrypoint", "env", "workdir", "user", "hostname",
                  "memory", "cpus", "pids_limit", "volumes", "tmpfs", "read_only", "network",
-                 "name", "remove", "storage_opts")
+                 "name", "remove", "storage_opts", "security_opt", "cap_add", "cap_drop",
+                 "privileged")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
                  pids_limit=None, volumes=(), tmpfs=(), read_only=False, network="none",
-                 name=None, remove=False, storage_opts=()):
+                 name=None, remove=False, storage_opts=(), security_opt=(), cap_add=(),
+                 cap_drop=(), privileged=False):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -79,7 +82,33 @@ class RunSpec(Frozen):
             name=_name(name),
             remove=bool(remove),
             storage_opts=tuple(storage_opts),
+            security_opt=parse_security_opts(security_opt),
+            cap_add=capabilities.normalize(cap_add, "--cap-add"),
+            cap_drop=capabilities.normalize(cap_drop, "--cap-drop"),
+            privileged=bool(privileged),
         )
+
+    @property
+    def seccomp_profile(self):
+        """None: fastbox's default profile; "unconfined": no filter; else a profile's
+        JSON. --privileged means no filter, as with Docker."""
+        if self.privileged:
+            return "unconfined"
+        for opt in self.security_opt:
+            if opt.startswith("seccomp="):
+                return opt[len("seccomp="):]
+        return None
+
+    @property
+    def no_new_privileges(self):
+        """fastbox sets no_new_privs unless told no-new-privileges=false (Docker
+        leaves it off unless told)."""
+        return "no-new-privileges=false" not in self.security_opt
+
+    @property
+    def capability_mask(self):
+        """The container's capability set, a bit mask (fastbox.capabilities)."""
+        return capabilities.effective(self.cap_add, self.cap_drop, self.privileged)
 
 
 def spec_to_dict(spec):
@@ -87,7 +116,8 @@ def spec_to_dict(spec):
     d = {k: getattr(spec, k) for k in RunSpec.__slots__}
     d["volumes"] = [f"{v.source}:{v.target}" + (":ro" if v.readonly else "") for v in spec.volumes]
     d["tmpfs"] = [f"{t.target}:{t.options}" for t in spec.tmpfs]
-    for key in ("command", "entrypoint", "env", "storage_opts"):
+    for key in ("command", "entrypoint", "env", "storage_opts", "security_opt", "cap_add",
+                "cap_drop"):
         d[key] = list(d[key]) if d[key] is not None else None
     return d
 
@@ -220,6 +250,49 @@ def parse_tmpfs(value):
     if not target.startswith("/") or target == "/":
         raise SpecError(f"invalid --tmpfs {value!r}: the path must be absolute and not /")
     return Tmpfs(os.path.normpath(target), options or "mode=1777")
+
+
+SECURITY_OPTS = "seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false]"
+
+
+def parse_security_opts(values, dir_fd=None):
+    """--security-opt values, as Docker takes them ("=" or the old ":"), normalized:
+    "seccomp=unconfined", "seccomp=<the profile's JSON on one line>" (a file is read
+    now, relative to dir_fd or our directory, as Docker's client sends the content),
+    "no-new-privileges=true|false"."""
+    if isinstance(values, str):
+        values = (values,)
+    out = []
+    for value in values or ():
+        text = str(value)
+        key, sep, arg = text.partition("=")
+        if not sep and ":" in text:
+            key, sep, arg = text.partition(":")
+        if key == "no-new-privileges":
+            if sep and arg.lower() not in ("true", "false", "1", "0"):
+                raise SpecError(f"invalid --security-opt {text!r}: no-new-privileges takes true or false")
+            opt = "no-new-privileges=" + ("false" if sep and arg.lower() in ("false", "0") else "true")
+        elif key == "seccomp" and arg:
+            opt = "seccomp=" + (arg if arg == "unconfined" else _seccomp_profile(arg, dir_fd))
+        else:
+            raise SpecError(f"invalid --security-opt {text!r}: supported are {SECURITY_OPTS}")
+        out = [o for o in out if o.partition("=")[0] != opt.partition("=")[0]] + [opt]
+    return tuple(out)
+
+
+def _seccomp_profile(arg, dir_fd):
+    """A profile given inline (JSON, as records keep it) or as a file: checked, then
+    kept as one line of JSON."""
+    from fastbox import seccomp_profile
+    if arg.lstrip().startswith("{"):
+        return seccomp_profile.compact(seccomp_profile.load(arg, "(inline)"))
+    opener = None if dir_fd is None else (lambda p, flags: os.open(p, flags, dir_fd=dir_fd))
+    try:
+        with open(arg, "rb", opener=opener) as f:
+            text = f.read()
+    except OSError as e:
+        raise SpecError(f"cannot read seccomp profile {arg!r}: {e.strerror}") from None
+    return seccomp_profile.compact(seccomp_profile.load(text, repr(arg)))
 
 
 def _abs_or_none(value, flag):

@@ -65,15 +65,20 @@ static struct fb_plan *unpack(char *buf, size_t len)
     if (len < sizeof(struct fb_plan))
         return NULL;
     struct fb_plan *p = (struct fb_plan *)buf;
-    void *groups;
+    void *groups, *prog;
     if (rel_strv(buf, len, &p->argv, -1) < 0 || rel_strv(buf, len, &p->envp, -1) < 0 ||
         rel_str(buf, len, &p->path) < 0 || rel_str(buf, len, &p->cwd) < 0 ||
         rel_strv(buf, len, &p->cg_join, p->n_cg_join) < 0 || rel_str(buf, len, &p->hostname) < 0 ||
-        rel(buf, len, (uintptr_t)p->groups, &groups) < 0 || !p->argv || !p->argv[0])
+        rel(buf, len, (uintptr_t)p->groups, &groups) < 0 ||
+        rel(buf, len, (uintptr_t)p->seccomp_prog, &prog) < 0 || !p->argv || !p->argv[0])
         return NULL;
     if (p->n_groups < 0 || (groups && (char *)groups + (size_t)p->n_groups * sizeof(gid_t) > buf + len))
         return NULL;
+    if (p->seccomp_len < 0 || (p->seccomp_len && !prog) ||
+        (prog && (char *)prog + (size_t)p->seccomp_len * 8 > buf + len))
+        return NULL;
     p->groups = groups;
+    p->seccomp_prog = prog;
     return p;
 }
 

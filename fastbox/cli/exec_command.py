@@ -1,15 +1,17 @@
-"""`fastbox exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`: Docker's
-options up to the container, then the command verbatim."""
+"""`fastbox exec [-i] [-t] [--privileged] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`:
+Docker's options up to the container, then the command verbatim."""
 from fastbox.errors import FastboxError, SpecError
 
 USAGE = "Usage: fastbox exec [OPTIONS] CONTAINER COMMAND [ARG...]"
-_FLAGS = {"-i": "interactive", "--interactive": "interactive", "-t": "tty", "--tty": "tty"}
+_FLAGS = {"-i": "interactive", "--interactive": "interactive", "-t": "tty", "--tty": "tty",
+          "--privileged": "privileged"}
 _VALUES = {"-e": "env", "--env": "env", "-w": "workdir", "--workdir": "workdir",
            "-u": "user", "--user": "user"}
 
 
 def parse(args):
-    opts = {"interactive": False, "tty": False, "env": [], "workdir": None, "user": None}
+    opts = {"interactive": False, "tty": False, "privileged": False, "env": [], "workdir": None,
+            "user": None}
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "-":
         arg = args[i]
@@ -65,7 +67,7 @@ def execute(opts, ref, command, caller):
         c = _container(ref)
         env = parse_env(opts["env"], environ=caller.environ)
         return c.exec_run(command, env=env, workdir=opts["workdir"], user=opts["user"],
-                          capture_output=False,
+                          privileged=opts["privileged"], capture_output=False,
                           stdin=caller.fds[0] if opts["interactive"] else None,
                           stdout=caller.fds[1], stderr=err, on_start=caller.on_start).exit_code
     except FastboxError as e:

@@ -21,6 +21,13 @@ OPTIONS = (
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),
     (("--name",), "name", "value", "Name the container"),
     (("--storage-opt",), "storage_opts", "list", "Overlay option: volatile, metacopy=on"),
+    (("--security-opt",), "security_opt", "list",
+     "seccomp=PROFILE.json|unconfined (Docker's format; default: Docker's profile), "
+     "no-new-privileges[=true|false] (default: true)"),
+    (("--cap-add",), "cap_add", "list", "Add a capability (SYS_ADMIN, CAP_NET_ADMIN, ALL)"),
+    (("--cap-drop",), "cap_drop", "list", "Drop a capability (or ALL)"),
+    (("--privileged",), "privileged", "flag",
+     "Every capability, no seccomp filter, /proc unmasked, every device (v1 devices cgroup)"),
     (("-d", "--detach"), "detach", "flag", "Run in the background under a monitor; print the id"),
     (("-i", "--interactive"), "interactive", "flag", "Keep stdin attached"),
     (("-t", "--tty"), "tty", "flag", "Give the container a pseudo-terminal"),

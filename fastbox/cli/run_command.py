@@ -91,13 +91,16 @@ def execute(req, caller):
 
 def _as_caller(opts, caller):
     """`-e KEY` and an env file's `KEY` lines from the caller's environment, a relative
-    --env-file from its directory."""
-    if "env" not in opts and "env_file" not in opts:
+    --env-file or seccomp profile from its directory."""
+    if "env" not in opts and "env_file" not in opts and "security_opt" not in opts:
         return opts
-    from fastbox.spec import parse_env
+    from fastbox.spec import parse_env, parse_security_opts
     opts = dict(opts)
-    opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),
-                                 environ=caller.environ, dir_fd=caller.dir_fd))
+    if "security_opt" in opts:
+        opts["security_opt"] = list(parse_security_opts(opts["security_opt"], caller.dir_fd))
+    if "env" in opts or "env_file" in opts:
+        opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),
+                                     environ=caller.environ, dir_fd=caller.dir_fd))
     return opts
 
 

@@ -18,7 +18,8 @@ def run(image, command, interactive, opts, on_start=None):
 def exec_(c, command, opts):
     with _Relay(opts["interactive"]) as relay:
         result = c.exec_run(command, env=opts["env"], workdir=opts["workdir"],
-                            user=opts["user"], tty=_size(), capture_output=False,
+                            user=opts["user"], privileged=opts.get("privileged", False),
+                            tty=_size(), capture_output=False,
                             on_terminal=relay.start)
     return result.exit_code
 

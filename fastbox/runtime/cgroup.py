@@ -106,19 +106,24 @@ class CgroupPlan:
         return p
 
 
-def plan(cid, memory=None, cpus=None, pids_limit=None):
+def plan(cid, memory=None, cpus=None, pids_limit=None, device_rules=True):
+    """device_rules=False (--privileged): on v1, no devices cgroup of the container's
+    own, so it keeps the device access of whoever starts it (Docker's privileged
+    allows every device); only where devices has a hierarchy to itself."""
     lay = layout()
     p = CgroupPlan()
     if lay.v1:
-        _plan_v1(p, lay, cid, memory, cpus, pids_limit)
+        _plan_v1(p, lay, cid, memory, cpus, pids_limit, device_rules)
     else:
         _plan_v2(p, lay, cid, memory, cpus, pids_limit)
     return p
 
 
-def _plan_v1(p, lay, cid, memory, cpus, pids_limit):
+def _plan_v1(p, lay, cid, memory, cpus, pids_limit, device_rules=True):
     parent = config.cgroup_parent()
     for mountpoint in sorted(set(lay.v1.values())):
+        if not device_rules and lay.v1_options[mountpoint] == "devices":
+            continue
         _ensure_v1_parent(lay, mountpoint, parent)
         d = f"{mountpoint}/{parent}/{cid}"
         p.dirs.append(d)

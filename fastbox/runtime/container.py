@@ -6,17 +6,16 @@ reported together as milliseconds since run() was called.
 import os
 import time
 
-from fastbox import _core
+from fastbox import _core, capabilities
 from fastbox.errors import (CommandNotExecutable, CommandNotFound, ContainerStateError, SpecError,
                             StartError)
-from fastbox.runtime import cgroup, rootfs, spare, user
+from fastbox.runtime import cgroup, rootfs, seccomp, spare, user
 
 # CLONE_NEW* (linux/sched.h)
 NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWPID, NEWNET = (0x00020000, 0x02000000, 0x04000000,
                                                     0x08000000, 0x20000000, 0x40000000)
-# Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-# SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-DEFAULT_CAPS = sum(1 << c for c in (0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31))
+# Docker's default capabilities (fastbox.capabilities.DEFAULT).
+DEFAULT_CAPS = capabilities.DEFAULT
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -72,13 +71,17 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     """The core's plan for this container, with the cgroup and rootfs plans it uses
     (cg, netns_fd: a pool's ready-made cgroups and network namespace instead of the
     container's own)."""
+    # first: a profile libseccomp refuses fails the start before anything is made
+    prog = seccomp.filter_for(spec.seccomp_profile, spec.capability_mask)
     ident = user.resolve(spec.user or image.user, image.layer_dirs)
     argv = _argv(spec, image)
     hostname = _hostname(cid, spec)
     env = _env(spec, image, ident, hostname, tty)
-    cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit)
+    cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit,
+                           device_rules=not spec.privileged)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
+    plan.seccomp_filter = prog
     if netns_fd is not None and spec.network == "none":
         plan.ns_flags &= ~NEWNET
         plan.join_netns_fd, plan.loopback_up = netns_fd, False
@@ -205,19 +208,24 @@ def _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname):
         ns |= NEWNET
     if not cg.unshare_ns:  # v2: placed at clone time, so the namespace can start there too
         ns |= NEWCGROUP
+    caps = spec.capability_mask
+    # --privileged: every capability, no seccomp filter, nothing of /proc masked or made
+    # read-only (Docker's meaning); the rest of the container stays as it is.
+    hidden = not spec.privileged
     return Plan(
         ns_flags=ns, lowers=fs.lowers, scratch=fs.scratch, scratch_data=fs.scratch_data,
         upper=fs.upper, work=fs.work, rootfs=fs.rootfs, overlay_opts=fs.overlay_opts,
-        readonly_root=spec.read_only, mounts=fs.mounts, masked=rootfs.MASKED_FILES,
-        masked_dirs=rootfs.MASKED_DIRS,
-        readonly_paths=rootfs.READONLY, mount_cgroup2=cg.mount_cgroup2,
+        readonly_root=spec.read_only, mounts=fs.mounts,
+        masked=rootfs.MASKED_FILES if hidden else (),
+        masked_dirs=rootfs.MASKED_DIRS if hidden else (),
+        readonly_paths=rootfs.READONLY if hidden else (), mount_cgroup2=cg.mount_cgroup2,
         cgroup_v1_mounts=cg.v1_mounts,
         cg_mkdirs=cg.mkdirs, cg_writes=cg.writes, cg_join=cg.join, cg_into=cg.into,
         unshare_cgroupns=cg.unshare_ns, hostname=hostname, argv=argv,
         envp=[f"{k}={v}" for k, v in env.items()], path=env.get("PATH", DEFAULT_PATH),
         cwd=spec.workdir or image.working_dir or "/", uid=ident.uid, gid=ident.gid,
-        groups=ident.groups, caps=DEFAULT_CAPS, no_new_privs=True, seccomp=True,
-        loopback_up=spec.network != "host", stdio=list(stdio))
+        groups=ident.groups, caps=caps, no_new_privs=spec.no_new_privileges,
+        seccomp_filter=None, loopback_up=spec.network != "host", stdio=list(stdio))
 
 
 def start_error(e, argv):

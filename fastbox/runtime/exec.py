@@ -3,8 +3,8 @@ into the container's pid namespace, joins its cgroups, enters its other namespac
 (mount included, which makes the container's root its root), and execs."""
 import os
 
-from fastbox import _core
-from fastbox.runtime import cgroup, container, user
+from fastbox import _core, capabilities
+from fastbox.runtime import cgroup, container, seccomp, user
 from fastbox.runtime.container import (NEWCGROUP, NEWIPC, NEWNET, NEWNS, NEWUTS, Plan,
                                        Started)
 
@@ -16,9 +16,12 @@ ENTER_HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 def start(record, image, argv, env=(), workdir=None, user_spec=None, stdio=(-1, -1, -1),
-          tty=False, pidfd=None):
+          tty=False, pidfd=None, privileged=False):
     """Start argv in the container described by record (whose init pidfd is given);
-    returns a Started the caller waits on like a container."""
+    returns a Started the caller waits on like a container. It gets the container's
+    capabilities, no_new_privs and seccomp filter; privileged (`exec --privileged`)
+    gives it every capability, under the container's filter still (as with Docker,
+    whose exec'd processes all run under the container's seccomp profile)."""
     from fastbox.spec import parse_env, spec_from_dict
     spec = spec_from_dict(record["spec"])
     ident = user.resolve(user_spec or spec.user or image.user, image.layer_dirs)
@@ -26,8 +29,8 @@ def start(record, image, argv, env=(), workdir=None, user_spec=None, stdio=(-1, 
     for item in parse_env(list(env)):
         k, _, v = item.partition("=")
         base[k] = v
-    plan = _plan(record, argv, base, workdir or spec.workdir or image.working_dir or "/",
-                 ident, stdio, tty, pidfd)
+    plan = _plan(record, spec, argv, base, workdir or spec.workdir or image.working_dir or "/",
+                 ident, stdio, tty, pidfd, privileged)
     console = container.Console(plan, tty) if tty else None
     try:
         pid, child_pidfd, times = _core.spawn(plan)
@@ -45,8 +48,9 @@ def start(record, image, argv, env=(), workdir=None, user_spec=None, stdio=(-1, 
     return s
 
 
-def _plan(record, argv, env, cwd, ident, stdio, tty, pidfd):
+def _plan(record, spec, argv, env, cwd, ident, stdio, tty, pidfd, privileged):
     lay = cgroup.layout()
+    caps = spec.capability_mask
     dirs = record.get("cgroups") or []
     return Plan(
         ns_flags=0, lowers=[], scratch=None, scratch_data=None, upper=None, work=None,
@@ -56,8 +60,9 @@ def _plan(record, argv, env, cwd, ident, stdio, tty, pidfd):
         cg_into=dirs[0] if dirs and not lay.v1 else None, unshare_cgroupns=False,
         hostname=None, argv=list(argv), envp=[f"{k}={v}" for k, v in env.items()],
         path=env.get("PATH", container.DEFAULT_PATH), cwd=cwd, uid=ident.uid, gid=ident.gid,
-        groups=ident.groups, caps=container.DEFAULT_CAPS, no_new_privs=True, seccomp=True,
-        loopback_up=False,
+        groups=ident.groups, caps=capabilities.ALL if privileged else caps,
+        no_new_privs=spec.no_new_privileges,
+        seccomp_filter=seccomp.filter_for(spec.seccomp_profile, caps), loopback_up=False,
         stdio=list(stdio), join_pidfd=pidfd, join_ns_flags=JOINED, enter_helper=ENTER_HELPER)
 
 

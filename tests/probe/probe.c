@@ -2,6 +2,8 @@
  *
  *   probe pid | caps | nnp | fds | hostname | cgroup | sigs | uid | mounts
  *   probe memhog MB [hold] | forkbomb N | exit N | read PATH | write PATH
+ *   probe syscall NR [ARG...] | clone FLAGS | clone3 FLAGS | fork | int80 NR [ARG...]
+ *     (the raw call; prints OK or the errno's name, e.g. EPERM: what seccomp let through)
  *
  * Build: gcc -static -O2 -o probe probe.c (tests/probe/build.py does it). */
 #define _GNU_SOURCE
@@ -12,9 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
 
 static int cat(const char *path)
 {
@@ -153,6 +161,56 @@ static int writable(const char *path)
     return 0;
 }
 
+static int print_result(long r, int err)
+{
+    printf("%s\n", r >= 0 ? "OK" : strerrorname_np(err) ? strerrorname_np(err) : "E?");
+    return 0;
+}
+
+/* syscall NR ARG...: numbers in C notation (0x... for hex), as 64-bit values */
+static int raw_syscall(int argc, char **argv)
+{
+    unsigned long a[6] = {0};
+    for (int i = 0; i < 6 && i + 3 < argc; i++)
+        a[i] = strtoull(argv[i + 3], NULL, 0);
+    errno = 0;
+    long r = syscall(strtol(argv[2], NULL, 0), a[0], a[1], a[2], a[3], a[4], a[5]);
+    return print_result(r, errno);
+}
+
+/* A child made by clone/clone3/fork exits at once; the parent reaps it. */
+static int reap(long r, int err)
+{
+    if (r == 0)
+        _exit(0);
+    if (r > 0)
+        waitpid((pid_t)r, NULL, 0);
+    return print_result(r, err);
+}
+
+static int do_clone3(unsigned long flags)
+{
+    struct {
+        uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    } args = {.flags = flags, .exit_signal = SIGCHLD};
+    long r = syscall(SYS_clone3, &args, sizeof args);
+    return reap(r, errno);
+}
+
+/* The i386 ABI on an x86_64 kernel: a foreign architecture to the filter. */
+static int int80(int argc, char **argv)
+{
+#if defined(__x86_64__)
+    long nr = strtol(argv[2], NULL, 0), ret;
+    long b = argc > 3 ? strtol(argv[3], NULL, 0) : 0, c = argc > 4 ? strtol(argv[4], NULL, 0) : 0;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(b), "c"(c) : "memory");
+    return print_result(ret < 0 && ret > -4096 ? -1 : 0, (int)-ret);
+#else
+    printf("unsupported\n");
+    return 2;
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -195,7 +253,22 @@ int main(int argc, char **argv)
         return readable(arg);
     if (!strcmp(cmd, "write"))
         return writable(arg);
+    if (!strcmp(cmd, "syscall") && argc > 2)
+        return raw_syscall(argc, argv);
+    if (!strcmp(cmd, "clone")) {
+        long r = syscall(SYS_clone, strtoul(arg, NULL, 0) | SIGCHLD, 0, 0, 0, 0);
+        return reap(r, errno);
+    }
+    if (!strcmp(cmd, "clone3"))
+        return do_clone3(strtoul(arg, NULL, 0));
+    if (!strcmp(cmd, "fork")) {
+        pid_t r = fork();
+        return reap(r, errno);
+    }
+    if (!strcmp(cmd, "int80") && argc > 2)
+        return int80(argc, argv);
     fprintf(stderr, "usage: probe pid|caps|nnp|fds|hostname|cgroup|sigs|uid|mounts|"
-                    "memhog MB|forkbomb N|exit N|read PATH|write PATH\n");
+                    "memhog MB|forkbomb N|exit N|read PATH|write PATH|syscall NR [ARG...]|"
+                    "clone FLAGS|clone3 FLAGS|fork|int80 NR [ARG...]\n");
     return 2;
 }
