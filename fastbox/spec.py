@@ -53,12 +53,12 @@ class RunSpec(Frozen):
 
     __slots__ = ("image", "command", "entrypoint", "env", "workdir", "user", "hostname",
                  "memory", "cpus", "pids_limit", "volumes", "tmpfs", "read_only", "network",
-                 "name", "remove", "storage_opts")
+                 "name", "remove", "storage_opts", "log_opts")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
                  pids_limit=None, volumes=(), tmpfs=(), read_only=False, network="none",
-                 name=None, remove=False, storage_opts=()):
+                 name=None, remove=False, storage_opts=(), log_opts=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -79,6 +79,7 @@ class RunSpec(Frozen):
             name=_name(name),
             remove=bool(remove),
             storage_opts=tuple(storage_opts),
+            log_opts=_log_opts(log_opts),
         )
 
 
@@ -89,12 +90,21 @@ def spec_to_dict(spec):
     d["tmpfs"] = [f"{t.target}:{t.options}" for t in spec.tmpfs]
     for key in ("command", "entrypoint", "env", "storage_opts"):
         d[key] = list(d[key]) if d[key] is not None else None
+    d["log_opts"] = dict(spec.log_opts)
     return d
 
 
 def spec_from_dict(d):
     d = dict(d)
     return RunSpec(d.pop("image"), d.pop("command"), **d)
+
+
+def _log_opts(value):
+    """--log-opt max-size=10m (a list) or log_opts={"max-size": "10m"}: sorted pairs."""
+    if not value:
+        return ()
+    from fastbox import log_options
+    return log_options.parse(value)
 
 
 def _argv(value, what):

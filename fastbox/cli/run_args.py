@@ -21,6 +21,7 @@ OPTIONS = (
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),
     (("--name",), "name", "value", "Name the container"),
     (("--storage-opt",), "storage_opts", "list", "Overlay option: volatile, metacopy=on"),
+    (("--log-opt",), "log_opts", "list", "Log option of -d: max-size=SIZE (10k, 10m), max-file=N"),
     (("-d", "--detach"), "detach", "flag", "Run in the background under a monitor; print the id"),
     (("-i", "--interactive"), "interactive", "flag", "Keep stdin attached"),
     (("-t", "--tty"), "tty", "flag", "Give the container a pseudo-terminal"),
