@@ -14,7 +14,8 @@ from fastbox.spec import RunSpec, spec_from_dict, spec_to_dict
 
 @pytest.mark.parametrize("text, expected", [
     ("10m", 10 ** 7), ("10M", 10 ** 7), ("10mb", 10 ** 7), ("10MiB", 10 ** 7), ("10 m", 10 ** 7),
-    ("1k", 1000), ("1.5k", 1500), ("100", 100), ("100b", 100), ("1g", 10 ** 9), ("2t", 2 * 10 ** 12),
+    ("1k", 1000), ("1.5k", 1500), ("100", 100), ("100b", 100), ("1g", 10 ** 9),
+    ("2t", 2 * 10 ** 12),
     (" 3m ", 3 * 10 ** 6),
 ])
 def test_max_size_is_decimal_as_in_docker(text, expected):
