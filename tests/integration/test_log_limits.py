@@ -73,10 +73,10 @@ def test_nul_flood_stays_under_the_default_limit(busybox):
     """No flags: 50 MB of NUL bytes (300 MB as JSON) keep to 10m x 3; unlimited before."""
     c, files = flood("head -c 50000000 /dev/zero")
     try:
+        assert_within(files, DEFAULT_MAX_SIZE, DEFAULT_MAX_FILE)
+        assert set(files) == rotated_names(DEFAULT_MAX_FILE)
         assert c.inspect()["HostConfig"]["LogConfig"] == {
             "Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
-        assert set(files) == rotated_names(DEFAULT_MAX_FILE)
-        assert_within(files, DEFAULT_MAX_SIZE, DEFAULT_MAX_FILE)
         # The newest output is what is kept, and it is NUL bytes.
         assert set(c.logs(tail=3)) == {0}
     finally:
