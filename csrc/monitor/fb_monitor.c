@@ -163,7 +163,8 @@ static void log_rotate(void)
     if (lg.max_file >= 2) {
         log_name(to, sizeof to, 1);
         unlink(to);
-        link(lg.path, to);
+        if (link(lg.path, to) < 0)
+            rename(lg.path, to); /* no hard links here: LOG is missing for a moment */
     }
     rename(tmp, lg.path);
     close(lg.fd);
