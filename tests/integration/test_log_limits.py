@@ -332,3 +332,21 @@ def test_restarted_container_continues_its_limited_log(busybox):
         assert c.logs(tail=2) == b"3000\nsecond\n"
     finally:
         c.remove()
+
+
+def test_logs_read_during_a_flood_are_whole_and_in_order(busybox):
+    """Reading while the monitor rotates (hundreds of times a second): every read is a run
+    of consecutive lines, never one with a file missing in the middle or read twice."""
+    c = start(["sh", "-c", "seq 1 100000000"], log_opts=["max-size=200k", "max-file=4"])
+    try:
+        reads = 0
+        while reads < 30:
+            got = [int(x) for x in c.logs().split()]
+            if len(got) > 1:
+                assert got == list(range(got[0], got[0] + len(got))), "a gap or a repeat"
+                reads += 1
+        c.kill()
+        c.wait(timeout=60)
+        assert_within(log_files(c), 200_000, 4)
+    finally:
+        c.remove(force=True)
