@@ -155,6 +155,12 @@ static void log_rotate(void)
             lg.size = 0;
         return;
     }
+    /* The oldest goes first, so no rename below replaces a file: ext4 flushes the data of
+     * a file renamed over another (auto_da_alloc), which would make every rotation wait. */
+    if (lg.max_file >= 2) {
+        log_name(to, sizeof to, lg.max_file - 1);
+        unlink(to);
+    }
     for (int i = lg.max_file - 1; i >= 2; i--) {
         log_name(from, sizeof from, i - 1);
         log_name(to, sizeof to, i);
@@ -162,7 +168,6 @@ static void log_rotate(void)
     }
     if (lg.max_file >= 2) {
         log_name(to, sizeof to, 1);
-        unlink(to);
         if (link(lg.path, to) < 0)
             rename(lg.path, to); /* no hard links here: LOG is missing for a moment */
     }
