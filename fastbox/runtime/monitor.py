@@ -29,7 +29,7 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None):
         for d in cg.dirs:
             monitor_argv += ["--cgroup", d]
         if spec.remove:
-            monitor_argv += _removal(cid, store)
+            monitor_argv += _removal(cid, spec, store)
         try:
             pid, monitor_pid, times = _core.spawn_detached(
                 plan, monitor_argv, keep, console.ours.fileno() if console else -1)
@@ -57,7 +57,7 @@ def _pipes(tty):
             ["--stdout", str(out_r), "--stderr", str(err_r)])
 
 
-def _removal(cid, store):
+def _removal(cid, spec, store):
     """--rm: the monitor deletes the record, its files and the name at exit (the log's
     rotated files too: it knows how many there are)."""
     files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
