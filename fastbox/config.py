@@ -27,3 +27,57 @@ def images_dir():
 
 def containers_dir():
     return os.path.join(root(), "containers")
+
+
+# ---------------------------------------------------------------- the config file
+# Settings in Docker's daemon.json spirit, in $FASTBOX_CONFIG or /etc/fastbox/config.json:
+#   {"log-opts": {"max-size": "10m", "max-file": "3"}}
+# Read only by the commands that need a setting (a foreground `run` never does), and
+# parsed again only when the file changes.
+
+CONFIG_FILE = "/etc/fastbox/config.json"
+# Without "log-opts" in the file, a detached container's log is at most 3 files of 10 MB
+# (Docker's documented example, and the local driver's order of size): enough to read
+# back what a service said lately, and a flood costs at most 30 MB of disk per container.
+DEFAULT_LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+_parsed = {}  # path -> ((inode, mtime, size), settings)
+
+
+def config_file():
+    return os.environ.get("FASTBOX_CONFIG", CONFIG_FILE)
+
+
+def settings():
+    """The config file's settings, {} if there is none."""
+    from fastbox.errors import SpecError
+    path = config_file()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise SpecError(f"cannot read the config file {path}: {e.strerror}") from None
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _parsed.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    import json
+    try:
+        with open(path, "rb") as f:
+            found = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"invalid config file {path}: {e}") from None
+    if not isinstance(found, dict):
+        raise SpecError(f"invalid config file {path}: expected a JSON object")
+    _parsed[path] = (key, found)
+    return found
+
+
+def log_opts():
+    """The default log options of detached containers: the file's "log-opts" (an empty
+    object means no limit, as in Docker), else DEFAULT_LOG_OPTS."""
+    from fastbox.errors import SpecError
+    opts = settings().get("log-opts", DEFAULT_LOG_OPTS)
+    if not isinstance(opts, dict):
+        raise SpecError(f'invalid config file {config_file()}: "log-opts" must be an object')
+    return opts

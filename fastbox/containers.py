@@ -19,6 +19,7 @@ def create(image, command=None, *, tty=False, **options):
     from fastbox.runtime.container import new_id
     from fastbox.spec import RunSpec, spec_to_dict
     spec = RunSpec(image, command, **options)
+    log_config = _log_config(spec)
     img = resolve_image(spec.image)
     store = StateStore()
     cid = new_id()
@@ -29,12 +30,19 @@ def create(image, command=None, *, tty=False, **options):
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                       "tty": bool(tty), "status": status.CREATED, "exit_code": None,
                       "created_at": _now(), "started_at": None, "finished_at": None,
-                      "pid": 0, "cgroups": []})
+                      "pid": 0, "cgroups": [], "log_config": log_config})
     except BaseException:
         if spec.name:
             store.release_name(spec.name)
         raise
     return Container(cid, store)
+
+
+def _log_config(spec):
+    """The configured default log options under the container's own --log-opt."""
+    from fastbox import config, log_options
+    return log_options.effective(spec.log_opts, config.log_opts(),
+                                 f"{config.config_file()} log-opts")
 
 
 def run(image, command=None, **options):
@@ -111,8 +119,10 @@ class Container:
         if record["status"] == status.EXITED:
             self._store.reset_for_restart(self.id)
         spec = spec_from_dict(record["spec"])
+        log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
-            self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False))
+            self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
+            log_config=log_config)
         self._mark_running(pid, monitor_pid, cgroups)
         return self
 
@@ -203,8 +213,10 @@ class Container:
 
     def logs(self, follow=False, tail=None, timestamps=False, stdout=True, stderr=True,
              offset=0):
-        """Bytes of the container's output; with follow, an iterator of chunks. offset:
-        a byte position in the log (logs_size() before a start: only that run's)."""
+        """Bytes of the container's output, read across its rotated log files, oldest
+        first; with follow, an iterator of chunks that goes on across rotations. offset:
+        log_position() before a start (only that run's output), or a byte position in
+        the current log file."""
         from fastbox.runtime import logs
         entries = logs.read(self._store.log_path(self.id), follow=follow, tail=tail,
                             running=lambda: self.reload().status == status.RUNNING,
@@ -242,8 +254,14 @@ class Container:
     exec = exec_run  # c.exec(["ls"]) reads as the CLI does
 
     def logs_size(self):
+        """Bytes in the current log file (rotated files not counted)."""
         from fastbox.runtime import logs
         return logs.size(self._store.log_path(self.id))
+
+    def log_position(self):
+        """Where the log ends now, for logs(offset=...): it stays right across rotations."""
+        from fastbox.runtime import logs
+        return logs.position(self._store.log_path(self.id))
 
     def stats(self):
         from fastbox.runtime import stats
@@ -274,7 +292,8 @@ class Container:
                            "SecurityOpt": spec.get("security_opt") or None,
                            "CapAdd": spec.get("cap_add") or None,
                            "CapDrop": spec.get("cap_drop") or None,
-                           "Privileged": bool(spec.get("privileged"))},
+                           "Privileged": bool(spec.get("privileged")),
+                           "LogConfig": r.get("log_config")},
             "LogPath": self._store.log_path(self.id),
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),

@@ -55,13 +55,13 @@ class RunSpec(Frozen):
     __slots__ = ("image", "command", "entrypoint", "env", "workdir", "user", "hostname",
                  "memory", "cpus", "pids_limit", "volumes", "tmpfs", "read_only", "network",
                  "name", "remove", "storage_opts", "security_opt", "cap_add", "cap_drop",
-                 "privileged")
+                 "privileged", "log_opts")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
                  pids_limit=None, volumes=(), tmpfs=(), read_only=False, network="none",
                  name=None, remove=False, storage_opts=(), security_opt=(), cap_add=(),
-                 cap_drop=(), privileged=False):
+                 cap_drop=(), privileged=False, log_opts=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -86,6 +86,7 @@ class RunSpec(Frozen):
             cap_add=capabilities.normalize(cap_add, "--cap-add"),
             cap_drop=capabilities.normalize(cap_drop, "--cap-drop"),
             privileged=bool(privileged),
+            log_opts=_log_opts(log_opts),
         )
 
     @property
@@ -119,12 +120,21 @@ def spec_to_dict(spec):
     for key in ("command", "entrypoint", "env", "storage_opts", "security_opt", "cap_add",
                 "cap_drop"):
         d[key] = list(d[key]) if d[key] is not None else None
+    d["log_opts"] = dict(spec.log_opts)
     return d
 
 
 def spec_from_dict(d):
     d = dict(d)
     return RunSpec(d.pop("image"), d.pop("command"), **d)
+
+
+def _log_opts(value):
+    """--log-opt max-size=10m (a list) or log_opts={"max-size": "10m"}: sorted pairs."""
+    if not value:
+        return ()
+    from fastbox import log_options
+    return log_options.parse(value)
 
 
 def _argv(value, what):

@@ -202,6 +202,8 @@ def _isolated(monkeypatch, tmp_path, session_dirs):
     monkeypatch.setenv("FASTBOX_ROOT", str(root))
     monkeypatch.setenv("FASTBOX_RUN", str(run))
     monkeypatch.setenv("FASTBOX_CGROUP_PARENT", session_dirs.cgroup_parent)
+    # No test reads the host's /etc/fastbox/config.json: each has its own (absent) one.
+    monkeypatch.setenv("FASTBOX_CONFIG", str(tmp_path / "fastbox-config.json"))
     before = {p for p, _, _ in child_processes()}
     yield SimpleNamespace(root=str(root), run=str(run), tmp=str(tmp_path))
 

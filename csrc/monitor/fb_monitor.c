@@ -3,10 +3,12 @@
  * container is its child: it relays the container's stdout/stderr into a JSON-lines log
  * (Docker's json-file format), forwards the signals it gets, records the exit code, removes
  * the container's cgroups, and exits. It links nothing but libc and keeps no heap state
- * beyond two line buffers, so its resident size stays around a megabyte.
+ * beyond two line buffers and an output buffer, so its resident size stays around a
+ * megabyte. With --log-max-size the log rotates as Docker's json-file driver does
+ * (max-size, max-file), so a container that floods its stdout cannot fill the disk.
  *
  * argv: --pid PID --log FILE --exit FILE [--started FILE] [--stdout FD] [--stderr FD]
- *       [--tty FD] [--cgroup DIR]... [--remove FILE]... [--remove-dir DIR]...
+ *       [--tty FD] [--log-max-size BYTES --log-max-file N] [--cgroup DIR]... [--remove FILE]... [--remove-dir DIR]...
  *       [--lock FILE] [--names DIR --id ID]
  * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
  * record says running even if the process that started us died before writing it.
@@ -30,40 +32,74 @@
 #include <unistd.h>
 
 #define MAX_LIST 32
-#define LINE_MAX_BYTES 16384 /* Docker splits longer lines too */
+#define LINE_MAX_BYTES 16384 /* longer lines become 16 KiB pieces, as in Docker */
+#define READ_BYTES (4 * LINE_MAX_BYTES)
+/* One entry at worst: every byte escaped as \u00XX, plus the fields around it. */
+#define ENTRY_MAX (LINE_MAX_BYTES * 6 + 128)
+#define OUT_BYTES (ENTRY_MAX + READ_BYTES) /* flushes come at least every 64 KiB */
 
 struct stream {
     int fd;
     const char *name;
-    char buf[LINE_MAX_BYTES];
+    char buf[READ_BYTES];
     size_t len;
+};
+
+/* The json-file log and its limits. Entries collect in out and are written once per
+ * read from the container (one write per 64 KiB at most, not one per line); size counts
+ * what the current file holds, written or pending, so no line needs an fstat. */
+struct log {
+    int fd;
+    const char *path;
+    long long size, max_size; /* max_size 0: no limit */
+    int max_file;
+    size_t len;
+    char out[OUT_BYTES];
 };
 
 struct args {
     pid_t pid;
     const char *log, *exit_file, *started_file, *lock_file, *names_dir, *id;
-    int out_fd, err_fd, tty_fd;
+    int out_fd, err_fd, tty_fd, max_file;
+    long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
 };
 
-static int log_fd = -1;
+static struct log lg = {.fd = -1};
 
-static void now_rfc3339(char *out, size_t n)
+/* RFC 3339 with nanoseconds; the part up to the seconds is formatted once a second. */
+static size_t now_rfc3339(char *out)
 {
+    static time_t cached = (time_t)-1;
+    static char secs[32];
+    static size_t secs_len;
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + k, n - k, ".%09ldZ", ts.tv_nsec);
+    if (ts.tv_sec != cached) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        secs_len = strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S.", &tm);
+        cached = ts.tv_sec;
+    }
+    memcpy(out, secs, secs_len);
+    long ns = ts.tv_nsec;
+    for (int i = 8; i >= 0; i--, ns /= 10)
+        out[secs_len + (size_t)i] = (char)('0' + ns % 10);
+    out[secs_len + 9] = 'Z';
+    return secs_len + 10;
+}
+
+/* Length of the UTF-8 sequence that byte c starts: 0 if it cannot start one. */
+static size_t utf8_need(unsigned char c)
+{
+    return c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
-    size_t need = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
-                : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    size_t need = utf8_need(s[0]);
     if (need == 0 || need > n || (need == 2 && s[0] < 0xC2))
         return 0;
     for (size_t i = 1; i < need; i++)
@@ -76,18 +112,102 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return need;
 }
 
-/* One JSON line: {"log":"...","stream":"stdout","time":"..."}, escaped as JSON requires;
- * bytes that are not UTF-8 become U+FFFD, as in Docker's json-file logs. */
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* a full disk loses output, never the container */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void log_flush(void)
+{
+    if (lg.len && lg.fd >= 0)
+        write_all(lg.fd, lg.out, lg.len);
+    lg.len = 0;
+}
+
+static void log_name(char *out, size_t n, int index)
+{
+    if (index == 0)
+        snprintf(out, n, "%s", lg.path);
+    else
+        snprintf(out, n, "%s.%d", lg.path, index);
+}
+
+/* Docker's json-file rotation: LOG.1 becomes LOG.2 and so on, the oldest (LOG.<max-file - 1>)
+ * is dropped, LOG becomes LOG.1 and a new LOG starts. With max-file 1 the old LOG is simply
+ * replaced. The new file is made first and renamed in last, so LOG always exists, and a
+ * reader that holds the old one open (logs -f) can read it to its end. */
+static void log_rotate(void)
+{
+    char tmp[4096], from[4096], to[4096];
+    snprintf(tmp, sizeof tmp, "%s.new", lg.path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        /* No new file: empty the old one rather than pass the limit. */
+        if (ftruncate(lg.fd, 0) == 0)
+            lg.size = 0;
+        return;
+    }
+    /* The oldest goes first, so no rename below replaces a file: ext4 flushes the data of
+     * a file renamed over another (auto_da_alloc), which would make every rotation wait. */
+    if (lg.max_file >= 2) {
+        log_name(to, sizeof to, lg.max_file - 1);
+        unlink(to);
+    }
+    for (int i = lg.max_file - 1; i >= 2; i--) {
+        log_name(from, sizeof from, i - 1);
+        log_name(to, sizeof to, i);
+        rename(from, to);
+    }
+    if (lg.max_file >= 2) {
+        log_name(to, sizeof to, 1);
+        if (link(lg.path, to) < 0)
+            rename(lg.path, to); /* no hard links here: LOG is missing for a moment */
+    }
+    rename(tmp, lg.path);
+    close(lg.fd);
+    lg.fd = fd;
+    lg.size = 0;
+}
+
+/* --rm: the files rotation made, which the --remove list does not name. */
+static void log_remove_rotated(void)
+{
+    char name[4096];
+    for (int i = 1; i < lg.max_file; i++) {
+        log_name(name, sizeof name, i);
+        unlink(name);
+    }
+    snprintf(name, sizeof name, "%s.new", lg.path);
+    unlink(name);
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* One JSON line, {"log":"...","stream":"stdout","time":"..."}, escaped as JSON requires and
+ * appended to the pending output; bytes that are not UTF-8 become U+FFFD, as in Docker's
+ * json-file logs. If the entry would take the file past max-size, what is pending goes to
+ * the current file, the files rotate, and the entry starts the new one. */
 static void write_entry(const char *stream, const char *data, size_t len)
 {
-    static char out[LINE_MAX_BYTES * 6 + 128];
-    char when[48];
+    if (lg.len + ENTRY_MAX > sizeof lg.out)
+        log_flush();
+    char *out = lg.out + lg.len;
     size_t k = 0;
-    now_rfc3339(when, sizeof when);
-    k += (size_t)snprintf(out, sizeof out, "{\"log\":\"");
+    memcpy(out, "{\"log\":\"", 8);
+    k = 8;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)data[i];
-        if (ch >= 0x80) {
+        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
+            out[k++] = (char)ch;
+        } else if (ch >= 0x80) {
             size_t u = utf8_len((const unsigned char *)data + i, len - i);
             if (u == 0) {
                 memcpy(out + k, "\xef\xbf\xbd", 3);
@@ -97,41 +217,71 @@ static void write_entry(const char *stream, const char *data, size_t len)
                 k += u;
                 i += u - 1;
             }
-        } else if (ch == '"' || ch == '\\') {
+        } else if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\t' || ch == '\r') {
             out[k++] = '\\';
-            out[k++] = (char)ch;
-        } else if (ch == '\n') {
-            out[k++] = '\\';
-            out[k++] = 'n';
-        } else if (ch < 0x20) {
-            k += (size_t)snprintf(out + k, sizeof out - k, "\\u%04x", ch);
+            out[k++] = ch == '\n' ? 'n' : ch == '\t' ? 't' : ch == '\r' ? 'r' : (char)ch;
         } else {
-            out[k++] = (char)ch;
+            memcpy(out + k, "\\u00", 4);
+            out[k + 4] = HEX[ch >> 4];
+            out[k + 5] = HEX[ch & 15];
+            k += 6;
         }
     }
-    k += (size_t)snprintf(out + k, sizeof out - k, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", stream, when);
-    for (size_t off = 0; off < k;) {
-        ssize_t w = write(log_fd, out + off, k - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        off += (size_t)w;
+    memcpy(out + k, "\",\"stream\":\"", 12);
+    k += 12;
+    size_t sl = strlen(stream);
+    memcpy(out + k, stream, sl);
+    k += sl;
+    memcpy(out + k, "\",\"time\":\"", 10);
+    k += 10;
+    k += now_rfc3339(out + k);
+    memcpy(out + k, "\"}\n", 3);
+    k += 3;
+    if (lg.max_size > 0 && lg.size > 0 && lg.size + (long long)k > lg.max_size) {
+        size_t pending = lg.len;
+        lg.len = 0;
+        if (pending && lg.fd >= 0)
+            write_all(lg.fd, lg.out, pending);
+        if (lg.fd >= 0)
+            log_rotate();
+        memmove(lg.out, lg.out + pending, k);
     }
+    lg.len += k;
+    lg.size += (long long)k;
 }
 
+/* Where to cut a full line: at most LINE_MAX_BYTES, and not inside a UTF-8 sequence
+ * (which would turn both halves into U+FFFD). */
+static size_t cut_point(const char *s)
+{
+    for (size_t back = 1; back <= 3; back++) {
+        unsigned char c = (unsigned char)s[LINE_MAX_BYTES - back];
+        if ((c & 0xC0) != 0x80) /* the start of the last sequence */
+            return utf8_need(c) > back ? LINE_MAX_BYTES - back : LINE_MAX_BYTES;
+    }
+    return LINE_MAX_BYTES;
+}
+
+/* Each line becomes an entry; a line longer than LINE_MAX_BYTES becomes pieces without a
+ * newline (Docker's "partial" messages: readers join them). A short unfinished line waits
+ * for more, unless final. */
 static void flush_lines(struct stream *s, int final)
 {
     size_t start = 0;
-    for (size_t i = 0; i < s->len; i++) {
-        if (s->buf[i] == '\n') {
-            write_entry(s->name, s->buf + start, i + 1 - start);
-            start = i + 1;
-        }
-    }
-    if (start < s->len && (final || s->len == sizeof s->buf)) {
-        write_entry(s->name, s->buf + start, s->len - start);
-        start = s->len;
+    while (start < s->len) {
+        size_t left = s->len - start;
+        const char *nl = memchr(s->buf + start, '\n', left < LINE_MAX_BYTES ? left : LINE_MAX_BYTES);
+        size_t n;
+        if (nl)
+            n = (size_t)(nl - (s->buf + start)) + 1;
+        else if (left >= LINE_MAX_BYTES)
+            n = cut_point(s->buf + start);
+        else if (final)
+            n = left;
+        else
+            break;
+        write_entry(s->name, s->buf + start, n);
+        start += n;
     }
     memmove(s->buf, s->buf + start, s->len - start);
     s->len -= start;
@@ -145,13 +295,31 @@ static int pump(struct stream *s)
         return 1;
     if (n <= 0) {
         flush_lines(s, 1);
+        log_flush();
         close(s->fd);
         s->fd = -1;
         return 0;
     }
     s->len += (size_t)n;
     flush_lines(s, 0);
+    log_flush(); /* a reader following the log sees each read at once */
     return 1;
+}
+
+/* The log exists before the container writes (logs -f waits for it), root's alone; a
+ * restarted container's run continues it, so its size counts toward the limit. */
+static void log_open(const struct args *a)
+{
+    struct stat st;
+    lg.path = a->log;
+    lg.max_size = a->max_size;
+    lg.max_file = a->max_file > 0 ? a->max_file : 1;
+    lg.fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (lg.fd >= 0 && fstat(lg.fd, &st) == 0) {
+        lg.size = (long long)st.st_size;
+        if (st.st_mode & 077)
+            fchmod(lg.fd, 0600); /* a log from before logs were root's alone */
+    }
 }
 
 static int exit_code_of(int status)
@@ -177,7 +345,7 @@ static void write_record(const char *path, const char *body, int n)
 static void write_exit(const char *path, int code)
 {
     char when[48], body[160];
-    now_rfc3339(when, sizeof when);
+    when[now_rfc3339(when)] = '\0';
     int n = snprintf(body, sizeof body, "{\"exit_code\": %d, \"finished_at\": \"%s\"}\n", code, when);
     write_record(path, body, n);
 }
@@ -247,6 +415,7 @@ static void remove_leftovers(const struct args *a)
     remove_names(a);
     for (int i = 0; i < a->n_remove_files; i++)
         unlink(a->remove_files[i]);
+    log_remove_rotated();
     if (a->lock_file)
         unlink(a->lock_file);
     for (int i = 0; i < a->n_remove_dirs; i++)
@@ -281,6 +450,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->err_fd = atoi(v);
         else if (!strcmp(k, "--tty"))
             a->tty_fd = atoi(v);
+        else if (!strcmp(k, "--log-max-size"))
+            a->max_size = atoll(v);
+        else if (!strcmp(k, "--log-max-file"))
+            a->max_file = atoi(v);
         else if (!strcmp(k, "--cgroup") && a->n_cgroups < MAX_LIST)
             a->cgroups[a->n_cgroups++] = v;
         else if (!strcmp(k, "--remove") && a->n_remove_files < MAX_LIST)
@@ -346,7 +519,7 @@ int main(int argc, char **argv)
     int sfd = open_signalfd();
     if (a.started_file)
         write_started(a.started_file, a.pid);
-    log_fd = open(a.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    log_open(&a);
     static struct stream out = {.name = "stdout"}, err = {.name = "stderr"};
     out.fd = a.tty_fd >= 0 ? a.tty_fd : a.out_fd;
     err.fd = a.tty_fd >= 0 ? -1 : a.err_fd;
@@ -375,6 +548,7 @@ int main(int argc, char **argv)
         flush_lines(&out, 1);
     if (err.fd >= 0)
         flush_lines(&err, 1);
+    log_flush();
     remove_cgroups(&a);
     if (a.n_remove_files || a.n_remove_dirs)
         remove_leftovers(&a);

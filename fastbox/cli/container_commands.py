@@ -51,7 +51,7 @@ def start(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
     from fastbox import containers
     for ref in containers_:
         c = containers.get(ref)
-        offset = c.logs_size()  # attach to this run's output, not a previous run's
+        offset = c.log_position()  # attach to this run's output, not a previous run's
         c.start()
         if attach:
             _print_logs(c.logs(follow=True, offset=offset))

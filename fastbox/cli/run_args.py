@@ -28,6 +28,7 @@ OPTIONS = (
     (("--cap-drop",), "cap_drop", "list", "Drop a capability (or ALL)"),
     (("--privileged",), "privileged", "flag",
      "Every capability, no seccomp filter, /proc unmasked, every device (v1 devices cgroup)"),
+    (("--log-opt",), "log_opts", "list", "Log option of -d: max-size=SIZE (10k, 10m), max-file=N"),
     (("-d", "--detach"), "detach", "flag", "Run in the background under a monitor; print the id"),
     (("-i", "--interactive"), "interactive", "flag", "Keep stdin attached"),
     (("-t", "--tty"), "tty", "flag", "Give the container a pseudo-terminal"),

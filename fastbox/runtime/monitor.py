@@ -11,8 +11,11 @@ MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "libexec", "fastbox-monitor")
 
 
-def start_detached(cid, spec, image, store, tty=False):
-    """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd."""
+def start_detached(cid, spec, image, store, tty=False, log_config=None):
+    """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd.
+    log_config: Docker's LogConfig ({"Type": "json-file", "Config": {"max-size": ...}})."""
+    from fastbox import log_options
+    max_size, max_file = log_options.limits(log_config or {})
     ours, stdio, keep, mon_io = _pipes(tty)
     console = None
     try:
@@ -21,6 +24,8 @@ def start_detached(cid, spec, image, store, tty=False):
             console = container.Console(plan)
         monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
                         "--started", store.started_path(cid), *mon_io]
+        if max_size:
+            monitor_argv += ["--log-max-size", str(max_size), "--log-max-file", str(max_file)]
         for d in cg.dirs:
             monitor_argv += ["--cgroup", d]
         if spec.remove:
@@ -53,7 +58,8 @@ def _pipes(tty):
 
 
 def _removal(cid, spec, store):
-    """--rm: the monitor deletes the record, its files and the name at exit."""
+    """--rm: the monitor deletes the record, its files and the name at exit (the log's
+    rotated files too: it knows how many there are)."""
     files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
              "started.json.tmp"]
     args = ["--lock", os.path.join(store.container_dir(cid), "lock"), "--names", store.names,
