@@ -197,9 +197,6 @@ static int exec_program(struct fb_child *c)
     const char *prog = p->argv[0];
     char buf[4096];
     long r, seen_eacces = 0;
-    fb_stamp(c, FB_T_EXEC);
-    if (c->report_fd >= 0) /* the starter's stamps: the helper shares no memory with it */
-        send_msg(c, FB_MSG_REPORT, 0);
     if (strchr(prog, '/')) {
         r = FB_SYS3(SYS_execve, prog, p->argv, p->envp);
         return fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec", prog);
@@ -370,6 +367,11 @@ static int start_program(struct fb_child *c)
     if (fb_fds_cloexec(&c->report->err) < 0)
         return -1;
     unblock_signals();
+    fb_stamp(c, FB_T_EXEC);
+    /* exec helper: the stamps go to the starter (no shared memory) before the filter, which
+     * need not allow write */
+    if (c->report_fd >= 0)
+        send_msg(c, FB_MSG_REPORT, 0);
     if (p->no_new_privs && fb_seccomp(c) < 0)
         return -1;
     return exec_program(c);
