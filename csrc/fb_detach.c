@@ -75,18 +75,6 @@ static int receive_fd(int sock)
     return fd;
 }
 
-static void format_int(char *buf, long v)
-{
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) > 0);
-    for (int i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    buf[n] = '\0';
-}
-
 /* The intermediate: spawn, report, become the monitor. Never returns. */
 static void run_intermediate(const struct fb_plan *p, const struct fb_monitor_args *m, int sync_fd)
 {
@@ -106,11 +94,11 @@ static void run_intermediate(const struct fb_plan *p, const struct fb_monitor_ar
     int n = 0, master = m->console_fd >= 0 ? receive_fd(m->console_fd) : -1;
     for (; n < m->argc && n < FB_MAX_MONITOR_ARGS; n++)
         argv[n] = m->argv[n];
-    format_int(pidbuf, rep.pid);
+    fb_format_int(pidbuf, rep.pid);
     argv[n++] = "--pid";
     argv[n++] = pidbuf;
     if (master >= 0) {
-        format_int(ttybuf, master);
+        fb_format_int(ttybuf, master);
         argv[n++] = "--tty";
         argv[n++] = ttybuf;
     }

@@ -23,3 +23,15 @@ int fb_fail(struct fb_error *e, int err, int phase, const char *what, const char
     }
     return -e->err;
 }
+
+void fb_format_int(char *buf, long v)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    for (int i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+}

@@ -29,4 +29,7 @@ struct fb_error {
 /* Fill e and return -err (negative), so callers can `return fb_fail(...)`. */
 int fb_fail(struct fb_error *e, int err, int phase, const char *what, const char *arg);
 
+/* v >= 0 in decimal into buf (24 bytes are enough), without libc. */
+void fb_format_int(char *buf, long v);
+
 #endif

@@ -102,18 +102,6 @@ static int plan_memfd(const struct fb_plan *p, struct fb_error *e)
     return fd >= 0 ? fd : fb_fail(e, err, FB_PHASE_CLONE, "exec plan memfd", NULL);
 }
 
-static void format_fd(char *buf, int v)
-{
-    char tmp[12];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) > 0);
-    for (int i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    buf[n] = '\0';
-}
-
 /* Step 1, in the CLONE_VM child: keep only the named fds, exec the helper. */
 int fb_exec_trampoline(void *arg)
 {
@@ -156,9 +144,12 @@ int fb_exec_prepare(struct fb_child *c, struct fb_trampoline *t, struct fb_repor
     keep(t, c->err_fd);
     keep(t, t->blob_fd);
     keep(t, t->helper_fd);
-    format_fd(t->bufs[0], t->blob_fd);
-    format_fd(t->bufs[1], c->err_fd);
-    format_fd(t->bufs[2], c->owner_pidfd);
+    fb_format_int(t->bufs[0], t->blob_fd);
+    fb_format_int(t->bufs[1], c->err_fd);
+    if (c->owner_pidfd >= 0)
+        fb_format_int(t->bufs[2], c->owner_pidfd);
+    else
+        memcpy(t->bufs[2], "-1", 3);
     t->argv[0] = "fastbox-enter";
     for (int i = 0; i < 3; i++)
         t->argv[i + 1] = t->bufs[i];

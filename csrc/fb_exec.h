@@ -9,7 +9,7 @@ struct fb_trampoline {
     int blob_fd;   /* the flattened plan (ours to close after the clone) */
     int keep[12];
     int n_keep;
-    char bufs[3][12];
+    char bufs[3][24];
     const char *argv[5];
     const char *envp[1];
     struct fb_report *report;
