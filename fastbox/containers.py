@@ -58,7 +58,8 @@ def run(image, command=None, **options):
 
 def get(ref):
     store = StateStore()
-    return Container(store.lookup(ref)["id"], store)
+    record = store.lookup(ref)
+    return Container(record["id"], store, record)
 
 
 def list_containers(all=False):
