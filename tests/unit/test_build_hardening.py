@@ -1,6 +1,6 @@
 """Full RELRO for every binary fastbox installs: the extension the container child runs
 in (a CLONE_VM clone of Python, on its parent's TLS, which must never resolve a lazily
-bound symbol through the dynamic linker), the monitor and the client.
+bound symbol through the dynamic linker), the exec helper, the monitor and the client.
 
 The installed files are read as ELF here (program headers and the dynamic section), so
 the test needs no binutils: GNU_RELRO must be there, and a file that has a dynamic
@@ -47,11 +47,12 @@ def installed():
     return {
         "_core": core,
         "monitor": os.path.join(os.path.dirname(core), "libexec", "fastbox-monitor"),
+        "enter": os.path.join(os.path.dirname(core), "libexec", "fastbox-enter"),
         "client": os.path.join(os.path.dirname(sys.executable), "fastbox"),
     }
 
 
-@pytest.mark.parametrize("name", ["_core", "monitor", "client"])
+@pytest.mark.parametrize("name", ["_core", "monitor", "enter", "client"])
 def test_full_relro(name):
     path = installed()[name]
     types, dynamic = elf_facts(path)
@@ -63,10 +64,12 @@ def test_full_relro(name):
     assert now, f"{path}: lazily bound (no BIND_NOW): link with -z now"
 
 
-def test_client_is_static():
-    """The client is static on purpose (no loader per command): then it has no dynamic
-    section, and the check above cannot pass vacuously for the others."""
+def test_static_ones_are_static():
+    """The client and the exec helper are static on purpose (no loader per command, no
+    libc in the helper): they have no dynamic section, and the check above cannot pass
+    vacuously for the others."""
     paths = installed()
     assert elf_facts(paths["client"])[1] is None
+    assert elf_facts(paths["enter"])[1] is None
     assert elf_facts(paths["_core"])[1] is not None
     assert elf_facts(paths["monitor"])[1] is not None
