@@ -12,7 +12,13 @@
  * of that signal: so do we). Signals we get go to the command as "K<signo>", as
  * `fastbox run` (and `docker run`) forward them to the container; ones we were told to
  * ignore (nohup) stay ignored. If we die, the engine kills the container, or the command
- * that runs for us. */
+ * that runs for us.
+ *
+ * Nothing goes out before we know who listens (SO_PEERCRED): only an engine run by root
+ * or by ourselves gets our fds, argv and environment. A socket served by anyone else
+ * means someone else can write in FASTBOX_RUN, the directory the Python CLI would use
+ * too; so we stop with one line and 125 (as ssh refuses files others could change),
+ * rather than fall back quietly and hide it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -46,6 +52,22 @@ static void run_python_cli(char **argv)
     exit(125);
 }
 
+/* Exits unless the process that listens on fd is root or runs as our own uid. */
+static void check_listener(int fd, const char *path)
+{
+    struct ucred peer;
+    socklen_t len = sizeof peer;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0) {
+        fprintf(stderr, "fastbox: cannot tell who serves %s: %s\n", path, strerror(errno));
+        exit(125);
+    }
+    if (peer.uid != 0 && peer.uid != geteuid()) {
+        fprintf(stderr, "fastbox: %s is served by uid %u, neither root nor you: not using it\n",
+                path, (unsigned)peer.uid);
+        exit(125);
+    }
+}
+
 static int connect_engine(void)
 {
     const char *run = getenv("FASTBOX_RUN");
@@ -64,6 +86,7 @@ static int connect_engine(void)
         close(fd);
         return -1;
     }
+    check_listener(fd, addr.sun_path);
     return fd;
 }
 

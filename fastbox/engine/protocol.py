@@ -38,6 +38,25 @@ class ClientRequest:
         self.fds = ()
 
 
+def peer(conn):
+    """(pid, uid, gid) of the process that connected, as the kernel recorded them at
+    connect(): its effective ids, which no later setuid of the client changes."""
+    return struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                               struct.calcsize("3i")))
+
+
+def discard(conn):
+    """Drops the message waiting on conn, if any, unread: without room for ancillary data
+    the kernel closes any fds it carries instead of installing them in us. Returns False
+    once the peer has hung up."""
+    try:
+        return conn.recv(1, socket.MSG_DONTWAIT | socket.MSG_TRUNC) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 def receive(conn):
     """Reads the request waiting on conn; ProtocolError if there is none or it is bad."""
     size = conn.recv_into(bytearray(1), 1, socket.MSG_PEEK | socket.MSG_TRUNC)
@@ -51,8 +70,7 @@ def receive(conn):
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                      struct.calcsize("3i")))
+    pid, uid, _ = peer(conn)
     request = ClientRequest(None, None, None, tuple(fds), pid, uid)
     try:
         if len(fds) != 3 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):

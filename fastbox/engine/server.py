@@ -6,7 +6,9 @@ process) as our child. Any other command runs in a worker forked from a warm for
 (forkserver.py), which costs a few milliseconds more. We serve only callers
 that could have run the command themselves, in the same way: root, with its
 capabilities, in its namespaces and root directory, with the same FASTBOX_* settings.
-Anyone else is told to fall back to the Python CLI.
+Anyone else is told to fall back to the Python CLI. Whose uid or gid is not ours
+(SO_PEERCRED) is told so the moment it connects, before we read a byte of it: its
+request, and the fds it carries, are dropped unread.
 
 One thread polls the socket (new clients, their signals, their hang-ups); each run or
 exec runs in its own thread. If a client dies, its container (or process) is killed.
@@ -51,6 +53,7 @@ class Client:
         self.pidfd = None
         self.pending = []
         self.answered = self.hung_up = False
+        self.refused = False  # not ours to serve: whatever it sends is dropped unread
 
     def started(self, pid):
         """api.run's on_start: the container's program runs; deliver what waited."""
@@ -235,12 +238,17 @@ class Server:
             except OSError as e:  # out of fds, say: that client waits or goes, not us
                 print(f"fastbox engine: accept: {e}", file=sys.stderr)
                 return
-            self.clients[conn.fileno()] = Client(conn)
+            self.clients[conn.fileno()] = _admit(conn)
             poller.register(conn.fileno(), select.EPOLLIN)
 
     def readable(self, fd, poller):
         """Handles one message: the request, a signal to forward, or the hang-up."""
         client = self.clients[fd]
+        if client.refused:
+            if not protocol.discard(client.conn):
+                self.drop(fd, poller)
+                client.hang_up()
+            return
         if client.request is None:
             try:
                 client.request = protocol.receive(client.conn)
@@ -309,10 +317,10 @@ class Server:
                 conn, _ = listener.accept()
             except OSError:
                 break
-            self.clients[conn.fileno()] = Client(conn)
+            self.clients[conn.fileno()] = _admit(conn)
         for client in self.clients.values():
-            if client.request is None:
-                _discard_request(client.conn)
+            if client.request is None and not client.refused:
+                protocol.discard(client.conn)
                 client.answer(protocol.FALLBACK)
 
     def stop_containers(self):
@@ -367,15 +375,20 @@ def serve_forever(ready_fd=-1):
     return 0
 
 
-def _discard_request(conn):
-    """Reads a request that arrived, if one did: closing a socket with unread data resets
-    it, and the client would see the reset before our answer."""
-    conn.setblocking(False)
+def _admit(conn):
+    """A Client for a new connection. One whose uid or gid differs from ours (we serve
+    root only, or whoever runs us) is answered "run it yourself" at once, and is left
+    registered only so that what it sends is dropped unread: closing a socket with unread
+    data resets it, and the client would see the reset before our answer."""
+    client = Client(conn)
     try:
-        protocol.receive(conn).close()
-    except (protocol.ProtocolError, OSError):
-        pass
-    conn.setblocking(True)
+        _, uid, gid = protocol.peer(conn)
+    except OSError:
+        uid = gid = -1
+    if uid != os.geteuid() or gid != os.getegid():
+        client.refused = True
+        client.answer(protocol.FALLBACK)
+    return client
 
 
 def _lock(path):
