@@ -27,3 +27,19 @@ def images_dir():
 
 def containers_dir():
     return os.path.join(root(), "containers")
+
+
+def private_dir(path):
+    """Make path, and any of its missing parents, root's alone (0700: Docker keeps
+    /var/lib/docker 0710); an existing directory is left as it is (fastbox.state.modes
+    tightens a store made before this rule once)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        parent = os.path.dirname(path.rstrip("/"))
+        if not parent or parent == path:
+            raise
+        private_dir(parent)
+        private_dir(path)

@@ -11,9 +11,12 @@ MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "libexec", "fastbox-monitor")
 
 
-def start_detached(cid, spec, image, store, tty=False):
-    """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd."""
+def start_detached(cid, spec, image, store, tty=False, keep_fds=()):
+    """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd.
+    keep_fds: more fds the monitor inherits (the janitor's entry lock, which it then
+    holds for as long as it lives)."""
     ours, stdio, keep, mon_io = _pipes(tty)
+    keep = keep + [fd for fd in keep_fds if fd >= 0]
     console = None
     try:
         plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)

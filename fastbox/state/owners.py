@@ -1,0 +1,318 @@
+"""Nothing runs unowned: who owns what a start makes, and the janitor that sweeps what a
+dead owner left.
+
+Before a start makes anything (cgroups, the container's directory, its record), its
+owner writes an entry, FASTBOX_RUN/owners/<pid>-<start time>/<name>, naming what to
+remove; the entry goes when the container is torn down. The owner is the process that
+waits for the container: the Python CLI, the engine, an API process, and for a detached
+container its monitor, to which the starter hands the entry once the monitor runs.
+
+The next fastbox command sweeps the entries whose owner is dead (its pid gone, or reused:
+the start time differs): one readdir of owners/ and one read of /proc/<pid>/stat per
+owner, which is all a command pays when nothing died. For each such entry it kills what
+is left in the container's cgroups, removes them, and settles the record: a `run` that
+never got its container running leaves no record; a container whose owner died is
+marked exited (removed if it was --rm).
+
+An entry is also flock'ed by whoever must keep it: a detached container's entry is held
+by the starter and, through an inherited fd, by the process that becomes the monitor,
+for as long as that lives. A sweeper takes the lock before it touches an entry, so it
+never touches a running detached container (the monitor holds it), nor one whose start
+is still under way in an orphaned intermediate, nor an entry another sweeper is on.
+"""
+import os
+
+from fastbox import config
+from fastbox.state import process
+
+OWNERS = "owners"
+RUN, DETACHED, EXEC, POOL = "run", "detached", "exec", "pool"
+_me = []  # [pid, key] of this process (a fork has its own)
+_swept = []  # this process has swept once (the API's first use)
+
+
+def owners_dir():
+    return os.path.join(config.run_dir(), OWNERS)
+
+
+def my_key():
+    pid = os.getpid()
+    if not _me or _me[0] != pid:
+        _me[:] = [pid, key_of(pid, process.start_time(pid))]
+    return _me[1]
+
+
+def key_of(pid, started):
+    return f"{pid}-{started}"
+
+
+class Claim:
+    """One entry of ours. fd is open only when the entry is locked (detached starts)."""
+
+    __slots__ = ("path", "fd")
+
+    def __init__(self, path, fd=-1):
+        self.path, self.fd = path, fd
+
+    def hand_to(self, pid, started):
+        """Move the entry under another owner (a detached container's monitor, which
+        already holds its lock through the inherited fd): ours no longer."""
+        d = os.path.join(owners_dir(), key_of(pid, started))
+        config.private_dir(d)
+        os.rename(self.path, os.path.join(d, os.path.basename(self.path)))
+        try:
+            os.rmdir(os.path.dirname(self.path))
+        except OSError:  # another container of ours
+            pass
+        self.close()
+
+    def release(self):
+        """The container is torn down: nothing of it is left to sweep (our directory
+        goes too once empty, so the next command has nothing to look at)."""
+        try:
+            os.unlink(self.path)
+            os.rmdir(os.path.dirname(self.path))
+        except OSError:  # ENOTEMPTY: another container of ours
+            pass
+        self.close()
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def claim(name, kind, cgroups=(), store=None, record_name=None, created=False, locked=False,
+          pids=()):
+    """Write this process's entry for name (a container id, or a pool's) before anything
+    is made. cgroups: the directories the start will make; store: the containers dir
+    holding its record (None: no record); record_name: a name reserved for it; created:
+    the record is made by this start (a `run`), so a start that never ran leaves none.
+    locked: the entry is flock'ed and its fd kept (for a detached start, whose monitor
+    inherits it). pids: (pid, start time) of processes to kill (an exec'd one)."""
+    lines = [kind, name] + [f"cgroup {d}" for d in cgroups]
+    lines += [f"pid {pid} {started}" for pid, started in pids]
+    if store:
+        lines.append(f"store {store}")
+    if record_name:
+        lines.append(f"name {record_name}")
+    if created:
+        lines.append("created")
+    d = os.path.join(owners_dir(), my_key())
+    path = os.path.join(d, name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    for attempt in range(3):  # another thread of ours may have just removed d, empty
+        try:
+            fd = os.open(path, flags, 0o600)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            config.private_dir(d)
+    try:
+        if locked:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, ("\n".join(lines) + "\n").encode(errors="surrogateescape"))
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    if locked:
+        return Claim(path, fd)
+    os.close(fd)
+    return Claim(path)
+
+
+# ---------------------------------------------------------------- the janitor
+
+def begin():
+    """What every fastbox command does first: tighten an old store once, and sweep. A
+    root we may not touch (a user's `fastbox --help`) is the command's to report."""
+    from fastbox.state import modes
+    _swept[:] = [os.getpid()]
+    try:
+        modes.ensure_private()
+        sweep()
+    except PermissionError:
+        pass
+
+
+def begin_once():
+    """For the API: begin() on a process's first use only."""
+    if not _swept or _swept[0] != os.getpid():
+        begin()
+
+
+def sweep():
+    """Clean up after every dead owner; returns how many entries were swept."""
+    d = owners_dir()
+    try:
+        keys = os.listdir(d)
+    except FileNotFoundError:
+        return 0
+    me, swept = my_key(), 0
+    for key in keys:
+        if key == me or _owner_alive(key):
+            continue
+        swept += _sweep_owner(os.path.join(d, key), key)
+    return swept
+
+
+def _owner_alive(key):
+    pid, _, started = key.partition("-")
+    if not pid.isdigit():
+        return True  # not ours to judge
+    return started.isdigit() and process.start_time(int(pid)) == int(started)
+
+
+def _sweep_owner(path, key):
+    import fcntl
+    swept = 0
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for name in names:
+        entry_path = os.path.join(path, name)
+        try:
+            fd = os.open(entry_path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a monitor holds it, or a start goes on, or a sweeper
+                _hand_to_monitor(entry_path, fd)
+                continue
+            if os.fstat(fd).st_nlink == 0:  # swept or handed on while we waited
+                continue
+            entry = Entry(os.read(fd, 65536).decode(errors="surrogateescape"), key)
+            if entry.kind and clean(entry):
+                os.unlink(entry_path)
+                swept += 1
+        finally:
+            os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:  # not empty: an entry still held, or one being handed in
+        pass
+    return swept
+
+
+class Entry:
+    __slots__ = ("kind", "id", "owner", "cgroups", "store", "name", "created", "pids")
+
+    def __init__(self, text, owner):
+        lines = text.split("\n")
+        self.kind = lines[0] if len(lines) > 1 else ""
+        self.id, self.owner = lines[1] if len(lines) > 1 else "", owner
+        self.cgroups, self.pids = [], []
+        self.store = self.name = None
+        self.created = False
+        for line in lines[2:]:
+            field, _, value = line.partition(" ")
+            if field == "cgroup":
+                self.cgroups.append(value)
+            elif field == "store":
+                self.store = value
+            elif field == "name":
+                self.name = value
+            elif field == "created":
+                self.created = True
+            elif field == "pid":
+                pid, _, started = value.partition(" ")
+                self.pids.append((int(pid), int(started) if started.isdigit() else None))
+
+
+def clean(entry):
+    """Kill and remove what entry names; True once nothing of it is left."""
+    import signal
+    for pid, started in entry.pids:
+        process.signal_process(pid, started, signal.SIGKILL)
+    if entry.store:
+        return _clean_record(entry)
+    return _clean_cgroups(entry) and _release_name(entry)
+
+
+def _clean_cgroups(entry):
+    from fastbox.errors import ContainerStateError
+    from fastbox.runtime import cgroup
+    if not entry.cgroups:
+        return True
+    cgroup.kill_all(entry.cgroups)
+    try:
+        cgroup.remove(entry.cgroups)
+    except (ContainerStateError, OSError):
+        return False  # still busy: the next sweep tries again
+    return True
+
+
+def _clean_record(entry):
+    """A kept container: its processes and cgroups go only while its record still says
+    the dead owner has it (a restart by someone else has made them theirs); then the
+    record is settled: removed if the start never ran and made it, or --rm; else
+    reconciled to exited by the store (its monitor is dead)."""
+    from fastbox.errors import ContainerStateError
+    from fastbox.state.store import StateStore
+    store = StateStore(entry.store)
+    try:
+        with store.locked(entry.id):
+            record = store.read_raw(entry.id)
+            if record.get("owner") != entry.owner:
+                return True  # stale: the container is someone else's now
+            if not _clean_cgroups(entry):
+                return False
+    except ContainerStateError:  # no record (a --rm container removed itself)
+        return _clean_cgroups(entry) and _release_name(entry)
+    try:
+        record = store.get(entry.id)
+    except ContainerStateError:
+        return True
+    never_ran = record["status"] == "created" and entry.created
+    if never_ran or (record.get("spec") or {}).get("remove"):
+        store.delete(record)
+    return True
+
+
+def _release_name(entry):
+    """A foreground --rm container's name, if it still names this container."""
+    if entry.name:
+        from fastbox.state.store import StateStore
+        store = StateStore()
+        if store.name_owner(entry.name) == entry.id:
+            store.release_name(entry.name)
+    return True
+
+
+def _hand_to_monitor(entry_path, fd):
+    """A locked entry in a dead starter's directory: a detached container whose monitor
+    runs (the starter died before handing it over). Give it to the monitor, so that
+    later sweeps do not try it again."""
+    try:
+        entry = Entry(os.pread(fd, 65536, 0).decode(errors="surrogateescape"), "")
+    except (OSError, ValueError):
+        return
+    if entry.kind != DETACHED or not entry.store:
+        return
+    import json
+    try:
+        with open(os.path.join(entry.store, entry.id, "started.json")) as f:
+            started = json.load(f)
+    except (OSError, ValueError):
+        return  # its start still goes on: the next sweep looks again
+    pid, start = started.get("monitor_pid"), started.get("monitor_start")
+    if not process.alive(pid, start):
+        return
+    d = os.path.join(owners_dir(), key_of(pid, start))
+    try:
+        config.private_dir(d)
+        os.rename(entry_path, os.path.join(d, os.path.basename(entry_path)))
+    except OSError:
+        return
+    from fastbox.state.store import StateStore
+    from fastbox.errors import ContainerStateError
+    try:
+        StateStore(entry.store).update(entry.id, owner=key_of(pid, start))
+    except ContainerStateError:
+        pass
