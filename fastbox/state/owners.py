@@ -28,7 +28,7 @@ from fastbox.state import process
 OWNERS = "owners"
 RUN, DETACHED, EXEC, POOL = "run", "detached", "exec", "pool"
 _me = []  # [pid, key] of this process (a fork has its own)
-_swept = []  # this process has swept once (the API's first use)
+_swept = set()  # (pid, root, run) this process has swept (the API's first use)
 
 
 def owners_dir():
@@ -130,7 +130,7 @@ def begin():
     """What every fastbox command does first: tighten an old store once, and sweep. A
     root we may not touch (a user's `fastbox --help`) is the command's to report."""
     from fastbox.state import modes
-    _swept[:] = [os.getpid()]
+    _swept.add(_where())
     try:
         modes.ensure_private()
         sweep()
@@ -139,9 +139,13 @@ def begin():
 
 
 def begin_once():
-    """For the API: begin() on a process's first use only."""
-    if not _swept or _swept[0] != os.getpid():
+    """For the API: begin() on a process's first use (of these directories) only."""
+    if _where() not in _swept:
         begin()
+
+
+def _where():
+    return os.getpid(), config.root(), config.run_dir()
 
 
 def sweep():
