@@ -13,18 +13,23 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include "fb_child.h"
 #include "fb_sys.h"
 
-#define FB_CLOSE_RANGE_CLOEXEC (1U << 2)
-
 void fb_stamp(struct fb_child *c, int which)
 {
     struct timespec ts;
+#ifdef FB_NOLIBC /* the exec helper has no vDSO lookup */
+    FB_SYS2(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
+#else
     clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall, no errno on success */
+#endif
     c->report->t[which] = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+
+static void send_msg(struct fb_child *c, int tag, int pid);
 
 static __attribute__((noreturn)) void child_exit(int code)
 {
@@ -189,6 +194,8 @@ static int exec_program(struct fb_child *c)
     char buf[4096];
     long r, seen_eacces = 0;
     fb_stamp(c, FB_T_EXEC);
+    if (c->report_fd >= 0) /* the starter's stamps: the helper shares no memory with it */
+        send_msg(c, FB_MSG_REPORT, 0);
     if (strchr(prog, '/')) {
         r = FB_SYS3(SYS_execve, prog, p->argv, p->envp);
         return fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec", prog);
@@ -281,20 +288,42 @@ static int loopback_up(struct fb_child *c)
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "bring up lo", NULL) : 0;
 }
 
-/* exec: enter a running container's namespaces (we were cloned into its pid namespace
- * already). Entering its mount namespace also makes its root our root and cwd. */
-static int enter_container(struct fb_child *c)
+/* The starter's death kills us (SIGKILL), and a starter already dead when that was set
+ * stops us here: no container process runs with nobody to reap it and tear it down.
+ * Set again after the identity change: a change of uid clears it. */
+static int tie_to_owner(struct fb_child *c)
 {
-    const struct fb_plan *p = c->plan;
-    long r = FB_SYS2(SYS_setns, p->join_pidfd, p->join_ns_flags);
-    if (r < 0)
-        return fb_fail(&c->report->err, r, FB_PHASE_ROOTFS, "enter the container's namespaces", NULL);
-    if (p->cwd && p->cwd[0]) {
-        r = FB_SYS1(SYS_chdir, p->cwd);
-        if (r < 0)
-            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "working directory", p->cwd);
+    long r = FB_SYS2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+    if (r == 0 && c->owner_pidfd >= 0) {
+        struct pollfd pfd = {.fd = c->owner_pidfd, .events = POLLIN};
+        struct timespec zero = {0, 0};
+        r = FB_SYS5(SYS_ppoll, &pfd, 1, &zero, 0, 8);
+        if (r > 0)
+            r = -ESRCH; /* readable: the starter has exited */
     }
-    return 0;
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_CLONE, "tie to the starting process", NULL) : 0;
+}
+
+/* runc's verifyCwd: a working directory reached through a leaked fd or a magic link
+ * (WORKDIR /proc/self/fd/N) lies outside our root, and the kernel's getcwd then says
+ * "(unreachable)" instead of an absolute path. */
+static int verify_cwd(struct fb_child *c)
+{
+    char buf[FB_PATH_MAX];
+    long r = FB_SYS2(SYS_getcwd, buf, sizeof buf);
+    if (r > 0 && buf[0] == '/')
+        return 0;
+    return fb_fail(&c->report->err, r < 0 ? r : EPERM, FB_PHASE_MOUNTS,
+                   "possible container breakout detected: the working directory is outside the container:",
+                   c->plan->cwd);
+}
+
+/* Without a terminal of its own the process leaves the caller's session, so /dev/tty
+ * fails (ENXIO) and TIOCSTI cannot reach the caller's shell. */
+static int new_session(struct fb_child *c)
+{
+    long r = FB_SYS0(SYS_setsid);
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_STDIO, "setsid", NULL) : 0;
 }
 
 /* A new container: its own root filesystem, pivoted into, with the system mounts. */
@@ -314,10 +343,34 @@ static int build_rootfs(struct fb_child *c)
     return 0;
 }
 
+/* The steps shared by a new container's init and an exec'd process, once it stands in
+ * the container's filesystem: session or terminal, identity, seccomp, then execve. */
+static int start_program(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    if ((p->console_fd >= 0 ? setup_console(c) : new_session(c)) < 0)
+        return -1;
+    /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
+    if ((p->loopback_up && loopback_up(c) < 0) || set_identity(c) < 0 || tie_to_owner(c) < 0)
+        return -1;
+    if (p->seccomp && fb_seccomp(c) < 0)
+        return -1;
+    FB_SYS1(SYS_umask, 022);
+    reset_signals();
+    if (fb_fds_cloexec(&c->report->err) < 0)
+        return -1;
+    unblock_signals();
+    return exec_program(c);
+}
+
 static int child_steps(struct fb_child *c)
 {
     fb_stamp(c, FB_T_CHILD_START);
     FB_SYS1(SYS_umask, 0); /* device nodes and dirs get exactly the modes asked for */
+    /* Every fd of the caller's is close-on-exec before anything touches the container's
+     * filesystem; verify_cwd then proves the working directory is inside. */
+    if (tie_to_owner(c) < 0 || fb_fds_cloexec(&c->report->err) < 0)
+        return -1;
     if (setup_stdio(c) < 0 || join_cgroups(c) < 0)
         return -1;
     fb_stamp(c, FB_T_CGROUP);
@@ -326,20 +379,81 @@ static int child_steps(struct fb_child *c)
         if (r < 0)
             return fb_fail(&c->report->err, r, FB_PHASE_CGROUP_JOIN, "enter the pool's network namespace", NULL);
     }
-    if ((c->plan->join_pidfd >= 0 ? enter_container(c) : build_rootfs(c)) < 0)
+    if (build_rootfs(c) < 0 || verify_cwd(c) < 0)
         return -1;
-    if (c->plan->console_fd >= 0 && setup_console(c) < 0)
+    return start_program(c);
+}
+
+static int exit_code(struct fb_child *c)
+{
+    /* Docker's codes: 127 not found, 126 cannot execute, else an engine failure. */
+    int e = c->report->err.err;
+    return c->report->err.phase == FB_PHASE_EXEC ? (e == ENOENT ? 127 : 126) : 125;
+}
+
+static void send_msg(struct fb_child *c, int tag, int pid)
+{
+    struct fb_enter_msg m;
+    memset(&m, 0, sizeof m);
+    m.tag = tag;
+    m.pid = pid;
+    if (tag == FB_MSG_REPORT)
+        m.report = *c->report;
+    FB_SYS3(SYS_write, c->report_fd, &m, sizeof m);
+}
+
+/* The exec'd process, forked by the helper inside the container's pid namespace: it is
+ * not dumpable (inherited from the helper) and holds only the fds it was given. */
+static int enter_steps(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    FB_SYS1(SYS_umask, 0);
+    if (tie_to_owner(c) < 0 || fb_fds_cloexec(&c->report->err) < 0 || setup_stdio(c) < 0)
         return -1;
-    /* lo comes up while we still hold CAP_NET_ADMIN, which set_identity drops. */
-    if ((c->plan->loopback_up && loopback_up(c) < 0) || set_identity(c) < 0)
+    if (p->cwd && p->cwd[0]) {
+        long r = FB_SYS1(SYS_chdir, p->cwd);
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "working directory", p->cwd);
+    }
+    if (verify_cwd(c) < 0)
         return -1;
-    if (c->plan->seccomp && fb_seccomp(c) < 0)
-        return -1;
-    FB_SYS1(SYS_umask, 022);
-    reset_signals();
-    FB_SYS3(SYS_close_range, 3, ~0U, FB_CLOSE_RANGE_CLOEXEC);
-    unblock_signals();
-    return exec_program(c);
+    fb_stamp(c, FB_T_MOUNTS);
+    return start_program(c);
+}
+
+/* The helper itself, in the host's pid namespace (so the container cannot see it): join
+ * the v1 cgroups, enter the container's namespaces, fork the process that execs into
+ * its pid namespace as our starter's child (CLONE_PARENT: the starter waits for it),
+ * tell the starter its pid, and exit. */
+void fb_enter_main(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    fb_stamp(c, FB_T_CHILD_START);
+    if (tie_to_owner(c) < 0 || join_cgroups(c) < 0)
+        goto fail;
+    fb_stamp(c, FB_T_CGROUP);
+    long r = FB_SYS2(SYS_setns, p->join_pidfd, p->join_ns_flags | CLONE_NEWPID);
+    if (r < 0) {
+        fb_fail(&c->report->err, r, FB_PHASE_ROOTFS, "enter the container's namespaces", NULL);
+        goto fail;
+    }
+    FB_SYS1(SYS_close, p->join_pidfd);
+    fb_stamp(c, FB_T_ROOTFS);
+    long pid = FB_SYS5(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        enter_steps(c);
+        send_msg(c, FB_MSG_REPORT, 0);
+        child_exit(exit_code(c));
+    }
+    if (pid < 0) {
+        fb_fail(&c->report->err, pid, FB_PHASE_CLONE, "fork into the container", NULL);
+        goto fail;
+    }
+    send_msg(c, FB_MSG_PID, (int)pid);
+    child_exit(0);
+fail:
+    send_msg(c, FB_MSG_REPORT, 0);
+    child_exit(exit_code(c));
 }
 
 int fb_child_main(void *arg)
@@ -347,7 +461,5 @@ int fb_child_main(void *arg)
     struct fb_child *c = arg;
     FB_SYS1(SYS_close, c->parent_fd);
     child_steps(c);
-    /* Docker's codes: 127 not found, 126 cannot execute, else an engine failure. */
-    int e = c->report->err.err;
-    child_exit(c->report->err.phase == FB_PHASE_EXEC ? (e == ENOENT ? 127 : 126) : 125);
+    child_exit(exit_code(c));
 }

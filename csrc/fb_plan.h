@@ -107,6 +107,10 @@ struct fb_plan {
      * set, no namespace is created and no filesystem is built; -1 otherwise. */
     int join_pidfd;
     int join_ns_flags;
+    /* With join_pidfd: the exec helper executable (csrc/enter/fb_enter.c). The process
+     * that enters the container is the helper's child, never a clone of the caller: the
+     * container can see it, so it must share no memory with a host process. */
+    const char *enter_helper;
     /* >= 0: enter this network namespace (a pool's, made by fb_netns_new) instead of
      * creating one; ns_flags then lacks CLONE_NEWNET */
     int join_netns_fd;
@@ -133,6 +137,10 @@ struct fb_monitor_args {
  * report->pid/pidfd name it. On failure returns -errno with report->err filled, and
  * any child has been reaped. */
 int fb_spawn(const struct fb_plan *plan, struct fb_report *report);
+
+/* The exec plan as one flat buffer (fb_plan_pack.c): malloc'd *out of *len bytes, or
+ * -ENOMEM. */
+int fb_plan_pack(const struct fb_plan *plan, char **out, size_t *len);
 
 /* A new network namespace with lo up, held only by the returned fd (fb_netns.c); -errno
  * with e filled on failure. Made on a short-lived thread: no thread of the caller ever

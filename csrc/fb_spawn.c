@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "fb_cgroup.h"
 #include "fb_child.h"
+#include "fb_exec.h"
 #include "fb_sys.h"
 
 #define FB_STACK_SIZE (256 * 1024)
@@ -83,9 +84,10 @@ static int64_t now_ns(void)
 
 /* clone3 where we have it (pidfd, CLONE_INTO_CGROUP), else clone(2), which cannot place
  * the child in a v2 cgroup: the child then joins it through cgroup.procs itself. */
-static pid_t start_child(struct fb_child *c, int cgfd, void *stack, int *pidfd)
+static pid_t start_child(struct fb_child *c, int cgfd, void *stack, int *pidfd,
+                         int (*fn)(void *), void *arg)
 {
-    uint64_t flags = (uint64_t)c->plan->ns_flags | CLONE_PIDFD;
+    uint64_t flags = (uint64_t)c->plan->ns_flags | (pidfd ? CLONE_PIDFD : 0);
 #if FB_HAVE_RAW_SYSCALL
     struct fb_clone_args args = {
         .flags = flags | CLONE_VM | (cgfd >= 0 ? FB_CLONE_INTO_CGROUP : 0),
@@ -95,7 +97,7 @@ static pid_t start_child(struct fb_child *c, int cgfd, void *stack, int *pidfd)
         .stack_size = FB_STACK_SIZE,
         .cgroup = cgfd >= 0 ? (uint64_t)cgfd : 0,
     };
-    long pid = fb_clone3_asm(&args, sizeof args, fb_child_main, c);
+    long pid = fb_clone3_asm(&args, sizeof args, fn, arg);
     if (pid != -ENOSYS && pid != -E2BIG)
         return pid < 0 ? (errno = (int)-pid, -1) : (pid_t)pid;
     flags |= CLONE_VM;
@@ -107,7 +109,7 @@ static pid_t start_child(struct fb_child *c, int cgfd, void *stack, int *pidfd)
         memcpy(c->fallback_join, c->plan->cg_into, n);
         memcpy(c->fallback_join + n, "/cgroup.procs", sizeof "/cgroup.procs");
     }
-    return clone(fb_child_main, (char *)stack + FB_STACK_SIZE, (int)flags | SIGCHLD, c, pidfd);
+    return clone(fn, (char *)stack + FB_STACK_SIZE, (int)flags | SIGCHLD, arg, pidfd);
 }
 
 /* Waits for the child's close-on-exec pipe to reach EOF: at exec or at exit. */
@@ -126,35 +128,15 @@ static void reap(pid_t pid)
 
 /* Clone with every signal blocked: no handler of the parent may run in the child
  * before the child resets them. */
-static pid_t clone_blocked(struct fb_child *c, int cgfd, void *stack, int *pidfd)
+static pid_t clone_blocked(struct fb_child *c, int cgfd, void *stack, int *pidfd,
+                           int (*fn)(void *), void *arg)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = start_child(c, cgfd, stack, pidfd);
+    pid_t pid = start_child(c, cgfd, stack, pidfd, fn, arg);
     int err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = err;
-    return pid;
-}
-
-/* exec: a process enters a pid namespace only at creation, so this thread's children
- * are pointed into the container's for the one clone, then back to our own. */
-static pid_t clone_into_pidns(struct fb_child *c, int cgfd, void *stack, int *pidfd)
-{
-    int own = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
-    if (own < 0)
-        return -1;
-    if (setns(c->plan->join_pidfd, CLONE_NEWPID) < 0) {
-        int err = errno;
-        close(own);
-        errno = err;
-        return -1;
-    }
-    pid_t pid = clone_blocked(c, cgfd, stack, pidfd);
-    int err = errno;
-    setns(own, CLONE_NEWPID);
-    close(own);
     errno = err;
     return pid;
 }
@@ -172,10 +154,51 @@ static int finish(pid_t pid, int pidfd, struct fb_report *r)
     return -r->err.err;
 }
 
+/* exec (fb_exec.c): the clone is only a trampoline to the exec helper. */
+static int spawn_enter(struct fb_child *c, int cgfd, void *stack, struct fb_report *r)
+{
+    struct fb_trampoline t;
+    int rc = fb_exec_prepare(c, &t, r);
+    if (rc < 0) {
+        if (t.blob_fd >= 0)
+            close(t.blob_fd);
+        return rc;
+    }
+    /* CLONE_PIDFD is not asked for: the helper's pidfd is of no use, and no pidfd of
+     * ours may reach it. */
+    pid_t pid = clone_blocked(c, cgfd, stack, NULL, fb_exec_trampoline, &t);
+    int clone_errno = errno;
+    r->t[FB_T_CLONED] = now_ns();
+    close(t.blob_fd);
+    close(c->err_fd);
+    if (pid < 0) {
+        close(c->parent_fd);
+        return fb_fail(&r->err, clone_errno, FB_PHASE_CLONE, "clone", NULL);
+    }
+    rc = fb_exec_finish(pid, c->parent_fd, r);
+    close(c->parent_fd);
+    r->t[FB_T_EXECED] = now_ns();
+    return rc;
+}
+
+static int spawn_new(struct fb_child *c, int cgfd, void *stack, struct fb_report *r)
+{
+    int pidfd = -1;
+    pid_t pid = clone_blocked(c, cgfd, stack, &pidfd, fb_child_main, c);
+    int clone_errno = errno;
+    r->t[FB_T_CLONED] = now_ns();
+    close(c->err_fd);
+    if (pid > 0)
+        wait_exec(c->parent_fd);
+    close(c->parent_fd);
+    r->t[FB_T_EXECED] = now_ns();
+    return pid < 0 ? fb_fail(&r->err, clone_errno, FB_PHASE_CLONE, "clone", NULL) : finish(pid, pidfd, r);
+}
+
 int fb_spawn(const struct fb_plan *p, struct fb_report *r)
 {
-    struct fb_child c = {.plan = p, .report = r};
-    int errp[2], cgfd = -1, pidfd = -1, rc;
+    struct fb_child c = {.plan = p, .report = r, .report_fd = -1};
+    int errp[2], cgfd = -1, rc;
     memset(r, 0, sizeof *r);
     r->pidfd = -1;
     r->t[FB_T_START] = now_ns();
@@ -186,6 +209,8 @@ int fb_spawn(const struct fb_plan *p, struct fb_report *r)
     if ((rc = fb_cgroup_prepare(p, &r->err)) < 0 || (rc = fb_cgroup_open_into(p, &cgfd, &r->err)) < 0)
         return rc;
     r->t[FB_T_CGROUP_READY] = now_ns();
+    /* The child dies with us: it checks this pidfd once its death signal is set. */
+    c.owner_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     void *stack = mmap(NULL, FB_STACK_SIZE, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED || pipe2(errp, O_CLOEXEC) < 0) {
@@ -194,20 +219,13 @@ int fb_spawn(const struct fb_plan *p, struct fb_report *r)
     }
     c.err_fd = errp[1];
     c.parent_fd = errp[0];
-    pid_t pid = p->join_pidfd >= 0 ? clone_into_pidns(&c, cgfd, stack, &pidfd)
-                                   : clone_blocked(&c, cgfd, stack, &pidfd);
-    int clone_errno = errno;
-    r->t[FB_T_CLONED] = now_ns();
-    close(errp[1]);
-    if (pid > 0)
-        wait_exec(errp[0]);
-    close(errp[0]);
-    r->t[FB_T_EXECED] = now_ns();
-    rc = pid < 0 ? fb_fail(&r->err, clone_errno, FB_PHASE_CLONE, "clone", NULL) : finish(pid, pidfd, r);
+    rc = p->join_pidfd >= 0 ? spawn_enter(&c, cgfd, stack, r) : spawn_new(&c, cgfd, stack, r);
 out:
     if (stack != MAP_FAILED)
         munmap(stack, FB_STACK_SIZE); /* the child is past execve (new mm) or gone */
     if (cgfd >= 0)
         close(cgfd);
+    if (c.owner_pidfd >= 0)
+        close(c.owner_pidfd);
     return rc;
 }

@@ -92,5 +92,7 @@ static inline long fb_sys6(long n, long a, long b, long c, long d, long e, long 
 #define FB_SYS4(n, a, b, c, d) fb_sys6((n), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 #define FB_SYS5(n, a, b, c, d, e) \
     fb_sys6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+#define FB_SYS6(n, a, b, c, d, e, f) \
+    fb_sys6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
 #endif

@@ -72,6 +72,7 @@ cdef extern from "fb_plan.h":
         unsigned short console_cols
         int join_pidfd
         int join_ns_flags
+        const char *enter_helper
         int join_netns_fd
     struct fb_report:
         int64_t t[FB_T_MAX]

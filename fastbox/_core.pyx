@@ -135,6 +135,7 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.console_rows, c.console_cols = getattr(p, "console_size", None) or (0, 0)
     c.join_pidfd = getattr(p, "join_pidfd", -1)
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)
+    c.enter_helper = a.s(getattr(p, "enter_helper", None))
     c.join_netns_fd = getattr(p, "join_netns_fd", -1)
 
 
