@@ -19,7 +19,7 @@ def create(image, command=None, *, tty=False, **options):
     return _create(new_id(), image, command, tty, options)
 
 
-def _create(cid, image, command, tty, options):
+def _create(cid, image, command, tty, options, cgroups=()):
     from fastbox.api import resolve_image
     from fastbox.spec import RunSpec, spec_to_dict
     from fastbox.state import owners
@@ -34,7 +34,7 @@ def _create(cid, image, command, tty, options):
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                       "tty": bool(tty), "status": status.CREATED, "exit_code": None,
                       "created_at": _now(), "started_at": None, "finished_at": None,
-                      "pid": 0, "cgroups": [], "owner": owners.my_key()})
+                      "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key()})
     except BaseException:
         if spec.name:
             store.release_name(spec.name)
@@ -46,10 +46,13 @@ def run(image, command=None, *, tty=False, **options):
     """create + start: `fastbox run -d`. Ours from before the record is made: if we
     die before the monitor has it, the next fastbox command sweeps what we made."""
     from fastbox.runtime.container import new_id
+    from fastbox.runtime import cgroup
     cid = new_id()
     claim = _claim(cid, created=True)
     try:
-        c = _create(cid, image, command, tty, options)
+        # The cgroups from the start: a record adopted from the monitor's started.json
+        # (we died before marking it running) still names them for stats, rm and sweeps.
+        c = _create(cid, image, command, tty, options, cgroup.dirs_for(cid))
     except BaseException:
         claim.release()
         raise
@@ -149,11 +152,13 @@ class Container:
         if not status.can_start(record["status"]) or "spec" not in record:
             raise ContainerStateError(f"container {self.id[:12]} is {record['status']}: "
                                       "only a created or stopped container can be started")
-        me = owners.my_key()
+        from fastbox.runtime import cgroup
+        me, dirs = owners.my_key(), cgroup.dirs_for(self.id)
         if record["status"] == status.EXITED:
             self._store.reset_for_restart(self.id, owner=me)
-        elif record.get("owner") != me:  # the janitor sweeps it if we die now
-            self._store.update(self.id, owner=me)
+        if record.get("owner") != me or record.get("cgroups") != dirs:
+            # the janitor sweeps it if we die now; its cgroups are named from the start
+            self._store.update(self.id, owner=me, cgroups=dirs)
         spec = spec_from_dict(record["spec"])
         pid, monitor_pid, times, cgroups = monitor.start_detached(
             self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
