@@ -27,6 +27,7 @@ from fastbox.state import process
 
 OWNERS = "owners"
 RUN, DETACHED, EXEC, POOL = "run", "detached", "exec", "pool"
+KINDS = (RUN, DETACHED, EXEC, POOL)
 _me = []  # [pid, key] of this process (a fork has its own)
 _swept = set()  # (pid, root, run) this process has swept (the API's first use)
 
@@ -192,7 +193,9 @@ def _sweep_owner(path, key):
             if os.fstat(fd).st_nlink == 0:  # swept or handed on while we waited
                 continue
             entry = Entry(os.read(fd, 65536).decode(errors="surrogateescape"), key)
-            if entry.kind and clean(entry):
+            # Empty: its owner died between making the file and writing it, before
+            # anything else was made.
+            if entry.kind not in KINDS or clean(entry):
                 os.unlink(entry_path)
                 swept += 1
         finally:

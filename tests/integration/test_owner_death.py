@@ -21,7 +21,7 @@ import time
 import pytest
 
 from fastbox import containers
-from fastbox.state import owners, process
+from fastbox.state import process
 
 from cgroup_pids import container_cgroups, pids_in
 from waiting import eventually
@@ -63,6 +63,31 @@ def monitors_under(root):
     return out
 
 
+def owner_alive(key):
+    pid, _, started = key.partition("-")
+    return started.isdigit() and process.start_time(int(pid)) == int(started)
+
+
+def describe(d, key):
+    """An entry left, and who holds it open."""
+    out = []
+    for name in os.listdir(os.path.join(d, key)):
+        path = os.path.join(d, key, name)
+        with open(path) as f:
+            head = f.read().split("\n")[0]
+        holders = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            holders.append((pid, f.read()[:80]))
+            except OSError:
+                continue
+        out.append((key, name[:12], head, holders))
+    return out
+
+
 def reap_children():
     while True:
         try:
@@ -83,10 +108,24 @@ def kill_at_random(argv, latest, env=None):
 
 
 def api_script(op, token, target):
+    """A Python program using the API: it says "ready" once imported (the kill comes
+    after that, within the start), then starts."""
     what = {"run": f"fastbox.run('busybox', ['sleep', '{token}'])",
             "run -d": f"fastbox.containers.run('busybox', ['sleep', '{token}'])",
             "exec": f"fastbox.containers.get('{target}').exec_run(['sleep', '{token}'])"}[op]
-    return [sys.executable, "-c", f"import fastbox, time\n{what}\ntime.sleep(60)"]
+    return [sys.executable, "-c", "import fastbox, fastbox.api, fastbox.containers, os, time\n"
+            "fastbox.api.resolve_image('busybox')\nos.write(1, b'ready\\n')\n"
+            f"{what}\ntime.sleep(60)"]
+
+
+def kill_api_at_random(argv, latest):
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, cwd="/")  # the installed fastbox
+    assert p.stdout.readline() == b"ready\n"
+    time.sleep(random.uniform(0, latest))
+    p.kill()
+    p.wait()
+    p.stdout.close()
 
 
 def cli_args(op, token, target):
@@ -136,10 +175,10 @@ def settle(fb_env, token, bystander):
     # An entry still held by a monitor that had not yet said it runs goes to that
     # monitor at the next command.
     subprocess.run([FASTBOX_PY, "ps", "-a"], capture_output=True, timeout=60)
-    d = owners.owners_dir()
+    d = os.path.join(fb_env.run, "owners")  # owners/<pid>-<start time>/<entry>
     dead = [k for k in (os.listdir(d) if os.path.isdir(d) else [])
-            if not owners._owner_alive(k) and os.listdir(os.path.join(d, k))]
-    assert not dead, f"entries of dead owners left: {dead}"
+            if not owner_alive(k) and os.listdir(os.path.join(d, k))]
+    assert not dead, f"entries of dead owners left: {[describe(d, k) for k in dead]}"
     assert bystander.reload().status == "running"
 
 
@@ -155,7 +194,7 @@ def test_python_cli_killed(fb_env, bystander, op):
 def test_api_process_killed(fb_env, bystander, op):
     token = str(random.randrange(10**8, 10**9))
     for _ in range(ROUNDS):
-        kill_at_random(api_script(op, token, bystander.id), 0.25)
+        kill_api_at_random(api_script(op, token, bystander.id), 0.015)
     settle(fb_env, token, bystander)
 
 
