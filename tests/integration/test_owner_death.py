@@ -68,24 +68,21 @@ def owner_alive(key):
     return started.isdigit() and process.start_time(int(pid)) == int(started)
 
 
-def describe(d, key):
+def describe(d, name):
     """An entry left, and who holds it open."""
-    out = []
-    for name in os.listdir(os.path.join(d, key)):
-        path = os.path.join(d, key, name)
-        with open(path) as f:
-            head = f.read().split("\n")[0]
-        holders = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                for fd in os.listdir(f"/proc/{pid}/fd"):
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
-                        with open(f"/proc/{pid}/cmdline", "rb") as f:
-                            holders.append((pid, f.read()[:80]))
-            except OSError:
-                continue
-        out.append((key, name[:12], head, holders))
-    return out
+    path = os.path.join(d, name)
+    with open(path) as f:
+        head = f.read().split("\n")[0]
+    holders = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        holders.append((pid, f.read()[:80]))
+        except OSError:
+            continue
+    return name[:30], head, holders
 
 
 def reap_children():
@@ -175,10 +172,10 @@ def settle(fb_env, token, bystander):
     # An entry still held by a monitor that had not yet said it runs goes to that
     # monitor at the next command.
     subprocess.run([FASTBOX_PY, "ps", "-a"], capture_output=True, timeout=60)
-    d = os.path.join(fb_env.run, "owners")  # owners/<pid>-<start time>/<entry>
-    dead = [k for k in (os.listdir(d) if os.path.isdir(d) else [])
-            if not owner_alive(k) and os.listdir(os.path.join(d, k))]
-    assert not dead, f"entries of dead owners left: {[describe(d, k) for k in dead]}"
+    d = os.path.join(fb_env.run, "owners")  # owners/<pid>-<start time>-<entry>
+    dead = [e for e in (os.listdir(d) if os.path.isdir(d) else [])
+            if not owner_alive("-".join(e.split("-")[:2]))]
+    assert not dead, f"entries of dead owners left: {[describe(d, e) for e in dead]}"
     assert bystander.reload().status == "running"
 
 
