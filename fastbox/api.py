@@ -82,36 +82,63 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
     """run() once the spec is validated and the image resolved; cgroups and netns_fd
     are a pool's ready-made cgroup plan and network namespace (fastbox.burst.Pool),
     None to make the container's own."""
+    from fastbox.state import owners
+    owners.begin_once()
     remove = spec.remove
     t_image = container.now()
     cid = container.new_id()
     with Stdio(stdin, stdout, stderr, capture_output, tty=tty) as io:
-        record = _record(cid, spec, img) if not remove else None
-        names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
+        # Ours before anything is made: if we die, the next fastbox command sweeps it.
+        claim = owners.claim(cid, owners.RUN,
+                             cgroups=() if cgroups is not None else container.cgroup.dirs_for(cid),
+                             store=None if remove else _containers_dir(),
+                             record_name=spec.name, created=not remove)
         try:
-            started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty, cg=cgroups,
-                                      netns_fd=netns_fd)
+            started = _start(cid, spec, img, io, t0, tty, cgroups, netns_fd)
         except BaseException:
-            if record:  # never ran: keep nothing of it, its name included
-                record.remove(cid, force=True)
-            if names:
-                names.release_name(spec.name)
+            claim.release()
             raise
         try:
-            if record:
-                _mark_running(record, started)
+            if started.record:
+                _mark_running(started.record, started)
             code, out, err = container.supervise(started, io, on_terminal, on_start)
         finally:
             t_exit = container.now()
-            container.teardown(started)
-            if names:
-                names.release_name(spec.name)
-            if record:
-                record.update(cid, status="exited", exit_code=started.exit_code,
-                              finished_at=_iso(), pid=0)
+            try:
+                container.teardown(started)
+                if started.names:
+                    started.names.release_name(spec.name)
+                if started.record:
+                    started.record.update(cid, status="exited", exit_code=started.exit_code,
+                                          finished_at=_iso(), pid=0)
+            finally:
+                claim.release()
     timings = container.timings(started, t_exit, container.now())
     timings["image"] = (t_image - t0) / 1e6
     return RunResult(cid, spec.name, code, out, err, timings)
+
+
+def _start(cid, spec, img, io, t0, tty, cgroups, netns_fd):
+    """The record (kept containers) or the name (--rm), then the container."""
+    remove = spec.remove
+    record = _record(cid, spec, img) if not remove else None
+    names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
+    try:
+        started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty, cg=cgroups,
+                                  netns_fd=netns_fd)
+    except BaseException:
+        if record:  # never ran: keep nothing of it, its name included
+            record.remove(cid, force=True)
+        if names:
+            names.release_name(spec.name)
+        raise
+    started.record, started.names = record, names
+    return started
+
+
+def _containers_dir():
+    from fastbox import config
+    return os.path.abspath(config.containers_dir())
 
 
 def _record(cid, spec, img):
@@ -119,13 +146,14 @@ def _record(cid, spec, img):
     from fastbox.spec import spec_to_dict
     from fastbox.state.status import CREATED
     from fastbox.state.store import StateStore
+    from fastbox.state.owners import my_key
     store = StateStore()
     if spec.name:
         store.reserve_name(spec.name, cid)
     store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
                   "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                   "tty": False, "status": CREATED, "exit_code": None,
-                  "created_at": _iso(), "pid": 0})
+                  "created_at": _iso(), "pid": 0, "owner": my_key()})
     return store
 
 

@@ -29,6 +29,7 @@ from fastbox import _core, api
 from fastbox.runtime import cgroup, container
 from fastbox.runtime.stdio import devnull
 from fastbox.spec import RunSpec
+from fastbox.state import owners
 
 LIMITS = ("memory", "cpus", "pids_limit")
 PER_RUN = ("capture_output", "stdout", "stderr")  # fastbox.run's options that are not the spec's
@@ -53,6 +54,7 @@ class Pool:
         if netns not in (None,) + NETNS_MODES:
             raise SpecError(f"invalid netns {netns!r}: use one of {', '.join(NETNS_MODES)}")
         self.options = {k: v for k, v in run_options.items() if k != "remove"}
+        owners.begin_once()
         t0 = container.now()
         probe = RunSpec(image, None, remove=True, **self.options)  # validates once
         self.image = api.resolve_image(probe.image)
@@ -64,10 +66,16 @@ class Pool:
         self._netns_fds = []  # one per slot when pooled
         self._closed = False
         self._live = _Running()
+        self._claim = None
         try:
             t = container.now()
-            for _ in range(size):
-                plan = cgroup.plan(container.new_id(), probe.memory, probe.cpus, probe.pids_limit)
+            ids = [container.new_id() for _ in range(size)]
+            # The pool's cgroups are ours from before they are made: if we die, the next
+            # fastbox command kills what runs in them and removes them.
+            self._claim = owners.claim(f"pool-{ids[0][:12]}", owners.POOL,
+                                       cgroups=[d for cid in ids for d in cgroup.dirs_for(cid)])
+            for cid in ids:
+                plan = cgroup.plan(cid, probe.memory, probe.cpus, probe.pids_limit)
                 self._made.append(plan)
                 plan.make()
             self.setup_ms["cgroups"] = _ms_since(t)
@@ -140,6 +148,9 @@ class Pool:
         self._netns_fds = []
         if first is not None:
             raise first
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def __enter__(self):
         return self
@@ -287,15 +298,25 @@ async def arun(image, command=None, **options):
     spec = RunSpec(image, command, remove=True, **options)
     img = api.resolve_image(spec.image)
     cid = container.new_id()
-    handoff = _Handoff()
+    owners.begin_once()
+    claim = owners.claim(cid, owners.RUN, cgroups=cgroup.dirs_for(cid))
+    handoff = _Handoff(claim)
 
     def start():
-        return handoff.deliver(container.start(cid, spec, img, (devnull(), -1, -1), t0))
+        try:
+            s = container.start(cid, spec, img, (devnull(), -1, -1), t0)
+        except BaseException:
+            handoff.failed()
+            raise
+        return handoff.deliver(s)
 
     try:
         started = await loop.run_in_executor(None, start)
     except asyncio.CancelledError:
         handoff.abandon()
+        raise
+    except BaseException:  # the start failed and removed what it made
+        claim.release()
         raise
     try:
         await _readable(loop, started.pidfd)
@@ -306,7 +327,10 @@ async def arun(image, command=None, **options):
         raise
     finally:
         t_exit = container.now()
-        container.teardown(started)
+        try:
+            container.teardown(started)
+        finally:
+            claim.release()
     return api.RunResult(cid, spec.name, code, None, None,
                          container.timings(started, t_exit, container.now()))
 
@@ -315,17 +339,18 @@ class _Handoff:
     """A started container passed from the executor thread to a coroutine that may have
     been cancelled meanwhile: whichever side comes second discards it."""
 
-    def __init__(self):
+    def __init__(self, claim):
         self.lock = threading.Lock()
         self.started = None
         self.abandoned = False
+        self.claim = claim  # released by whoever discards the container
 
     def deliver(self, started):
         with self.lock:
             if not self.abandoned:
                 self.started = started
                 return started
-        _discard(started)
+        _discard(started, self.claim)
         return None
 
     def abandon(self):
@@ -333,14 +358,24 @@ class _Handoff:
             self.abandoned = True
             started, self.started = self.started, None
         if started is not None:
-            _discard(started)
+            _discard(started, self.claim)
+
+    def failed(self):
+        """The start failed (and removed what it made): a coroutine that gave up no
+        longer drops the entry, so we do."""
+        with self.lock:
+            if self.abandoned:
+                self.claim.release()
 
 
-def _discard(started):
+def _discard(started, claim):
     try:
         container.kill_and_wait(started)
     finally:
-        container.teardown(started)
+        try:
+            container.teardown(started)
+        finally:
+            claim.release()
 
 
 def _readable(loop, fd):

@@ -15,14 +15,19 @@ from fastbox.state.store import StateStore
 
 def create(image, command=None, *, tty=False, **options):
     """A container record with its spec, its name reserved; nothing runs yet."""
-    from fastbox.api import resolve_image
     from fastbox.runtime.container import new_id
+    return _create(new_id(), image, command, tty, options)
+
+
+def _create(cid, image, command, tty, options, cgroups=()):
+    from fastbox.api import resolve_image
     from fastbox.spec import RunSpec, spec_to_dict
+    from fastbox.state import owners
+    owners.begin_once()
     spec = RunSpec(image, command, **options)
     log_config = _log_config(spec)
     img = resolve_image(spec.image)
     store = StateStore()
-    cid = new_id()
     if spec.name:
         store.reserve_name(spec.name, cid)
     try:
@@ -30,7 +35,8 @@ def create(image, command=None, *, tty=False, **options):
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                       "tty": bool(tty), "status": status.CREATED, "exit_code": None,
                       "created_at": _now(), "started_at": None, "finished_at": None,
-                      "pid": 0, "cgroups": [], "log_config": log_config})
+                      "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
+                      "log_config": log_config})
     except BaseException:
         if spec.name:
             store.release_name(spec.name)
@@ -45,24 +51,53 @@ def _log_config(spec):
                                  f"{config.config_file()} log-opts")
 
 
-def run(image, command=None, **options):
-    """create + start: `fastbox run -d`."""
-    c = create(image, command, **options)
+def run(image, command=None, *, tty=False, **options):
+    """create + start: `fastbox run -d`. Ours from before the record is made: if we
+    die before the monitor has it, the next fastbox command sweeps what we made."""
+    from fastbox.runtime.container import new_id
+    from fastbox.runtime import cgroup
+    cid = new_id()
+    claim = _claim(cid, created=True)
     try:
-        c.start()
+        # The cgroups from the start: a record adopted from the monitor's started.json
+        # (we died before marking it running) still names them for stats, rm and sweeps.
+        c = _create(cid, image, command, tty, options, cgroup.dirs_for(cid))
     except BaseException:
-        c._discard()
+        claim.release()
+        raise
+    try:
+        c._start(claim)
+    except BaseException:
+        try:
+            c._discard()
+        finally:
+            claim.release()
         raise
     return c
 
 
+def _claim(cid, created=False):
+    """A detached start's entry, locked: the monitor inherits the lock and holds it for
+    as long as it lives, so no sweep touches a container that has its monitor."""
+    from fastbox import config
+    from fastbox.runtime import cgroup
+    from fastbox.state import owners
+    return owners.claim(cid, owners.DETACHED, cgroups=cgroup.dirs_for(cid),
+                        store=os.path.abspath(config.containers_dir()), created=created,
+                        locked=True)
+
+
 def get(ref):
+    from fastbox.state import owners
+    owners.begin_once()
     store = StateStore()
     record = store.lookup(ref)
     return Container(record["id"], store, record)
 
 
 def list_containers(all=False):
+    from fastbox.state import owners
+    owners.begin_once()
     store = StateStore()
     return [Container(r["id"], store, r) for r in store.list()
             if all or r["status"] == status.RUNNING]
@@ -110,29 +145,49 @@ class Container:
         return self
 
     def start(self):
+        claim = _claim(self.id)
+        try:
+            return self._start(claim)
+        except BaseException:
+            claim.release()
+            raise
+
+    def _start(self, claim):
+        """Start under claim (our entry), then hand it to the monitor."""
         from fastbox.api import resolve_image
         from fastbox.runtime import monitor
         from fastbox.spec import spec_from_dict
+        from fastbox.state import owners
         record = self.reload().attrs
         if not status.can_start(record["status"]) or "spec" not in record:
             raise ContainerStateError(f"container {self.id[:12]} is {record['status']}: "
                                       "only a created or stopped container can be started")
+        from fastbox.runtime import cgroup
+        me, dirs = owners.my_key(), cgroup.dirs_for(self.id)
         if record["status"] == status.EXITED:
-            self._store.reset_for_restart(self.id)
+            self._store.reset_for_restart(self.id, owner=me)
+        if record.get("owner") != me or record.get("cgroups") != dirs:
+            # the janitor sweeps it if we die now; its cgroups are named from the start
+            self._store.update(self.id, owner=me, cgroups=dirs)
         spec = spec_from_dict(record["spec"])
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
             self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
-            log_config=log_config)
-        self._mark_running(pid, monitor_pid, cgroups)
+            log_config=log_config, keep_fds=(claim.fd,))
+        monitor_start = process.start_time(monitor_pid)
+        self._mark_running(pid, monitor_pid, monitor_start, cgroups,
+                           owners.key_of(monitor_pid, monitor_start))
+        # The record names the monitor as owner first: a sweep that finds the entry
+        # under the monitor then finds them agreeing.
+        claim.hand_to(monitor_pid, monitor_start)
         return self
 
-    def _mark_running(self, pid, monitor_pid, cgroups):
+    def _mark_running(self, pid, monitor_pid, monitor_start, cgroups, owner):
         try:
             self._store.update(self.id, status=status.RUNNING, pid=pid,
                                pid_start=process.start_time(pid), monitor_pid=monitor_pid,
-                               monitor_start=process.start_time(monitor_pid),
-                               cgroups=cgroups, started_at=_now())
+                               monitor_start=monitor_start,
+                               cgroups=cgroups, started_at=_now(), owner=owner)
             self.reload()
         except (ContainerStateError, FileNotFoundError):
             # --rm: the monitor may already have removed a short-lived container.
@@ -247,7 +302,11 @@ class Container:
             with Stdio(stdin, stdout, stderr, capture_output, tty=tty) as io:
                 s = execs.start(record, image, command, env, workdir, user, io.child_fds(),
                                 tty, pidfd, privileged)
-                code, out, err = container.supervise(s, io, on_terminal, on_start)
+                claim = _claim_exec(s)
+                try:
+                    code, out, err = container.supervise(s, io, on_terminal, on_start)
+                finally:
+                    claim.release()
         finally:
             os.close(pidfd)
         return ExecResult(code, out, err)
@@ -299,6 +358,15 @@ class Container:
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),
         }
+
+
+def _claim_exec(s):
+    """The exec'd process is ours: if we die, the next fastbox command kills it (the core
+    also ties it to us with a parent-death signal; this covers what that cannot, such
+    as a setuid program, for which the kernel clears it)."""
+    from fastbox.state import owners
+    return owners.claim(f"exec-{s.pid}-{s.id[:12]}", owners.EXEC,
+                        pids=[(s.pid, process.start_time(s.pid))])
 
 
 class ExecResult:

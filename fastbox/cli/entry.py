@@ -11,17 +11,26 @@ def main():
         # imports just made (~0.2-0.3 ms of a start here). Reference counting still frees.
         import gc
         gc.disable()
+        _begin()
         code = _run_or_exec(args)
         # Skip interpreter teardown (module GC, atexit): nothing is left to flush but stdio.
         flush_stdio()
         os._exit(code)
+    _begin()
     from fastbox.cli.app import main as app_main
     app_main()
+
+
+def _begin():
+    """Before any command: what a dead fastbox left is swept (fastbox.state.owners)."""
+    from fastbox.state import owners
+    owners.begin()
 
 
 def command(args):
     """Runs one command in this process and returns its exit code, atexit work done: for
     the engine's workers (fastbox/engine/forkserver.py), which then exit at once."""
+    _begin()
     if args and args[0] in ("run", "exec"):
         return _run_or_exec(args)
     from fastbox.cli.app import main as app_main

@@ -28,6 +28,7 @@ from fastbox.cli import exec_command, run_command
 from fastbox.engine import forkserver, protocol
 from fastbox.errors import FastboxError, EngineError
 from fastbox.runtime import spare, stdio
+from fastbox.state import owners
 
 SOCKET_NAME = "engine.sock"
 # The namespaces a container's are made in or see through (new uts and ipc ones start
@@ -177,8 +178,10 @@ class Server:
     # ------------------------------------------------------------ one request
 
     def serve(self, client, parsed):
-        """The request's thread: run it, answer with the exit code."""
+        """The request's thread: sweep what dead owners left (as every command does
+        first), run it, answer with the exit code."""
         try:
+            owners.begin()
             code = self.run(client.request, parsed, client.started)
         except Exception:
             traceback.print_exc()
@@ -342,8 +345,9 @@ def serve_forever(ready_fd=-1):
     """Runs the engine in this process until SIGTERM or SIGINT. ready_fd, if given, gets
     one byte once the socket accepts clients, and is closed."""
     run = config.run_dir()
-    os.makedirs(run, mode=0o700, exist_ok=True)
+    config.private_dir(run)
     lock = _lock(os.path.join(run, "engine.lock"))
+    owners.begin()  # what a killed engine (or anyone) left, before we serve
     forks = forkserver.ForkServer()  # first: before any thread or spare namespace
     _warm_up()
     forks.wait_ready()

@@ -384,8 +384,8 @@ class ImageStore:
         manifest, cfg = json.loads(manifest_data), json.loads(config_data)
         files, dirs, name = files or {}, dirs or {}, name and normalize(name)
         with self._lock:
-            os.makedirs(self._blobs, exist_ok=True)
-            os.makedirs(self._layers, exist_ok=True)
+            os.makedirs(self._blobs, 0o700, exist_ok=True)
+            os.makedirs(self._layers, 0o700, exist_ok=True)
             for layer in manifest["layers"]:
                 final = self._blobs + _hex(layer["digest"])
                 if not os.path.isfile(final):
@@ -445,7 +445,7 @@ class ImageStore:
     def _put_blob(self, src, digest=None, size=None):
         """Copy a binary stream into blobs/ and return (digest, size), verifying them first when
         given: nothing unverified ever gets a content-addressed name."""
-        os.makedirs(self._blobs, exist_ok=True)
+        os.makedirs(self._blobs, 0o700, exist_ok=True)
         tmp = _tmp_name(self._blobs)
         try:
             got, total, _ = write_hashed(src, tmp)
@@ -475,7 +475,7 @@ class ImageStore:
         if os.path.isdir(final):
             return
         from fastbox.images.unpack import unpack_layer
-        os.makedirs(self._layers, exist_ok=True)
+        os.makedirs(self._layers, 0o700, exist_ok=True)  # its setuid files: root's alone
         tmp = _tmp_name(self._layers)
         try:
             unpack_layer(self._blobs + _hex(blob_digest), tmp, diff_id)

@@ -220,27 +220,67 @@ def _enable_subtree(path, wanted):
             f.write(" ".join("+" + c for c in sorted(missing)))
 
 
+def dirs_for(cid):
+    """The directories plan(cid) makes, computed without making anything (the janitor's
+    entry names them before the start)."""
+    lay, parent = layout(), config.cgroup_parent()
+    if lay.v1:
+        return [f"{m}/{parent}/{cid}" for m in sorted(set(lay.v1.values()))]
+    return [f"{lay.v2}/{parent}/{cid}"]
+
+
 def kill_all(dirs, timeout=5.0):
-    """SIGKILL every process left in the container's cgroups (a container whose monitor
-    died runs on unwatched) and wait until they are gone."""
+    """Kill every process left in the container's cgroups (a container whose owner or
+    monitor died runs on unwatched) and wait until they are gone; False if some are
+    still there after timeout. v2 has cgroup.kill; on v1 each pid is pinned with a pidfd
+    and signalled only if it is still in the cgroup, so a pid reused outside it is never
+    hit."""
     import time
     deadline = time.monotonic() + timeout
+    for d in dirs:
+        try:
+            with open(d + "/cgroup.kill", "w") as f:
+                f.write("1")
+        except OSError:  # v1, a kernel before 5.14, or no such cgroup
+            pass
     while True:
-        pids = set()
-        for d in dirs:
-            try:
-                with open(d + "/cgroup.procs") as f:
-                    pids.update(int(p) for p in f.read().split())
-            except FileNotFoundError:
-                continue
+        pids = _procs(dirs)
         if not pids or time.monotonic() > deadline:
             return not pids
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        _kill_pinned(dirs, pids)
         time.sleep(0.01)
+
+
+def _procs(dirs):
+    pids = set()
+    for d in dirs:
+        try:
+            with open(d + "/cgroup.procs") as f:
+                pids.update(int(p) for p in f.read().split())
+        except FileNotFoundError:
+            continue
+    return pids
+
+
+def _kill_pinned(dirs, pids):
+    import signal
+    fds = {}
+    for pid in pids:
+        try:
+            fds[pid] = os.pidfd_open(pid)
+        except OSError:  # gone already
+            pass
+    try:
+        still = _procs(dirs)  # read after the pidfds: each one names a member
+        for pid, fd in fds.items():
+            if pid in still:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 def remove(dirs):

@@ -30,10 +30,10 @@ class Started:
     """A running container as the runtime knows it, until it is waited for."""
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
-                 "terminal", "exit_code")
+                 "terminal", "exit_code", "record", "names")
 
     def __init__(self):
-        self.terminal = self.exit_code = None
+        self.terminal = self.exit_code = self.record = self.names = None
 
 
 class Console:

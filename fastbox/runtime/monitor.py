@@ -11,12 +11,15 @@ MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "libexec", "fastbox-monitor")
 
 
-def start_detached(cid, spec, image, store, tty=False, log_config=None):
+def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds=()):
     """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd.
-    log_config: Docker's LogConfig ({"Type": "json-file", "Config": {"max-size": ...}})."""
+    log_config: Docker's LogConfig ({"Type": "json-file", "Config": {"max-size": ...}}).
+    keep_fds: more fds the monitor inherits (the janitor's entry lock, which it then
+    holds for as long as it lives)."""
     from fastbox import log_options
     max_size, max_file = log_options.limits(log_config or {})
     ours, stdio, keep, mon_io = _pipes(tty)
+    keep = keep + [fd for fd in keep_fds if fd >= 0]
     console = None
     try:
         plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)

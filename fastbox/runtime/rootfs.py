@@ -48,6 +48,8 @@ def plan(cid, layer_dirs, spec, ephemeral):
         d = os.path.join(config.containers_dir(), cid)
         p.container_dir = d
         p.upper, p.work, p.rootfs = d + "/upper", d + "/work", d + "/rootfs"
+        # d is the record's directory (0700, so no host user reaches a setuid file in
+        # the upper layer); upper stays 0755: its mode is the container's "/".
         for sub in (p.upper, p.work, p.rootfs):
             os.makedirs(sub, mode=0o755, exist_ok=True)  # a restart keeps its upper layer
     p.mounts = [_volume(v) for v in spec.volumes] + [
@@ -63,7 +65,7 @@ def _scratch_dir():
     tmpfs over it, visible only in its own mount namespace."""
     path = os.path.join(config.run_dir(), "scratch")
     if path not in _scratch_made:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        config.private_dir(path)
         _scratch_made.add(path)
     return path
 

@@ -49,7 +49,7 @@ class StateStore:
         """names/<name> holds "<id> <pid of the process running it>". An ephemeral
         foreground container keeps no record, so its name is stale once that process
         is gone."""
-        os.makedirs(self.names, exist_ok=True)
+        config.private_dir(self.names)
         if self._create_name(name, cid):
             return
         # Taking over a stale name is check-then-replace: serialise it, or two takers
@@ -65,7 +65,7 @@ class StateStore:
 
     def _create_name(self, name, cid):
         try:
-            fd = os.open(self.name_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(self.name_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
@@ -82,6 +82,8 @@ class StateStore:
 
     def _name_owner(self, name):
         return self._name_entry(name)[0]
+
+    name_owner = _name_owner
 
     def _stale_name(self, name):
         cid, pid = self._name_entry(name)
@@ -114,18 +116,20 @@ class StateStore:
         hidden name that says who builds it, then renamed into place, so a creator
         killed half-way leaves nothing that looks like a container (list() sweeps it)."""
         cid = record["id"]
-        os.makedirs(self.root, exist_ok=True)
+        config.private_dir(self.root)
         building = os.path.join(self.root, f"{_BUILDING}{os.getpid()}-{cid}")
-        os.mkdir(building)
-        with open(os.path.join(building, "lock"), "w"):
-            pass
+        os.mkdir(building, 0o700)  # its upper layer may hold setuid binaries
+        os.close(os.open(os.path.join(building, "lock"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                         0o600))
         self._write(record, os.path.join(building, "state.json"))
         os.rename(building, self.container_dir(cid))
 
     def _write(self, record, path=None):
         path = path or self._record_path(record["id"])
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        # 0600: a record holds the container's environment (-e SECRET=...).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1)
         os.replace(tmp, path)
 
@@ -148,6 +152,10 @@ class StateStore:
         except FileNotFoundError:
             raise ContainerStateError(f"no such container: {cid}") from None
 
+    def read_raw(self, cid):
+        """The record as written, not reconciled (a janitor holding its lock)."""
+        return self._read(cid)
+
     def get(self, cid):
         """The record, reconciled with what the monitor left."""
         record = self._read(cid)
@@ -157,9 +165,10 @@ class StateStore:
             record = self._reconcile(record)
         return record
 
-    def reset_for_restart(self, cid):
+    def reset_for_restart(self, cid, owner=None):
         """An exited container about to start again: its last run's exit and start
-        records go, so that reconciling reads the new run's."""
+        records go, so that reconciling reads the new run's. owner: the starter's
+        fastbox.state.owners key, which the janitor checks before it sweeps."""
         with self.locked(cid):
             for path in (self.exit_path(cid), self.started_path(cid)):
                 try:
@@ -168,6 +177,8 @@ class StateStore:
                     pass
             record = self._read(cid)
             record.update(status=status.CREATED, exit_code=None, finished_at=None, pid=0)
+            if owner:
+                record["owner"] = owner
             self._write(record)
 
     def _adopt_started(self, record):
@@ -287,7 +298,7 @@ class _Flock:
     def __enter__(self):
         flags = os.O_RDWR | os.O_CLOEXEC | (0 if self.cid else os.O_CREAT)
         try:
-            self.fd = os.open(self.path, flags, 0o644)
+            self.fd = os.open(self.path, flags, 0o600)
         except FileNotFoundError:
             raise ContainerStateError(f"no such container: {self.cid}") from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)

@@ -122,7 +122,7 @@ def test_copyup_prints_a_table(busybox, fb_env):
     assert any(line.startswith("cheapest first write of 1m") for line in lines)
     # kept containers and the temp store are gone
     assert os.listdir(os.path.join(fb_env.root, "containers")) == []
-    assert sorted(os.listdir(fb_env.root)) == ["containers", "images"]
+    assert sorted(os.listdir(fb_env.root)) == [".private", "containers", "images"]  # .private: fastbox.state.modes
 
 
 def test_copyup_json(busybox):
