@@ -32,6 +32,7 @@ from fastbox.state import process
 OWNERS = "owners"
 RUN, DETACHED, EXEC, POOL = "run", "detached", "exec", "pool"
 KINDS = (RUN, DETACHED, EXEC, POOL)
+KEEP_FREE = 4  # released slots a process keeps open per FASTBOX_RUN, for its next starts
 _me = []  # [pid, key] of this process (a fork has its own)
 _swept = set()  # (pid, root, run) this process has swept (the API's first use)
 
@@ -111,9 +112,19 @@ class _Slots:
     def put(self, path, fd):
         with self.lock:
             if self.pid == os.getpid():
-                self.free.setdefault(os.path.dirname(path), []).append((path, fd))
-                return
+                free = self.free.setdefault(os.path.dirname(path), [])
+                if len(free) < KEEP_FREE:
+                    free.append((path, fd))
+                    return
+                _unlink(path)  # a burst is over: an engine keeps no more than KEEP_FREE
         os.close(fd)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 _slots = _Slots()

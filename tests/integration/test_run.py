@@ -143,7 +143,11 @@ def test_ephemeral_writes_touch_neither_layers_nor_disk(probe, fb_env):
     for d, before in layers.items():
         assert _snapshot(d) == before, f"layer {d} changed"
     assert not os.path.exists(os.path.join(fb_env.root, "containers", r.id))
+    owners = os.path.join(fb_env.run, "owners")
     for dirpath, dirnames, filenames in os.walk(fb_env.run):
+        if dirpath == owners:  # this process's owner slot stays, emptied, for its next run
+            assert all(os.path.getsize(os.path.join(owners, f)) == 0 for f in filenames)
+            continue
         assert not filenames, (dirpath, filenames)  # the scratch upper lived in a tmpfs
 
 

@@ -44,6 +44,19 @@ def test_claim_and_release_reuse_one_slot(fb_env):
     assert stat.S_IMODE(os.stat(owners.owners_dir()).st_mode) == 0o700
 
 
+def test_after_a_burst_only_keep_free_slots_stay(fb_env):
+    """Claims held at once each need a slot; once released, a process keeps KEEP_FREE of
+    them (files and fds) and removes the rest."""
+    claims = [owners.claim(f"{i:064x}", owners.RUN) for i in range(owners.KEEP_FREE + 6)]
+    assert len(os.listdir(owners.owners_dir())) == owners.KEEP_FREE + 6
+    for c in claims:
+        c.release()
+    left = os.listdir(owners.owners_dir())
+    assert len(left) == owners.KEEP_FREE
+    assert all(os.path.getsize(os.path.join(owners.owners_dir(), n)) == 0 for n in left)
+    assert all(c.fd == -1 for c in claims)  # the claims no longer hold them
+
+
 def test_entries_of_a_live_owner_are_left(fb_env):
     c = owners.claim("c" * 64, owners.RUN)
     live = write_entry(owners.key_of(1, process.start_time(1)), "d" * 64, "run\n" + "d" * 64 + "\n")
