@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from fastbox.errors import DigestMismatch, ImageError, SpecError
 from fastbox.images import ingest, reference, registry
 from fastbox.images.pull import check_config, check_manifest, parse_platform, select_platform
-from fastbox.images.store import INDEX_DIGEST, ImageStore, MissingContent, write_hashed
+from fastbox.images.files import write_hashed
+from fastbox.images.index import INDEX_DIGEST
+from fastbox.images.store import ImageStore, MissingContent
 from fastbox.images.unpack import compression, unpack_layer
 
 NAME_ANNOTATION = "io.containerd.image.name"

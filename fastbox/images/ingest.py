@@ -22,7 +22,7 @@ import os
 import shutil
 
 from fastbox.errors import DigestMismatch
-from fastbox.images.store import _listdir, _unlink, disk_usage
+from fastbox.images.files import disk_usage, listdir, unlink
 
 _BLOB_PREFIX = "sha256-"
 
@@ -67,10 +67,10 @@ class Session:
         return path
 
     def __exit__(self, *exc):
-        for name in _listdir(self.dir):
+        for name in listdir(self.dir):
             if name.startswith(self.id + ".") and not name.endswith(".lock"):
                 _remove(os.path.join(self.dir, name))
-        _unlink(os.path.join(self.dir, self.id + ".lock"))
+        unlink(os.path.join(self.dir, self.id + ".lock"))
         os.close(self.fd)
         self.fd = -1
 
@@ -170,7 +170,7 @@ def _lock_shared(path):
 def sweep(ingest_dir, partial_blobs=False):
     """Remove what dead processes left: sessions whose lock is free, with their files, and
     (for `image prune`) partial blobs nobody holds. Returns the bytes freed."""
-    names = _listdir(ingest_dir)
+    names = listdir(ingest_dir)
     live = {n[:-5] for n in names if n.endswith(".lock") and _held(os.path.join(ingest_dir, n))}
     freed = 0
     for name in names:
@@ -180,7 +180,7 @@ def sweep(ingest_dir, partial_blobs=False):
                 freed += _unlink_if_free(path)
         elif name.endswith(".lock"):
             if name[:-5] not in live:
-                _unlink(path)
+                unlink(path)
         elif name.partition(".")[0] not in live:
             freed += disk_usage(path)
             _remove(path)
@@ -225,6 +225,6 @@ def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
-        _unlink(path)
+        unlink(path)
 
 

@@ -25,7 +25,8 @@ import httpx
 
 from fastbox.errors import DigestMismatch, ImageError, RegistryError, SpecError
 from fastbox.images import ingest, reference, registry
-from fastbox.images.store import INDEX_DIGEST, ImageStore, MissingContent
+from fastbox.images.index import INDEX_DIGEST
+from fastbox.images.store import ImageStore, MissingContent
 from fastbox.images.unpack import diff_id as layer_diff_id, unpack_layer
 
 CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json",

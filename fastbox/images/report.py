@@ -4,7 +4,8 @@ import os
 
 from fastbox import config
 from fastbox.images import reference
-from fastbox.images.store import ImageStore, disk_usage
+from fastbox.images.files import disk_usage
+from fastbox.images.store import ImageStore
 
 
 def inspect(ref, store=None):

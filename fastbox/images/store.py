@@ -34,18 +34,16 @@ from fastbox.images.lookup import quote as _quote
 from fastbox.images.lookup import read_digest as _read_digest
 from fastbox.images.lookup import read_file as _read_file
 from fastbox.images.lookup import read_info
+from fastbox.images import files as fileops
+from fastbox.images import index as index_doc
 from fastbox.images.reference import Reference, normalize, parse
 
 DEFAULT_REF = "docker.io/library/busybox:latest"
-_INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 _MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 _LAYER_TYPES = {"": "application/vnd.oci.image.layer.v1.tar",
                 "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
                 "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
-_REF_NAME = "org.opencontainers.image.ref.name"
-# The index or manifest list a pulled manifest was chosen from: `repo@<that digest>` resolves.
-INDEX_DIGEST = "io.fastbox.index.digest"
 _CHANGE_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
          "i686": "386", "i386": "386"}
@@ -77,13 +75,13 @@ class ImageStore:
             try:
                 name = normalize(ref)
             except SpecError:
-                if _id_prefix(ref) is None:
+                if index_doc.id_prefix(ref) is None:
                     raise
         if name is not None:
             image = self._resolve_from_index(name)
             if image is not None:
                 return image
-        prefix = _id_prefix(ref)
+        prefix = index_doc.id_prefix(ref)
         image = self._resolve_id(prefix) if prefix is not None else None
         if image is None:
             shown = parse(name).familiar if name else ref
@@ -94,7 +92,7 @@ class ImageStore:
 
     def _resolve_from_index(self, name):
         index = self._read_index()
-        digest = _find_tag(index, name) if index else None
+        digest = index_doc.find_tag(index, name) if index else None
         if digest is None:
             return None
         with self._lock:
@@ -117,7 +115,7 @@ class ImageStore:
 
     def _match_id(self, prefix):
         found = []
-        for name in _listdir(self._resolved):
+        for name in fileops.listdir(self._resolved):
             info = None if name.startswith(".tmp-") else read_info(self.root, "sha256:" + name)
             if info is not None and info["id"].startswith(prefix, 7):
                 found.append(("sha256:" + name, info))
@@ -161,7 +159,7 @@ class ImageStore:
         `ref`. `changes` may set Env, Cmd, Entrypoint (a list, or a string run by /bin/sh -c),
         WorkingDir and User."""
         import time
-        name = _tag_name(ref)
+        name = index_doc.tag_name(ref)
         container_config = _container_config(changes)
         with self._lock:
             return self._import(tar_path, name, container_config, time.time(), "fastbox import")
@@ -178,14 +176,14 @@ class ImageStore:
                 return self.resolve(DEFAULT_REF)  # another process may have built it meanwhile
             except ImageNotFound:
                 pass
-            tmp = _tmp_name(os.path.join(self.root, ""))
+            tmp = fileops.tmp_name(os.path.join(self.root, ""))
             try:
                 with open(tmp, "xb") as f:
                     mtime = default.write_rootfs(f)
                 return self._import(tmp, DEFAULT_REF, default.CHANGES, mtime,
                                     f"fastbox: the host's static {default.BUSYBOX}")
             finally:
-                _unlink(tmp)
+                fileops.unlink(tmp)
 
     def list(self):
         """For `fastbox images`, newest first: repository, tag, id, created (RFC 3339), size
@@ -194,7 +192,7 @@ class ImageStore:
         rows = []
         for entry in index["manifests"] if index else ():
             info = self._info_of(entry["digest"])
-            name = _ref_name(entry)
+            name = index_doc.ref_name(entry)
             repository = tag = "<none>"
             if name:
                 ref = parse(name)
@@ -209,10 +207,10 @@ class ImageStore:
 
     def tag(self, source_ref, target_ref):
         """Point the tag `target_ref` at the image `source_ref` names."""
-        name = _tag_name(target_ref)
+        name = index_doc.tag_name(target_ref)
         image = self.resolve(source_ref)
         with self._lock:
-            index = self._read_index() or _new_index()
+            index = self._read_index() or index_doc.new_index()
             desc = next((e for e in index["manifests"] if e["digest"] == image.manifest_digest), None)
             if desc is None:
                 raise ImageNotFound(f"unable to find image '{source_ref}' locally")
@@ -226,17 +224,17 @@ class ImageStore:
         stays, dangling, for as long as the container needs its layers. Returns Docker's
         "Untagged:"/"Deleted:" lines."""
         with self._lock:
-            index = self._read_index() or _new_index()
-            name = _try_normalize(ref)
-            doomed = [e for e in index["manifests"] if name and _ref_name(e) == name]
+            index = self._read_index() or index_doc.new_index()
+            name = index_doc.try_normalize(ref)
+            doomed = [e for e in index["manifests"] if name and index_doc.ref_name(e) == name]
             if not doomed:
                 doomed = self._entries_of_id(index, ref, force)
             kept = [e for e in index["manifests"] if not any(e is d for d in doomed)]
             gone = sorted({e["digest"] for e in doomed} - {e["digest"] for e in kept})
             for digest in self._in_use(gone, ref, force):
                 gone.remove(digest)
-                kept.append(_dangling(doomed, digest))
-            lines = [f"Untagged: {parse(_ref_name(e)).familiar}" for e in doomed if _ref_name(e)]
+                kept.append(index_doc.dangling(doomed, digest))
+            lines = [f"Untagged: {parse(index_doc.ref_name(e)).familiar}" for e in doomed if index_doc.ref_name(e)]
             lines += [f"Deleted: {self._info_of(d)['id']}" for d in gone]
             self._drop(index, doomed, kept)
             if gone:
@@ -244,13 +242,13 @@ class ImageStore:
             return lines
 
     def _entries_of_id(self, index, ref, force=False):
-        prefix = _id_prefix(ref)
+        prefix = index_doc.id_prefix(ref)
         image = self._resolve_id(prefix) if prefix is not None else None
         if image is None:
-            name = _try_normalize(ref)
+            name = index_doc.try_normalize(ref)
             raise ImageNotFound(f"no such image: {parse(name).familiar if name else ref}")
         entries = [e for e in index["manifests"] if e["digest"] == image.manifest_digest]
-        repos = {_repository(_ref_name(e)) for e in entries if _ref_name(e)}
+        repos = {index_doc.repository(index_doc.ref_name(e)) for e in entries if index_doc.ref_name(e)}
         if len(repos) > 1 and not force:
             raise ImageError(f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
                              "image is referenced in multiple repositories")
@@ -270,8 +268,8 @@ class ImageStore:
 
     def _drop(self, index, doomed, kept):
         for entry in doomed:
-            if _ref_name(entry):
-                _unlink(self._refs + _quote(_ref_name(entry)))
+            if index_doc.ref_name(entry):
+                fileops.unlink(self._refs + _quote(index_doc.ref_name(entry)))
         index["manifests"] = kept
         self._write_index(index)
 
@@ -281,7 +279,7 @@ class ImageStore:
         import json
         found = {}
         containers = config.containers_dir()
-        for cid in _listdir(containers):
+        for cid in fileops.listdir(containers):
             if len(cid) != 64 or not _HEX.issuperset(cid):
                 continue
             try:
@@ -299,42 +297,42 @@ class ImageStore:
         references any more. Returns (Docker's "Untagged:"/"Deleted:" lines, bytes freed)."""
         from fastbox.images import ingest
         with self._lock:
-            index = self._read_index() or _new_index()
+            index = self._read_index() or index_doc.new_index()
             used = self.users()
-            doomed = [e for e in index["manifests"] if (all or not _ref_name(e))
+            doomed = [e for e in index["manifests"] if (all or not index_doc.ref_name(e))
                       and self._info_of(e["digest"])["id"] not in used]
             kept = [e for e in index["manifests"] if not any(e is d for d in doomed)]
             gone = sorted({e["digest"] for e in doomed} - {e["digest"] for e in kept})
-            lines = [f"Untagged: {parse(_ref_name(e)).familiar}" for e in doomed if _ref_name(e)]
+            lines = [f"Untagged: {parse(index_doc.ref_name(e)).familiar}" for e in doomed if index_doc.ref_name(e)]
             lines += [f"Deleted: {self._info_of(d)['id']}" for d in gone]
             if doomed:
                 self._drop(index, doomed, kept)
             freed = self._collect(kept)
-            names = {_quote(_ref_name(e)) for e in kept if _ref_name(e)}
-            for name in _listdir(self._refs):
+            names = {_quote(index_doc.ref_name(e)) for e in kept if index_doc.ref_name(e)}
+            for name in fileops.listdir(self._refs):
                 if name not in names:
-                    _unlink(self._refs + name)
+                    fileops.unlink(self._refs + name)
             return lines, freed + ingest.sweep(self.ingest_dir, partial_blobs=True)
 
     # Pull, load, push and save: the content-addressed parts of the store.
 
     def blob_path(self, digest):
-        return self._blobs + _hex(digest)
+        return self._blobs + index_doc.hex_of(digest)
 
     def has_blob(self, digest):
-        return os.path.isfile(self._blobs + _hex(digest))
+        return os.path.isfile(self._blobs + index_doc.hex_of(digest))
 
     def has_layer(self, diff_id):
-        return os.path.isdir(self._layers + _hex(diff_id))
+        return os.path.isdir(self._layers + index_doc.hex_of(diff_id))
 
     def layer_path(self, diff_id):
-        return self._layers + _hex(diff_id)
+        return self._layers + index_doc.hex_of(diff_id)
 
     def read_blob(self, digest):
         """A small blob's bytes (a manifest, a config), checked against its digest."""
         import hashlib
         try:
-            data = _read_file(self._blobs + _hex(digest))
+            data = _read_file(self._blobs + index_doc.hex_of(digest))
         except FileNotFoundError:
             raise ImageError(f"blob {digest} is missing from the store") from None
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
@@ -344,14 +342,14 @@ class ImageStore:
     def entries(self):
         """index.json's entries: (normalized name or None, manifest descriptor)."""
         index = self._read_index()
-        return [(_ref_name(e), e) for e in index["manifests"]] if index else []
+        return [(index_doc.ref_name(e), e) for e in index["manifests"]] if index else []
 
     def tagged(self, name):
         """The manifest digest the normalized `name` points at, or None."""
         digest = _read_digest(self._refs + _quote(name))
         if digest is None:
             index = self._read_index()
-            digest = _find_tag(index, name) if index else None
+            digest = index_doc.find_tag(index, name) if index else None
         return digest
 
     def describe(self, ref):
@@ -362,10 +360,10 @@ class ImageStore:
         manifest = json.loads(self.read_blob(image.manifest_digest))
         cfg = json.loads(self.read_blob(manifest["config"]["digest"]))
         entries = [e for _, e in self.entries() if e["digest"] == image.manifest_digest]
-        names = [_ref_name(e) for e in entries if _ref_name(e)]
-        repo_digests = sorted({_repository(n) + "@" + ((e.get("annotations") or {}).get(INDEX_DIGEST)
+        names = [index_doc.ref_name(e) for e in entries if index_doc.ref_name(e)]
+        repo_digests = sorted({index_doc.repository(n) + "@" + ((e.get("annotations") or {}).get(index_doc.INDEX_DIGEST)
                                                       or e["digest"])
-                               for e in entries for n in [_ref_name(e)] if n})
+                               for e in entries for n in [index_doc.ref_name(e)] if n})
         media_type = manifest.get("mediaType") or (entries[0]["mediaType"] if entries else _MANIFEST_TYPE)
         return {"image": image, "manifest": manifest, "config": cfg, "media_type": media_type,
                 "names": sorted(n for n in names if "@" not in n), "repo_digests": repo_digests,
@@ -387,13 +385,13 @@ class ImageStore:
             os.makedirs(self._blobs, 0o700, exist_ok=True)
             os.makedirs(self._layers, 0o700, exist_ok=True)
             for layer in manifest["layers"]:
-                final = self._blobs + _hex(layer["digest"])
+                final = self._blobs + index_doc.hex_of(layer["digest"])
                 if not os.path.isfile(final):
                     if layer["digest"] not in files:
                         raise MissingContent(f"blob {layer['digest']} is no longer in the store")
                     os.rename(files[layer["digest"]], final)
             for layer, diff_id in zip(manifest["layers"], cfg["rootfs"]["diff_ids"]):
-                final = self._layers + _hex(diff_id)
+                final = self._layers + index_doc.hex_of(diff_id)
                 if diff_id in dirs and not os.path.isdir(final):
                     os.rename(dirs[diff_id], final)
                 self._ensure_layer(layer["digest"], diff_id)
@@ -408,7 +406,7 @@ class ImageStore:
         return image_of(self.root, info, name or info["id"], digest)
 
     def _add_dangling(self, desc, info):
-        index = self._read_index() or _new_index()
+        index = self._read_index() or index_doc.new_index()
         if all(e["digest"] != desc["digest"] for e in index["manifests"]):
             index["manifests"].append(dict(desc))
             self._write_index(index)
@@ -427,7 +425,7 @@ class ImageStore:
             diff_id = blob if not kind else unpack.diff_id(self._blobs + blob[7:])
             self._ensure_layer(blob, diff_id)
         except ImageError:
-            _unlink(self._blobs + blob[7:])  # unpackable, so no image can be using it
+            fileops.unlink(self._blobs + blob[7:])  # unpackable, so no image can be using it
             raise
         when = _rfc3339(created)
         cfg = {"created": when, "architecture": _ARCH.get(os.uname().machine, os.uname().machine),
@@ -446,15 +444,15 @@ class ImageStore:
         """Copy a binary stream into blobs/ and return (digest, size), verifying them first when
         given: nothing unverified ever gets a content-addressed name."""
         os.makedirs(self._blobs, 0o700, exist_ok=True)
-        tmp = _tmp_name(self._blobs)
+        tmp = fileops.tmp_name(self._blobs)
         try:
-            got, total, _ = write_hashed(src, tmp)
+            got, total, _ = fileops.write_hashed(src, tmp)
             if (digest is not None and got != digest) or (size is not None and total != size):
                 raise DigestMismatch(f"blob mismatch: expected {digest} ({size} bytes), "
                                      f"got {got} ({total} bytes)")
             os.replace(tmp, self._blobs + got[7:])
         except BaseException:
-            _unlink(tmp)
+            fileops.unlink(tmp)
             raise
         return got, total
 
@@ -471,30 +469,30 @@ class ImageStore:
 
     def _ensure_layer(self, blob_digest, diff_id):
         """Unpack a layer blob once: into a .tmp- dir, then rename()d to layers/<diffid-hex>."""
-        final = self._layers + _hex(diff_id)
+        final = self._layers + index_doc.hex_of(diff_id)
         if os.path.isdir(final):
             return
         from fastbox.images.unpack import unpack_layer
         os.makedirs(self._layers, 0o700, exist_ok=True)  # its setuid files: root's alone
-        tmp = _tmp_name(self._layers)
+        tmp = fileops.tmp_name(self._layers)
         try:
-            unpack_layer(self._blobs + _hex(blob_digest), tmp, diff_id)
+            unpack_layer(self._blobs + index_doc.hex_of(blob_digest), tmp, diff_id)
         except FileNotFoundError:
             raise ImageError(f"layer blob {blob_digest} is missing from the store") from None
         os.rename(tmp, final)
 
     def _set_tag(self, name, desc, info=None, annotations=None):
         """Point tag `name` at manifest `desc`. An image losing its last tag stays, dangling."""
-        index = self._read_index() or _new_index()
+        index = self._read_index() or index_doc.new_index()
         entries = index["manifests"]
-        old = [e["digest"] for e in entries if _ref_name(e) == name]
-        kept = [e for e in entries if _ref_name(e) != name
-                and not (_ref_name(e) is None and e["digest"] == desc["digest"])]
+        old = [e["digest"] for e in entries if index_doc.ref_name(e) == name]
+        kept = [e for e in entries if index_doc.ref_name(e) != name
+                and not (index_doc.ref_name(e) is None and e["digest"] == desc["digest"])]
         for digest in old:
             if digest != desc["digest"] and all(e["digest"] != digest for e in kept):
-                kept.append(_dangling(entries, digest))
+                kept.append(index_doc.dangling(entries, digest))
         kept.append({"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
-                     "annotations": dict(annotations or {}, **{_REF_NAME: name})})
+                     "annotations": dict(annotations or {}, **{index_doc.REF_NAME: name})})
         index["manifests"] = kept
         self._write_index(index)
         if info is not None:
@@ -511,22 +509,22 @@ class ImageStore:
         for entry in kept:
             manifest = self._read_json(entry["digest"])
             cfg_digest = manifest["config"]["digest"]
-            manifests.add(_hex(entry["digest"]))
-            blobs.update(_hex(d) for d in [entry["digest"], cfg_digest]
+            manifests.add(index_doc.hex_of(entry["digest"]))
+            blobs.update(index_doc.hex_of(d) for d in [entry["digest"], cfg_digest]
                          + [layer["digest"] for layer in manifest["layers"]])
-            layers.update(_hex(d) for d in self._read_json(cfg_digest)["rootfs"]["diff_ids"])
-        for name in _listdir(self._blobs):
+            layers.update(index_doc.hex_of(d) for d in self._read_json(cfg_digest)["rootfs"]["diff_ids"])
+        for name in fileops.listdir(self._blobs):
             if name not in blobs:
-                freed += disk_usage(self._blobs + name)
-                _unlink(self._blobs + name)
-        for name in _listdir(self._resolved):
+                freed += fileops.disk_usage(self._blobs + name)
+                fileops.unlink(self._blobs + name)
+        for name in fileops.listdir(self._resolved):
             if name not in manifests:
-                _unlink(self._resolved + name)
-        for name in _listdir(self._layers):
+                fileops.unlink(self._resolved + name)
+        for name in fileops.listdir(self._layers):
             if name not in layers and not name.startswith(".tmp-"):
-                doomed = _tmp_name(self._layers)
+                doomed = fileops.tmp_name(self._layers)
                 os.rename(self._layers + name, doomed)  # never a half-deleted layer under its name
-                freed += disk_usage(doomed)
+                freed += fileops.disk_usage(doomed)
                 shutil.rmtree(doomed)
         return freed
 
@@ -538,13 +536,13 @@ class ImageStore:
             ingest.sweep(self.ingest_dir)
         for parent in (os.path.join(self.root, ""), self._blobs, self._layers, self._resolved,
                        self._refs):
-            for name in _listdir(parent):
+            for name in fileops.listdir(parent):
                 if name.startswith(".tmp-"):
                     path = parent + name
                     if os.path.isdir(path) and not os.path.islink(path):
                         shutil.rmtree(path, ignore_errors=True)
                     else:
-                        _unlink(path)
+                        fileops.unlink(path)
 
     def _read_index(self):
         try:
@@ -564,17 +562,17 @@ class ImageStore:
         import json
         layout = os.path.join(self.root, "oci-layout")
         if not os.path.exists(layout):
-            _write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
-        _write_atomic(os.path.join(self.root, "index.json"),
+            fileops.write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
+        fileops.write_atomic(os.path.join(self.root, "index.json"),
                       json.dumps(index, indent=1).encode(), sync=True)
 
     def _write_cache(self, digest, info):
         os.makedirs(self._resolved, exist_ok=True)
-        _write_atomic(self._resolved + _hex(digest), marshal.dumps(info))
+        fileops.write_atomic(self._resolved + index_doc.hex_of(digest), marshal.dumps(info))
 
     def _write_ref(self, name, digest):
         os.makedirs(self._refs, exist_ok=True)
-        _write_atomic(self._refs + _quote(name), (digest + "\n").encode())
+        fileops.write_atomic(self._refs + _quote(name), (digest + "\n").encode())
 
 
 class MissingContent(ImageError):
@@ -617,7 +615,7 @@ def _info(manifest, cfg):
     return {
         "v": _CACHE_VERSION,
         "id": manifest["config"]["digest"],
-        "layers": tuple(_hex(d) for d in reversed(cfg["rootfs"]["diff_ids"])),
+        "layers": tuple(index_doc.hex_of(d) for d in reversed(cfg["rootfs"]["diff_ids"])),
         "env": tuple(c.get("Env") or ()),
         "entrypoint": tuple(c.get("Entrypoint") or ()),
         "cmd": tuple(c.get("Cmd") or ()),
@@ -644,148 +642,6 @@ def _container_config(changes):
             raise SpecError("image change Env entries must look like KEY=VALUE")
         out[key] = value if isinstance(value, str) else list(value)
     return out
-
-
-def _find_tag(index, name):
-    """The manifest digest index.json gives `name`; a digest reference matches any entry of
-    the same repository with that digest, or pulled from an index with that digest."""
-    digest = name.partition("@")[2]
-    for entry in index["manifests"]:
-        ref_name = _ref_name(entry)
-        if ref_name == name:
-            return entry["digest"]
-        if digest and ref_name and _repository(ref_name) == _repository(name) and \
-                digest in (entry["digest"], entry["annotations"].get(INDEX_DIGEST)):
-            return entry["digest"]
-    return None
-
-
-def _dangling(entries, digest):
-    entry = next(e for e in entries if e["digest"] == digest)
-    return {k: v for k, v in entry.items() if k != "annotations"}
-
-
-def _new_index():
-    return {"schemaVersion": 2, "mediaType": _INDEX_TYPE, "manifests": []}
-
-
-def _ref_name(entry):
-    return (entry.get("annotations") or {}).get(_REF_NAME)
-
-
-def _repository(name):
-    """"docker.io/library/busybox" from "docker.io/library/busybox:1@sha256:..."."""
-    name = name.partition("@")[0]
-    colon = name.rfind(":")
-    return name[:colon] if colon > name.rfind("/") else name
-
-
-def _tag_name(ref):
-    name = normalize(ref)
-    if "@" in name:
-        raise SpecError(f"refusing to create a tag with a digest reference: '{ref}'")
-    return name
-
-
-def _try_normalize(ref):
-    try:
-        return normalize(ref)
-    except SpecError:
-        return None
-
-
-def _id_prefix(ref):
-    """The hex of an image id or id prefix ("sha256:ab12", "ab12"), else None."""
-    hex_part = ref[7:] if ref.startswith("sha256:") else ref
-    return hex_part if 0 < len(hex_part) <= 64 and _HEX.issuperset(hex_part) else None
-
-
-def _hex(digest):
-    """The hex of a sha256 digest, checked: it becomes a file name."""
-    if type(digest) is str and len(digest) == 71 and digest.startswith("sha256:") \
-            and _HEX.issuperset(digest[7:]):
-        return digest[7:]
-    raise ImageError(f"unsupported or malformed digest {digest!r}")
-
-
-def write_hashed(src, path):
-    """Copy the binary stream SRC into the new file PATH, synced: (sha256 digest, size,
-    first 4 bytes), for the caller to check before the file gets any name that counts."""
-    import hashlib
-    hasher, total, head = hashlib.sha256(), 0, b""
-    with open(path, "xb") as out:
-        while chunk := src.read(1 << 20):
-            head = head or chunk[:4]
-            hasher.update(chunk)
-            out.write(chunk)
-            total += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return "sha256:" + hasher.hexdigest(), total, head
-
-
-def _write_atomic(path, data, sync=False):
-    tmp = _tmp_name(os.path.join(os.path.dirname(path), ""))
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _tmp_name(directory):
-    return directory + ".tmp-" + os.urandom(6).hex()
-
-
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except FileNotFoundError:
-        return []
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def disk_usage(path):
-    """Bytes allocated to a file or a tree, hardlinked files once; 0 if it is gone."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return 0
-    total, seen = st.st_blocks * 512, set()
-    if not os.path.isdir(path) or os.path.islink(path):
-        return total
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if st.st_nlink > 1:
-                if st.st_ino in seen:
-                    continue
-                seen.add(st.st_ino)
-            total += st.st_blocks * 512
-        for name in dirnames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-    return total
 
 
 def _rfc3339(t):

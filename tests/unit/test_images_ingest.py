@@ -15,7 +15,8 @@ import pytest
 
 from fastbox.errors import DigestMismatch, ImageError, ImageNotFound
 from fastbox.images import ingest
-from fastbox.images.store import INDEX_DIGEST, ImageStore, MissingContent
+from fastbox.images.index import INDEX_DIGEST
+from fastbox.images.store import ImageStore, MissingContent
 from fastbox.images.unpack import unpack_layer
 
 
