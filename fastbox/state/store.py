@@ -176,7 +176,8 @@ class StateStore:
                 except FileNotFoundError:
                     pass
             record = self._read(cid)
-            record.update(status=status.CREATED, exit_code=None, finished_at=None, pid=0)
+            record.update(status=status.CREATED, exit_code=None, finished_at=None, pid=0,
+                          oom_killed=False)
             if owner:
                 record["owner"] = owner
             self._write(record)
