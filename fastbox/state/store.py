@@ -217,7 +217,8 @@ class StateStore:
                 data = json.load(f)
         except (FileNotFoundError, ValueError):
             return None
-        return {"exit_code": data["exit_code"], "finished_at": data["finished_at"]}
+        return {"exit_code": data["exit_code"], "finished_at": data["finished_at"],
+                "oom_killed": bool(data.get("oom_killed"))}
 
     def list(self):
         out = []
