@@ -163,7 +163,10 @@ def _cpu_max(lim):
 
 def _plan_v1(p, lay, cid, lim, device_rules=True):
     parent = config.cgroup_parent()
-    cpuset = lim.get("cpuset_cpus") is not None or lim.get("cpuset_mems") is not None
+    needed = {c for key, c, _ in _NEEDS if lim.get(key) is not None}
+    for ctrl in sorted(needed - set(lay.v1)):
+        _missing(ctrl, lim, "this host's cgroup v1 hierarchies")
+    cpuset = "cpuset" in needed
     for mountpoint in sorted(set(lay.v1.values())):
         options = lay.v1_options[mountpoint]
         if not device_rules and options == "devices":
@@ -204,16 +207,13 @@ def _plan_v1(p, lay, cid, lim, device_rules=True):
                 w.append((cpu + "cpu.cfs_period_us", str(period)))
             if quota is not None:
                 w.append((cpu + "cpu.cfs_quota_us", str(quota)))
-    if lim["pids_limit"] is not None and "pids" in lay.v1:
+    if lim["pids_limit"] is not None:
         value = "max" if lim["pids_limit"] < 0 else str(lim["pids_limit"])
         w.append((at("pids") + "pids.max", value))
-    if cpuset and "cpuset" in lay.v1:
-        # the new cgroup starts with the parent's CPUs and nodes (cgroup.clone_children)
-        for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
-            if lim.get(key) is not None:
-                w.append((at("cpuset") + name, lim[key]))
-    elif cpuset:
-        _missing("cpuset", lim, "this host's cgroup v1 hierarchies")
+    # the new cpuset cgroup starts with the parent's CPUs and nodes (cgroup.clone_children)
+    for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
+        if lim.get(key) is not None:
+            w.append((at("cpuset") + name, lim[key]))
     p.unshare_ns = True
 
 

@@ -263,6 +263,8 @@ def test_stats_memory_and_block_io_move(probe, tmp_path):
         after = c.stats()
         assert cg_stats.memory_used(after) - cg_stats.memory_used(before) >= 20 * MIB, (before, after)
         assert after["memory_limit"] > 0 and 0 < cg_stats.memory_percent(after) < 100
+        if after["blkio_write"] is None:
+            pytest.skip("no block I/O accounting here (v2: the host offers no io controller)")
         written = after["blkio_write"] - before["blkio_write"]
         if not V2 and written == 0:
             pytest.skip("v1 blkio counted nothing: blk-throttle is not active on this disk's "

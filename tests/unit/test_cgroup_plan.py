@@ -401,3 +401,14 @@ def test_oom_killed_reads_the_count(tmp_path):
     assert cgroup.oom_killed(str(control)) is False
     assert cgroup.oom_killed(str(tmp_path / "gone")) is False
     assert cgroup.oom_killed(None) is False
+
+
+def test_v1_missing_controller_is_one_clear_error(tmp_path, monkeypatch):
+    """A v1 host without a memory hierarchy: -m fails the start (never a silent no-op)."""
+    from fastbox.errors import StartError
+    pids = str(tmp_path / "pids")
+    monkeypatch.setattr(cgroup, "_layout", cgroup.Layout(None, {"pids": pids}, {pids: "pids"}))
+    with pytest.raises(StartError) as e:
+        cgroup.plan(CID, memory=64 << 20, cpu_shares=512)
+    assert "\n" not in str(e.value) and "--cpu-shares" in str(e.value)  # the first missing: cpu
+    assert not os.path.exists(pids)  # failed before anything was made
