@@ -389,3 +389,28 @@ def test_inspect_host_config_names_docker_uses(busybox):
         assert (h["MemorySwap"], h["NanoCpus"], h["CpuShares"], h["CpusetCpus"]) == (-1, 500000000, 0, "")
     finally:
         c.remove()
+
+
+def test_memory_swap_equal_to_memory_means_no_swap(probe):
+    """--memory-swap equal to -m: the hog is killed before it passes -m, swap or not."""
+    r = probe.run("memhog", "200", memory="32m", memory_swap="32m")
+    assert (r.exit_code, r.oom_killed) == (137, True)
+    progress = [int(x) for x in r.stdout.split() if x.isdigit()]
+    assert progress and max(progress) < 32
+
+
+def test_limits_from_the_cli(busybox):
+    """The flags reach the cgroup: the container reads its own limits (its cgroup
+    namespace makes its cgroup the root of what it sees)."""
+    if V2:
+        script = "cat /sys/fs/cgroup/cpuset.cpus /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/memory.max"
+    else:
+        script = ("cat /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpu/cpu.shares "
+                  "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    r = cli("run", "--rm", "-m", "48m", "--memory-swap", "96m", "-c", "512", "--cpuset-cpus", "0",
+            "busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "20" if V2 else "512", str(48 * MIB)]
+    r = cli("run", "--rm", "--cpus", "0.5", "--cpu-quota", "20000", "busybox", "true")
+    assert r.returncode == 125 and r.stderr.startswith("fastbox: conflicting options")
+    assert len(r.stderr.splitlines()) == 1

@@ -84,7 +84,8 @@ def test_memory_limit_enforced_oom_kill_is_137(probe):
     assert r.exit_code == 137, (r.exit_code, r.stdout[-200:])
     progress = [int(x) for x in r.stdout.split() if x.isdigit()]
     assert b"done" not in r.stdout
-    assert progress and max(progress) < 32
+    # -m alone allows as much swap again (Docker's default): never past memory + swap
+    assert progress and max(progress) < 64
 
 
 def test_memory_within_limit_is_fine(probe):
