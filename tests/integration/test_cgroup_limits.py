@@ -414,3 +414,42 @@ def test_limits_from_the_cli(busybox):
     r = cli("run", "--rm", "--cpus", "0.5", "--cpu-quota", "20000", "busybox", "true")
     assert r.returncode == 125 and r.stderr.startswith("fastbox: conflicting options")
     assert len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, killed", [
+    ("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n", True),   # v2 memory.events
+    ("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n", False),
+    ("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n", True),                 # v1 memory.oom_control
+    ("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", False),
+    (None, False),                                                          # no such file
+])
+def test_monitor_records_oom_kill_of_either_format(tmp_path, text, killed):
+    """fastbox-monitor reads the oom_kill line of the file it is given (v1 or v2 format)
+    into exit.json. Its child here is a shell's background job: the shell execs the
+    monitor, so the job is the monitor's child, as a container is."""
+    from fastbox.runtime.monitor import MONITOR
+    oom = tmp_path / "oom"
+    if text is not None:
+        oom.write_text(text)
+    exit_file, log = tmp_path / "exit.json", tmp_path / "log"
+    import subprocess
+    subprocess.run(["/bin/sh", "-c", 'true & exec "$0" --pid $! --log "$1" --exit "$2" '
+                    '--oom-file "$3"', MONITOR, str(log), str(exit_file), str(oom)],
+                   check=True, timeout=30)
+    record = json.loads(exit_file.read_text())
+    assert record["exit_code"] == 0 and record["oom_killed"] is killed
+
+
+def test_restart_clears_oom_killed(probe, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    c = containers.run(probe.image, ["sh", "-c", "[ -e /data/again ] && exit 0; touch /data/again; "
+                                     "exec /probe memhog 200"],
+                       memory="32m", volumes=[f"{data}:/data"])
+    try:
+        assert c.wait(timeout=60) == 137 and c.inspect()["State"]["OOMKilled"] is True
+        c.start()
+        assert c.wait(timeout=60) == 0
+        assert c.inspect()["State"]["OOMKilled"] is False
+    finally:
+        c.remove(force=True)
