@@ -54,9 +54,9 @@ class RunSpec(Frozen):
 
     __slots__ = ("image", "command", "entrypoint", "env", "workdir", "user", "hostname",
                  "memory", "cpus", "pids_limit", "memory_swap", "memory_reservation",
-                 "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "volumes", "tmpfs", "read_only", "network",
-                 "name", "remove", "storage_opts", "security_opt", "cap_add", "cap_drop",
-                 "privileged", "log_opts")
+                 "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
+                 "volumes", "tmpfs", "read_only", "network", "name", "remove", "storage_opts",
+                 "security_opt", "cap_add", "cap_drop", "privileged", "log_opts")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -140,12 +140,13 @@ def spec_from_dict(d):
     return RunSpec(d.pop("image"), d.pop("command"), **d)
 
 
+CPUS_ONLINE, NODES_ONLINE = "/sys/devices/system/cpu/online", "/sys/devices/system/node/online"
 MORE_LIMITS = ("memory_swap", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota",
                "cpuset_cpus", "cpuset_mems")
 
 
-def _more_limits(memory, memory_swap, memory_reservation, cpus, shares, period, quota, cpuset_cpus,
-                 cpuset_mems):
+def _more_limits(memory, memory_swap, memory_reservation, cpus, shares, period, quota,
+                 cpuset_cpus, cpuset_mems):
     """--memory-swap, --memory-reservation, --cpu-shares, --cpu-period, --cpu-quota,
     --cpuset-cpus, --cpuset-mems, checked against each other as Docker checks them."""
     memory = parse_size(memory, "--memory")
@@ -165,12 +166,13 @@ def _more_limits(memory, memory_swap, memory_reservation, cpus, shares, period, 
     quota = _int_in(quota, "--cpu-quota", 1000, 1 << 62, "microseconds, at least 1000, or -1",
                     unlimited=True)
     if cpus not in (None, "") and (period is not None or quota is not None):
-        raise SpecError("conflicting options: --cpus cannot be used with --cpu-period or --cpu-quota")
+        raise SpecError("conflicting options: --cpus cannot be used with --cpu-period or "
+                        "--cpu-quota")
     return dict(memory_swap=swap, memory_reservation=reservation,
                 cpu_shares=_int_in(shares, "--cpu-shares", 2, 262144, "2 to 262144"),
                 cpu_period=period, cpu_quota=quota,
-                cpuset_cpus=parse_cpuset(cpuset_cpus, "--cpuset-cpus", "/sys/devices/system/cpu/online"),
-                cpuset_mems=parse_cpuset(cpuset_mems, "--cpuset-mems", "/sys/devices/system/node/online"))
+                cpuset_cpus=parse_cpuset(cpuset_cpus, "--cpuset-cpus", CPUS_ONLINE),
+                cpuset_mems=parse_cpuset(cpuset_mems, "--cpuset-mems", NODES_ONLINE))
 
 
 def parse_memory_swap(value):

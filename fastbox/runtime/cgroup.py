@@ -112,7 +112,8 @@ class CgroupPlan:
 
 
 # Which limits need which controller, and the flags that ask for them (for errors).
-_NEEDS = (("memory", "memory", "--memory"), ("memory_reservation", "memory", "--memory-reservation"),
+_NEEDS = (("memory", "memory", "--memory"),
+          ("memory_reservation", "memory", "--memory-reservation"),
           ("cpus", "cpu", "--cpus"), ("cpu_shares", "cpu", "--cpu-shares"),
           ("cpu_period", "cpu", "--cpu-period"), ("cpu_quota", "cpu", "--cpu-quota"),
           ("pids_limit", "pids", "--pids-limit"), ("cpuset_cpus", "cpuset", "--cpuset-cpus"),

@@ -48,13 +48,15 @@ def sample(dirs):
             out["memory_cache"] = _keyed(_read(f"{mem}/memory.stat")).get("total_inactive_file")
         blkio = _dir_for(dirs, "blkio")
         if blkio:
-            out["blkio_read"], out["blkio_write"] = _v1_io(_read(f"{blkio}/blkio.throttle.io_service_bytes"))
+            io = _read(f"{blkio}/blkio.throttle.io_service_bytes")
+            out["blkio_read"], out["blkio_write"] = _v1_io(io)
     else:
         d = dirs[0] if dirs else None
         pids = d
         if d:
             usage = _keyed(_read(f"{d}/cpu.stat"))
-            out["cpu_ns"] = usage["usage_usec"] * 1000 if usage.get("usage_usec") is not None else None
+            if usage.get("usage_usec") is not None:
+                out["cpu_ns"] = usage["usage_usec"] * 1000
             out["memory_usage"] = _int(_read(f"{d}/memory.current"))
             out["memory_limit"] = _int(_read(f"{d}/memory.max"))
             out["memory_cache"] = _keyed(_read(f"{d}/memory.stat")).get("inactive_file")
