@@ -16,11 +16,12 @@ DEFAULT_IMAGE = "docker.io/library/busybox:latest"
 class RunResult:
     """What a finished container left: its exit code, output, and phase timings (ms)."""
 
-    __slots__ = ("id", "name", "exit_code", "stdout", "stderr", "timings")
+    __slots__ = ("id", "name", "exit_code", "stdout", "stderr", "timings", "oom_killed")
 
-    def __init__(self, cid, name, exit_code, stdout, stderr, timings):
+    def __init__(self, cid, name, exit_code, stdout, stderr, timings, oom_killed=False):
         self.id, self.name, self.exit_code = cid, name, exit_code
         self.stdout, self.stderr, self.timings = stdout, stderr, timings
+        self.oom_killed = oom_killed  # the OOM killer killed one of its processes
 
     def __repr__(self):
         return f"RunResult(id={self.id[:12]!r}, exit_code={self.exit_code})"
@@ -56,7 +57,8 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     """Run a container to completion and return a RunResult.
 
     options are RunSpec's: entrypoint, env, env_file, workdir, user, hostname, memory,
-    cpus, pids_limit, volumes, tmpfs, read_only, network ("none" or "host"), name,
+    cpus, pids_limit, memory_swap, memory_reservation, cpu_shares, cpu_period, cpu_quota,
+    cpuset_cpus, cpuset_mems (Docker's --memory ... --cpuset-mems), volumes, tmpfs, read_only, network ("none" or "host"), name,
     storage_opts, security_opt (("seccomp=PROFILE.json",), ("seccomp=unconfined",),
     ("no-new-privileges=false",)), cap_add, cap_drop (("SYS_ADMIN",), ("ALL",)) and
     privileged (every capability, no seccomp filter, /proc unmasked). stdin/stdout/stderr take file descriptors or objects with fileno();
@@ -66,6 +68,8 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     stderr and controlling tty); tty=(rows, columns) gives it that size from the start
     (else it starts at 0x0); on_terminal(master_fd) gets the master, closed when
     run() returns.
+    The result's oom_killed says whether the OOM killer killed the program (exit code
+    137 under a memory limit).
     Raises a FastboxError subclass when the container cannot start; the program's own
     failure is just its exit code. If anything interrupts the wait (an exception in
     on_start, KeyboardInterrupt), the container is killed and torn down first.
@@ -110,12 +114,13 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
                     started.names.release_name(spec.name)
                 if started.record:
                     started.record.update(cid, status="exited", exit_code=started.exit_code,
-                                          finished_at=_iso(), pid=0)
+                                          oom_killed=started.oom_killed, finished_at=_iso(),
+                                          pid=0)
             finally:
                 claim.release()
     timings = container.timings(started, t_exit, container.now())
     timings["image"] = (t_image - t0) / 1e6
-    return RunResult(cid, spec.name, code, out, err, timings)
+    return RunResult(cid, spec.name, code, out, err, timings, started.oom_killed)
 
 
 def _start(cid, spec, img, io, t0, tty, cgroups, netns_fd):

@@ -31,7 +31,8 @@ from fastbox.runtime.stdio import devnull
 from fastbox.spec import RunSpec
 from fastbox.state import owners
 
-LIMITS = ("memory", "cpus", "pids_limit")
+LIMITS = ("memory", "cpus", "pids_limit", "memory_swap", "memory_reservation", "cpu_shares",
+          "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems")
 PER_RUN = ("capture_output", "stdout", "stderr")  # fastbox.run's options that are not the spec's
 NETNS_MODES = ("pooled", "fresh")
 
@@ -75,7 +76,8 @@ class Pool:
             self._claim = owners.claim(f"pool-{ids[0][:12]}", owners.POOL,
                                        cgroups=[d for cid in ids for d in cgroup.dirs_for(cid)])
             for cid in ids:
-                plan = cgroup.plan(cid, probe.memory, probe.cpus, probe.pids_limit)
+                plan = cgroup.plan(cid, probe.memory, probe.cpus, probe.pids_limit,
+                                   **probe.cgroup_limits)
                 self._made.append(plan)
                 plan.make()
             self.setup_ms["cgroups"] = _ms_since(t)

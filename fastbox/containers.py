@@ -208,7 +208,7 @@ class Container:
         if record["status"] == status.RUNNING:
             process.signal_process(record["pid"], record.get("pid_start"), 15)
             if not self._wait_monitor(timeout):
-                process.signal_process(record["pid"], record.get("pid_start"), 9)
+                _kill_now(record)
                 self._wait_monitor(None)
         return self.reload().attrs.get("exit_code")
 
@@ -247,7 +247,7 @@ class Container:
             if not force:
                 raise ContainerStateError(
                     f"cannot remove running container {self.id[:12]}: stop it first or use -f")
-            process.signal_process(record["pid"], record.get("pid_start"), 9)
+            _kill_now(record)
             self._wait_monitor(10)
             record = self.reload().attrs
         self._discard(record)
@@ -339,14 +339,14 @@ class Container:
             "Image": r.get("image_id"),
             "State": {"Status": r["status"], "Running": r["status"] == status.RUNNING,
                       "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code"),
+                      "OOMKilled": bool(r.get("oom_killed")),
                       "StartedAt": r.get("started_at"), "FinishedAt": r.get("finished_at"),
                       "Error": r.get("error", "")},
             "Config": {"Image": r["image"], "Cmd": spec.get("command"),
                        "Entrypoint": spec.get("entrypoint"), "Env": spec.get("env"),
                        "WorkingDir": spec.get("workdir"), "User": spec.get("user"),
                        "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty")},
-            "HostConfig": {"Memory": spec.get("memory"), "NanoCpus": int((spec.get("cpus") or 0) * 1e9),
-                           "PidsLimit": spec.get("pids_limit"), "Binds": spec.get("volumes"),
+            "HostConfig": {**_resources(spec), "Binds": spec.get("volumes"),
                            "Tmpfs": spec.get("tmpfs"), "ReadonlyRootfs": spec.get("read_only"),
                            "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove"),
                            "SecurityOpt": spec.get("security_opt") or None,
@@ -358,6 +358,28 @@ class Container:
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),
         }
+
+
+def _resources(spec):
+    """HostConfig's resource fields as Docker names them (0 or "" when unset);
+    MemorySwap as the daemon settles it: twice Memory when only Memory is given."""
+    from fastbox.runtime.cgroup import swap_total
+    memory = spec.get("memory")
+    return {"Memory": memory or 0,
+            "MemorySwap": swap_total(memory, spec.get("memory_swap")) or 0,
+            "MemoryReservation": spec.get("memory_reservation") or 0,
+            "NanoCpus": int(round((spec.get("cpus") or 0) * 1e9)),
+            "CpuShares": spec.get("cpu_shares") or 0, "CpuPeriod": spec.get("cpu_period") or 0,
+            "CpuQuota": spec.get("cpu_quota") or 0, "CpusetCpus": spec.get("cpuset_cpus") or "",
+            "CpusetMems": spec.get("cpuset_mems") or "", "PidsLimit": spec.get("pids_limit")}
+
+
+def _kill_now(record):
+    """SIGKILL a running container: every process of its cgroups at once where the
+    kernel has cgroup.kill (v2), else its init (its pid namespace dies with it)."""
+    from fastbox.runtime import cgroup
+    if not cgroup.kill(record.get("cgroups") or []):
+        process.signal_process(record["pid"], record.get("pid_start"), 9)
 
 
 def _claim_exec(s):

@@ -53,13 +53,16 @@ class RunSpec(Frozen):
     """Everything `fastbox run` needs to know, validated."""
 
     __slots__ = ("image", "command", "entrypoint", "env", "workdir", "user", "hostname",
-                 "memory", "cpus", "pids_limit", "volumes", "tmpfs", "read_only", "network",
-                 "name", "remove", "storage_opts", "security_opt", "cap_add", "cap_drop",
-                 "privileged", "log_opts")
+                 "memory", "cpus", "pids_limit", "memory_swap", "memory_reservation",
+                 "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
+                 "volumes", "tmpfs", "read_only", "network", "name", "remove", "storage_opts",
+                 "security_opt", "cap_add", "cap_drop", "privileged", "log_opts")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
-                 pids_limit=None, volumes=(), tmpfs=(), read_only=False, network="none",
+                 pids_limit=None, memory_swap=None, memory_reservation=None, cpu_shares=None,
+                 cpu_period=None, cpu_quota=None, cpuset_cpus=None, cpuset_mems=None,
+                 volumes=(), tmpfs=(), read_only=False, network="none",
                  name=None, remove=False, storage_opts=(), security_opt=(), cap_add=(),
                  cap_drop=(), privileged=False, log_opts=()):
         if not image or not isinstance(image, str):
@@ -75,6 +78,8 @@ class RunSpec(Frozen):
             memory=parse_size(memory, "--memory"),
             cpus=parse_cpus(cpus),
             pids_limit=parse_pids(pids_limit),
+            **_more_limits(memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_period,
+                           cpu_quota, cpuset_cpus, cpuset_mems),
             volumes=tuple(parse_volume(v) for v in volumes),
             tmpfs=tuple(parse_tmpfs(t) for t in tmpfs),
             read_only=bool(read_only),
@@ -88,6 +93,12 @@ class RunSpec(Frozen):
             privileged=bool(privileged),
             log_opts=_log_opts(log_opts),
         )
+
+    @property
+    def cgroup_limits(self):
+        """The limits beyond memory, cpus and pids_limit that are set, as keyword
+        arguments of fastbox.runtime.cgroup.plan."""
+        return {k: getattr(self, k) for k in MORE_LIMITS if getattr(self, k) is not None}
 
     @property
     def seccomp_profile(self):
@@ -129,6 +140,105 @@ def spec_from_dict(d):
     return RunSpec(d.pop("image"), d.pop("command"), **d)
 
 
+CPUS_ONLINE, NODES_ONLINE = "/sys/devices/system/cpu/online", "/sys/devices/system/node/online"
+MORE_LIMITS = ("memory_swap", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota",
+               "cpuset_cpus", "cpuset_mems")
+
+
+def _more_limits(memory, memory_swap, memory_reservation, cpus, shares, period, quota,
+                 cpuset_cpus, cpuset_mems):
+    """--memory-swap, --memory-reservation, --cpu-shares, --cpu-period, --cpu-quota,
+    --cpuset-cpus, --cpuset-mems, checked against each other as Docker checks them."""
+    memory = parse_size(memory, "--memory")
+    swap = parse_memory_swap(memory_swap)
+    if swap is not None and swap > 0:
+        if memory is None:
+            raise SpecError(f"invalid --memory-swap {memory_swap!r}: it needs --memory "
+                            "(it limits memory plus swap)")
+        if swap < memory:
+            raise SpecError(f"invalid --memory-swap {memory_swap!r}: it must be at least --memory "
+                            "(it limits memory plus swap), or -1 for unlimited swap")
+    reservation = parse_size(memory_reservation, "--memory-reservation", minimum=0) or None
+    if reservation is not None and memory is not None and reservation > memory:
+        raise SpecError(f"invalid --memory-reservation {memory_reservation!r}: it must not "
+                        "exceed --memory")
+    period = _int_in(period, "--cpu-period", 1000, 1000000, "microseconds, 1000 to 1000000")
+    quota = _int_in(quota, "--cpu-quota", 1000, 1 << 62, "microseconds, at least 1000, or -1",
+                    unlimited=True)
+    if cpus not in (None, "") and (period is not None or quota is not None):
+        raise SpecError("conflicting options: --cpus cannot be used with --cpu-period or "
+                        "--cpu-quota")
+    return dict(memory_swap=swap, memory_reservation=reservation,
+                cpu_shares=_int_in(shares, "--cpu-shares", 2, 262144, "2 to 262144"),
+                cpu_period=period, cpu_quota=quota,
+                cpuset_cpus=parse_cpuset(cpuset_cpus, "--cpuset-cpus", CPUS_ONLINE),
+                cpuset_mems=parse_cpuset(cpuset_mems, "--cpuset-mems", NODES_ONLINE))
+
+
+def parse_memory_swap(value):
+    """--memory-swap: memory plus swap, or -1 for unlimited swap; None (or 0) unset."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    if str(value).strip() == "-1":
+        return -1
+    return parse_size(value, "--memory-swap")
+
+
+def _int_in(value, flag, low, high, what, unlimited=False):
+    """A whole number in [low, high] (or -1 if unlimited is allowed); None or 0: unset."""
+    if value is None or value == "":
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"invalid {flag} {value!r}: expected a whole number ({what})") from None
+    if n == 0:
+        return None
+    if not (low <= n <= high or (unlimited and n == -1)):
+        raise SpecError(f"invalid {flag} {value!r}: expected {what}")
+    return n
+
+
+def parse_cpuset(value, flag, online_file):
+    """'0-2,4' (the kernel's list format): checked against what this host has online;
+    kept as given, without spaces. None or '' stays None."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).replace(" ", "")
+    wanted = _cpu_list(text)
+    if wanted is None:
+        raise SpecError(f"invalid {flag} {value!r}: expected a list such as 0-2,4")
+    online = _cpu_list(_read_or(online_file, "0"))
+    missing = sorted(wanted - (online or set()))
+    if missing:
+        have = _read_or(online_file, "0")
+        raise SpecError(f"invalid {flag} {value!r}: {', '.join(map(str, missing))} not available "
+                        f"here (online: {have})")
+    return text
+
+
+def _cpu_list(text):
+    """The kernel's list format, '0-2,4', as a set; None if malformed."""
+    out = set()
+    for part in text.strip().split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            return None
+        low, high = int(low), int(high) if dash else int(low)
+        if high < low:
+            return None
+        out.update(range(low, high + 1))
+    return out
+
+
+def _read_or(path, default):
+    try:
+        with open(path) as f:
+            return f.read().strip() or default
+    except OSError:
+        return default
+
+
 def _log_opts(value):
     """--log-opt max-size=10m (a list) or log_opts={"max-size": "10m"}: sorted pairs."""
     if not value:
@@ -148,7 +258,7 @@ def _argv(value, what):
     return argv
 
 
-def parse_size(value, flag):
+def parse_size(value, flag, minimum=6 << 20):
     """'512m', '1g', '1048576', 1048576 -> bytes (None stays None)."""
     if value is None or value == "":
         return None
@@ -165,8 +275,8 @@ def parse_size(value, flag):
         except ValueError:
             raise SpecError(f"invalid {flag} {value!r}: expected a size such as 512m or 1g") from None
     size = int(number * _SIZE_UNITS[unit])
-    if size < 6 << 20:
-        raise SpecError(f"invalid {flag} {value!r}: the minimum is 6m")
+    if size < minimum or size < 0:
+        raise SpecError(f"invalid {flag} {value!r}: the minimum is {minimum >> 20}m")
     return size
 
 

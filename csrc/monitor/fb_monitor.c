@@ -1,14 +1,16 @@
 /* fastbox-monitor: the small per-container process that outlives the CLI (like the
  * containerd shim). It is exec'd by the process that started the container, so the
  * container is its child: it relays the container's stdout/stderr into a JSON-lines log
- * (Docker's json-file format), forwards the signals it gets, records the exit code, removes
- * the container's cgroups, and exits. It links nothing but libc and keeps no heap state
+ * (Docker's json-file format), forwards the signals it gets, records the exit code (and,
+ * from the --oom-file it is given, whether the OOM killer struck), removes the container's
+ * cgroups, and exits. It links nothing but libc and keeps no heap state
  * beyond two line buffers and an output buffer, so its resident size stays around a
  * megabyte. With --log-max-size the log rotates as Docker's json-file driver does
  * (max-size, max-file), so a container that floods its stdout cannot fill the disk.
  *
  * argv: --pid PID --log FILE --exit FILE [--started FILE] [--stdout FD] [--stderr FD]
- *       [--tty FD] [--log-max-size BYTES --log-max-file N] [--cgroup DIR]... [--remove FILE]... [--remove-dir DIR]...
+ *       [--tty FD] [--log-max-size BYTES --log-max-file N] [--cgroup DIR]... [--oom-file FILE]
+ *       [--remove FILE]... [--remove-dir DIR]...
  *       [--lock FILE] [--names DIR --id ID]
  * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
  * record says running even if the process that started us died before writing it.
@@ -59,7 +61,7 @@ struct log {
 
 struct args {
     pid_t pid;
-    const char *log, *exit_file, *started_file, *lock_file, *names_dir, *id;
+    const char *log, *exit_file, *started_file, *lock_file, *names_dir, *id, *oom_file;
     int out_fd, err_fd, tty_fd, max_file;
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
@@ -342,12 +344,36 @@ static void write_record(const char *path, const char *body, int n)
         rename(tmp, path);
 }
 
-static void write_exit(const char *path, int code)
+static void write_exit(const char *path, int code, int oom)
 {
-    char when[48], body[160];
+    char when[48], body[192];
     when[now_rfc3339(when)] = '\0';
-    int n = snprintf(body, sizeof body, "{\"exit_code\": %d, \"finished_at\": \"%s\"}\n", code, when);
+    int n = snprintf(body, sizeof body,
+                     "{\"exit_code\": %d, \"oom_killed\": %s, \"finished_at\": \"%s\"}\n", code,
+                     oom ? "true" : "false", when);
     write_record(path, body, n);
+}
+
+/* The "oom_kill N" line of memory.events (v2) or memory.oom_control (v1): 1 if N > 0.
+ * Read before the cgroup is removed; a missing file or line reads as 0. */
+static int oom_killed(const char *path)
+{
+    char buf[1024];
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    for (char *line = buf; line;) {
+        if (!strncmp(line, "oom_kill ", 9))
+            return atoll(line + 9) > 0;
+        char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : NULL;
+    }
+    return 0;
 }
 
 /* Field 22 of /proc/<pid>/stat: with the pid, it names one process for good. */
@@ -454,6 +480,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->max_size = atoll(v);
         else if (!strcmp(k, "--log-max-file"))
             a->max_file = atoi(v);
+        else if (!strcmp(k, "--oom-file"))
+            a->oom_file = v;
         else if (!strcmp(k, "--cgroup") && a->n_cgroups < MAX_LIST)
             a->cgroups[a->n_cgroups++] = v;
         else if (!strcmp(k, "--remove") && a->n_remove_files < MAX_LIST)
@@ -549,10 +577,11 @@ int main(int argc, char **argv)
     if (err.fd >= 0)
         flush_lines(&err, 1);
     log_flush();
+    int oom = oom_killed(a.oom_file);
     remove_cgroups(&a);
     if (a.n_remove_files || a.n_remove_dirs)
         remove_leftovers(&a);
     else
-        write_exit(a.exit_file, code);
+        write_exit(a.exit_file, code, oom);
     return 0;
 }

@@ -154,24 +154,44 @@ def inspect(refs: List[str] = typer.Argument(..., metavar="NAME|ID...")):
 def stats(containers_: Optional[List[str]] = typer.Argument(None, metavar="[CONTAINER...]"),
           no_stream: bool = typer.Option(False, "--no-stream", help="One reading, then exit"),
           interval: float = typer.Option(1.0, "--interval", help="Seconds between readings")):
-    """Live CPU %, memory usage/limit and pids of running containers."""
+    """Live CPU %, memory, block I/O and pids of running containers (Docker's columns)."""
     from fastbox import containers
-    from fastbox.runtime import stats as cg_stats
     found = [containers.get(r) for r in containers_] if containers_ else containers.list_containers()
     before = {c.id: c.stats() for c in found}
     while True:
         time.sleep(interval if not no_stream else min(interval, 0.5))
-        print(f"{'CONTAINER ID':<14} {'NAME':<16} {'CPU %':>7} {'MEM USAGE / LIMIT':>24} {'PIDS':>6}")
+        rows = [STATS_HEADER]
         for c in found:
             now = c.stats()
-            cpu = cg_stats.cpu_percent(before[c.id], now)
-            mem = f"{_size(now['memory_usage'])} / {_size(now['memory_limit'])}"
-            print(f"{c.id[:12]:<14} {(c.name or '')[:15]:<16} "
-                  f"{(f'{cpu:.2f}%' if cpu is not None else '--'):>7} {mem:>24} {now['pids'] or 0:>6}")
+            rows.append(_stats_row(c, before[c.id], now))
             before[c.id] = now
+        print(_table(rows))
         sys.stdout.flush()
         if no_stream:
             return
+
+
+STATS_HEADER = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+                "BLOCK I/O", "PIDS")
+
+
+def _stats_row(c, before, now):
+    """One container's row, formatted as `docker stats` does: memory in binary units,
+    I/O in decimal ones; NET I/O is not measured (--)."""
+    from fastbox.runtime import stats as cg_stats
+    cpu = cg_stats.cpu_percent(before, now)
+    mem = cg_stats.memory_percent(now)
+    io = ((f"{_decimal_size(now['blkio_read'])} / {_decimal_size(now['blkio_write'])}")
+          if now.get("blkio_read") is not None else "--")
+    return (c.id[:12], c.name or "--", f"{cpu:.2f}%" if cpu is not None else "--",
+            f"{_size(cg_stats.memory_used(now))} / {_size(now['memory_limit'])}",
+            f"{mem:.2f}%" if mem is not None else "--", "--", io, str(now["pids"] or 0))
+
+
+def _table(rows):
+    """Columns three spaces apart, as Docker's tabwriter lays them out."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _size(n):
@@ -184,6 +204,16 @@ def _size(n):
             return f"{n:.4g}{unit}"
         n /= 1024
     return f"{n:.4g}TiB"
+
+
+def _decimal_size(n):
+    """Docker's HumanSizeWithPrecision(n, 3): 1.05MB, 0B."""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000:
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}PB"
 
 
 def top(container: str):

@@ -9,9 +9,13 @@ import os
 
 from fastbox import config
 
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
-# What a container may open on v1 (runc's default allow list); the rest is denied.
-# Written once on the shared parent: a new v1 devices cgroup copies its parent's rules.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset")
+# A v1 hierarchy that a container joins only when it asks for it: a cpuset cgroup must be
+# given CPUs and memory nodes before a task can join, and each join moves the task.
+V1_ON_DEMAND = ("cpuset",)
+# What the v2 parent enables for its children whenever the host has it (io: block I/O
+# accounting for stats); cpuset only once a container asks for it.
+V2_CONTROLLERS = ("cpu", "io", "memory", "pids")
 DEVICE_RULES = ("a", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
                 "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
                 "c *:* m", "b *:* m")
@@ -76,17 +80,18 @@ class CgroupPlan:
     """The directories, writes and joins the core performs for one container."""
 
     __slots__ = ("dirs", "mkdirs", "writes", "join", "into", "unshare_ns", "mount_cgroup2",
-                 "v1_mounts")
+                 "v1_mounts", "oom_file")
 
     def __init__(self):
         self.dirs = []     # container cgroup dirs, removed after exit
         self.mkdirs = []   # made by the core before clone
-        self.writes = []   # (file, value) limit writes
+        self.writes = []   # (file, value) limit writes, in order
         self.join = []     # v1 tasks files the child writes itself into
         self.into = None   # v2 dir for CLONE_INTO_CGROUP
         self.unshare_ns = False
         self.mount_cgroup2 = False
         self.v1_mounts = []  # (dir under /sys/fs/cgroup, mount options) inside the container
+        self.oom_file = None  # memory.events (v2) or memory.oom_control (v1): oom_kill N
 
     def make(self):
         """Make the directories and write the limits now (what the core does per
@@ -99,55 +104,142 @@ class CgroupPlan:
 
     def reused(self):
         """The plan for one more container in cgroups already made: join only, and
-        nothing removed at its exit."""
+        nothing removed at its exit (nor an OOM count read: it spans every run)."""
         p = CgroupPlan()
         p.join, p.into, p.unshare_ns = self.join, self.into, self.unshare_ns
         p.mount_cgroup2, p.v1_mounts = self.mount_cgroup2, self.v1_mounts
         return p
 
 
-def plan(cid, memory=None, cpus=None, pids_limit=None, device_rules=True):
-    """device_rules=False (--privileged): on v1, no devices cgroup of the container's
+# Which limits need which controller, and the flags that ask for them (for errors).
+_NEEDS = (("memory", "memory", "--memory"),
+          ("memory_reservation", "memory", "--memory-reservation"),
+          ("cpus", "cpu", "--cpus"), ("cpu_shares", "cpu", "--cpu-shares"),
+          ("cpu_period", "cpu", "--cpu-period"), ("cpu_quota", "cpu", "--cpu-quota"),
+          ("pids_limit", "pids", "--pids-limit"), ("cpuset_cpus", "cpuset", "--cpuset-cpus"),
+          ("cpuset_mems", "cpuset", "--cpuset-mems"))
+
+
+def plan(cid, memory=None, cpus=None, pids_limit=None, device_rules=True, **more):
+    """The cgroups of container cid and the limit writes that make Docker's limits.
+    more: RunSpec.cgroup_limits (memory_swap, memory_reservation, cpu_shares,
+    cpu_period, cpu_quota, cpuset_cpus, cpuset_mems); an unset limit writes nothing.
+    device_rules=False (--privileged): on v1, no devices cgroup of the container's
     own, so it keeps the device access of whoever starts it (Docker's privileged
     allows every device); only where devices has a hierarchy to itself."""
     lay = layout()
+    lim = dict(more, memory=memory, cpus=cpus, pids_limit=pids_limit)
     p = CgroupPlan()
     if lay.v1:
-        _plan_v1(p, lay, cid, memory, cpus, pids_limit, device_rules)
+        _plan_v1(p, lay, cid, lim, device_rules)
     else:
-        _plan_v2(p, lay, cid, memory, cpus, pids_limit)
+        _plan_v2(p, lay, cid, lim)
     return p
 
 
-def _plan_v1(p, lay, cid, memory, cpus, pids_limit, device_rules=True):
+def swap_total(memory, memory_swap):
+    """Docker's --memory-swap: memory plus swap; with only --memory, twice the memory
+    (as much swap as memory); -1: unlimited swap. None: nothing to write."""
+    if memory is None:
+        return None
+    if memory_swap is None:
+        return 2 * memory
+    return memory_swap
+
+
+def cpu_weight(shares):
+    """v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000], as runc and crun convert."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def _cpu_max(lim):
+    """(quota, period) in microseconds, quota None for unlimited; None: nothing set."""
+    if lim.get("cpus") is not None:
+        return int(lim["cpus"] * CPU_PERIOD_US), CPU_PERIOD_US
+    period, quota = lim.get("cpu_period"), lim.get("cpu_quota")
+    if period is None and quota is None:
+        return None
+    return (None if quota in (None, -1) else quota), period or CPU_PERIOD_US
+
+
+def _plan_v1(p, lay, cid, lim, device_rules=True):
     parent = config.cgroup_parent()
+    needed = {c for key, c, _ in _NEEDS if lim.get(key) is not None}
+    for ctrl in sorted(needed - set(lay.v1)):
+        _missing(ctrl, lim, "this host's cgroup v1 hierarchies")
+    cpuset = "cpuset" in needed
     for mountpoint in sorted(set(lay.v1.values())):
-        if not device_rules and lay.v1_options[mountpoint] == "devices":
+        options = lay.v1_options[mountpoint]
+        if not device_rules and options == "devices":
+            continue
+        if options in V1_ON_DEMAND and not cpuset:
             continue
         _ensure_v1_parent(lay, mountpoint, parent)
         d = f"{mountpoint}/{parent}/{cid}"
         p.dirs.append(d)
         p.mkdirs.append(d)
         p.join.append(d + "/tasks")
-        p.v1_mounts.append((os.path.basename(mountpoint), lay.v1_options[mountpoint]))
-    if memory is not None and "memory" in lay.v1:
-        p.writes.append((f"{lay.v1['memory']}/{parent}/{cid}/memory.limit_in_bytes", str(memory)))
-    if cpus is not None and "cpu" in lay.v1:
-        # A new v1 cgroup's period is already 100 ms, the one we use: only the quota.
-        base = f"{lay.v1['cpu']}/{parent}/{cid}"
-        p.writes.append((base + "/cpu.cfs_quota_us", str(int(cpus * CPU_PERIOD_US))))
-    if pids_limit is not None and "pids" in lay.v1:
-        value = "max" if pids_limit < 0 else str(pids_limit)
-        p.writes.append((f"{lay.v1['pids']}/{parent}/{cid}/pids.max", value))
+        p.v1_mounts.append((os.path.basename(mountpoint), options))
+    w = p.writes
+
+    def at(ctrl):
+        return f"{lay.v1[ctrl]}/{parent}/{cid}/" if ctrl in lay.v1 else None
+
+    mem = at("memory")
+    if mem:
+        p.oom_file = mem + "memory.oom_control"
+        if lim["memory"] is not None:
+            w.append((mem + "memory.limit_in_bytes", str(lim["memory"])))
+            # after the memory limit: the kernel keeps memsw >= memory
+            total = swap_total(lim["memory"], lim.get("memory_swap"))
+            if _has_file(lay.v1["memory"] + "/memory.memsw.limit_in_bytes"):
+                w.append((mem + "memory.memsw.limit_in_bytes", str(total)))
+        if lim.get("memory_reservation") is not None:
+            w.append((mem + "memory.soft_limit_in_bytes", str(lim["memory_reservation"])))
+    cpu = at("cpu")
+    if cpu:
+        if lim.get("cpu_shares") is not None:
+            w.append((cpu + "cpu.shares", str(lim["cpu_shares"])))
+        cpu_max = _cpu_max(lim)
+        if cpu_max:
+            quota, period = cpu_max
+            # A new v1 cgroup's period is already 100 ms: written only when another.
+            if period != CPU_PERIOD_US:
+                w.append((cpu + "cpu.cfs_period_us", str(period)))
+            if quota is not None:
+                w.append((cpu + "cpu.cfs_quota_us", str(quota)))
+    if lim["pids_limit"] is not None:
+        value = "max" if lim["pids_limit"] < 0 else str(lim["pids_limit"])
+        w.append((at("pids") + "pids.max", value))
+    # the new cpuset cgroup starts with the parent's CPUs and nodes (cgroup.clone_children)
+    for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
+        if lim.get(key) is not None:
+            w.append((at("cpuset") + name, lim[key]))
     p.unshare_ns = True
 
 
 _ready_parents = set()
+_files = {}
+
+
+def _has_file(path):
+    """Whether a cgroup interface file exists (swap accounting can be off), once."""
+    if path not in _files:
+        _files[path] = os.path.exists(path)
+    return _files[path]
+
+
+def _missing(ctrl, lim, where):
+    from fastbox.errors import StartError
+    flags = [flag for key, c, flag in _NEEDS if c == ctrl and lim.get(key) is not None]
+    raise StartError(f"{', '.join(flags)} needs the cgroup {ctrl!r} controller, which "
+                     f"{where} does not provide", "cgroup", 0)
 
 
 def _ensure_v1_parent(lay, mountpoint, parent):
     """Make `<mountpoint>/<parent>` once per process; on the devices hierarchy, give it
-    the deny-all-but-standard-devices policy every container cgroup inherits."""
+    the deny-all-but-standard-devices policy every container cgroup inherits; on the
+    cpuset hierarchy, give each level its parent's CPUs and nodes."""
     key = (mountpoint, parent)
     if key in _ready_parents:
         return
@@ -155,7 +247,30 @@ def _ensure_v1_parent(lay, mountpoint, parent):
     _mkdir(path)
     if lay.v1.get("devices") == mountpoint:
         _write_device_policy(path)
+    if lay.v1.get("cpuset") == mountpoint:
+        _init_cpuset(mountpoint, parent)
     _ready_parents.add(key)
+
+
+def _init_cpuset(mountpoint, parent):
+    """A v1 cpuset cgroup starts with no CPUs and no nodes, and takes no task until it
+    has both: copy them down from the root to the parent, and have the parent's new
+    children start with its own (cgroup.clone_children)."""
+    above = mountpoint
+    for part in parent.split("/"):
+        here = f"{above}/{part}"
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(f"{here}/{name}") as f:
+                if f.read().strip():
+                    continue
+            with open(f"{above}/{name}") as f:
+                value = f.read().strip()
+            with open(f"{here}/{name}", "w") as f:
+                f.write(value)
+        above = here
+    with open(f"{above}/cgroup.clone_children", "r+") as f:
+        if f.read().strip() != "1":
+            f.write("1")
 
 
 def _mkdir(path):
@@ -180,44 +295,77 @@ def _write_device_policy(path):
                 f.write(rule)
 
 
-def _plan_v2(p, lay, cid, memory, cpus, pids_limit):
+def _plan_v2(p, lay, cid, lim):
     parent = config.cgroup_parent()
-    _ensure_v2_parent(lay.v2, parent)
+    needed = {c for key, c, _ in _NEEDS if lim.get(key) is not None}
+    enabled = _ensure_v2_parent(lay.v2, parent, needed & {"cpuset"})
+    for ctrl in sorted(needed - enabled):
+        _missing(ctrl, lim, f"{lay.v2} (cgroup v2)")
     d = f"{lay.v2}/{parent}/{cid}"
     p.dirs.append(d)
     p.mkdirs.append(d)
-    if memory is not None:
-        p.writes.append((d + "/memory.max", str(memory)))
-        p.writes.append((d + "/memory.swap.max", "0"))
-    if cpus is not None:
-        p.writes.append((d + "/cpu.max", f"{int(cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}"))
-    if pids_limit is not None:
-        p.writes.append((d + "/pids.max", "max" if pids_limit < 0 else str(pids_limit)))
+    w = p.writes
+    if lim["memory"] is not None:
+        w.append((d + "/memory.max", str(lim["memory"])))
+        total = swap_total(lim["memory"], lim.get("memory_swap"))
+        if _has_file(f"{lay.v2}/{parent}/memory.swap.max"):
+            swap = "max" if total == -1 else str(total - lim["memory"])
+            w.append((d + "/memory.swap.max", swap))
+    if lim.get("memory_reservation") is not None:
+        w.append((d + "/memory.low", str(lim["memory_reservation"])))
+    if lim.get("cpu_shares") is not None:
+        w.append((d + "/cpu.weight", str(cpu_weight(lim["cpu_shares"]))))
+    cpu_max = _cpu_max(lim)
+    if cpu_max:
+        quota, period = cpu_max
+        w.append((d + "/cpu.max", f"{'max' if quota is None else quota} {period}"))
+    if lim["pids_limit"] is not None:
+        w.append((d + "/pids.max", "max" if lim["pids_limit"] < 0 else str(lim["pids_limit"])))
+    for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
+        if lim.get(key) is not None:
+            w.append((d + "/" + name, lim[key]))
+    if "memory" in enabled:
+        p.oom_file = d + "/memory.events"
     p.into = d
     p.mount_cgroup2 = True
 
 
-def _ensure_v2_parent(root, parent):
-    """Enable memory, cpu and pids for the parent's children, from the root down."""
+_v2_enabled = {}
+
+
+def _ensure_v2_parent(root, parent, extra=()):
+    """Enable what containers need (V2_CONTROLLERS, plus extra: cpuset when asked for)
+    in cgroup.subtree_control from the root down to the parent, once per process;
+    returns the controllers the parent's children have. Only controllers the root
+    offers (cgroup.controllers) are asked for; no process is ever put in the parent (a
+    cgroup with controllers enabled for its children may hold none)."""
     key = (root, parent)
-    if key in _ready_parents:
-        return
-    wanted = _v2_controllers(root) & {"memory", "cpu", "pids"}
+    have = _v2_enabled.get(key)
+    if have is not None and set(extra) <= have:
+        return have
+    available = _v2_controllers(root)
+    wanted = available & (set(V2_CONTROLLERS) | set(extra) | (have or set()))
     path = root
     for part in parent.split("/"):
         _enable_subtree(path, wanted)
         path = f"{path}/{part}"
-        os.makedirs(path, exist_ok=True)
+        _mkdir(path)
     _enable_subtree(path, wanted)
-    _ready_parents.add(key)
+    _v2_enabled[key] = wanted
+    return wanted
 
 
 def _enable_subtree(path, wanted):
     with open(path + "/cgroup.subtree_control") as f:
-        missing = wanted - set(f.read().split())
+        missing = wanted - {c.lstrip("+") for c in f.read().split()}
     if missing:
-        with open(path + "/cgroup.subtree_control", "w") as f:
-            f.write(" ".join("+" + c for c in sorted(missing)))
+        try:
+            with open(path + "/cgroup.subtree_control", "w") as f:
+                f.write(" ".join("+" + c for c in sorted(missing)))
+        except OSError as e:
+            from fastbox.errors import StartError
+            raise StartError(f"cannot enable the cgroup controllers {' '.join(sorted(missing))} "
+                             f"in {path}: {e.strerror}", "cgroup", e.errno) from None
 
 
 def dirs_for(cid):
@@ -237,18 +385,40 @@ def kill_all(dirs, timeout=5.0):
     hit."""
     import time
     deadline = time.monotonic() + timeout
-    for d in dirs:
-        try:
-            with open(d + "/cgroup.kill", "w") as f:
-                f.write("1")
-        except OSError:  # v1, a kernel before 5.14, or no such cgroup
-            pass
+    kill(dirs)
     while True:
         pids = _procs(dirs)
         if not pids or time.monotonic() > deadline:
             return not pids
         _kill_pinned(dirs, pids)
         time.sleep(0.01)
+
+
+def kill(dirs):
+    """SIGKILL every process in the container's cgroups at once through cgroup.kill
+    (v2, kernel 5.14+); False where there is none (v1), so the caller signals instead."""
+    done = False
+    for d in dirs:
+        try:
+            with open(d + "/cgroup.kill", "w") as f:
+                f.write("1")
+            done = True
+        except OSError:  # v1, a kernel before 5.14, or no such cgroup
+            pass
+    return done
+
+
+def oom_killed(path):
+    """Whether the OOM killer killed a process of the container: the oom_kill count of
+    memory.events (v2) or memory.oom_control (v1), read before the cgroup goes."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1]) > 0
+    except (OSError, TypeError, ValueError):
+        pass
+    return False
 
 
 def _procs(dirs):

@@ -30,10 +30,11 @@ class Started:
     """A running container as the runtime knows it, until it is waited for."""
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
-                 "terminal", "exit_code", "record", "names")
+                 "terminal", "exit_code", "record", "names", "oom_file", "oom_killed")
 
     def __init__(self):
-        self.terminal = self.exit_code = self.record = self.names = None
+        self.terminal = self.exit_code = self.record = self.names = self.oom_file = None
+        self.oom_killed = False
 
 
 class Console:
@@ -78,7 +79,7 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     hostname = _hostname(cid, spec)
     env = _env(spec, image, ident, hostname, tty)
     cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit,
-                           device_rules=not spec.privileged)
+                           device_rules=not spec.privileged, **spec.cgroup_limits)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
     plan.seccomp_filter = prog
@@ -118,6 +119,7 @@ def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
     s.id, s.name, s.pid, s.pidfd = cid, spec.name, pid, pidfd
     s.terminal = console.receive() if console else None
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
+    s.oom_file = cg.oom_file
     return s
 
 
@@ -165,7 +167,11 @@ def kill_and_wait(s):
 
 
 def teardown(s):
-    """Remove the container's cgroups; the mount namespace went with its last process."""
+    """Remove the container's cgroups; the mount namespace went with its last process.
+    First, whether the OOM killer struck (Docker's State.OOMKilled): read when a record
+    keeps it or the program died of SIGKILL, as the OOM killer's victims do."""
+    if s.oom_file and (s.record is not None or s.exit_code == 137):
+        s.oom_killed = cgroup.oom_killed(s.oom_file)
     cgroup.remove(s.cgroups)
 
 

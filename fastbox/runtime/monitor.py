@@ -1,6 +1,7 @@
 """Starting a container under its own fastbox-monitor (csrc/monitor/fb_monitor.c), so
 that it outlives the process that started it: the monitor holds its stdio (or the
-master of its terminal), writes the log, records the exit code, removes its cgroups."""
+master of its terminal), writes the log, records the exit code (and whether the OOM
+killer struck), removes its cgroups."""
 import os
 
 from fastbox import _core
@@ -31,6 +32,8 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
             monitor_argv += ["--log-max-size", str(max_size), "--log-max-file", str(max_file)]
         for d in cg.dirs:
             monitor_argv += ["--cgroup", d]
+        if cg.oom_file:  # read before the cgroups go: State.OOMKilled
+            monitor_argv += ["--oom-file", cg.oom_file]
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         try:

@@ -176,7 +176,8 @@ class StateStore:
                 except FileNotFoundError:
                     pass
             record = self._read(cid)
-            record.update(status=status.CREATED, exit_code=None, finished_at=None, pid=0)
+            record.update(status=status.CREATED, exit_code=None, finished_at=None, pid=0,
+                          oom_killed=False)
             if owner:
                 record["owner"] = owner
             self._write(record)
@@ -216,7 +217,8 @@ class StateStore:
                 data = json.load(f)
         except (FileNotFoundError, ValueError):
             return None
-        return {"exit_code": data["exit_code"], "finished_at": data["finished_at"]}
+        return {"exit_code": data["exit_code"], "finished_at": data["finished_at"],
+                "oom_killed": bool(data.get("oom_killed"))}
 
     def list(self):
         out = []

@@ -55,7 +55,7 @@ def test_cgroup_is_parent_slash_id_in_every_hierarchy(busybox, pipes, session_di
     r, seen = _run_holding(["sh", "-c", "read x"], check, pipes)
     paths = seen["result"]
     expected = f"/{session_dirs.cgroup_parent}/{r.id}"
-    wanted = [""] if V2 else ["memory", "pids", "cpu", "cpuacct", "devices"]
+    wanted = [""] if V2 else ["memory", "pids", "cpu", "cpuacct", "devices", "blkio"]
     for ctrl in wanted:
         if ctrl and ctrl not in cgroup.layout().v1:
             continue
@@ -84,7 +84,8 @@ def test_memory_limit_enforced_oom_kill_is_137(probe):
     assert r.exit_code == 137, (r.exit_code, r.stdout[-200:])
     progress = [int(x) for x in r.stdout.split() if x.isdigit()]
     assert b"done" not in r.stdout
-    assert progress and max(progress) < 32
+    # -m alone allows as much swap again (Docker's default): never past memory + swap
+    assert progress and max(progress) < 64
 
 
 def test_memory_within_limit_is_fine(probe):
@@ -157,7 +158,7 @@ def test_cgroups_removed_after_exit(busybox, pipes, session_dirs):
     dirs = []
 
     def check(pid):
-        for ctrl in ([""] if V2 else sorted(set(cgroup.layout().v1))):
+        for ctrl in ([""] if V2 else sorted(set(cgroup.layout().v1) - set(cgroup.V1_ON_DEMAND))):
             dirs.append(_cg(pid, ctrl))
         return all(os.path.isdir(d) for d in dirs)
 

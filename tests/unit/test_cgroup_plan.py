@@ -65,11 +65,17 @@ def _parent():
     return config.cgroup_parent()
 
 
+def _always_joined(lay):
+    """The v1 hierarchies every container joins (cpuset only when asked for)."""
+    return sorted(mp for mp in set(lay.v1.values())
+                  if lay.v1_options[mp] not in cgroup.V1_ON_DEMAND)
+
+
 @needs_v1
 def test_v1_dirs_are_at_hierarchy_roots():
     lay = cgroup.layout()
     p = cgroup.plan(CID)
-    mountpoints = sorted(set(lay.v1.values()))
+    mountpoints = _always_joined(lay)
     expected = [f"{mp}/{_parent()}/{CID}" for mp in mountpoints]
     assert p.dirs == expected
     assert p.mkdirs == expected
@@ -97,9 +103,11 @@ def test_v1_dirs_never_below_our_own_cgroup():
 def test_v1_every_controller_in_the_plan():
     lay = cgroup.layout()
     p = cgroup.plan(CID)
-    for ctrl in ("memory", "cpu", "pids", "devices"):
+    for ctrl in ("memory", "cpu", "cpuacct", "pids", "devices", "blkio"):
         if ctrl in lay.v1:
             assert f"{lay.v1[ctrl]}/{_parent()}/{CID}" in p.dirs, ctrl
+    if "cpuset" in lay.v1 and lay.v1_options[lay.v1["cpuset"]] == "cpuset":
+        assert f"{lay.v1['cpuset']}/{_parent()}/{CID}" not in p.dirs
 
 
 @needs_v1
@@ -113,7 +121,10 @@ def test_v1_limit_files_and_values():
     assert writes[f"{lay.v1['pids']}/{parent}/{CID}/pids.max"] == "100"
     # the period is not written: a new v1 cgroup's is already the 100 ms the quota is
     # computed for (test_limits checks the value in a real container's cgroup)
-    assert len(writes) == 3
+    memsw = _memsw(lay)
+    if memsw:  # --memory alone: as much swap as memory, so memory+swap is twice it
+        assert writes[memsw] == str(128 << 20)
+    assert len(writes) == 3 + bool(memsw)
     for f, _ in p.writes:
         assert os.path.dirname(f) in p.dirs
 
@@ -140,7 +151,7 @@ def test_v1_no_limits_no_writes():
 def test_plan_makes_the_parent_not_the_container():
     lay = cgroup.layout()
     p = cgroup.plan(CID)
-    for mp in set(lay.v1.values()):
+    for mp in _always_joined(lay):
         assert os.path.isdir(f"{mp}/{_parent()}")
     for d in p.dirs:
         assert not os.path.exists(d)
@@ -166,6 +177,82 @@ def test_parent_from_environment(monkeypatch):
         assert f"/{_parent()}/{CID}" in d and "//" not in d
 
 
+def _memsw(lay):
+    """The container's memory.memsw.limit_in_bytes, if this host accounts swap."""
+    if os.path.exists(f"{lay.v1['memory']}/memory.memsw.limit_in_bytes"):
+        return f"{lay.v1['memory']}/{_parent()}/{CID}/memory.memsw.limit_in_bytes"
+    return None
+
+
+@needs_v1
+@pytest.mark.parametrize("swap, total", [(None, 2 * 32 << 20), ("64m", 64 << 20),
+                                         ("32m", 32 << 20), (-1, -1)])
+def test_v1_memory_swap_follows_docker(swap, total):
+    """memory+swap (memsw): twice -m by default, the given total, or -1 (unlimited);
+    written after memory.limit_in_bytes, which it may never be below."""
+    lay = cgroup.layout()
+    memsw = _memsw(lay)
+    if memsw is None:
+        pytest.skip("this host's v1 memory controller does not account swap (no memsw files)")
+    more = {} if swap is None else {"memory_swap": swap if swap == -1 else int(swap[:-1]) << 20}
+    p = cgroup.plan(CID, memory=32 << 20, **more)
+    files = [f for f, _ in p.writes]
+    limit = f"{lay.v1['memory']}/{_parent()}/{CID}/memory.limit_in_bytes"
+    assert files.index(limit) < files.index(memsw)
+    assert dict(p.writes)[memsw] == str(total)
+
+
+@needs_v1
+def test_v1_more_limits():
+    lay = cgroup.layout()
+    p = cgroup.plan(CID, memory=64 << 20, memory_reservation=32 << 20, cpu_shares=512,
+                    cpu_period=50000, cpu_quota=25000, pids_limit=None)
+    writes, parent = dict(p.writes), _parent()
+    assert writes[f"{lay.v1['memory']}/{parent}/{CID}/memory.soft_limit_in_bytes"] == str(32 << 20)
+    cpu = f"{lay.v1['cpu']}/{parent}/{CID}"
+    assert writes[cpu + "/cpu.shares"] == "512"
+    files = [f for f, _ in p.writes]
+    assert files.index(cpu + "/cpu.cfs_period_us") < files.index(cpu + "/cpu.cfs_quota_us")
+    assert writes[cpu + "/cpu.cfs_period_us"] == "50000"
+    assert writes[cpu + "/cpu.cfs_quota_us"] == "25000"
+
+
+@needs_v1
+def test_v1_unlimited_quota_writes_nothing():
+    assert cgroup.plan(CID, cpu_quota=-1).writes == []
+
+
+@needs_v1
+def test_v1_oom_file():
+    lay = cgroup.layout()
+    p = cgroup.plan(CID)
+    assert p.oom_file == f"{lay.v1['memory']}/{_parent()}/{CID}/memory.oom_control"
+
+
+@needs_v1
+def test_v1_cpuset_joined_only_when_asked_and_parent_initialised():
+    lay = cgroup.layout()
+    if "cpuset" not in lay.v1:
+        pytest.skip("no v1 cpuset hierarchy")
+    mount = lay.v1["cpuset"]
+    d = f"{mount}/{_parent()}/{CID}"
+    p = cgroup.plan(CID, cpuset_cpus="0")
+    assert d in p.dirs and d + "/tasks" in p.join
+    assert dict(p.writes) == {d + "/cpuset.cpus": "0"}
+    assert (os.path.basename(mount), "cpuset") in p.v1_mounts
+    # the parent has CPUs and nodes (a task can join only then), and hands them down
+    parent = f"{mount}/{_parent()}"
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        with open(f"{mount}/{name}") as f:
+            root_value = f.read().strip()
+        with open(f"{parent}/{name}") as f:
+            assert f.read().strip() == root_value, name
+    with open(f"{parent}/cgroup.clone_children") as f:
+        assert f.read().strip() == "1"
+    p = cgroup.plan(CID, cpuset_mems="0")
+    assert dict(p.writes) == {d + "/cpuset.mems": "0"}
+
+
 # ------------------------------------------------------------------ v2 plan on a fake root
 
 @pytest.fixture
@@ -177,6 +264,7 @@ def fake_v2(tmp_path, monkeypatch):
     parent = root / _parent()
     parent.mkdir()
     (parent / "cgroup.subtree_control").write_text("")
+    (parent / "memory.swap.max").write_text("max\n")  # swap accounting on
     monkeypatch.setattr(cgroup, "_layout", cgroup.Layout(str(root), {}))
     return root
 
@@ -189,15 +277,17 @@ def test_v2_plan(fake_v2):
     assert p.join == []
     assert p.unshare_ns is False
     assert p.mount_cgroup2 is True
-    assert dict(p.writes) == {
-        d + "/memory.max": str(64 << 20),
-        d + "/memory.swap.max": "0",
-        d + "/cpu.max": "50000 100000",
-        d + "/pids.max": "20",
-    }
-    # the controllers a container's limits need are enabled for the parent's children
+    assert p.writes == [
+        (d + "/memory.max", str(64 << 20)),
+        (d + "/memory.swap.max", str(64 << 20)),  # Docker: -m alone gives as much swap
+        (d + "/cpu.max", "50000 100000"),
+        (d + "/pids.max", "20"),
+    ]
+    assert p.oom_file == d + "/memory.events"
+    # the controllers a container's limits (and stats: io) need are enabled for the
+    # parent's children, from the root down; cpuset only once a container asks for it
     for sc in (fake_v2 / "cgroup.subtree_control", fake_v2 / _parent() / "cgroup.subtree_control"):
-        assert set(sc.read_text().split()) == {"+cpu", "+memory", "+pids"}
+        assert set(sc.read_text().split()) == {"+cpu", "+io", "+memory", "+pids"}
 
 
 def test_v2_no_limits(fake_v2):
@@ -222,3 +312,103 @@ def test_remove_empty_dirs(tmp_path):
     b.mkdir()
     cgroup.remove([str(a), str(b)])
     assert not a.exists() and not b.exists()
+
+
+def test_v2_memory_swap_follows_docker(fake_v2):
+    d = f"{fake_v2}/{_parent()}/{CID}"
+
+    def swap(**more):
+        return dict(cgroup.plan(CID, memory=64 << 20, **more).writes).get(d + "/memory.swap.max")
+
+    assert swap() == str(64 << 20)                          # -m alone: as much swap again
+    assert swap(memory_swap=96 << 20) == str(32 << 20)      # memory+swap minus memory
+    assert swap(memory_swap=64 << 20) == "0"                # equal to -m: no swap
+    assert swap(memory_swap=-1) == "max"                    # unlimited swap
+    assert cgroup.plan(CID, memory_swap=-1).writes == []    # nothing without -m
+
+
+def test_v2_memory_swap_skipped_without_swap_accounting(fake_v2):
+    (fake_v2 / _parent() / "memory.swap.max").unlink()
+    d = f"{fake_v2}/{_parent()}/{CID}"
+    assert cgroup.plan(CID, memory=64 << 20).writes == [(d + "/memory.max", str(64 << 20))]
+
+
+def test_v2_more_limits(fake_v2):
+    d = f"{fake_v2}/{_parent()}/{CID}"
+    p = cgroup.plan(CID, memory_reservation=32 << 20, cpu_shares=1024, cpu_period=200000,
+                    cpu_quota=50000)
+    assert p.writes == [(d + "/memory.low", str(32 << 20)), (d + "/cpu.weight", "39"),
+                        (d + "/cpu.max", "50000 200000")]
+    assert dict(cgroup.plan(CID, cpu_quota=50000).writes) == {d + "/cpu.max": "50000 100000"}
+    assert dict(cgroup.plan(CID, cpu_period=200000).writes) == {d + "/cpu.max": "max 200000"}
+    assert dict(cgroup.plan(CID, cpu_period=200000, cpu_quota=-1).writes) == {
+        d + "/cpu.max": "max 200000"}
+
+
+@pytest.mark.parametrize("shares, weight", [(2, 1), (512, 20), (1024, 39), (262144, 10000)])
+def test_cpu_weight_is_runcs_conversion(shares, weight):
+    assert cgroup.cpu_weight(shares) == weight
+
+
+def test_v2_cpuset_enabled_only_when_asked(fake_v2):
+    d = f"{fake_v2}/{_parent()}/{CID}"
+    sc = fake_v2 / _parent() / "cgroup.subtree_control"
+    cgroup.plan(CID)
+    assert "+cpuset" not in sc.read_text().split()
+    p = cgroup.plan(CID, cpuset_cpus="0-1", cpuset_mems="0")
+    assert p.writes == [(d + "/cpuset.cpus", "0-1"), (d + "/cpuset.mems", "0")]
+    for f in (fake_v2 / "cgroup.subtree_control", sc):
+        assert f.read_text().split() == ["+cpuset"]  # added to what was enabled before
+
+
+def test_v2_missing_controller_is_one_clear_error(tmp_path, monkeypatch):
+    """A limit whose controller the host does not offer fails the start, naming the
+    flag; without limits the container still runs (no controller needed)."""
+    from fastbox.errors import StartError
+    root = tmp_path / "cgroup2"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu pids\n")  # no memory, io, cpuset
+    (root / "cgroup.subtree_control").write_text("")
+    (root / _parent()).mkdir()
+    (root / _parent() / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(cgroup, "_layout", cgroup.Layout(str(root), {}))
+    p = cgroup.plan(CID, cpus=0.5, pids_limit=5)
+    assert p.oom_file is None  # no memory controller: nothing to read an OOM count from
+    with pytest.raises(StartError) as e:
+        cgroup.plan(CID, memory=64 << 20, memory_reservation=16 << 20)
+    message = str(e.value)
+    assert "\n" not in message and "--memory, --memory-reservation" in message
+    assert "'memory'" in message and str(root) in message
+    assert e.value.exit_code == 125
+    with pytest.raises(StartError, match="--cpuset-cpus"):
+        cgroup.plan(CID, cpuset_cpus="0")
+
+
+def test_swap_total():
+    assert cgroup.swap_total(None, None) is None
+    assert cgroup.swap_total(None, -1) is None
+    assert cgroup.swap_total(10, None) == 20
+    assert cgroup.swap_total(10, 15) == 15
+    assert cgroup.swap_total(10, -1) == -1
+
+
+def test_oom_killed_reads_the_count(tmp_path):
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")
+    assert cgroup.oom_killed(str(events)) is True
+    control = tmp_path / "memory.oom_control"
+    control.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    assert cgroup.oom_killed(str(control)) is False
+    assert cgroup.oom_killed(str(tmp_path / "gone")) is False
+    assert cgroup.oom_killed(None) is False
+
+
+def test_v1_missing_controller_is_one_clear_error(tmp_path, monkeypatch):
+    """A v1 host without a memory hierarchy: -m fails the start (never a silent no-op)."""
+    from fastbox.errors import StartError
+    pids = str(tmp_path / "pids")
+    monkeypatch.setattr(cgroup, "_layout", cgroup.Layout(None, {"pids": pids}, {pids: "pids"}))
+    with pytest.raises(StartError) as e:
+        cgroup.plan(CID, memory=64 << 20, cpu_shares=512)
+    assert "\n" not in str(e.value) and "--cpu-shares" in str(e.value)  # the first missing: cpu
+    assert not os.path.exists(pids)  # failed before anything was made

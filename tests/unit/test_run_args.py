@@ -61,6 +61,15 @@ def test_double_dash_lets_an_image_start_with_dash():
     (["--entrypoint", "/bin/sh", "img"], "entrypoint", "/bin/sh"),
     (["--entrypoint=", "img"], "entrypoint", ""),
     (["--name=a=b", "img"], "name", "a=b"),
+    (["--memory-swap", "-1", "img"], "memory_swap", "-1"),
+    (["--memory-swap=128m", "img"], "memory_swap", "128m"),
+    (["--memory-reservation", "32m", "img"], "memory_reservation", "32m"),
+    (["-c", "512", "img"], "cpu_shares", "512"),
+    (["--cpu-shares=512", "img"], "cpu_shares", "512"),
+    (["--cpu-period", "50000", "img"], "cpu_period", "50000"),
+    (["--cpu-quota=-1", "img"], "cpu_quota", "-1"),
+    (["--cpuset-cpus", "0-1", "img"], "cpuset_cpus", "0-1"),
+    (["--cpuset-mems=0", "img"], "cpuset_mems", "0"),
 ])
 def test_value_options(args, dest, value):
     opts, image, _ = parse(args)

@@ -264,3 +264,66 @@ def test_volumes_and_tmpfs_in_spec():
     spec = RunSpec("busybox", volumes=["/h:/c:ro"], tmpfs=["/t"])
     assert [(v.source, v.target, v.readonly) for v in spec.volumes] == [("/h", "/c", True)]
     assert [(t.target, t.options) for t in spec.tmpfs] == [("/t", "mode=1777")]
+
+
+# ------------------------------------------------------------------ more limits (Docker's rules)
+
+def test_memory_swap_forms():
+    assert RunSpec("busybox", memory="32m").memory_swap is None  # the plan makes it 2x
+    assert RunSpec("busybox", memory="32m", memory_swap="64m").memory_swap == 64 * MiB
+    assert RunSpec("busybox", memory="32m", memory_swap="32m").memory_swap == 32 * MiB
+    assert RunSpec("busybox", memory="32m", memory_swap="-1").memory_swap == -1
+    assert RunSpec("busybox", memory="32m", memory_swap=-1).memory_swap == -1
+    assert RunSpec("busybox", memory="32m", memory_swap="0").memory_swap is None
+    assert RunSpec("busybox", memory_swap=-1).memory_swap == -1  # harmless without -m
+
+
+@pytest.mark.parametrize("opts, words", [
+    ({"memory_swap": "64m"}, "needs --memory"),
+    ({"memory": "64m", "memory_swap": "32m"}, "at least --memory"),
+    ({"memory": "64m", "memory_swap": "lots"}, "--memory-swap"),
+    ({"memory": "32m", "memory_reservation": "64m"}, "must not exceed --memory"),
+    ({"cpus": "0.5", "cpu_quota": 50000}, "conflicting options"),
+    ({"cpus": "0.5", "cpu_period": 50000}, "conflicting options"),
+    ({"cpu_period": 999}, "--cpu-period"),
+    ({"cpu_period": 1000001}, "--cpu-period"),
+    ({"cpu_quota": 999}, "--cpu-quota"),
+    ({"cpu_quota": -2}, "--cpu-quota"),
+    ({"cpu_shares": 1}, "--cpu-shares"),
+    ({"cpu_shares": 262145}, "--cpu-shares"),
+    ({"cpu_shares": "lots"}, "--cpu-shares"),
+    ({"cpuset_cpus": "0-"}, "--cpuset-cpus"),
+    ({"cpuset_cpus": "1-0"}, "--cpuset-cpus"),
+    ({"cpuset_cpus": "a"}, "--cpuset-cpus"),
+    ({"cpuset_cpus": "4096"}, "not available"),
+    ({"cpuset_mems": "4096"}, "not available"),
+])
+def test_more_limits_invalid(opts, words):
+    with pytest.raises(SpecError) as e:
+        RunSpec("busybox", **opts)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_more_limits_valid_and_in_cgroup_limits():
+    spec = RunSpec("busybox", memory="64m", memory_swap="128m", memory_reservation="16m",
+                   cpu_shares="512", cpu_period="50000", cpu_quota="25000", cpuset_cpus=" 0 ",
+                   cpuset_mems="0")
+    assert spec.cgroup_limits == {"memory_swap": 128 * MiB, "memory_reservation": 16 * MiB,
+                                  "cpu_shares": 512, "cpu_period": 50000, "cpu_quota": 25000,
+                                  "cpuset_cpus": "0", "cpuset_mems": "0"}
+    assert RunSpec("busybox").cgroup_limits == {}
+    assert RunSpec("busybox", cpu_quota=-1).cpu_quota == -1
+    assert RunSpec("busybox", cpu_shares=0).cpu_shares is None  # Docker's 0: unset
+
+
+def test_more_limits_survive_the_record():
+    from fastbox.spec import spec_from_dict, spec_to_dict
+    spec = RunSpec("busybox", memory="64m", memory_swap=-1, cpu_shares=512, cpuset_cpus="0")
+    again = spec_from_dict(spec_to_dict(spec))
+    assert again.cgroup_limits == spec.cgroup_limits and again.memory == spec.memory
+
+
+def test_cpuset_every_online_cpu():
+    n = os.cpu_count()
+    assert RunSpec("busybox", cpuset_cpus=f"0-{n - 1}").cpuset_cpus == f"0-{n - 1}"
+    assert RunSpec("busybox", cpuset_cpus=",".join(map(str, range(n)))).cpuset_cpus
