@@ -26,12 +26,13 @@ import queue
 import threading
 
 from fastbox import _core, api
-from fastbox.runtime import cgroup, container
+from fastbox.runtime import cgroup, container, devices
 from fastbox.runtime.stdio import devnull
 from fastbox.spec import RunSpec
 from fastbox.state import owners
 
 LIMITS = ("memory", "cpus", "pids_limit")
+DEVICE_OPTIONS = ("devices", "device_cgroup_rules")  # the pool's cgroups' device policy
 PER_RUN = ("capture_output", "stdout", "stderr")  # fastbox.run's options that are not the spec's
 NETNS_MODES = ("pooled", "fresh")
 
@@ -75,7 +76,8 @@ class Pool:
             self._claim = owners.claim(f"pool-{ids[0][:12]}", owners.POOL,
                                        cgroups=[d for cid in ids for d in cgroup.dirs_for(cid)])
             for cid in ids:
-                plan = cgroup.plan(cid, probe.memory, probe.cpus, probe.pids_limit)
+                plan = cgroup.plan(cid, probe.memory, probe.cpus, probe.pids_limit,
+                                   device_rules=devices.rules_for(probe))
                 self._made.append(plan)
                 plan.make()
             self.setup_ms["cgroups"] = _ms_since(t)
@@ -95,7 +97,7 @@ class Pool:
         stdout/stderr: file descriptors (or objects with fileno()) for the container's
         output, which is otherwise inherited (or captured with capture_output=True)."""
         from fastbox.errors import SpecError
-        overridden = set(options) & set(LIMITS)
+        overridden = set(options) & set(LIMITS + DEVICE_OPTIONS)
         if overridden:
             raise SpecError(f"{', '.join(sorted(overridden))}: limits are the pool's, set at creation")
         if self._closed:

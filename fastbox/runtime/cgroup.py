@@ -8,13 +8,9 @@ hierarchy, never relative to the caller's own cgroup.
 import os
 
 from fastbox import config
+from fastbox.runtime import devices
 
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
-# What a container may open on v1 (runc's default allow list); the rest is denied.
-# Written once on the shared parent: a new v1 devices cgroup copies its parent's rules.
-DEVICE_RULES = ("a", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
-                "c *:* m", "b *:* m")
 CPU_PERIOD_US = 100000
 
 _layout = None
@@ -76,7 +72,7 @@ class CgroupPlan:
     """The directories, writes and joins the core performs for one container."""
 
     __slots__ = ("dirs", "mkdirs", "writes", "join", "into", "unshare_ns", "mount_cgroup2",
-                 "v1_mounts")
+                 "v1_mounts", "dev_prog")
 
     def __init__(self):
         self.dirs = []     # container cgroup dirs, removed after exit
@@ -87,6 +83,7 @@ class CgroupPlan:
         self.unshare_ns = False
         self.mount_cgroup2 = False
         self.v1_mounts = []  # (dir under /sys/fs/cgroup, mount options) inside the container
+        self.dev_prog = None  # v2: the device program's fd, attached to `into` before clone
 
     def make(self):
         """Make the directories and write the limits now (what the core does per
@@ -95,7 +92,11 @@ class CgroupPlan:
             os.makedirs(d, exist_ok=True)
         for path, value in self.writes:
             with open(path, "w") as f:
-                f.write(value)
+                for line in value.split("\n"):  # one rule per write (v1 devices.allow)
+                    f.write(line)
+                    f.flush()
+        if self.dev_prog is not None:
+            devices.attach(self.into, self.dev_prog)
 
     def reused(self):
         """The plan for one more container in cgroups already made: join only, and
@@ -107,15 +108,21 @@ class CgroupPlan:
 
 
 def plan(cid, memory=None, cpus=None, pids_limit=None, device_rules=True):
-    """device_rules=False (--privileged): on v1, no devices cgroup of the container's
-    own, so it keeps the device access of whoever starts it (Docker's privileged
-    allows every device); only where devices has a hierarchy to itself."""
+    """device_rules: the devices the container may use (fastbox.runtime.devices), True
+    for the standard ones. False (--privileged): no device controller; on v1, no
+    devices cgroup of the container's own, so it keeps the device access of whoever
+    starts it (Docker's privileged allows every device); only where devices has a
+    hierarchy to itself."""
     lay = layout()
     p = CgroupPlan()
+    if device_rules is True:
+        device_rules = devices.DEFAULT_RULES
     if lay.v1:
         _plan_v1(p, lay, cid, memory, cpus, pids_limit, device_rules)
     else:
         _plan_v2(p, lay, cid, memory, cpus, pids_limit)
+        if device_rules:
+            p.dev_prog = devices.program(device_rules)
     return p
 
 
@@ -130,6 +137,8 @@ def _plan_v1(p, lay, cid, memory, cpus, pids_limit, device_rules=True):
         p.mkdirs.append(d)
         p.join.append(d + "/tasks")
         p.v1_mounts.append((os.path.basename(mountpoint), lay.v1_options[mountpoint]))
+        if device_rules and lay.v1.get("devices") == mountpoint:
+            p.writes.extend(devices.v1_writes(d, device_rules))
     if memory is not None and "memory" in lay.v1:
         p.writes.append((f"{lay.v1['memory']}/{parent}/{cid}/memory.limit_in_bytes", str(memory)))
     if cpus is not None and "cpu" in lay.v1:
@@ -146,15 +155,16 @@ _ready_parents = set()
 
 
 def _ensure_v1_parent(lay, mountpoint, parent):
-    """Make `<mountpoint>/<parent>` once per process; on the devices hierarchy, give it
-    the deny-all-but-standard-devices policy every container cgroup inherits."""
+    """Make `<mountpoint>/<parent>` once per process. Each container's devices cgroup
+    gets its own policy (a v1 cgroup can never allow more than its parent, and --device
+    must be able to), so the parent's devices cgroup allows what the root does."""
     key = (mountpoint, parent)
     if key in _ready_parents:
         return
     path = f"{mountpoint}/{parent}"
     _mkdir(path)
     if lay.v1.get("devices") == mountpoint:
-        _write_device_policy(path)
+        _lift_device_policy(path)
     _ready_parents.add(key)
 
 
@@ -169,15 +179,18 @@ def _mkdir(path):
         os.makedirs(path, exist_ok=True)
 
 
-def _write_device_policy(path):
+def _lift_device_policy(path):
+    """fastbox before --device wrote its deny policy on the parent; lift it, which the
+    kernel allows while no cgroup is below (else a --device beyond the standard devices
+    fails until the parent is empty)."""
     with open(path + "/devices.list") as f:
-        current = f.read().split("\n")
-    if current[0].startswith("a "):  # parent still allows everything: apply the policy
-        with open(path + "/devices.deny", "w") as f:
-            f.write(DEVICE_RULES[0])
-        for rule in DEVICE_RULES[1:]:
-            with open(path + "/devices.allow", "w") as f:
-                f.write(rule)
+        if f.read().startswith("a "):
+            return
+    try:
+        with open(path + "/devices.allow", "w") as f:
+            f.write("a")
+    except OSError:
+        pass
 
 
 def _plan_v2(p, lay, cid, memory, cpus, pids_limit):
