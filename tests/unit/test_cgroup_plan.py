@@ -113,7 +113,7 @@ def test_v1_limit_files_and_values():
     assert writes[f"{lay.v1['pids']}/{parent}/{CID}/pids.max"] == "100"
     # the period is not written: a new v1 cgroup's is already the 100 ms the quota is
     # computed for (test_limits checks the value in a real container's cgroup)
-    assert len(writes) == 3
+    assert len([f for f in writes if "/devices." not in f]) == 3
     for f, _ in p.writes:
         assert os.path.dirname(f) in p.dirs
 
@@ -133,7 +133,8 @@ def test_v1_unlimited_pids():
 
 @needs_v1
 def test_v1_no_limits_no_writes():
-    assert cgroup.plan(CID).writes == []
+    """Only the device policy of the container's own devices cgroup, if there is one."""
+    assert [f for f, _ in cgroup.plan(CID).writes if "/devices." not in f] == []
 
 
 @needs_v1
@@ -147,16 +148,25 @@ def test_plan_makes_the_parent_not_the_container():
 
 
 @needs_v1
-def test_v1_devices_parent_denies_by_default():
+def test_v1_devices_policy_is_the_containers_own():
+    """The container's own devices cgroup gets deny-all then the standard devices, one
+    rule per line (a v1 cgroup never allows more than its parent, so the parent allows
+    what the root does, and --device can add to a container's list)."""
     lay = cgroup.layout()
     if "devices" not in lay.v1:
         pytest.skip("no v1 devices controller")
-    cgroup.plan(CID)
-    with open(f"{lay.v1['devices']}/{_parent()}/devices.list") as f:
-        rules = f.read().split("\n")
-    assert not any(r.startswith("a ") for r in rules), rules
-    assert "c 1:3 rwm" in rules  # /dev/null
+    d = f"{lay.v1['devices']}/{_parent()}/{CID}"
+    writes = [(f, v) for f, v in cgroup.plan(CID).writes if "/devices." in f]
+    assert writes[0] == (d + "/devices.deny", "a")
+    assert writes[1][0] == d + "/devices.allow"
+    rules = writes[1][1].split("\n")
+    assert "c 1:3 rwm" in rules and "c *:* m" in rules  # /dev/null; mknod of anything
     assert "c 1:1 rwm" not in rules  # /dev/mem
+    with open(f"{lay.v1['devices']}/{_parent()}/devices.list") as f:
+        assert f.read() == "a *:* rwm\n"
+    extra = cgroup.plan(CID, device_rules=("c 1:3 rwm", "c 10:229 rwm")).writes
+    assert [v for f, v in extra if "/devices." in f] == ["a", "c 1:3 rwm\nc 10:229 rwm"]
+    assert not [f for f, _ in cgroup.plan(CID, device_rules=False).writes if "/devices." in f]
 
 
 def test_parent_from_environment(monkeypatch):
@@ -203,6 +213,16 @@ def test_v2_plan(fake_v2):
 def test_v2_no_limits(fake_v2):
     p = cgroup.plan(CID)
     assert p.writes == []
+
+
+def test_v2_device_program(fake_v2):
+    """The standard rules' program, loaded once and shared; none for --privileged; a
+    pool's reused plan attaches nothing again."""
+    p = cgroup.plan(CID)
+    assert isinstance(p.dev_prog, int) and p.dev_prog >= 0
+    assert cgroup.plan(CID).dev_prog == p.dev_prog
+    assert cgroup.plan(CID, device_rules=False).dev_prog is None
+    assert p.reused().dev_prog is None
 
 
 def test_v2_unlimited_pids(fake_v2):
