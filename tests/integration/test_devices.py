@@ -25,6 +25,8 @@ import fastbox
 from fastbox.errors import SpecError
 from fastbox.runtime import cgroup
 
+from test_lifecycle import reap, wait_for_log  # noqa: F401 (reap: autouse, for kept containers' monitors)
+
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 # Devices a default container must not open: (name, type, major, minor).
 FORBIDDEN = [("fuse", "c", 10, 229), ("loop-control", "c", 10, 237), ("tty1", "c", 4, 1),
@@ -301,3 +303,23 @@ def test_cli_bad_values_are_one_line_errors(busybox, args, flag):
     assert r.returncode == 125
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"fastbox: invalid {flag} "), r.stderr
+
+
+# ------------------------------------------------------------------ kept containers, exec
+
+def test_kept_container_and_exec_keep_the_policy(probe, mode, host_fuse):
+    """A detached container with --device: its record keeps the devices (inspect shows
+    them), and a process exec'd into it is under the same device controller."""
+    from fastbox import containers
+    c = containers.run(probe.image, ["sh", "-c", "echo ready; exec sleep 1000"], devices=["/dev/fuse"])
+    try:
+        wait_for_log(c, "ready")
+        host = c.inspect()["HostConfig"]
+        assert host["Devices"] == [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse",
+                                    "CgroupPermissions": "rwm"}]
+        r = c.exec_run(["/probe", "open", "/dev/fuse", "rw"])
+        assert r.stdout == b"/dev/fuse open=OK\n", r.output
+        r = c.exec_run(["/probe", "devnode", "/dev/lc", "c", "10", "237"])
+        assert r.stdout == b"/dev/lc mknod=OK open=EPERM\n", r.output
+    finally:
+        c.remove(force=True)
