@@ -223,6 +223,12 @@ def test_program_is_attached_once_before_the_container_runs(probe, v2_path, pipe
     assert seen["count"] == 1
 
 
+def test_program_fd_never_reaches_the_container(probe, v2_path):
+    """The engine keeps its loaded programs open; none of them is inherited."""
+    r = probe.run("fds")
+    assert r.exit_code == 0 and b"bpf" not in r.stdout, r.stdout
+
+
 def test_program_is_loaded_once_per_rule_set(probe, v2_path):
     from fastbox.runtime import devices
     probe.run("pid")
