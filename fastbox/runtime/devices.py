@@ -117,6 +117,18 @@ def program(rules):
     return fd
 
 
+def preload():
+    """Load the standard rules' program now, on a v2 host (the engine's warm-up): every
+    run then finds it loaded. A host that cannot load it is told at its first run."""
+    from fastbox.runtime import cgroup
+    if cgroup.layout().v1:
+        return
+    try:
+        program(DEFAULT_RULES)
+    except StartError:
+        pass
+
+
 def attach(cgroup_dir, prog_fd):
     """Attach the program to a v2 cgroup made ahead of time (a pool's)."""
     from fastbox import _core
