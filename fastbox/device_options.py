@@ -58,6 +58,22 @@ def parse_device(value):
     return Device(os.path.normpath(host), container, permissions)
 
 
+def parse_devices(values):
+    """Each --device parsed; one given twice counts once, two for one container path
+    (or one below another's) are an error."""
+    out = []
+    for value in values:
+        d = parse_device(value)
+        if any(str(o) == str(d) for o in out):
+            continue
+        for o in out:
+            a, b = sorted((o.container, d.container))
+            if a == b or b.startswith(a + "/"):
+                raise SpecError(f"invalid --device {str(value)!r}: {a} is already given by --device {str(o)!r}")
+        out.append(d)
+    return tuple(out)
+
+
 def parse_cgroup_rule(value):
     """Docker's 'TYPE MAJOR:MINOR ACCESS' (TYPE a, b or c; a number or * for MAJOR and
     MINOR; ACCESS any of r, w, m) -> the rule normalized, e.g. 'c 10:229 rwm'. 'a'

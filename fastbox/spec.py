@@ -166,7 +166,7 @@ def _devices(values):
     if not values:
         return ()
     from fastbox import device_options
-    return tuple(device_options.parse_device(v) for v in ([values] if isinstance(values, str) else values))
+    return device_options.parse_devices([values] if isinstance(values, str) else values)
 
 
 def _device_cgroup_rules(values):

@@ -182,6 +182,15 @@ def test_device_cgroup_rule_wildcard_and_access(probe, mode, host_fuse):
     assert r.stdout == b"/dev/f open=OK\n/dev/f open=EPERM\n", r.stderr
 
 
+def test_device_cgroup_rule_type_matters(probe, mode):
+    """A char rule does not open the block device of the same numbers (loop0, 7:0)."""
+    loop0 = [n for n in _host_disks() if n[0] == "loop0"]
+    if not loop0:
+        pytest.skip("this host has no loop0")
+    assert devnode(probe, loop0, device_cgroup_rules=["c 7:0 rwm"]) == {"/dev/loop0": "mknod=OK open=EPERM"}
+    assert devnode(probe, loop0, device_cgroup_rules=["b 7:0 r"]) == {"/dev/loop0": "mknod=OK open=OK"}
+
+
 # ------------------------------------------------------------------ no device control
 
 @pytest.mark.parametrize("opts", [{"privileged": True}, {"security_opt": ["devices=unconfined"]}],

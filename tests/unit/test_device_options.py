@@ -5,7 +5,7 @@ import os
 import pytest
 
 from fastbox.cli.run_args import parse
-from fastbox.device_options import parse_cgroup_rule, parse_device
+from fastbox.device_options import parse_cgroup_rule, parse_device, parse_devices
 from fastbox.errors import SpecError
 from fastbox.runtime import devices
 from fastbox.spec import RunSpec, spec_from_dict, spec_to_dict
@@ -46,6 +46,15 @@ def test_bad_device_values(value, message):
     with pytest.raises(SpecError, match=message) as e:
         parse_device(value)
     assert str(e.value).startswith("invalid --device ") and "\n" not in str(e.value)
+
+
+def test_devices_given_twice():
+    assert [str(d) for d in parse_devices(["/dev/fuse", "/dev/fuse:/dev/fuse:rwm"])] == ["/dev/fuse:/dev/fuse:rwm"]
+    with pytest.raises(SpecError, match="already given"):
+        parse_devices(["/dev/fuse", "/dev/loop0:/dev/fuse"])
+    with pytest.raises(SpecError, match="already given"):
+        parse_devices(["/dev/net/tun:/dev/net", "/dev/tun:/dev/net/tun"])
+    assert len(parse_devices(["/dev/net/tun", "/dev/network"])) == 2
 
 
 # ------------------------------------------------------------------ --device-cgroup-rule
