@@ -84,7 +84,8 @@ struct fb_bpf_attach_attr {
     uint32_t pad[3];
 };
 
-#define INSN(c, d, s, o, i) ((struct fb_bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+#define INSN(c, d, s, o, i) \
+    ((struct fb_bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
 #define LDX_W(dst, src, off) INSN(FB_BPF_LDX | FB_BPF_W | FB_BPF_MEM, dst, src, off, 0)
 #define ALU32_K(op, dst, imm) INSN(FB_BPF_ALU | (op) | FB_BPF_K, dst, 0, 0, imm)
 #define MOV32_X(dst, src) INSN(FB_BPF_ALU | FB_BPF_MOV | FB_BPF_X, dst, src, 0, 0)

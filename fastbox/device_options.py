@@ -69,7 +69,8 @@ def parse_devices(values):
         for o in out:
             a, b = sorted((o.container, d.container))
             if a == b or b.startswith(a + "/"):
-                raise SpecError(f"invalid --device {str(value)!r}: {a} is already given by --device {str(o)!r}")
+                raise SpecError(f"invalid --device {str(value)!r}: {a} is already given by "
+                                f"--device {str(o)!r}")
         out.append(d)
     return tuple(out)
 

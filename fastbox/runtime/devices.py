@@ -20,7 +20,8 @@ import stat
 
 from fastbox.errors import SpecError, StartError
 
-DEFAULT_RULES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+DEFAULT_RULES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",  # null zero full
+                 "c 1:8 rwm", "c 1:9 rwm",  # random urandom
                  "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",  # tty console ptmx
                  "c 136:* rwm",  # the container's own pseudo-terminals (devpts)
                  "c 10:200 rwm",  # tun
@@ -135,5 +136,6 @@ def attach(cgroup_dir, prog_fd):
     try:
         _core.attach_device_program(cgroup_dir, prog_fd)
     except _core.CoreError as e:
-        raise StartError(f"cannot attach the device program to {cgroup_dir}: {os.strerror(e.errno)}",
+        raise StartError(f"cannot attach the device program to {cgroup_dir}: "
+                         f"{os.strerror(e.errno)}",
                          "cgroup setup", e.errno) from None

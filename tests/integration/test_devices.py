@@ -285,7 +285,8 @@ def test_v2_without_bpf_refuses_to_start_unless_told(busybox, v2_path):
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd="/")
     r = run("busybox", "true")
     assert r.returncode == 125, r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("fastbox: cannot load the cgroup v2 device program"), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("fastbox: cannot load the cgroup v2 device program"), r.stderr
     assert "--security-opt devices=unconfined" in r.stderr
     r = run("--security-opt", "devices=unconfined", "busybox", "true")
     assert (r.returncode, r.stderr) == (0, "")

@@ -49,7 +49,8 @@ def test_bad_device_values(value, message):
 
 
 def test_devices_given_twice():
-    assert [str(d) for d in parse_devices(["/dev/fuse", "/dev/fuse:/dev/fuse:rwm"])] == ["/dev/fuse:/dev/fuse:rwm"]
+    twice = parse_devices(["/dev/fuse", "/dev/fuse:/dev/fuse:rwm"])
+    assert [str(d) for d in twice] == ["/dev/fuse:/dev/fuse:rwm"]
     with pytest.raises(SpecError, match="already given"):
         parse_devices(["/dev/fuse", "/dev/loop0:/dev/fuse"])
     with pytest.raises(SpecError, match="already given"):
@@ -131,7 +132,8 @@ def test_default_rules_match_runc():
 @pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
 def test_device_rule_comes_from_the_host_node():
     st = os.stat("/dev/null")
-    spec = RunSpec("busybox", devices=["/dev/null:/dev/mynull:r"], device_cgroup_rules=["c 1:3 rwm", "b 7:* r"])
+    spec = RunSpec("busybox", devices=["/dev/null:/dev/mynull:r"],
+                   device_cgroup_rules=["c 1:3 rwm", "b 7:* r"])
     rules = devices.rules_for(spec)
     assert rules == devices.DEFAULT_RULES + (f"c {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} r", "b 7:* r")
     [node] = devices.nodes_for(spec)
