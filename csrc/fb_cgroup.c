@@ -8,13 +8,22 @@
 #include <unistd.h>
 #include "fb_cgroup.h"
 
+/* A value of several lines goes in one write(2) per line, on one open file: a v1
+ * devices.allow or devices.deny takes one rule per write. */
 static int write_file(const char *path, const char *value, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    ssize_t n = write(fd, value, len);
-    int err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
+    const char *end = value + len;
+    int err = 0;
+    do {
+        const char *nl = memchr(value, '\n', (size_t)(end - value));
+        size_t line = nl ? (size_t)(nl - value) : (size_t)(end - value);
+        ssize_t n = write(fd, value, line);
+        err = n < 0 ? errno : (size_t)n != line ? EIO : 0;
+        value += line + (nl != NULL);
+    } while (!err && value < end);
     close(fd);
     return -err;
 }
@@ -37,7 +46,8 @@ int fb_cgroup_open_into(const struct fb_plan *p, int *fd, struct fb_error *e)
     *fd = -1;
     if (!p->cg_into)
         return 0;
-    *fd = open(p->cg_into, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* Not O_PATH: BPF_PROG_ATTACH (the device program) refuses an O_PATH fd. */
+    *fd = open(p->cg_into, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (*fd < 0)
         return fb_fail(e, errno, FB_PHASE_CGROUP_SETUP, "open", p->cg_into);
     return 0;

@@ -407,6 +407,29 @@ static const struct {
     {"/proc/self/fd/2", "stderr"},  {"/proc/kcore", "core"},
 };
 
+/* A --device node in the detached /dev: its parent directories (mode 755), the node,
+ * its owner. The path was checked in Python (relative, no "." or "..", clear of the
+ * names made here); the tree is ours alone until it is attached. */
+static int make_devnode(struct fb_child *c, long dev, const struct fb_devnode *d)
+{
+    char buf[FB_PATH_MAX];
+    size_t n = strlen(d->path);
+    if (n == 0 || n >= sizeof buf)
+        return fb_fail(&c->report->err, EINVAL, FB_PHASE_MOUNTS, "device path", d->path);
+    memcpy(buf, d->path, n + 1);
+    for (char *slash = strchr(buf, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        long r = FB_SYS3(SYS_mkdirat, dev, buf, 0755);
+        *slash = '/';
+        if (r < 0 && r != -EEXIST)
+            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "mkdir /dev/", buf);
+    }
+    long r = FB_SYS4(SYS_mknodat, dev, buf, d->mode, makedev(d->major, d->minor));
+    if (r == 0)
+        r = FB_SYS5(SYS_fchownat, dev, buf, d->uid, d->gid, AT_SYMLINK_NOFOLLOW);
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "mknod /dev/", buf) : 0;
+}
+
 /* /dev is filled while it is still detached, unreachable by anyone; then attached, and
  * its own mounts go on directories opened below its fd. */
 static int mount_dev(struct fb_child *c, long root)
@@ -426,6 +449,9 @@ static int mount_dev(struct fb_child *c, long root)
     }
     for (unsigned i = 0; i < sizeof fb_dev_links / sizeof fb_dev_links[0]; i++)
         FB_SYS3(SYS_symlinkat, fb_dev_links[i].target, dev, fb_dev_links[i].link);
+    for (int i = 0; i < c->plan->n_devnodes; i++)
+        if (make_devnode(c, dev, &c->plan->devnodes[i]) < 0)
+            return -1;
     static const char *const points[] = {"pts", "shm", "mqueue"};
     for (unsigned i = 0; i < sizeof points / sizeof points[0]; i++)
         FB_SYS3(SYS_mkdirat, dev, points[i], 0755);

@@ -25,6 +25,17 @@ struct fb_mount {
     const char *data; /* tmpfs options */
 };
 
+/* A device node made in the container's /dev (--device): path is relative to /dev and
+ * its parent directories are made as needed; mode holds S_IFCHR or S_IFBLK and the
+ * permission bits. */
+struct fb_devnode {
+    const char *path;
+    unsigned mode;
+    unsigned major, minor;
+    uid_t uid;
+    gid_t gid;
+};
+
 enum fb_time {
     FB_T_START = 0,     /* parent: fb_spawn entered */
     FB_T_CGROUP_READY,  /* parent: cgroups made and limits written */
@@ -114,6 +125,14 @@ struct fb_plan {
     /* >= 0: enter this network namespace (a pool's, made by fb_netns_new) instead of
      * creating one; ns_flags then lacks CLONE_NEWNET */
     int join_netns_fd;
+
+    /* cgroup v2 device control: >= 0, a BPF_PROG_TYPE_CGROUP_DEVICE program (fb_devices.c)
+     * the parent attaches to cg_into after making it and before the clone, so the child
+     * runs under it from its first instruction; -1: none (v1, a pool's cgroup that has it
+     * already, --privileged) */
+    int dev_prog_fd;
+    const struct fb_devnode *devnodes; /* extra nodes in /dev, made before it is attached */
+    int n_devnodes;
 };
 
 struct fb_report {

@@ -91,6 +91,7 @@ int fb_plan_pack(const struct fb_plan *p, char **out, size_t *len)
     flat.join_pidfd = p->join_pidfd;
     flat.join_ns_flags = p->join_ns_flags;
     flat.join_netns_fd = -1;
+    flat.dev_prog_fd = -1; /* an exec joins a cgroup that has its program already */
     flat.argv = (const char *const *)f[0];
     flat.envp = (const char *const *)f[1];
     flat.path = (const char *)f[2];

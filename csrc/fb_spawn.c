@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "fb_cgroup.h"
+#include "fb_devices.h"
 #include "fb_child.h"
 #include "fb_exec.h"
 #include "fb_sys.h"
@@ -208,6 +209,13 @@ int fb_spawn(const struct fb_plan *p, struct fb_report *r)
      * overlap this with the child's work costs more than the work itself. */
     if ((rc = fb_cgroup_prepare(p, &r->err)) < 0 || (rc = fb_cgroup_open_into(p, &cgfd, &r->err)) < 0)
         return rc;
+    /* v2: the device program goes on the container's cgroup before the child exists, which
+     * CLONE_INTO_CGROUP then starts inside it: nothing runs there unfiltered. */
+    if (p->dev_prog_fd >= 0 && (rc = fb_devices_attach(cgfd, p->dev_prog_fd, p->cg_into, &r->err)) < 0) {
+        if (cgfd >= 0)
+            close(cgfd);
+        return rc;
+    }
     r->t[FB_T_CGROUP_READY] = now_ns();
     /* The child dies with us: it checks this pidfd once its death signal is set. */
     c.owner_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);

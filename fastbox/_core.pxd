@@ -20,6 +20,13 @@ cdef extern from "fb_plan.h":
         const char *src
         const char *dst
         const char *data
+    struct fb_devnode:
+        const char *path
+        unsigned mode
+        unsigned major
+        unsigned minor
+        uid_t uid
+        gid_t gid
     struct fb_plan:
         int ns_flags
         const char *const *lowers
@@ -75,6 +82,9 @@ cdef extern from "fb_plan.h":
         int join_ns_flags
         const char *enter_helper
         int join_netns_fd
+        int dev_prog_fd
+        const fb_devnode *devnodes
+        int n_devnodes
     struct fb_report:
         int64_t t[FB_T_MAX]
         pid_t pid
@@ -92,3 +102,12 @@ cdef extern from "fb_plan.h":
     void fb_spare_netns_request() nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil
+
+cdef extern from "fb_devices.h":
+    struct fb_dev_rule:
+        int type
+        int major
+        int minor
+        int access
+    int fb_devices_load(const fb_dev_rule *rules, int n, fb_error *e) nogil
+    int fb_devices_attach_path(const char *dir, int prog_fd, fb_error *e) nogil

@@ -151,6 +151,22 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)
     c.enter_helper = a.s(getattr(p, "enter_helper", None))
     c.join_netns_fd = getattr(p, "join_netns_fd", -1)
+    fill_devices(c, p, a)
+
+
+cdef void fill_devices(fb_plan *c, object p, _Arena a) except *:
+    """dev_prog_fd: the v2 device program to attach (-1: none); devnodes: (path under
+    /dev, mode with the node type, major, minor, uid, gid) for --device."""
+    cdef Py_ssize_t i
+    c.dev_prog_fd = getattr(p, "dev_prog_fd", -1)
+    nodes = getattr(p, "devnodes", ())
+    cdef fb_devnode *d = <fb_devnode *>a.alloc(len(nodes), sizeof(fb_devnode))
+    for i in range(len(nodes)):
+        path, mode, major, minor, uid, gid = nodes[i]
+        d[i].path = a.s(path)
+        d[i].mode, d[i].major, d[i].minor, d[i].uid, d[i].gid = mode, major, minor, uid, gid
+    c.devnodes = d
+    c.n_devnodes = <int>len(nodes)
 
 
 cdef fill_plan(fb_plan *c, object plan, _Arena a):
@@ -233,3 +249,33 @@ def new_netns():
     if fd < 0:
         raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
     return fd
+
+
+def load_device_program(rules):
+    """Load a cgroup v2 device program (BPF_PROG_TYPE_CGROUP_DEVICE) that allows exactly
+    rules, a sequence of (type, major, minor, access) as csrc/fb_devices.h defines them,
+    and denies the rest. Returns its fd (close-on-exec), the caller's to keep."""
+    cdef fb_error e
+    cdef int fd, i, n = <int>len(rules)
+    cdef _Arena a = _Arena()
+    cdef fb_dev_rule *r = <fb_dev_rule *>a.alloc(n, sizeof(fb_dev_rule))
+    for i in range(n):
+        r[i].type, r[i].major, r[i].minor, r[i].access = rules[i]
+    with nogil:
+        fd = fb_devices_load(r, n, &e)
+    if fd < 0:
+        raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+    return fd
+
+
+def attach_device_program(path, int prog_fd):
+    """Attach a device program to the cgroup v2 directory at path (a pool's cgroups get
+    it once, when they are made)."""
+    cdef fb_error e
+    cdef int rc
+    cdef _Arena a = _Arena()
+    cdef const char *p = a.s(path)
+    with nogil:
+        rc = fb_devices_attach_path(p, prog_fd, &e)
+    if rc < 0:
+        raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))

@@ -60,8 +60,10 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     cpus, pids_limit, memory_swap, memory_reservation, cpu_shares, cpu_period, cpu_quota,
     cpuset_cpus, cpuset_mems (Docker's --memory ... --cpuset-mems), volumes, tmpfs, read_only, network ("none" or "host"), name,
     storage_opts, security_opt (("seccomp=PROFILE.json",), ("seccomp=unconfined",),
-    ("no-new-privileges=false",)), cap_add, cap_drop (("SYS_ADMIN",), ("ALL",)) and
-    privileged (every capability, no seccomp filter, /proc unmasked). stdin/stdout/stderr take file descriptors or objects with fileno();
+    ("no-new-privileges=false",), ("devices=unconfined",)), cap_add, cap_drop
+    (("SYS_ADMIN",), ("ALL",)), privileged (every capability, no seccomp filter, /proc
+    unmasked, every device), devices (("/dev/fuse", "/dev/sdb:/dev/xvdb:r")) and
+    device_cgroup_rules (("c 10:229 rwm",)). stdin/stdout/stderr take file descriptors or objects with fileno();
     by default stdin is /dev/null and output is inherited (or captured when
     capture_output=True). on_start(pid) is called once the program has been exec'd.
     tty=True gives the program a terminal made in the container (its stdin, stdout,

@@ -26,13 +26,14 @@ import queue
 import threading
 
 from fastbox import _core, api
-from fastbox.runtime import cgroup, container
+from fastbox.runtime import cgroup, container, devices
 from fastbox.runtime.stdio import devnull
 from fastbox.spec import RunSpec
 from fastbox.state import owners
 
 LIMITS = ("memory", "cpus", "pids_limit", "memory_swap", "memory_reservation", "cpu_shares",
           "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems")
+DEVICE_OPTIONS = ("devices", "device_cgroup_rules")  # the pool's cgroups' device policy
 PER_RUN = ("capture_output", "stdout", "stderr")  # fastbox.run's options that are not the spec's
 NETNS_MODES = ("pooled", "fresh")
 
@@ -77,6 +78,7 @@ class Pool:
                                        cgroups=[d for cid in ids for d in cgroup.dirs_for(cid)])
             for cid in ids:
                 plan = cgroup.plan(cid, probe.memory, probe.cpus, probe.pids_limit,
+                                   device_rules=devices.rules_for(probe),
                                    **probe.cgroup_limits)
                 self._made.append(plan)
                 plan.make()
@@ -97,7 +99,7 @@ class Pool:
         stdout/stderr: file descriptors (or objects with fileno()) for the container's
         output, which is otherwise inherited (or captured with capture_output=True)."""
         from fastbox.errors import SpecError
-        overridden = set(options) & set(LIMITS)
+        overridden = set(options) & set(LIMITS + DEVICE_OPTIONS)
         if overridden:
             raise SpecError(f"{', '.join(sorted(overridden))}: limits are the pool's, set at creation")
         if self._closed:

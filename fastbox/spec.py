@@ -49,6 +49,19 @@ class Tmpfs(Frozen):
         self._set(target=target, options=options)
 
 
+class Device(Frozen):
+    """A host device node made in the container's /dev and allowed in its device
+    controller (--device HOST[:CONTAINER][:rwm], fastbox.device_options)."""
+
+    __slots__ = ("host", "container", "permissions")
+
+    def __init__(self, host, container, permissions="rwm"):
+        self._set(host=host, container=container, permissions=permissions)
+
+    def __str__(self):
+        return f"{self.host}:{self.container}:{self.permissions}"
+
+
 class RunSpec(Frozen):
     """Everything `fastbox run` needs to know, validated."""
 
@@ -56,7 +69,8 @@ class RunSpec(Frozen):
                  "memory", "cpus", "pids_limit", "memory_swap", "memory_reservation",
                  "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
                  "volumes", "tmpfs", "read_only", "network", "name", "remove", "storage_opts",
-                 "security_opt", "cap_add", "cap_drop", "privileged", "log_opts")
+                 "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
+                 "device_cgroup_rules")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -64,7 +78,8 @@ class RunSpec(Frozen):
                  cpu_period=None, cpu_quota=None, cpuset_cpus=None, cpuset_mems=None,
                  volumes=(), tmpfs=(), read_only=False, network="none",
                  name=None, remove=False, storage_opts=(), security_opt=(), cap_add=(),
-                 cap_drop=(), privileged=False, log_opts=()):
+                 cap_drop=(), privileged=False, log_opts=(), devices=(),
+                 device_cgroup_rules=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -92,6 +107,8 @@ class RunSpec(Frozen):
             cap_drop=capabilities.normalize(cap_drop, "--cap-drop"),
             privileged=bool(privileged),
             log_opts=_log_opts(log_opts),
+            devices=_devices(devices),
+            device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
         )
 
     @property
@@ -118,6 +135,13 @@ class RunSpec(Frozen):
         return "no-new-privileges=false" not in self.security_opt
 
     @property
+    def devices_confined(self):
+        """Whether the device controller limits the container to the standard devices
+        and its --device/--device-cgroup-rule ones: not with --privileged (every device,
+        as with Docker) nor with --security-opt devices=unconfined."""
+        return not self.privileged and "devices=unconfined" not in self.security_opt
+
+    @property
     def capability_mask(self):
         """The container's capability set, a bit mask (fastbox.capabilities)."""
         return capabilities.effective(self.cap_add, self.cap_drop, self.privileged)
@@ -132,6 +156,8 @@ def spec_to_dict(spec):
                 "cap_drop"):
         d[key] = list(d[key]) if d[key] is not None else None
     d["log_opts"] = dict(spec.log_opts)
+    d["devices"] = [str(v) for v in spec.devices]
+    d["device_cgroup_rules"] = list(spec.device_cgroup_rules)
     return d
 
 
@@ -245,6 +271,21 @@ def _log_opts(value):
         return ()
     from fastbox import log_options
     return log_options.parse(value)
+
+
+def _devices(values):
+    if not values:
+        return ()
+    from fastbox import device_options
+    return device_options.parse_devices([values] if isinstance(values, str) else values)
+
+
+def _device_cgroup_rules(values):
+    if not values:
+        return ()
+    from fastbox import device_options
+    return tuple(device_options.parse_cgroup_rule(v)
+                 for v in ([values] if isinstance(values, str) else values))
 
 
 def _argv(value, what):
@@ -372,7 +413,8 @@ def parse_tmpfs(value):
     return Tmpfs(os.path.normpath(target), options or "mode=1777")
 
 
-SECURITY_OPTS = "seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false]"
+SECURITY_OPTS = ("seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false], "
+                 "devices=unconfined")
 
 
 def parse_security_opts(values, dir_fd=None):
@@ -392,6 +434,8 @@ def parse_security_opts(values, dir_fd=None):
             if sep and arg.lower() not in ("true", "false", "1", "0"):
                 raise SpecError(f"invalid --security-opt {text!r}: no-new-privileges takes true or false")
             opt = "no-new-privileges=" + ("false" if sep and arg.lower() in ("false", "0") else "true")
+        elif key == "devices" and arg == "unconfined":
+            opt = "devices=unconfined"
         elif key == "seccomp" and arg:
             opt = "seccomp=" + (arg if arg == "unconfined" else _seccomp_profile(arg, dir_fd))
         else:

@@ -436,7 +436,8 @@ def _write_pidfile(path):
 
 def _warm_up():
     """Import and open now what a first run would: every run then starts warm."""
-    from fastbox.runtime import container, cgroup, rootfs, exec  # noqa: F401,A004
+    from fastbox.runtime import container, cgroup, rootfs, exec, devices  # noqa: F401,A004
+    devices.preload()  # v2: the device program every default container shares
     from fastbox.images import lookup  # noqa: F401
     from fastbox import api, containers  # noqa: F401  (containers: -d)
     import datetime  # noqa: F401  (kept containers' timestamps)

@@ -8,6 +8,7 @@ hierarchy, never relative to the caller's own cgroup.
 import os
 
 from fastbox import config
+from fastbox.runtime import devices
 
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset")
 # A v1 hierarchy that a container joins only when it asks for it: a cpuset cgroup must be
@@ -16,9 +17,6 @@ V1_ON_DEMAND = ("cpuset",)
 # What the v2 parent enables for its children whenever the host has it (io: block I/O
 # accounting for stats); cpuset only once a container asks for it.
 V2_CONTROLLERS = ("cpu", "io", "memory", "pids")
-DEVICE_RULES = ("a", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
-                "c *:* m", "b *:* m")
 CPU_PERIOD_US = 100000
 
 _layout = None
@@ -80,7 +78,7 @@ class CgroupPlan:
     """The directories, writes and joins the core performs for one container."""
 
     __slots__ = ("dirs", "mkdirs", "writes", "join", "into", "unshare_ns", "mount_cgroup2",
-                 "v1_mounts", "oom_file")
+                 "v1_mounts", "oom_file", "dev_prog")
 
     def __init__(self):
         self.dirs = []     # container cgroup dirs, removed after exit
@@ -92,6 +90,7 @@ class CgroupPlan:
         self.mount_cgroup2 = False
         self.v1_mounts = []  # (dir under /sys/fs/cgroup, mount options) inside the container
         self.oom_file = None  # memory.events (v2) or memory.oom_control (v1): oom_kill N
+        self.dev_prog = None  # v2: the device program's fd, attached to `into` before clone
 
     def make(self):
         """Make the directories and write the limits now (what the core does per
@@ -100,7 +99,11 @@ class CgroupPlan:
             os.makedirs(d, exist_ok=True)
         for path, value in self.writes:
             with open(path, "w") as f:
-                f.write(value)
+                for line in value.split("\n"):  # one rule per write (v1 devices.allow)
+                    f.write(line)
+                    f.flush()
+        if self.dev_prog is not None:
+            devices.attach(self.into, self.dev_prog)
 
     def reused(self):
         """The plan for one more container in cgroups already made: join only, and
@@ -124,16 +127,22 @@ def plan(cid, memory=None, cpus=None, pids_limit=None, device_rules=True, **more
     """The cgroups of container cid and the limit writes that make Docker's limits.
     more: RunSpec.cgroup_limits (memory_swap, memory_reservation, cpu_shares,
     cpu_period, cpu_quota, cpuset_cpus, cpuset_mems); an unset limit writes nothing.
-    device_rules=False (--privileged): on v1, no devices cgroup of the container's
-    own, so it keeps the device access of whoever starts it (Docker's privileged
-    allows every device); only where devices has a hierarchy to itself."""
+    device_rules: the devices the container may use (fastbox.runtime.devices), True
+    for the standard ones. False (--privileged): no device controller; on v1, no
+    devices cgroup of the container's own, so it keeps the device access of whoever
+    starts it (Docker's privileged allows every device); only where devices has a
+    hierarchy to itself."""
     lay = layout()
     lim = dict(more, memory=memory, cpus=cpus, pids_limit=pids_limit)
     p = CgroupPlan()
+    if device_rules is True:
+        device_rules = devices.DEFAULT_RULES
     if lay.v1:
         _plan_v1(p, lay, cid, lim, device_rules)
     else:
         _plan_v2(p, lay, cid, lim)
+        if device_rules:
+            p.dev_prog = devices.program(device_rules)
     return p
 
 
@@ -180,6 +189,8 @@ def _plan_v1(p, lay, cid, lim, device_rules=True):
         p.mkdirs.append(d)
         p.join.append(d + "/tasks")
         p.v1_mounts.append((os.path.basename(mountpoint), options))
+        if device_rules and lay.v1.get("devices") == mountpoint:
+            p.writes.extend(devices.v1_writes(d, device_rules))
     w = p.writes
 
     def at(ctrl):
@@ -237,16 +248,17 @@ def _missing(ctrl, lim, where):
 
 
 def _ensure_v1_parent(lay, mountpoint, parent):
-    """Make `<mountpoint>/<parent>` once per process; on the devices hierarchy, give it
-    the deny-all-but-standard-devices policy every container cgroup inherits; on the
-    cpuset hierarchy, give each level its parent's CPUs and nodes."""
+    """Make `<mountpoint>/<parent>` once per process. Each container's devices cgroup
+    gets its own policy (a v1 cgroup can never allow more than its parent, and --device
+    must be able to), so the parent's devices cgroup allows what the root does; on the
+    cpuset hierarchy, each level gets its parent's CPUs and nodes."""
     key = (mountpoint, parent)
     if key in _ready_parents:
         return
     path = f"{mountpoint}/{parent}"
     _mkdir(path)
     if lay.v1.get("devices") == mountpoint:
-        _write_device_policy(path)
+        _lift_device_policy(path)
     if lay.v1.get("cpuset") == mountpoint:
         _init_cpuset(mountpoint, parent)
     _ready_parents.add(key)
@@ -284,15 +296,18 @@ def _mkdir(path):
         os.makedirs(path, exist_ok=True)
 
 
-def _write_device_policy(path):
+def _lift_device_policy(path):
+    """fastbox before --device wrote its deny policy on the parent; lift it, which the
+    kernel allows while no cgroup is below (else a --device beyond the standard devices
+    fails until the parent is empty)."""
     with open(path + "/devices.list") as f:
-        current = f.read().split("\n")
-    if current[0].startswith("a "):  # parent still allows everything: apply the policy
-        with open(path + "/devices.deny", "w") as f:
-            f.write(DEVICE_RULES[0])
-        for rule in DEVICE_RULES[1:]:
-            with open(path + "/devices.allow", "w") as f:
-                f.write(rule)
+        if f.read().startswith("a "):
+            return
+    try:
+        with open(path + "/devices.allow", "w") as f:
+            f.write("a")
+    except OSError:
+        pass
 
 
 def _plan_v2(p, lay, cid, lim):

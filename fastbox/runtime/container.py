@@ -9,7 +9,7 @@ import time
 from fastbox import _core, capabilities
 from fastbox.errors import (CommandNotExecutable, CommandNotFound, ContainerStateError, SpecError,
                             StartError)
-from fastbox.runtime import cgroup, rootfs, seccomp, spare, user
+from fastbox.runtime import cgroup, devices, rootfs, seccomp, spare, user
 
 # CLONE_NEW* (linux/sched.h)
 NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWPID, NEWNET = (0x00020000, 0x02000000, 0x04000000,
@@ -78,11 +78,14 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     argv = _argv(spec, image)
     hostname = _hostname(cid, spec)
     env = _env(spec, image, ident, hostname, tty)
+    nodes = devices.nodes_for(spec) if spec.devices else ()
     cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit,
-                           device_rules=not spec.privileged, **spec.cgroup_limits)
+                           device_rules=devices.rules_for(spec), **spec.cgroup_limits)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
     plan.seccomp_filter = prog
+    plan.dev_prog_fd = -1 if cg.dev_prog is None else cg.dev_prog
+    plan.devnodes = nodes
     if netns_fd is not None and spec.network == "none":
         plan.ns_flags &= ~NEWNET
         plan.join_netns_fd, plan.loopback_up = netns_fd, False

@@ -4,6 +4,8 @@
  *   probe memhog MB [hold] | forkbomb N | exit N | read PATH | write PATH
  *   probe syscall NR [ARG...] | clone FLAGS | clone3 FLAGS | fork | int80 NR [ARG...]
  *     (the raw call; prints OK or the errno's name, e.g. EPERM: what seccomp let through)
+ *   probe devnode PATH c|b MAJOR MINOR [...] | open PATH r|w|rw [...]
+ *     (per node: mknod then open; or open an existing one: "PATH mknod=OK open=EPERM")
  *
  * Build: gcc -static -O2 -o probe probe.c (tests/probe/build.py does it). */
 #define _GNU_SOURCE
@@ -16,6 +18,8 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -211,6 +215,42 @@ static int int80(int argc, char **argv)
 #endif
 }
 
+static const char *errname(int r)
+{
+    return r >= 0 ? "OK" : strerrorname_np(errno) ? strerrorname_np(errno) : "E?";
+}
+
+/* Opened without blocking and without becoming our controlling terminal. */
+static int open_dev(const char *path, const char *mode)
+{
+    int flags = !strcmp(mode, "rw") ? O_RDWR : !strcmp(mode, "w") ? O_WRONLY : O_RDONLY;
+    int fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
+/* devnode PATH TYPE MAJOR MINOR...: mknod each (mode 0666), then open it read-only. */
+static int devnodes(int argc, char **argv)
+{
+    for (int i = 2; i + 3 < argc; i += 4) {
+        mode_t type = argv[i + 1][0] == 'b' ? S_IFBLK : S_IFCHR;
+        dev_t dev = makedev(strtoul(argv[i + 2], NULL, 0), strtoul(argv[i + 3], NULL, 0));
+        int r = mknod(argv[i], type | 0666, dev);
+        printf("%s mknod=%s", argv[i], errname(r));
+        printf(" open=%s\n", r < 0 ? "-" : errname(open_dev(argv[i], "r")));
+    }
+    return 0;
+}
+
+/* open PATH MODE...: each existing node opened as asked (r, w, rw). */
+static int opens(int argc, char **argv)
+{
+    for (int i = 2; i + 1 < argc; i += 2)
+        printf("%s open=%s\n", argv[i], errname(open_dev(argv[i], argv[i + 1])));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -267,8 +307,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "int80") && argc > 2)
         return int80(argc, argv);
+    if (!strcmp(cmd, "devnode"))
+        return devnodes(argc, argv);
+    if (!strcmp(cmd, "open"))
+        return opens(argc, argv);
     fprintf(stderr, "usage: probe pid|caps|nnp|fds|hostname|cgroup|sigs|uid|mounts|"
                     "memhog MB|forkbomb N|exit N|read PATH|write PATH|syscall NR [ARG...]|"
-                    "clone FLAGS|clone3 FLAGS|fork|int80 NR [ARG...]\n");
+                    "clone FLAGS|clone3 FLAGS|fork|int80 NR [ARG...]|devnode PATH c|b MAJ MIN|open PATH r|w|rw\n");
     return 2;
 }

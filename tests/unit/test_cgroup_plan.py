@@ -124,7 +124,7 @@ def test_v1_limit_files_and_values():
     memsw = _memsw(lay)
     if memsw:  # --memory alone: as much swap as memory, so memory+swap is twice it
         assert writes[memsw] == str(128 << 20)
-    assert len(writes) == 3 + bool(memsw)
+    assert len([f for f in writes if "/devices." not in f]) == 3 + bool(memsw)
     for f, _ in p.writes:
         assert os.path.dirname(f) in p.dirs
 
@@ -144,7 +144,8 @@ def test_v1_unlimited_pids():
 
 @needs_v1
 def test_v1_no_limits_no_writes():
-    assert cgroup.plan(CID).writes == []
+    """Only the device policy of the container's own devices cgroup, if there is one."""
+    assert [f for f, _ in cgroup.plan(CID).writes if "/devices." not in f] == []
 
 
 @needs_v1
@@ -158,16 +159,25 @@ def test_plan_makes_the_parent_not_the_container():
 
 
 @needs_v1
-def test_v1_devices_parent_denies_by_default():
+def test_v1_devices_policy_is_the_containers_own():
+    """The container's own devices cgroup gets deny-all then the standard devices, one
+    rule per line (a v1 cgroup never allows more than its parent, so the parent allows
+    what the root does, and --device can add to a container's list)."""
     lay = cgroup.layout()
     if "devices" not in lay.v1:
         pytest.skip("no v1 devices controller")
-    cgroup.plan(CID)
-    with open(f"{lay.v1['devices']}/{_parent()}/devices.list") as f:
-        rules = f.read().split("\n")
-    assert not any(r.startswith("a ") for r in rules), rules
-    assert "c 1:3 rwm" in rules  # /dev/null
+    d = f"{lay.v1['devices']}/{_parent()}/{CID}"
+    writes = [(f, v) for f, v in cgroup.plan(CID).writes if "/devices." in f]
+    assert writes[0] == (d + "/devices.deny", "a")
+    assert writes[1][0] == d + "/devices.allow"
+    rules = writes[1][1].split("\n")
+    assert "c 1:3 rwm" in rules and "c *:* m" in rules  # /dev/null; mknod of anything
     assert "c 1:1 rwm" not in rules  # /dev/mem
+    with open(f"{lay.v1['devices']}/{_parent()}/devices.list") as f:
+        assert f.read() == "a *:* rwm\n"
+    extra = cgroup.plan(CID, device_rules=("c 1:3 rwm", "c 10:229 rwm")).writes
+    assert [v for f, v in extra if "/devices." in f] == ["a", "c 1:3 rwm\nc 10:229 rwm"]
+    assert not [f for f, _ in cgroup.plan(CID, device_rules=False).writes if "/devices." in f]
 
 
 def test_parent_from_environment(monkeypatch):
@@ -217,9 +227,14 @@ def test_v1_more_limits():
     assert writes[cpu + "/cpu.cfs_quota_us"] == "25000"
 
 
+def _limit_writes(p):
+    """The plan's writes but the container's own device policy (test_devices covers it)."""
+    return {f: v for f, v in p.writes if "/devices." not in f}
+
+
 @needs_v1
 def test_v1_unlimited_quota_writes_nothing():
-    assert cgroup.plan(CID, cpu_quota=-1).writes == []
+    assert _limit_writes(cgroup.plan(CID, cpu_quota=-1)) == {}
 
 
 @needs_v1
@@ -238,7 +253,7 @@ def test_v1_cpuset_joined_only_when_asked_and_parent_initialised():
     d = f"{mount}/{_parent()}/{CID}"
     p = cgroup.plan(CID, cpuset_cpus="0")
     assert d in p.dirs and d + "/tasks" in p.join
-    assert dict(p.writes) == {d + "/cpuset.cpus": "0"}
+    assert _limit_writes(p) == {d + "/cpuset.cpus": "0"}
     assert (os.path.basename(mount), "cpuset") in p.v1_mounts
     # the parent has CPUs and nodes (a task can join only then), and hands them down
     parent = f"{mount}/{_parent()}"
@@ -250,7 +265,7 @@ def test_v1_cpuset_joined_only_when_asked_and_parent_initialised():
     with open(f"{parent}/cgroup.clone_children") as f:
         assert f.read().strip() == "1"
     p = cgroup.plan(CID, cpuset_mems="0")
-    assert dict(p.writes) == {d + "/cpuset.mems": "0"}
+    assert _limit_writes(p) == {d + "/cpuset.mems": "0"}
 
 
 # ------------------------------------------------------------------ v2 plan on a fake root
@@ -293,6 +308,16 @@ def test_v2_plan(fake_v2):
 def test_v2_no_limits(fake_v2):
     p = cgroup.plan(CID)
     assert p.writes == []
+
+
+def test_v2_device_program(fake_v2):
+    """The standard rules' program, loaded once and shared; none for --privileged; a
+    pool's reused plan attaches nothing again."""
+    p = cgroup.plan(CID)
+    assert isinstance(p.dev_prog, int) and p.dev_prog >= 0
+    assert cgroup.plan(CID).dev_prog == p.dev_prog
+    assert cgroup.plan(CID, device_rules=False).dev_prog is None
+    assert p.reused().dev_prog is None
 
 
 def test_v2_unlimited_pids(fake_v2):
