@@ -62,9 +62,18 @@ def main():
             fd = sys(430, b"overlay", ctypes.c_uint(0))
             show("fsopen(overlay) (new mount API)", verdict(fd))
             if fd >= 0:
-                r = sys(431, fd, FSCONFIG_SET_STRING, b"lowerdir+", f"{d}/l1".encode(), 0)
-                show("overlay lowerdir+ (6.8)", verdict(r) + ("" if r >= 0 else ": core joins lowerdir"))
                 os.close(fd)
+                # Before 6.5 overlay has no fs_context of its own: fsconfig takes any key
+                # and only FSCONFIG_CMD_CREATE tells.
+                os.mkdir(f"{d}/u")
+                os.mkdir(f"{d}/w")
+                r = fsconfig_overlay([("lowerdir+", f"{d}/l1"), ("lowerdir+", f"{d}/l2"),
+                                      ("upperdir", f"{d}/u"), ("workdir", f"{d}/w")])
+                show("overlay lowerdir+ (6.8)", verdict(r) + ("" if r >= 0 else
+                     ": the core falls back to a joined lowerdir, then to mount(2)"))
+                r = fsconfig_overlay([("lowerdir", f"{d}/l1:{d}/l2"),
+                                      ("upperdir", f"{d}/u"), ("workdir", f"{d}/w")])
+                show("overlay via fsconfig lowerdir", verdict(r))
             for i, opt in enumerate(("volatile", "metacopy=on", "userxattr", "redirect_dir=on")):
                 os.mkdir(f"{d}/u{i}")
                 os.mkdir(f"{d}/w{i}")  # fresh: a volatile mount leaves its work dir unusable
@@ -82,9 +91,11 @@ def main():
     if "--guest" in sys_argv() and os.path.exists(os.path.join(root, "cgroup.controllers")):
         print(f"  cgroup2 root controllers           {open(root + '/cgroup.controllers').read().strip()}")
         try:
-            os.mkdir(probe)
             with open(root + "/cgroup.subtree_control") as f:
                 print(f"  root subtree_control               {f.read().strip() or '(none)'}")
+            with open(root + "/cgroup.subtree_control", "w") as f:
+                f.write("+memory +cpu +pids")  # what fastbox enables too
+            os.mkdir(probe)
             for name in ("cgroup.kill", "memory.peak", "memory.swap.max", "memory.oom.group",
                          "pids.peak", "pids.events", "cpu.max", "cpu.max.burst", "cpu.stat",
                          "memory.events"):
@@ -93,6 +104,21 @@ def main():
             os.rmdir(probe)
     print(f"  BPF_PROG_TYPE_CGROUP_DEVICE        "
           f"{'yes (CONFIG_CGROUP_BPF)' if _config('CONFIG_CGROUP_BPF') else 'unknown'}")
+
+
+def fsconfig_overlay(pairs):
+    """fsopen + fsconfig strings + CMD_CREATE: 0 or -errno (no mount is made)."""
+    fd = sys(430, b"overlay", ctypes.c_uint(0))
+    if fd < 0:
+        return fd
+    try:
+        for key, value in pairs:
+            r = sys(431, fd, FSCONFIG_SET_STRING, key.encode(), value.encode(), 0)
+            if r < 0:
+                return r
+        return min(0, sys(431, fd, FSCONFIG_CMD_CREATE, None, None, 0))
+    finally:
+        os.close(fd)
 
 
 def sys_argv():
