@@ -40,6 +40,8 @@ t_install=$(elapsed "$t0")
 DIR=$(mktemp -d /tmp/fastbox-vm.XXXXXX)
 trap 'rm -rf "$DIR"' EXIT
 mkdir "$DIR/fs"   # a guest tmpfs goes here: nothing below it reaches the host
+# The guest starts with a clean environment: what it needs from ours goes through DIR.
+printf '%s\n' "${FB_VM_PYTEST_ARGS:-}" >"$DIR/pytest-args"
 t1=$(date +%s)
 # vng and the tools it runs (virtme-run) are in the venv. timeout signals its whole
 # process group, qemu included.
