@@ -176,9 +176,10 @@ def test_privileged(probe):
 @needs_device_control()
 def test_privileged_reaches_devices_the_default_does_not(probe):
     """Docker's privileged allows every device in the device controller (the v1 cgroup or
-    the v2 program): opening kmsg (1:11, not in the default list) is refused, then allowed.
-    The node is made in /dev: the rootfs's scratch tmpfs is nodev."""
-    script = "mknod /dev/xkmsg c 1 11 && dd if=/dev/xkmsg of=/dev/null count=0 2>/dev/null; echo rc=$?"
+    the v2 program): opening the loop control (10:237, not in the default list, and
+    guarded by no capability, unlike kmsg) is refused, then allowed. The node is made in
+    /dev: the rootfs's scratch tmpfs is nodev."""
+    script = "mknod /dev/xloop c 10 237 && dd if=/dev/xloop of=/dev/null count=0 2>/dev/null; echo rc=$?"
     denied = fastbox.run(probe.image, ["sh", "-c", script], capture_output=True)
     assert denied.stdout == b"rc=1\n", denied.stdout
     allowed = fastbox.run(probe.image, ["sh", "-c", script], capture_output=True, privileged=True)
