@@ -14,6 +14,7 @@ fail() {
     echo "$*" >"$DIR/error"
     exit 1
 }
+date +%s >"$DIR/t_up"
 cd "$REPO" || fail "no checkout at $REPO"
 echo "guest kernel: $(uname -r)"
 echo "guest root cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>&1)"
@@ -34,13 +35,13 @@ echo "$info" | grep -q '^cgroup mode: *v2$' || fail "fastbox does not see pure c
 
 echo "--- what this kernel offers"
 python3 "$REPO/tests/vm/kernel_probe.py" --guest || fail "kernel probe failed"
-echo "--- a first container"
-fastbox run --rm --timings busybox sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max' \
+echo "--- a first container, 64m and 32 pids: its limits, and device access (MKNOD is a"
+echo "    default capability; /dev is a tmpfs without nodev; only loop-control needs no capability)"
+fastbox run --rm --timings -m 64m --pids-limit 32 busybox sh -c '
+    echo "memory.max $(cat /sys/fs/cgroup/memory.max), pids.max $(cat /sys/fs/cgroup/pids.max)"
+    mknod /dev/xmem c 1 1; mknod /dev/xkmsg c 1 11; mknod /dev/xloop c 10 237
+    for d in /dev/xmem /dev/xkmsg /dev/xloop; do echo "$d: $(dd if=$d of=/dev/null count=0 2>&1 | tail -n 1)"; done' \
     || fail "a first container failed"
-
-echo "--- device access (MKNOD is a default capability; /dev is a tmpfs without nodev)"
-fastbox run --rm busybox sh -c 'mknod /dev/xmem c 1 1; mknod /dev/xkmsg c 1 11; mknod /dev/xloop c 10 237
-    for d in /dev/xmem /dev/xkmsg /dev/xloop; do echo "$d: $(dd if=$d of=/dev/null count=0 2>&1 | tail -n 1)"; done'
 
 echo "--- pytest"
 set --
@@ -52,6 +53,7 @@ while read -r entry rest; do
     esac
 done <"$REPO/tests/vm/subset.txt"
 start=$(date +%s)
+echo "$start" >"$DIR/t_pytest"
 "$REPO/.venv/bin/pytest" -p no:cacheprovider --basetemp="$DIR/fs/pt" -q -rfEs \
     --junitxml="$DIR/junit.xml" --durations=25 $(cat "$DIR/pytest-args") "$@"
 rc=$?

@@ -56,7 +56,12 @@ t_vm=$(elapsed "$t1")
 echo "--- vm lane: guest output ($KERNEL)"
 cat "$DIR/guest.log" 2>/dev/null || { echo "(no guest output) console:"; tail -n 40 "$DIR/console.log"; }
 echo "---"
-timing="setup ${t_install}, guest ${t_vm}, total $(elapsed "$t0")"
+timing="installs ${t_install}, guest ${t_vm}"
+# (the guest's clock is the host's: qemu starts its RTC from it)
+[ -s "$DIR/t_up" ] && timing="$timing: boot $(( $(cat "$DIR/t_up") - t1 ))s"
+[ -s "$DIR/t_pytest" ] && timing="$timing, checks $(( $(cat "$DIR/t_pytest") - $(cat "$DIR/t_up") ))s"
+[ -s "$DIR/rc" ] && timing="$timing, pytest $(( $(date -r "$DIR/rc" +%s) - $(cat "$DIR/t_pytest") ))s"
+timing="$timing; total $(elapsed "$t0")"
 if [ -s "$DIR/error" ]; then
     echo "vm lane: FAILED: $(cat "$DIR/error") ($timing)"
     exit 1
@@ -70,11 +75,18 @@ summary=$(.venv/bin/python - "$DIR/junit.xml" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
-s = root if root.tag == "testsuite" else root.find("testsuite")
-n = {k: int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
-parts = [f"{passed} passed"] + [f"{n[k]} {k}" for k in ("failures", "errors", "skipped") if n[k]]
-print(", ".join(parts) + f" in {float(s.get('time', 0)):.0f}s of pytest")
+suite = root if root.tag == "testsuite" else root.find("testsuite")
+n = dict.fromkeys(("passed", "failed", "errors", "skipped", "xfailed"), 0)
+for case in suite.iter("testcase"):
+    if case.find("failure") is not None:
+        n["failed"] += 1
+    elif case.find("error") is not None:
+        n["errors"] += 1
+    elif (skip := case.find("skipped")) is not None:
+        n["xfailed" if skip.get("type") == "pytest.xfail" else "skipped"] += 1
+    else:
+        n["passed"] += 1
+print(", ".join(f"{v} {k}" for k, v in n.items() if v or k == "passed"))
 PY
 )
 rc=$(cat "$DIR/rc")
@@ -82,4 +94,4 @@ if [ "$rc" != 0 ]; then
     echo "vm lane: FAILED (pytest exit $rc): $summary ($timing)"
     exit 1
 fi
-echo "vm lane: $summary on $(basename "$KERNEL"), pure cgroup v2 ($timing)"
+echo "vm lane: $summary on $(basename "$KERNEL") with pure cgroup v2 ($timing)"
