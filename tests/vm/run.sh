@@ -44,10 +44,11 @@ mkdir "$DIR/fs"   # a guest tmpfs goes here: nothing below it reaches the host
 printf '%s\n' "${FB_VM_PYTEST_ARGS:-}" >"$DIR/pytest-args"
 t1=$(date +%s)
 # vng and the tools it runs (virtme-run) are in the venv. timeout signals its whole
-# process group, qemu included.
+# process group, qemu included. The checkout is shared read-only at its own path: the
+# guest sees the host's / but not what lies under /var/tmp, /run and the like.
 set +e
 PATH="$REPO/.venv/bin:$PATH" timeout -k 15 "${FB_VM_TIMEOUT:-840}" \
-    vng --disable-kvm --run "$KERNEL" --memory 2G --cpus 2 --rwdir "$DIR" \
+    vng --disable-kvm --run "$KERNEL" --memory 2G --cpus 2 --rodir "$REPO" --rwdir "$DIR" \
     -- "sh $REPO/tests/vm/guest.sh $REPO $DIR" >"$DIR/console.log" 2>&1 </dev/null
 vng_rc=$?
 set -e
