@@ -38,6 +38,25 @@ def host_cgroup_dir(pid, controller):
     raise AssertionError(f"process {pid} has no {controller or 'v2'} cgroup")
 
 
+def device_control():
+    """What stops a container from opening a device node it made (MKNOD is a default
+    capability): "v1" (the devices cgroup), "bpf" (an eBPF device program, on pure v2),
+    or None where this build has no device control for this host's cgroups."""
+    from fastbox.runtime import cgroup
+    lay = cgroup.layout()
+    if lay.v1.get("devices"):
+        return "v1"
+    return "bpf" if lay.mode == "v2" else None
+
+
+def needs_device_control():
+    """A pytest mark: expected to fail where this build has no device control."""
+    import pytest
+    return pytest.mark.xfail(device_control() is None, strict=True,
+                             reason="no device control on this host's cgroups in this build "
+                                    "(pure v2 needs the eBPF device program)")
+
+
 def read(path):
     with open(path) as f:
         return f.read().strip()

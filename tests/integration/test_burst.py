@@ -13,8 +13,12 @@ from cgroup_pids import container_cgroups
 
 import fastbox
 from fastbox.errors import CommandNotFound, SpecError
+from fastbox.runtime import cgroup
 
 LIMITS = {"memory": "256m", "cpus": 1, "pids_limit": 1024}
+# The memory limit as the container sees it at the root of its cgroup namespace.
+MEMORY_LIMIT_FILE = ("/sys/fs/cgroup/memory.max" if cgroup.layout().mode == "v2"
+                     else "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def thread_netns():
@@ -104,7 +108,7 @@ def test_limits_are_the_pools(busybox):
     with fastbox.Pool("busybox", size=1, **LIMITS) as pool:
         with pytest.raises(SpecError, match="limits are the pool's"):
             pool.run(["/bin/true"], memory="64m")
-        r = pool.run(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"], capture_output=True)
+        r = pool.run(["cat", MEMORY_LIMIT_FILE], capture_output=True)
     assert r.stdout.strip() == str(256 << 20).encode()
 
 

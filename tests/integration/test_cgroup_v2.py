@@ -1,6 +1,8 @@
-"""The cgroup v2 path, run for real on this hybrid host's cgroup2 mount (which holds no
-resource controller, so no limits): the child is placed with CLONE_INTO_CGROUP, its
-cgroup namespace starts there, and the cgroup is removed after exit."""
+"""The cgroup v2 path: the child is placed with CLONE_INTO_CGROUP, its cgroup namespace
+starts there, and the cgroup is removed after exit. On a pure v2 host (the VM lane's
+guest) it is fastbox's own path, with the memory, cpu and pids controllers; on a hybrid
+host it is forced onto the cgroup2 mount, which holds no resource controller (no
+limits); a pure v1 host has no v2 path to test."""
 import os
 
 import pytest
@@ -8,19 +10,19 @@ import pytest
 import fastbox
 from fastbox.runtime import cgroup
 
-
-def _cgroup2_mount():
-    lay = cgroup.layout()
-    return lay.v2 if lay.v2 and lay.v1 else None  # hybrid: a cgroup2 we can place into
+PURE_V2 = cgroup.layout().mode == "v2"  # read before any test forces the layout
 
 
 @pytest.fixture
 def forced_v2(monkeypatch):
-    mount = _cgroup2_mount()
-    if mount is None:
-        pytest.skip("needs a hybrid host (pure v2 hosts take this path by default)")
-    monkeypatch.setattr(cgroup, "_layout", cgroup.Layout(mount, {}))
-    return mount
+    """The v2 mount fastbox places containers in: its own on pure v2, forced on hybrid."""
+    lay = cgroup.layout()
+    if lay.mode == "v2":
+        return lay.v2
+    if lay.mode == "v1":
+        pytest.skip("a pure v1 host has no cgroup2 mount")
+    monkeypatch.setattr(cgroup, "_layout", cgroup.Layout(lay.v2, {}))
+    return lay.v2
 
 
 def test_clone_into_cgroup_places_the_container_and_cleans_up(forced_v2, busybox):
@@ -32,6 +34,8 @@ def test_clone_into_cgroup_places_the_container_and_cleans_up(forced_v2, busybox
         with open(f"/proc/{pid}/cgroup") as f:
             seen["host_view"] = [line for line in f.read().splitlines() if line.startswith("0::")]
         seen["dirs"] = sorted(os.listdir(parent))
+        with open(os.path.join(parent, "cgroup.subtree_control")) as f:
+            seen["enabled"] = set(f.read().split())
         os.close(hold_w)
 
     try:
@@ -48,3 +52,12 @@ def test_clone_into_cgroup_places_the_container_and_cleans_up(forced_v2, busybox
     assert r.stdout.decode().strip() == "0::/"
     # Removed after exit.
     assert not os.path.exists(os.path.join(parent, r.id))
+    if PURE_V2:
+        # Pure v2: the parent hands its children the controllers the limits need.
+        wanted = {"memory", "cpu", "pids"} & set(_read(os.path.join(forced_v2, "cgroup.controllers")).split())
+        assert wanted == {"memory", "cpu", "pids"} and wanted <= seen["enabled"], seen["enabled"]
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()

@@ -13,7 +13,7 @@ import fastbox
 from fastbox import containers
 from fastbox.errors import SpecError
 
-from fbtest import host_capbnd, parse_status
+from fbtest import host_capbnd, needs_device_control, parse_status
 from test_lifecycle import cli, one_line_error, reap, wait_for_log  # noqa: F401 (reap: autouse)
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 syscall numbers")
@@ -173,15 +173,15 @@ def test_privileged(probe):
     assert r.stdout == b"2\n"
 
 
+@needs_device_control()
 def test_privileged_reaches_devices_the_default_does_not(probe):
-    """Docker's privileged allows every device in the device cgroup (v1 here): opening
-    /dev/kmsg (1:11, not in the default list) is refused, then allowed."""
-    script = "mknod /tmp/kmsg c 1 11 && : < /tmp/kmsg 2>/dev/null; echo rc=$?"
+    """Docker's privileged allows every device in the device controller (the v1 cgroup or
+    the v2 program): opening the loop control (10:237, not in the default list, and
+    guarded by no capability, unlike kmsg) is refused, then allowed. The node is made in
+    /dev: the rootfs's scratch tmpfs is nodev."""
+    script = "mknod /dev/xloop c 10 237 && dd if=/dev/xloop of=/dev/null count=0 2>/dev/null; echo rc=$?"
     denied = fastbox.run(probe.image, ["sh", "-c", script], capture_output=True)
-    assert denied.stdout != b"rc=0\n"
-    from fastbox.runtime import cgroup
-    if not cgroup.layout().v1.get("devices"):
-        pytest.skip("no v1 devices controller: device rules are not fastbox's to lift here")
+    assert denied.stdout == b"rc=1\n", denied.stdout
     allowed = fastbox.run(probe.image, ["sh", "-c", script], capture_output=True, privileged=True)
     assert allowed.stdout == b"rc=0\n", allowed.stderr
 
