@@ -80,7 +80,7 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     env = _env(spec, image, ident, hostname, tty)
     nodes = devices.nodes_for(spec) if spec.devices else ()
     cg = cg or cgroup.plan(cid, spec.memory, spec.cpus, spec.pids_limit,
-                           device_rules=devices.rules_for(spec), **spec.cgroup_limits)
+                           device_rules=devices.rules_for(spec, nodes), **spec.cgroup_limits)
     fs = rootfs.plan(cid, image.layer_dirs, spec, ephemeral=spec.remove)
     plan = _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname)
     plan.seccomp_filter = prog

@@ -36,12 +36,17 @@ WILDCARD = -1
 _programs = {}  # rule tuple -> loaded program fd, for the life of this process
 
 
-def rules_for(spec):
+def rules_for(spec, nodes=None):
     """The container's allow list, or False when it has no device controller
-    (--privileged, --security-opt devices=unconfined)."""
+    (--privileged, --security-opt devices=unconfined). nodes: nodes_for(spec), when the
+    caller has it: each host node is looked at once, so the node made in the container
+    and the rule that lets it be opened have the same numbers."""
     if not spec.devices_confined:
         return False
-    extra = tuple(_rule_of(d) for d in spec.devices)
+    if nodes is None:
+        nodes = nodes_for(spec)
+    extra = tuple(f"{'b' if stat.S_ISBLK(mode) else 'c'} {major}:{minor} {d.permissions}"
+                  for (_, mode, major, minor, _, _), d in zip(nodes, spec.devices))
     if not extra and not spec.device_cgroup_rules:
         return DEFAULT_RULES
     seen, rules = set(), []
@@ -71,13 +76,6 @@ def _stat(device):
     if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         raise SpecError(f"invalid --device {str(device)!r}: {device.host} is not a device node")
     return st
-
-
-def _rule_of(device):
-    """The allow rule for a --device: its host node's type and numbers, its access."""
-    st = _stat(device)
-    kind = "b" if stat.S_ISBLK(st.st_mode) else "c"
-    return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} {device.permissions}"
 
 
 def v1_writes(cgroup_dir, rules):

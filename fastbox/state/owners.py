@@ -75,10 +75,7 @@ class Claim:
             _slots.put(self.path, self.fd)
             self.fd = -1
             return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        _unlink(self.path)
         self.close()
 
     def close(self):
