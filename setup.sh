@@ -5,10 +5,10 @@ set -eu
 cd "$(dirname "$0")"
 
 export DEBIAN_FRONTEND=noninteractive
-# runtime and build (libseccomp2: compiles seccomp profiles, loaded through ctypes);
-# peers for the benchmarks; a registry and image tools for the tests
-PACKAGES="busybox-static gcc libc6-dev python3-venv python3-dev libseccomp2 runc crun bubblewrap
-    docker-registry apache2-utils umoci skopeo conmon openssl util-linux"
+# Only what running fastbox needs: the built-in image (busybox-static), a compiler for the
+# core, and libseccomp2 (compiles seccomp profiles, loaded through ctypes). What the tests
+# and benchmarks need is installed by ./test.sh (tests/deps.sh).
+PACKAGES="busybox-static gcc libc6-dev python3-venv python3-dev libseccomp2"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -22,6 +22,6 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 # A regular (not editable) install: the editable finder adds ~20 ms to every start.
-.venv/bin/pip install -q ".[test]"
+.venv/bin/pip install -q .
 
 .venv/bin/fastbox run --rm busybox echo "hello from a fastbox container"
