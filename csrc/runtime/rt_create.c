@@ -344,8 +344,16 @@ int rt_create(int argc, char **argv, int run)
     struct js *cfg = js_parse_file(rt_fmt("%s/config.json", bundle), err, sizeof err);
     if (!cfg)
         rt_die("config.json: %s", err);
-    if (mkdir(G.root, 0711) < 0 && errno != EEXIST)
-        rt_die("state root %s: %s", G.root, strerror(errno));
+    for (char *s = rt_strdup(G.root), *c = s + 1;; c++) { /* mkdir -p, as runc */
+        if (*c && *c != '/')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(s, 0711) < 0 && errno != EEXIST)
+            rt_die("state root %s: %s", s, strerror(errno));
+        if (!(*c = saved))
+            break;
+    }
     char *dir = rt_state_dir(id);
     if (mkdir(dir, 0711) < 0)
         rt_die(errno == EEXIST ? "container with id exists: %s" : "state directory %s: %s", errno == EEXIST ? id : dir,
