@@ -17,7 +17,8 @@ RUNC = shutil.which("runc")
 
 
 def cgroup_parent():
-    return os.environ.get("FASTBOX_CGROUP_PARENT") or f"fastbox-test-{os.getppid()}"
+    # the conftest's per-session parent; module fixtures run before it is in the environment
+    return os.environ.get("FASTBOX_CGROUP_PARENT") or f"fastbox-test-{os.getpid()}"
 
 
 def make_rootfs(path):
