@@ -403,6 +403,11 @@ static int start_program(struct fb_child *c)
 static int child_steps(struct fb_child *c)
 {
     fb_stamp(c, FB_T_CHILD_START);
+    /* OCI create: this clone of the runtime lives on, blocked, until `start`; non-dumpable,
+     * so nothing that can see it (a process in a pid namespace it joined) can ptrace it
+     * or open its /proc/N/exe, the host's runtime binary (CVE-2019-5736). exec resets it. */
+    if (c->plan->wait_fifo)
+        FB_SYS2(SYS_prctl, PR_SET_DUMPABLE, 0);
     FB_SYS1(SYS_umask, 0); /* device nodes and dirs get exactly the modes asked for */
     /* Every fd of the caller's is close-on-exec before anything touches the container's
      * filesystem; verify_cwd then proves the working directory is inside. */

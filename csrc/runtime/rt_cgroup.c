@@ -91,6 +91,7 @@ int rt_cg_v2_only(void)
 
 static const char *v1_dir_of(const struct rt_cg *cg, const char *ctrl)
 {
+    detect();
     for (int i = 0; i < n_v1; i++)
         if (has_ctrl(v1[i].ctrls, ctrl))
             for (int k = 0; k < cg->n; k++)

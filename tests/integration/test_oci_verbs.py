@@ -372,3 +372,25 @@ def test_spec_writes_a_default_config(rt, fb_env):
     assert cfg["root"]["path"] == "rootfs" and cfg["process"]["args"] == ["sh"]
     r = rt.run("spec", "--bundle", d)
     assert r.returncode == 1 and "exists" in r.stderr
+
+
+def test_created_init_is_not_reachable_from_a_shared_pid_namespace(rt, fb_env):
+    """The attack (CVE-2019-5736's first step): a container that shares the pid namespace
+    of a created, not yet started container opens its init's /proc/1/exe, which is still
+    the host's runtime binary. The init is non-dumpable until its exec, so even root in
+    the other container (without CAP_SYS_PTRACE) cannot."""
+    a = make_bundle(fb_env.tmp, "pida", ["sleep", "60"])
+    rt.run("create", "--bundle", a, "c20", check=True)
+    apid = rt.state("c20")["pid"]
+    nss = [{"type": "pid", "path": f"/proc/{apid}/ns/pid"}, {"type": "ipc"}, {"type": "uts"},
+           {"type": "mount"}, {"type": "network"}]
+    b = make_bundle(fb_env.tmp, "pidb", ["sh", "-c", "readlink /proc/1/exe; cat /proc/1/cmdline | wc -c; echo end"],
+                    **{"linux.namespaces": nss})
+    r = rt.run("run", "--bundle", b, "c21")
+    assert r.returncode == 0, r.stderr
+    assert "fastbox-runtime" not in r.stdout and "end" in r.stdout, r.stdout
+    rt.run("start", "c20", check=True)  # and after exec the init is the program, reachable
+    r = rt.run("run", "--bundle", b, "c22")
+    assert "/bin/busybox" in r.stdout, (r.stdout, r.stderr)
+    rt.run("delete", "--force", "c20", check=True)
+    os.waitpid(apid, 0)
