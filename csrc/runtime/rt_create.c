@@ -240,7 +240,7 @@ static void save_state(const char *id, const char *bundle, struct rt_build *b, p
     FILE *f = open_memstream(&text, &len);
     fputs("{\"id\":", f);
     js_write_str(f, id);
-    fprintf(f, ",\"pid\":%d,\"start\":%llu,\"bundle\":", pid, rt_proc_start(pid));
+    fprintf(f, ",\"pid\":%d,\"start\":%llu,\"bundle\":", pid, pid > 0 ? rt_proc_start(pid) : 0ULL);
     js_write_str(f, bundle);
     fputs(",\"rootfs\":", f);
     js_write_str(f, b->rootfs);
@@ -383,6 +383,11 @@ int rt_create(int argc, char **argv, int run)
         rt_die("exec.fifo: %s", strerror(errno));
     p->detached = !run || detach;
     rt_cg_make(&b.cg);
+    /* a first state (no init yet: "stopped"), so that a create killed from here on leaves
+     * what `delete --force` needs to remove its cgroups */
+    char created[64];
+    rt_now_rfc3339(created, sizeof created);
+    save_state(id, bundle, &b, 0, created);
     rt_apply_rlimits(js_get(cfg, "process"));
     join_namespaces(&b);
     static struct fb_report rep;
@@ -400,8 +405,6 @@ int rt_create(int argc, char **argv, int run)
         if (rc < 0)
             rt_die("oomScoreAdj %lld: %s", oom, strerror(-rc));
     }
-    char created[64];
-    rt_now_rfc3339(created, sizeof created);
     save_state(id, bundle, &b, pid, created);
     struct js *st = rt_state_load(id);
     rt_run_hooks(js_get(cfg, "hooks"), "prestart", st, "created");

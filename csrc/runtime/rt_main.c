@@ -309,8 +309,10 @@ static int cmd_delete(int argc, char **argv)
     int force = has_flag(argc, argv, "force") || has_flag(argc, argv, "f");
     struct js *st = rt_state_try(id);
     if (!st) {
-        if (force)
+        if (force) { /* a create killed before its first state: only the directory */
+            remove_state(id);
             return 0;
+        }
         rt_die("container \"%s\" does not exist", id);
     }
     const char *status = rt_status(st, NULL);

@@ -394,3 +394,29 @@ def test_created_init_is_not_reachable_from_a_shared_pid_namespace(rt, fb_env):
     assert "/bin/busybox" in r.stdout, (r.stdout, r.stderr)
     rt.run("delete", "--force", "c20", check=True)
     os.waitpid(apid, 0)
+
+
+def test_a_create_killed_midway_is_cleaned_by_delete_force(rt, fb_env):
+    """State stays consistent after SIGKILL: a create stopped (SIGSTOP, then SIGKILL) once
+    its cgroups exist leaves a state that `delete --force` clears, cgroups included."""
+    hook = os.path.join(fb_env.tmp, "hang.sh")
+    with open(hook, "w") as f:
+        f.write(f"#!/bin/sh\necho $$ > {hook}.pid\nexec sleep 60\n")
+    os.chmod(hook, 0o755)
+    b = make_bundle(fb_env.tmp, "killed", ["sleep", "60"], hooks={"createRuntime": [{"path": hook}]})
+    p = subprocess.Popen(rt.argv("create", "--bundle", b, "c23"), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    st = eventually(lambda: rt.state("c23") if rt.state("c23") and rt.state("c23")["pid"] else None,
+                    what="the init is made")
+    pid = st["pid"]
+    eventually(lambda: os.path.exists(hook + ".pid"), what="the hook runs")
+    p.kill()  # the runtime, while its hook runs: no undo runs
+    p.wait()
+    assert rt.state("c23")["status"] == "created"
+    rt.run("delete", "--force", "c23", check=True)
+    eventually(lambda: gone(pid))
+    os.waitpid(pid, 0)
+    assert not os.path.exists(os.path.join(rt.root, "c23"))
+    hook_pid = int(open(hook + ".pid").read())  # the hook, orphaned by the killed runtime
+    os.kill(hook_pid, 9)
+    os.waitpid(hook_pid, 0)
