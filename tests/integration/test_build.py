@@ -515,3 +515,58 @@ def test_build_flags(tmp_path):
     assert r.returncode == 125 and "platform" in r.stderr
     r = build(tmp_path / "nonexistent", ok=False)
     assert r.returncode == 125 and "not found" in r.stderr
+
+
+# ---------------------------------------------------------------- attacks
+
+def test_copy_never_follows_a_symlink_out_of_the_context_or_the_stage(tmp_path):
+    """Docker resolves a source's symlinks inside the context (or the stage's root), never
+    on the host; nor may one source's symlink redirect where the next one's files go."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ctx = context(tmp_path, """FROM busybox AS one
+RUN ln -s / /hostroot && ln -s / /a
+RUN rm /a && mkdir /a
+FROM busybox
+COPY escape/etc/passwd /from-abs
+COPY rel/etc/passwd /from-rel
+COPY --from=one /hostroot/etc/passwd /from-stage
+COPY first/ second/ /dst/
+""", {"etc/passwd": "context's own passwd\n", "second/x/pwned": "p"})
+    os.symlink("/", ctx / "escape")
+    os.symlink("../../../../../..", ctx / "rel")
+    (ctx / "first").mkdir()
+    os.symlink(str(outside), ctx / "first" / "x")
+    build(ctx, "-t", "fbtest/symlinks")
+    busybox_passwd = run("busybox", "cat", "/etc/passwd")[1]
+    out = run("fbtest/symlinks", "sh", "-c",
+              "cat /from-abs /from-rel /from-stage; find /dst | sort")[1]
+    assert out == ("context's own passwd\ncontext's own passwd\n" + busybox_passwd +
+                   "/dst\n/dst/x\n/dst/x/pwned\n")
+    assert os.listdir(outside) == []
+    # a directory of an upper layer hides a lower layer's symlink at its path: /a/etc is
+    # not the host's /etc through the lower `a -> /`
+    bad = context(tmp_path, """FROM busybox AS one
+RUN ln -s / /a
+RUN rm /a && mkdir /a
+FROM busybox
+COPY --from=one /a/etc/passwd /x
+""", name="hidden")
+    r = build(bad, ok=False)
+    assert r.returncode == 125 and "not found" in r.stderr, r.stdout + r.stderr
+
+
+def test_run_steps_have_the_security_defaults_of_run(tmp_path):
+    ctx = context(tmp_path, """FROM busybox
+RUN grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status > /status; \\
+    (mount -t tmpfs x /mnt && echo mounted || echo no-mount) >> /status; \\
+    (cat /proc/kcore > /dev/null 2>&1 && echo kcore || echo no-kcore) >> /status; \\
+    ls /sys/fs/cgroup >/dev/null 2>&1; ip link 2>/dev/null | grep -c '^[0-9]' >> /status
+""")
+    build(ctx, "-t", "fbtest/secure")
+    lines = run("fbtest/secure", "cat", "/status")[1].splitlines()
+    status = dict(line.split(":\t") for line in lines[:3])
+    assert int(status["CapEff"], 16) == 0x00000000A80425FB  # Docker's 14
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+    assert lines[3:5] == ["no-mount", "no-kcore"]
+    assert lines[5] == "1"  # its own network namespace (run's default, none): only lo
