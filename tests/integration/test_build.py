@@ -570,3 +570,48 @@ RUN grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status > /status; \\
     assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
     assert lines[3:5] == ["no-mount", "no-kcore"]
     assert lines[5] == "1"  # its own network namespace (run's default, none): only lo
+
+
+def _tree(root):
+    import stat as st_mod
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            data = ""
+            if st_mod.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    data = f.read()
+            elif st_mod.S_ISLNK(st.st_mode):
+                data = os.readlink(path)
+            xattrs = sorted(os.listxattr(path, follow_symlinks=False))
+            out[os.path.relpath(path, root)] = (st.st_mode, st.st_uid, st.st_gid, st.st_rdev,
+                                                int(st.st_mtime), data, xattrs)
+    return out
+
+
+def test_every_layer_tar_unpacks_to_exactly_its_layer_directory(tmp_path):
+    """A step's layer directory goes into the store as it was made (a RUN's upper, a COPY's
+    directory written with its tar in one pass): the blob must say the same, or a pulled
+    copy of the image would differ from the built one."""
+    from fastbox.images.store import ImageStore
+    from fastbox.images.unpack import unpack_layer
+    ctx = context(tmp_path, """FROM busybox
+RUN mkdir -p /data/sub && echo 1 > /data/a && ln -s a /data/l && mkfifo /data/p && rm /etc/group
+RUN rm -rf /data && mkdir /data && echo 2 > /data/b && chmod 4755 /data/b
+WORKDIR /w/x
+COPY --chown=7:8 dir /copied/
+COPY f /copied/dir/f2
+COPY <<EOF /doc
+doc
+EOF
+""", {"dir/a": "a", "dir/s/b": "b", "f": "f"})
+    os.symlink("a", ctx / "dir" / "link")
+    build(ctx, "-t", "fbtest/layers")
+    store = ImageStore()
+    d = store.describe("fbtest/layers")
+    for i, (layer, diff_id) in enumerate(zip(d["manifest"]["layers"], d["config"]["rootfs"]["diff_ids"])):
+        out = tmp_path / f"unpacked{i}"
+        unpack_layer(store.blob_path(layer["digest"]), str(out), diff_id)
+        assert _tree(out) == _tree(store.layer_path(diff_id)), f"layer {i}"
