@@ -586,8 +586,11 @@ def _tree(root):
             elif st_mod.S_ISLNK(st.st_mode):
                 data = os.readlink(path)
             xattrs = sorted(os.listxattr(path, follow_symlinks=False))
+            # a whiteout's own time means nothing (overlay shows nothing there), and the
+            # unpacker makes it anew
+            whiteout = st_mod.S_ISCHR(st.st_mode) and st.st_rdev == 0
             out[os.path.relpath(path, root)] = (st.st_mode, st.st_uid, st.st_gid, st.st_rdev,
-                                                int(st.st_mtime), data, xattrs)
+                                                0 if whiteout else int(st.st_mtime), data, xattrs)
     return out
 
 
@@ -615,3 +618,21 @@ EOF
         out = tmp_path / f"unpacked{i}"
         unpack_layer(store.blob_path(layer["digest"]), str(out), diff_id)
         assert _tree(out) == _tree(store.layer_path(diff_id)), f"layer {i}"
+
+
+def test_run_network_is_runs_default_unless_given(tmp_path):
+    ctx = context(tmp_path, "FROM busybox\nRUN ls /sys/class/net | sort > /nets\n"
+                            "RUN --network=none ls /sys/class/net | sort > /nets-none\n")
+    build(ctx, "-t", "fbtest/net-default")
+    assert run("fbtest/net-default", "cat", "/nets")[1] == "lo\n"
+    build(ctx, "-t", "fbtest/net-host", "--network", "host")
+    host = "".join(n + "\n" for n in sorted(os.listdir("/sys/class/net")))
+    assert run("fbtest/net-host", "cat", "/nets", "/nets-none")[1] == host + "lo\n"
+
+
+def test_a_run_step_that_cannot_start_names_its_line(tmp_path):
+    r = build(context(tmp_path, "FROM busybox\nUSER nosuchuser\nRUN true\n"), ok=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("fastbox: Dockerfile:3: RUN: unable to find user nosuchuser")
+    r = build(context(tmp_path, 'FROM busybox\nRUN ["/nosuch"]\n', name="exec"), ok=False)
+    assert r.returncode == 1 and "Dockerfile:2: RUN: exec" in r.stderr, r.stderr

@@ -173,3 +173,22 @@ def test_buildah_builds_the_same_rootfs_and_config(buildah, ctx, tmp_path):
     b["Labels"] = {k: v for k, v in b["Labels"].items() if k != "io.buildah.version"}
     assert sorted(a.pop("Env")) == sorted(b.pop("Env"))  # buildah appends a replaced variable
     assert a == b
+
+
+def test_missing_from_and_copy_from_images_are_pulled(registry, ctx, tmp_path, monkeypatch):
+    target = f"{registry.host}/fbtest/base-for-pull:v1"
+    cli("build", "-t", target, ctx)
+    cli("push", target)
+    # a store that has never seen it: FROM and COPY --from pull it
+    monkeypatch.setenv("FASTBOX_ROOT", str(tmp_path / "fresh-root"))
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "Dockerfile").write_text(f"FROM {target}\nCOPY --from={target} /etc/keep /copied-keep\n"
+                                      "USER 0\nENTRYPOINT []\nCMD [\"cat\", \"/copied-keep\", \"/data/c\"]\n")
+    r = cli("build", "-t", "fbtest/pulled-child", child)
+    assert f"pulling {target}" in r.stdout
+    r = subprocess.run([FASTBOX, "run", "--rm", "fbtest/pulled-child"], capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL)
+    assert r.stdout == "keep\nnew\n", r.stderr
+    r = cli("build", "--pull", "-t", "fbtest/pulled-child", child)  # --pull asks the registry again
+    assert f"pulling {target}" in r.stdout
