@@ -145,6 +145,11 @@ CMD ["/bin/busybox", "cat", "/app.txt"]
     assert "unused" not in r.stdout  # a stage nothing needs is not built
     assert run("fbtest/scratch") == (0, "built-in-stage-one\n", "")
     assert layer_members("fbtest/scratch") == [["app.txt"], ["bin", "bin/busybox"]]
+    by_index = context(tmp_path, "FROM busybox\nRUN echo zero > /z\nFROM scratch\n"
+                                 "COPY --from=0 /z /z\nCOPY --from=0 /bin/busybox /busybox\n",
+                       name="byindex")
+    build(by_index, "-t", "fbtest/by-index")
+    assert run("fbtest/by-index", "/busybox", "cat", "/z")[1] == "zero\n"
     r = build(ctx, "--target", "builder", "-t", "fbtest/builder-only")
     assert run("fbtest/builder-only", "cat", "/src/app.txt")[1] == "built-in-stage-one\n"
     assert image_config("fbtest/builder-only")["config"]["config"]["WorkingDir"] == "/src"
@@ -285,6 +290,10 @@ FROM ${BASE}
 COPY --from=first /tmp/one /one
 RUN echo "global=$GLOBAL stage=$STAGE_ONLY" > /two
 """)
+    build(context(tmp_path, "FROM busybox\nRUN echo base > /which\n", name="argbase"),
+          "-t", "fbtest/argbase")
+    r = build(ctx, "-t", "fbtest/args-base", "--build-arg", "BASE=fbtest/argbase")
+    assert run("fbtest/args-base", "cat", "/which")[1] == "base\n"  # ARG before FROM, overridden
     r = build(ctx, "-t", "fbtest/args", "--build-arg", "CONT_IMG_VER=v2.0.1",
               "--build-arg", "username=0")
     out = run("fbtest/args", "cat", "/one", "/two")[1]
@@ -464,6 +473,29 @@ def _store_consistent(images_dir):
         leftovers += [n for n in dirnames + filenames if n.startswith(".tmp-")]
         dirnames[:] = [d for d in dirnames if d != "layers"]
     return leftovers
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.45, 0.6, 0.8])
+def test_a_build_killed_at_any_moment_leaves_the_store_consistent(tmp_path, own_store, delay):
+    """SIGKILL at spread-out points of a build (parsing, FROM, COPY, its tar, the commit,
+    RUN, the image): the store stays consistent and the next build completes."""
+    from fastbox.images.store import ImageStore
+    ImageStore().ensure_default()
+    ctx = context(tmp_path, "FROM busybox\nCOPY many /many\nRUN echo a > /a\nCOPY big /big\n"
+                            "RUN echo b > /b\nCMD [\"true\"]\n",
+                  {"big": os.urandom(8 << 20), **{f"many/f{i}": str(i) for i in range(300)}})
+    p = subprocess.Popen([FASTBOX, "build", "-t", "fbtest/killed", str(ctx)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL)
+    time.sleep(delay)
+    p.kill()
+    p.wait()
+    assert cli("builder", "prune").returncode == 0  # sweeps under the store's lock
+    assert _store_consistent(own_store) == []
+    ingest = os.listdir(own_store / "ingest") if (own_store / "ingest").exists() else []
+    assert [n for n in ingest if not n.startswith("sha256-")] == []
+    build(ctx, "-t", "fbtest/killed")
+    assert run("fbtest/killed", "cat", "/a", "/b")[1] == "a\nb\n"
 
 
 def test_sigkilled_build_leaves_the_store_consistent(tmp_path, own_store):
