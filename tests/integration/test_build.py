@@ -255,6 +255,10 @@ EOF
 RUN cat <<EOT > /from-cat
 piped through cat
 EOT
+RUN <<EOF
+#!/bin/sh -e
+echo "script $0 as $(id -u)" > /shebang
+EOF
 COPY <<EOF /etc/expanded
 who=$WHO
 EOF
@@ -265,6 +269,9 @@ EOF
     build(ctx, "-t", "fbtest/heredoc", "--build-arg", "WHO=fastbox")
     out = run("fbtest/heredoc", "cat", "/greeting", "/from-cat", "/etc/expanded", "/etc/literal")[1]
     assert out == "hello fastbox\nsecond line\npiped through cat\nwho=fastbox\nwho=$WHO\n"
+    # a #! heredoc ran as a file by its interpreter, and that file is in no layer
+    assert run("fbtest/heredoc", "cat", "/shebang")[1] == "script /dev/.fastbox-heredoc as 0\n"
+    assert not any(".fastbox-heredoc" in n for layer in layer_members("fbtest/heredoc") for n in layer)
 
 
 def test_escape_directive_and_continuations(tmp_path):
