@@ -11,7 +11,6 @@ import datetime
 import hashlib
 import json
 import os
-import stat as stat_mod
 import sys
 import time
 
@@ -21,6 +20,7 @@ from fastbox.build import expand as ex
 from fastbox.build import layer as layer_mod
 from fastbox.build import parser as parser_mod
 from fastbox.build import steps
+from fastbox.build.copying import CopyInstructions
 from fastbox.build.steps import BuildError
 from fastbox.errors import FastboxError, ImageNotFound, SpecError
 
@@ -83,7 +83,7 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Builder:
+class Builder(CopyInstructions):
     def __init__(self, text, context_dir, options, store=None, file_name="Dockerfile"):
         from fastbox.images.store import ImageStore
         self.opts = options
@@ -665,249 +665,6 @@ class Builder:
                 raise self.err(inst, f"--mount: unsupported type {kind!r}: use bind, cache or tmpfs")
         return volumes, tmpfs, keys
 
-    def _i_copy(self, st, inst):
-        return self._copy(st, inst, add=False)
-
-    def _i_add(self, st, inst):
-        return self._copy(st, inst, add=True)
-
-    def _copy(self, st, inst, add):
-        for flag in ("parents", "exclude"):
-            if flag in inst.flags:
-                raise self.err(inst, f"{inst.cmd} --{flag} is not supported yet")
-        scope = self._scope(st)
-        if inst.json is not None:
-            words = [self._expand(inst, w, scope) for w in inst.json]
-        else:
-            words = self._expand_words(inst, inst.rest, scope)
-        heredocs = {d.name: d for d in inst.heredocs}
-        if len(words) < 2:
-            raise self.err(inst, f"{inst.cmd} requires at least two arguments: SRC... DEST")
-        sources, dest = words[:-1], words[-1]
-        workdir = st.config.get("WorkingDir") or "/"
-        dest_abs = dest if dest.startswith("/") else os.path.join(workdir, dest)
-        if dest.endswith("/") and not dest_abs.endswith("/"):
-            dest_abs += "/"
-        owner_text = self._expand(inst, inst.flag("chown"), scope) if inst.flag("chown") else None
-        view = layer_mod.LayerView(st.layer_dirs)
-        owner = self._owner(st, owner_text, inst) if owner_text else None
-        chmod = None
-        if inst.flag("chmod"):
-            try:
-                chmod = int(inst.flag("chmod"), 8)
-            except ValueError:
-                raise self.err(inst, f"invalid --chmod={inst.flag('chmod')}: an octal mode") from None
-        src_stage = inst.flag("from")
-        plan = []  # (kind, source name, data, entries' owners kept)
-        known = {}  # source host path -> content digest, known before copying
-        from_view = None
-        if src_stage:
-            src_stage = self._expand(inst, src_stage, scope)
-            from_view = self._from_view(src_stage, st, inst)
-        for src in sources:
-            if src.startswith("<<") and src[2:].lstrip("-").strip("'\"") in heredocs:
-                doc = heredocs[src[2:].lstrip("-").strip("'\"")]
-                body = ex.expand_text(doc.body, scope) if doc.expand else doc.body
-                plan.append(("doc", doc.name, body.encode(), False))
-            elif add and src.startswith(("http://", "https://")):
-                plan.append(("url", src, self._fetch(src, inst), False))
-            elif from_view is not None:
-                rels = self._view_match(from_view, src)
-                if not rels:
-                    raise self.err(inst, f"{inst.cmd} failed: {src!r} not found in {src_stage!r}")
-                for rel in rels:
-                    entries = list(steps.view_tree(from_view, rel))
-                    # a stage's files are hashed before copying: a hit then copies nothing
-                    known.update(ctx_mod.digests_of(entries))
-                    plan.append(("tree", rel, entries, True))
-            else:
-                rels = self.context.match(src)
-                if not rels:
-                    raise self.err(inst, f"{inst.cmd} failed: file not found in build context "
-                                         f"or excluded by .dockerignore: {src}")
-                for rel in rels:
-                    entries = list(self.context.tree(rel))
-                    if add and len(entries) == 1 and _is_archive(entries[0][1]):
-                        known.update(ctx_mod.digests_of(entries))  # extracted, not copied
-                    else:
-                        known.update(self.memo().known(entries))
-                    plan.append(("tree", rel, entries, False))
-        many = len(plan) > 1
-        if many and not dest_abs.endswith("/"):
-            # an existing directory also takes several sources
-            if not (st.layer_dirs and self._is_dir(view, dest_abs)):
-                raise self.err(inst, f"When using {inst.cmd} with more than one source file, "
-                                     "the destination must be a directory and end with a /")
-        flags = {k: v for k, v in inst.flags.items() if k != "from"}
-        created_by = f"{inst.cmd} " + " ".join(sources) + f" {dest} # buildkit"
-
-        def key_of(digests):
-            h = ctx_mod.new_hash()
-            for kind, name, data, owners in plan:
-                if kind == "doc":
-                    h.update(b"doc\0" + name.encode() + b"\0" + data)
-                elif kind == "url":
-                    h.update(b"url\0" + name.encode() + b"\0" + hashlib.sha256(data[0]).digest())
-                else:
-                    ctx_mod.fingerprint(h, data, owners, digests)
-            return cache_mod.chain(st.key, inst.cmd, sources, dest_abs, flags, src_stage or "",
-                                   h.hexdigest())
-
-        def make(d, digests):
-            """The layer and its tar in one pass over the sources."""
-            tar = layer_mod.TarStream(self.session.path())
-            try:
-                copier = steps.Copier(d, view, tar, digests)
-                for kind, name, data, _ in plan:
-                    self._place(copier, view, kind, name, data, dest_abs, owner, chmod, add,
-                                from_view is None, inst)
-                copier.done()
-            except BaseException:
-                tar.abandon()
-                raise
-            return copier, (tar.path, *tar.close())
-
-        self._show_step()
-        regular = {path for _, _, data, _ in plan if isinstance(data, list)
-                   for _, path, est in data if stat_mod.S_ISREG(est.st_mode)}
-        if regular <= known.keys():  # BuildKit's order: the key first, then a copy only on a miss
-            key = key_of(known)
-            record = None if self.opts.no_cache else self.cache.get(key)
-            if record is not None:
-                return self._apply(st, key, record, created_by, True)
-            d = self.session.new_dir()
-            _, tar = make(d, known)
-            return self._apply(st, key, self._commit_layer(key, d, tar=tar), created_by, False)
-        # Some content is new to us: read it once, for the copy and the key together; a hit
-        # found afterwards (the same content again) throws the copy away.
-        d = self.session.new_dir()
-        copier, tar = make(d, known)
-        digests = dict(known, **copier.digests)
-        self.memo().learn(plan, digests)
-        key = key_of(digests)
-        record = None if self.opts.no_cache else self.cache.get(key)
-        if record is not None:
-            return self._apply(st, key, record, created_by, True)
-        return self._apply(st, key, self._commit_layer(key, d, tar=tar), created_by, False)
-
-    def memo(self):
-        if self._memo is None:
-            self._memo = ctx_mod.HashMemo(self.store.root, self.context.root)
-        return self._memo
-
-    def _is_dir(self, view, path):
-        found = view.find(view.resolve(path))
-        import stat
-        return bool(found and stat.S_ISDIR(found[1].st_mode))
-
-    def _place(self, copier, view, kind, name, data, dest_abs, owner, chmod, add, from_context,
-               inst):
-        import stat
-        to_dir = dest_abs.endswith("/") or (bool(view.layers) and self._is_dir(view, dest_abs))
-        if kind == "doc":
-            target = os.path.join(dest_abs, name) if to_dir else dest_abs
-            target = self._resolved_target(view, target)
-            copier.write_file(target, data, chmod if chmod is not None else 0o644, owner)
-            return
-        if kind == "url":
-            body, mtime = data
-            base = name.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "index.html"
-            target = os.path.join(dest_abs, base) if to_dir else dest_abs
-            copier.write_file(self._resolved_target(view, target), body,
-                              chmod if chmod is not None else 0o600, owner, mtime)
-            return
-        entries = data
-        top_st = entries[0][2]
-        own = owner if owner is not None else ((0, 0) if from_context else None)
-        if add and from_context and stat.S_ISREG(top_st.st_mode) and _is_archive(entries[0][1]):
-            self._extract(copier, view, entries[0][1], dest_abs)
-            return
-        if stat.S_ISDIR(top_st.st_mode):
-            target = dest_abs
-        else:
-            target = os.path.join(dest_abs, os.path.basename(name)) if to_dir else dest_abs
-        copier.put(self._resolved_target(view, target), entries, own, chmod)
-
-    def _resolved_target(self, view, target):
-        """The target with its parent directories' symlinks resolved inside the stage."""
-        parent, _, base = target.rstrip("/").rpartition("/")
-        if not view.layers:
-            return f"{parent}/{base}".strip("/")
-        return f"{view.resolve(parent)}/{base}".strip("/")
-
-    def _extract(self, copier, view, archive, dest_abs):
-        """ADD of a local tar (plain, gzip, bzip2, xz): its contents under dest."""
-        import tarfile
-        from fastbox.images.unpack import unpack_layer
-        tmp = self.session.path()
-        try:
-            with tarfile.open(archive, "r:*") as t:
-                plain = self.session.path()
-                with open(plain, "wb") as out:
-                    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as w:
-                        for m in t:
-                            w.addfile(m, t.extractfile(m) if m.isreg() else None)
-            unpack_layer(plain, tmp)
-        except tarfile.TarError as e:
-            raise BuildError(f"ADD: cannot extract {archive}: {e}") from None
-        target = self._resolved_target(view, dest_abs.rstrip("/") + "/x").rpartition("/")[0]
-        copier.put(target, list(_dir_tree(tmp)), None, None)
-
-    def _fetch(self, url, inst):
-        import hashlib
-        import httpx
-        try:
-            r = httpx.get(url, follow_redirects=True, timeout=60)
-            r.raise_for_status()
-        except httpx.HTTPError as e:
-            raise BuildError(f"{self.file_name}:{inst.line}: ADD {url}: {e}") from None
-        want = inst.flag("checksum")
-        if want:
-            algo, _, hexd = want.partition(":")
-            if algo not in ("sha256", "sha384", "sha512") or not hexd:
-                raise self.err(inst, f"invalid --checksum={want}: use sha256:HEX")
-            got = hashlib.new(algo, r.content).hexdigest()
-            if got != hexd:
-                raise BuildError(f"{self.file_name}:{inst.line}: ADD {url}: checksum mismatch: "
-                                 f"expected {want}, got {algo}:{got}")
-        mtime = None
-        if "last-modified" in r.headers:
-            from email.utils import parsedate_to_datetime
-            try:
-                mtime = int(parsedate_to_datetime(r.headers["last-modified"]).timestamp() * 1e9)
-            except (TypeError, ValueError):
-                pass
-        return r.content, mtime
-
-    def _from_view(self, ref, st, inst):
-        dep = self.by_name.get(ref.lower())
-        if dep is None and ref.isdigit() and int(ref) < st.index:
-            dep = self.stages[int(ref)]
-        if dep is not None and dep.index < st.index:
-            return layer_mod.LayerView(dep.layer_dirs)
-        return layer_mod.LayerView(self._image(ref, inst).layer_dirs)
-
-    def _view_match(self, view, src):
-        import fnmatch
-        rel = src.strip("/")
-        if not any(c in rel for c in "*?["):
-            rel = view.resolve(rel) if rel else ""
-            return [rel] if view.find(rel) is not None else []
-        parent, _, pat = rel.rpartition("/")
-        parent = view.resolve(parent) if parent else ""
-        return [f"{parent}/{n}".strip("/") for n in view.listdir(parent) if fnmatch.fnmatchcase(n, pat)]
-
-    def _owner(self, st, text, inst):
-        from fastbox.runtime import user as user_mod
-        u, _, g = text.partition(":")
-        if u.isdigit() and (not g or g.isdigit()):
-            return int(u), int(g or u)
-        try:
-            ident = user_mod._lookup(text if g else u, tuple(st.layer_dirs))
-        except SpecError as e:
-            raise self.err(inst, f"--chown={text}: {e}") from None
-        return ident.uid, ident.gid
-
     # -------------------------------------------------------------- the image
 
     def _commit(self, st):
@@ -931,34 +688,6 @@ class Builder:
         for name in names[1:]:
             self.store.tag(image.id, name)
         return image.id
-
-
-def _is_archive(path):
-    import tarfile
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError:
-        return False
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
-        return True
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _dir_tree(root):
-    import stat
-    st = os.lstat(root)
-    yield "", root, st
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in sorted(dirnames) + sorted(filenames):
-            path = os.path.join(dirpath, name)
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            yield rel, path, os.lstat(path)
 
 
 def _duration(text, error):

@@ -159,9 +159,9 @@ CMD ["/bin/busybox", "cat", "/app.txt"]
 
 CACHED = """FROM busybox
 COPY a.txt /a.txt
-RUN cat /a.txt > /a-copy && date +%s%N > /stamp1
+RUN cat /a.txt > /a-copy && cat /proc/sys/kernel/random/uuid > /stamp1
 COPY b.txt /b.txt
-RUN cat /b.txt > /b-copy && date +%s%N > /stamp2
+RUN cat /b.txt > /b-copy && cat /proc/sys/kernel/random/uuid > /stamp2
 CMD ["cat", "/a-copy", "/b-copy"]
 """
 
