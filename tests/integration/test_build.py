@@ -675,3 +675,19 @@ def test_a_run_step_that_cannot_start_names_its_line(tmp_path):
     assert r.stderr.startswith("fastbox: Dockerfile:3: RUN: unable to find user nosuchuser")
     r = build(context(tmp_path, 'FROM busybox\nRUN ["/nosuch"]\n', name="exec"), ok=False)
     assert r.returncode == 1 and "Dockerfile:2: RUN: exec" in r.stderr, r.stderr
+
+
+def test_concurrent_builds_share_the_store_and_its_cache(tmp_path, own_store):
+    from fastbox.images.store import ImageStore
+    ImageStore().ensure_default()
+    ctx = context(tmp_path, "FROM busybox\nCOPY data /data\nRUN cat /data/* | wc -c > /count\n",
+                  {f"data/f{i}": "x" * i for i in range(200)})
+    procs = [subprocess.Popen([FASTBOX, "build", "-t", f"fbtest/concurrent:{n}", str(ctx)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for n in range(3)]
+    outs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert all(run(f"fbtest/concurrent:{n}", "cat", "/count")[1] == "19900\n" for n in range(3))
+    assert _store_consistent(own_store) == []
+    # the next build hits at every step, whichever of them recorded it
+    assert list(steps(build(ctx).stdout).values()) == ["CACHED", "CACHED"]
