@@ -11,7 +11,8 @@ WORKDIR's mkdir) have records:
 A record is written under the store's writer lock right after its blob and layer directory
 were renamed in (ImageStore.add_layer), so the store's collection always sees them as
 used; a build killed before that leaves only its ingest/ session, which the next writer
-sweeps. `fastbox builder prune` removes the records, then what only they kept.
+sweeps. `fastbox builder prune` removes the records and the context digests' memos
+(context.HashMemo), then what only the records kept.
 """
 import hashlib
 import json
@@ -70,5 +71,8 @@ class BuildCache:
             names = [n for n in fileops.listdir(self.dir) if not n.startswith(".tmp-")]
             for name in names:
                 fileops.unlink(self.dir + name)
+            for name in fileops.listdir(self.store.root):  # the context digests' memos
+                if name.startswith("buildsums-"):
+                    fileops.unlink(os.path.join(self.store.root, name))
             freed = self.store.collect()
         return len(names), freed
