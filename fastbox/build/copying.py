@@ -22,6 +22,16 @@ from fastbox.build.steps import BuildError
 from fastbox.errors import SpecError
 
 
+class _CopyPlan:
+    """items: (kind "doc"|"url"|"tree", source name, data, owners kept) in order; known:
+    source host path -> content digest known before copying."""
+
+    def __init__(self, add):
+        self.add, self.items, self.known = add, [], {}
+        self.sources, self.dest, self.view, self.flags, self.created_by = [], "", None, {}, ""
+        self.owner = self.chmod = self.stage = self.from_view = None
+
+
 class CopyInstructions:
     """The COPY and ADD instructions of Builder (a mixin: it uses the builder's stage
     state, cache, session and output)."""
@@ -33,123 +43,127 @@ class CopyInstructions:
         return self._copy(st, inst, add=True)
 
     def _copy(self, st, inst, add):
+        plan = self._copy_plan(st, inst, add)
+        self._show_step()
+        regular = {path for item in plan.items if isinstance(item[2], list)
+                   for _, path, est in item[2] if stat_mod.S_ISREG(est.st_mode)}
+        if regular <= plan.known.keys():
+            # BuildKit's order: the key first, then a copy only on a miss
+            key = self._copy_key(st, inst, plan, plan.known)
+            record = None if self.opts.no_cache else self.cache.get(key)
+            if record is not None:
+                return self._apply(st, key, record, plan.created_by, True)
+            d = self.session.new_dir()
+            _, tar = self._copy_make(inst, plan, d, plan.known)
+            return self._apply(st, key, self._commit_layer(key, d, tar=tar), plan.created_by, False)
+        # Some content is new to us: read it once, for the copy and the key together; a hit
+        # found afterwards (the same content again) throws the copy away.
+        d = self.session.new_dir()
+        copier, tar = self._copy_make(inst, plan, d, plan.known)
+        digests = dict(plan.known, **copier.digests)
+        self.memo().learn(plan.items, digests)
+        key = self._copy_key(st, inst, plan, digests)
+        record = None if self.opts.no_cache else self.cache.get(key)
+        if record is not None:
+            return self._apply(st, key, record, plan.created_by, True)
+        return self._apply(st, key, self._commit_layer(key, d, tar=tar), plan.created_by, False)
+
+    def _copy_plan(self, st, inst, add):
+        """What the instruction copies, where, as whom; the digests known before copying."""
         for flag in ("parents", "exclude"):
             if flag in inst.flags:
                 raise self.err(inst, f"{inst.cmd} --{flag} is not supported yet")
+        plan = _CopyPlan(add)
         scope = self._scope(st)
         if inst.json is not None:
             words = [self._expand(inst, w, scope) for w in inst.json]
         else:
             words = self._expand_words(inst, inst.rest, scope)
-        heredocs = {d.name: d for d in inst.heredocs}
         if len(words) < 2:
             raise self.err(inst, f"{inst.cmd} requires at least two arguments: SRC... DEST")
-        sources, dest = words[:-1], words[-1]
+        plan.sources, dest = words[:-1], words[-1]
         workdir = st.config.get("WorkingDir") or "/"
-        dest_abs = dest if dest.startswith("/") else os.path.join(workdir, dest)
-        if dest.endswith("/") and not dest_abs.endswith("/"):
-            dest_abs += "/"
-        owner_text = self._expand(inst, inst.flag("chown"), scope) if inst.flag("chown") else None
-        view = layer_mod.LayerView(st.layer_dirs)
-        owner = self._owner(st, owner_text, inst) if owner_text else None
-        chmod = None
+        plan.dest = dest if dest.startswith("/") else os.path.join(workdir, dest)
+        if dest.endswith("/") and not plan.dest.endswith("/"):
+            plan.dest += "/"
+        plan.view = layer_mod.LayerView(st.layer_dirs)
+        if inst.flag("chown"):
+            plan.owner = self._owner(st, self._expand(inst, inst.flag("chown"), scope), inst)
         if inst.flag("chmod"):
             try:
-                chmod = int(inst.flag("chmod"), 8)
+                plan.chmod = int(inst.flag("chmod"), 8)
             except ValueError:
                 raise self.err(inst, f"invalid --chmod={inst.flag('chmod')}: an octal mode") from None
-        src_stage = inst.flag("from")
-        plan = []  # (kind, source name, data, entries' owners kept)
-        known = {}  # source host path -> content digest, known before copying
-        from_view = None
-        if src_stage:
-            src_stage = self._expand(inst, src_stage, scope)
-            from_view = self._from_view(src_stage, st, inst)
-        for src in sources:
-            if src.startswith("<<") and src[2:].lstrip("-").strip("'\"") in heredocs:
-                doc = heredocs[src[2:].lstrip("-").strip("'\"")]
-                body = ex.expand_text(doc.body, scope) if doc.expand else doc.body
-                plan.append(("doc", doc.name, body.encode(), False))
-            elif add and src.startswith(("http://", "https://")):
-                plan.append(("url", src, self._fetch(src, inst), False))
-            elif from_view is not None:
-                rels = self._view_match(from_view, src)
-                if not rels:
-                    raise self.err(inst, f"{inst.cmd} failed: {src!r} not found in {src_stage!r}")
-                for rel in rels:
-                    entries = list(steps.view_tree(from_view, rel))
-                    # a stage's files are hashed before copying: a hit then copies nothing
-                    known.update(ctx_mod.digests_of(entries))
-                    plan.append(("tree", rel, entries, True))
-            else:
-                rels = self.context.match(src)
-                if not rels:
-                    raise self.err(inst, f"{inst.cmd} failed: file not found in build context "
-                                         f"or excluded by .dockerignore: {src}")
-                for rel in rels:
-                    entries = list(self.context.tree(rel))
-                    if add and len(entries) == 1 and _is_archive(entries[0][1]):
-                        known.update(ctx_mod.digests_of(entries))  # extracted, not copied
-                    else:
-                        known.update(self.memo().known(entries))
-                    plan.append(("tree", rel, entries, False))
-        many = len(plan) > 1
-        if many and not dest_abs.endswith("/"):
-            # an existing directory also takes several sources
-            if not (st.layer_dirs and self._is_dir(view, dest_abs)):
-                raise self.err(inst, f"When using {inst.cmd} with more than one source file, "
-                                     "the destination must be a directory and end with a /")
-        flags = {k: v for k, v in inst.flags.items() if k != "from"}
-        created_by = f"{inst.cmd} " + " ".join(sources) + f" {dest} # buildkit"
+        if inst.flag("from"):
+            plan.stage = self._expand(inst, inst.flag("from"), scope)
+            plan.from_view = self._from_view(plan.stage, st, inst)
+        for src in plan.sources:
+            self._plan_source(plan, inst, src, scope)
+        if len(plan.items) > 1 and not plan.dest.endswith("/") and \
+                not (st.layer_dirs and self._is_dir(plan.view, plan.dest)):
+            raise self.err(inst, f"When using {inst.cmd} with more than one source file, "
+                                 "the destination must be a directory and end with a /")
+        plan.flags = {k: v for k, v in inst.flags.items() if k != "from"}
+        plan.created_by = f"{inst.cmd} " + " ".join(plan.sources) + f" {dest} # buildkit"
+        return plan
 
-        def key_of(digests):
-            h = ctx_mod.new_hash()
-            for kind, name, data, owners in plan:
-                if kind == "doc":
-                    h.update(b"doc\0" + name.encode() + b"\0" + data)
-                elif kind == "url":
-                    h.update(b"url\0" + name.encode() + b"\0" + hashlib.sha256(data[0]).digest())
+    def _plan_source(self, plan, inst, src, scope):
+        heredocs = {d.name: d for d in inst.heredocs}
+        name = src[2:].lstrip("-").strip("'\"") if src.startswith("<<") else None
+        if name in heredocs:
+            doc = heredocs[name]
+            body = ex.expand_text(doc.body, scope) if doc.expand else doc.body
+            plan.items.append(("doc", doc.name, body.encode(), False))
+        elif plan.add and src.startswith(("http://", "https://")):
+            plan.items.append(("url", src, self._fetch(src, inst), False))
+        elif plan.from_view is not None:
+            rels = self._view_match(plan.from_view, src)
+            if not rels:
+                raise self.err(inst, f"{inst.cmd} failed: {src!r} not found in {plan.stage!r}")
+            for rel in rels:
+                entries = list(steps.view_tree(plan.from_view, rel))
+                # a stage's files are hashed before copying: a hit then copies nothing
+                plan.known.update(ctx_mod.digests_of(entries))
+                plan.items.append(("tree", rel, entries, True))
+        else:
+            rels = self.context.match(src)
+            if not rels:
+                raise self.err(inst, f"{inst.cmd} failed: file not found in build context "
+                                     f"or excluded by .dockerignore: {src}")
+            for rel in rels:
+                entries = list(self.context.tree(rel))
+                if plan.add and len(entries) == 1 and _is_archive(entries[0][1]):
+                    plan.known.update(ctx_mod.digests_of(entries))  # extracted, not copied
                 else:
-                    ctx_mod.fingerprint(h, data, owners, digests)
-            return cache_mod.chain(st.key, inst.cmd, sources, dest_abs, flags, src_stage or "",
-                                   h.hexdigest())
+                    plan.known.update(self.memo().known(entries))
+                plan.items.append(("tree", rel, entries, False))
 
-        def make(d, digests):
-            """The layer and its tar in one pass over the sources."""
-            tar = layer_mod.TarStream(self.session.path())
-            try:
-                copier = steps.Copier(d, view, tar, digests)
-                for kind, name, data, _ in plan:
-                    self._place(copier, view, kind, name, data, dest_abs, owner, chmod, add,
-                                from_view is None, inst)
-                copier.done()
-            except BaseException:
-                tar.abandon()
-                raise
-            return copier, (tar.path, *tar.close())
+    def _copy_key(self, st, inst, plan, digests):
+        h = ctx_mod.new_hash()
+        for kind, name, data, owners in plan.items:
+            if kind == "doc":
+                h.update(b"doc\0" + name.encode() + b"\0" + data)
+            elif kind == "url":
+                h.update(b"url\0" + name.encode() + b"\0" + hashlib.sha256(data[0]).digest())
+            else:
+                ctx_mod.fingerprint(h, data, owners, digests)
+        return cache_mod.chain(st.key, inst.cmd, plan.sources, plan.dest, plan.flags,
+                               plan.stage or "", h.hexdigest())
 
-        self._show_step()
-        regular = {path for _, _, data, _ in plan if isinstance(data, list)
-                   for _, path, est in data if stat_mod.S_ISREG(est.st_mode)}
-        if regular <= known.keys():  # BuildKit's order: the key first, then a copy only on a miss
-            key = key_of(known)
-            record = None if self.opts.no_cache else self.cache.get(key)
-            if record is not None:
-                return self._apply(st, key, record, created_by, True)
-            d = self.session.new_dir()
-            _, tar = make(d, known)
-            return self._apply(st, key, self._commit_layer(key, d, tar=tar), created_by, False)
-        # Some content is new to us: read it once, for the copy and the key together; a hit
-        # found afterwards (the same content again) throws the copy away.
-        d = self.session.new_dir()
-        copier, tar = make(d, known)
-        digests = dict(known, **copier.digests)
-        self.memo().learn(plan, digests)
-        key = key_of(digests)
-        record = None if self.opts.no_cache else self.cache.get(key)
-        if record is not None:
-            return self._apply(st, key, record, created_by, True)
-        return self._apply(st, key, self._commit_layer(key, d, tar=tar), created_by, False)
+    def _copy_make(self, inst, plan, d, digests):
+        """The layer and its tar in one pass over the sources: (copier, (tar path, digest,
+        size))."""
+        tar = layer_mod.TarStream(self.session.path())
+        try:
+            copier = steps.Copier(d, plan.view, tar, digests)
+            for kind, name, data, _ in plan.items:
+                self._place(copier, plan.view, kind, name, data, plan.dest, plan.owner,
+                            plan.chmod, plan.add, plan.from_view is None, inst)
+            copier.done()
+        except BaseException:
+            tar.abandon()
+            raise
+        return copier, (tar.path, *tar.close())
 
     def memo(self):
         if self._memo is None:
