@@ -19,7 +19,6 @@ from fastbox.build import expand as ex
 from fastbox.build import layer as layer_mod
 from fastbox.build import steps
 from fastbox.build.steps import BuildError
-from fastbox.errors import SpecError
 
 
 class _CopyPlan:
@@ -273,15 +272,49 @@ class CopyInstructions:
         return [f"{parent}/{n}".strip("/") for n in view.listdir(parent) if fnmatch.fnmatchcase(n, pat)]
 
     def _owner(self, st, text, inst):
-        from fastbox.runtime import user as user_mod
+        """--chown=USER[:GROUP] as (uid, gid): names from the stage's own /etc/passwd and
+        /etc/group, read through the stage's view (its symlinks resolved inside it, never on
+        the host); a user alone gives its primary group, as Docker does."""
         u, _, g = text.partition(":")
         if u.isdigit() and (not g or g.isdigit()):
             return int(u), int(g or u)
-        try:
-            ident = user_mod._lookup(text if g else u, tuple(st.layer_dirs))
-        except SpecError as e:
-            raise self.err(inst, f"--chown={text}: {e}") from None
-        return ident.uid, ident.gid
+        view = layer_mod.LayerView(st.layer_dirs)
+        uid = gid = None
+        if u.isdigit():
+            uid, gid = int(u), int(u)
+        else:
+            entry = _entry(view, "etc/passwd", u)
+            if entry is None or not entry[2].isdigit() or not entry[3].isdigit():
+                raise self.err(inst, f"--chown={text}: unable to find user {u}: no matching "
+                                     "entries in passwd file")
+            uid, gid = int(entry[2]), int(entry[3])
+        if g:
+            if g.isdigit():
+                gid = int(g)
+            else:
+                entry = _entry(view, "etc/group", g)
+                if entry is None or not entry[2].isdigit():
+                    raise self.err(inst, f"--chown={text}: unable to find group {g}: no "
+                                         "matching entries in group file")
+                gid = int(entry[2])
+        return uid, gid
+
+
+def _entry(view, rel, name):
+    """The colon-separated entry for name in the stage's file rel, or None."""
+    found = view.find(view.resolve(rel)) if view.layers else None
+    if found is None or not stat_mod.S_ISREG(found[1].st_mode):
+        return None
+    fd = os.open(found[0], os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        data = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and not line.startswith("#"):
+            return fields + [""] * (4 - len(fields))
+    return None
 
 
 def _is_archive(path):

@@ -368,6 +368,18 @@ RUN stat -c '%u:%g %a %n' /owned && ls /app/rel /app/renamed.txt /glob /into /in
     out = run("fbtest/copy", "sh", "-c", "cd / && find app glob into into2 -type f | sort")[1].split()
     assert out == ["app/rel/f1.txt", "app/renamed.txt", "glob/f1.txt", "glob/f2.txt",
                    "into/sub/y", "into/x", "into2/sub/y", "into2/x"]
+    named = context(tmp_path, """FROM busybox
+RUN echo 'app:x:4321:4322::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:999:' >> /etc/group
+COPY --chown=app f1.txt /by-user
+COPY --chown=app:grp f1.txt /by-user-group
+COPY --chown=7:grp f1.txt /by-id-group
+""", {"f1.txt": "1"}, name="named")
+    build(named, "-t", "fbtest/chown-names")
+    out = run("fbtest/chown-names", "stat", "-c", "%u:%g", "/by-user", "/by-user-group", "/by-id-group")[1]
+    assert out.split() == ["4321:4322", "4321:999", "7:999"]
+    r = build(context(tmp_path, "FROM busybox\nCOPY --chown=nobody-here f /f\n", {"f": "1"},
+                      name="nouser"), ok=False)
+    assert r.returncode == 125 and "Dockerfile:2: --chown=nobody-here: unable to find user" in r.stderr
     bad = context(tmp_path, "FROM busybox\nCOPY f1.txt f2.txt /notadir\n", {"f1.txt": "1", "f2.txt": "2"},
                   name="bad")
     r = build(bad, ok=False)
@@ -593,6 +605,18 @@ COPY --from=one /a/etc/passwd /x
 """, name="hidden")
     r = build(bad, ok=False)
     assert r.returncode == 125 and "not found" in r.stderr, r.stdout + r.stderr
+
+
+def test_chown_names_are_looked_up_in_the_stage_not_through_its_symlinks_on_the_host(tmp_path):
+    host_etc = tmp_path / "host-etc"
+    host_etc.mkdir()
+    (host_etc / "passwd").write_text("hostonly:x:5555:5555::/:/bin/sh\n")
+    ctx = context(tmp_path, f"""FROM busybox
+RUN rm -rf /etc && ln -s {host_etc} /etc
+COPY --chown=hostonly f /f
+""", {"f": "1"})
+    r = build(ctx, ok=False)
+    assert r.returncode == 125 and "unable to find user hostonly" in r.stderr, r.stdout + r.stderr
 
 
 def test_run_steps_have_the_security_defaults_of_run(tmp_path):
