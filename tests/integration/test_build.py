@@ -715,3 +715,13 @@ def test_concurrent_builds_share_the_store_and_its_cache(tmp_path, own_store):
     assert _store_consistent(own_store) == []
     # the next build hits at every step, whichever of them recorded it
     assert list(steps(build(ctx).stdout).values()) == ["CACHED", "CACHED"]
+
+
+def test_containerfile_and_containerignore_come_first(tmp_path):
+    ctx = context(tmp_path, "FROM busybox\nCMD [\"echo\", \"from-dockerfile\"]\n",
+                  {"Containerfile": "FROM busybox\nCOPY . /ctx/\n",
+                   ".containerignore": "secret\n", ".dockerignore": "public\n",
+                   "secret": "s", "public": "p"})
+    build(ctx, "-t", "fbtest/containerfile")
+    out = run("fbtest/containerfile", "ls", "/ctx")[1].split()
+    assert "public" in out and "secret" not in out and "Containerfile" in out
