@@ -214,6 +214,8 @@ static struct js *parse_value(struct parser *ps, int depth)
         errno = 0;
         char *iend;
         long long i = strtoll(ps->p, &iend, 10);
+        if (errno == ERANGE && *ps->p != '-') /* a uint64 (seccomp argument values) */
+            i = (long long)strtoull(ps->p, &iend, 10), errno = 0;
         v->num = (iend == end && errno == 0) ? i : (long long)v->real;
         if (end == ps->p) {
             fail(ps, "bad number");
