@@ -381,6 +381,11 @@ static int start_program(struct fb_child *c)
      * allow what follows (setresuid, capset, prctl, close_range, rt_sigaction...). */
     if (!p->no_new_privs && fb_seccomp(c) < 0)
         return -1;
+    /* OCI create waits here, still root: a non-dumpable process that has become another
+     * user cannot open its own /proc/self/fd (root owns it), through which the fifo is
+     * reopened. */
+    if (p->wait_fifo && wait_for_start(c) < 0)
+        return -1;
     if (set_identity(c) < 0 || tie_to_owner(c) < 0)
         return -1;
     FB_SYS1(SYS_umask, 022);
@@ -388,8 +393,6 @@ static int start_program(struct fb_child *c)
     if (fb_fds_cloexec(&c->report->err) < 0)
         return -1;
     unblock_signals();
-    if (p->wait_fifo && wait_for_start(c) < 0)
-        return -1;
     fb_stamp(c, FB_T_EXEC);
     /* exec helper: the stamps go to the starter (no shared memory) before the filter, which
      * need not allow write */

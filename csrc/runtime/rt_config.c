@@ -308,8 +308,14 @@ static void devices(struct fb_plan *p, const struct js *cfg)
     int n = 0;
     JS_EACH(d, list) {
         const char *path = js_str(d, "path", "");
-        if (strncmp(path, "/dev/", 5) || strstr(path, "/../") || strstr(path, "/./"))
-            rt_die("linux.devices: %s must be a path under /dev", path);
+        int bad = strncmp(path, "/dev/", 5) != 0 || !path[5];
+        for (const char *c = path + 4; !bad && c && *c; c = strchr(c + 1, '/')) {
+            const char *next = c + 1; /* each component: not empty, "." or ".." */
+            size_t n = strcspn(next, "/");
+            bad = n == 0 || (n == 1 && next[0] == '.') || (n == 2 && next[0] == '.' && next[1] == '.');
+        }
+        if (bad)
+            rt_die("linux.devices: %s must be a path under /dev without \".\" or \"..\"", path);
         int skip = 0;
         for (const char *const *m = made; *m; m++)
             skip |= !strcmp(path + 5, *m);
