@@ -18,6 +18,7 @@ from fastbox.build import cache as cache_mod
 from fastbox.build import context as ctx_mod
 from fastbox.build import expand as ex
 from fastbox.build import layer as layer_mod
+from fastbox.images.layer_view import LayerView
 from fastbox.build import parser as parser_mod
 from fastbox.build import steps
 from fastbox.build.copying import CopyInstructions
@@ -385,7 +386,7 @@ class Builder(CopyInstructions):
             path = os.path.join(st.config.get("WorkingDir") or "/", path)
         path = os.path.normpath(path)
         st.config["WorkingDir"] = path
-        view = layer_mod.LayerView(st.layer_dirs)
+        view = LayerView(st.layer_dirs)
         rel = view.resolve(path)
         found = view.find(rel) if st.layer_dirs else None
         if found is not None:
