@@ -209,13 +209,13 @@ int fb_open_volumes(struct fb_child *c)
         if (fd < 0)
             return fb_fail(&c->report->err, fd, FB_PHASE_MOUNTS, "open volume", m->src);
         c->vol_fds[i] = (int)fd;
-        if (!m->readonly)
+        if (!m->readonly && !m->attrs)
             continue;
-        struct fb_mount_attr attr = {.attr_set = FB_MOUNT_ATTR_RDONLY};
+        struct fb_mount_attr attr = {.attr_set = (m->readonly ? FB_MOUNT_ATTR_RDONLY : 0) | (m->attrs & 0xe)};
         long r = FB_SYS5(SYS_mount_setattr, fd, "", FB_AT_EMPTY_PATH | FB_AT_RECURSIVE, &attr,
                          sizeof attr);
         if (r < 0)
-            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "make volume read-only", m->src);
+            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "set the volume's flags (ro, nosuid, nodev, noexec)", m->src);
     }
     return 0;
 }

@@ -23,6 +23,7 @@ struct fb_mount {
     const char *src;  /* host path for binds */
     const char *dst;  /* absolute path inside the container */
     const char *data; /* tmpfs options */
+    unsigned attrs;   /* binds: MOUNT_ATTR_NOSUID|NODEV|NOEXEC (0x2|0x4|0x8) set on the whole tree */
 };
 
 /* A device node made in the container's /dev (--device): path is relative to /dev and

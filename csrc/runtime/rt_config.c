@@ -252,6 +252,9 @@ static void mounts(struct rt_build *b, const struct js *cfg, const char *bundle)
                 rt_die("mount source %s for %s: %s", abs, dst, strerror(errno));
             fm->kind = S_ISDIR(st.st_mode) ? FB_MOUNT_BIND_DIR : FB_MOUNT_BIND_FILE;
             fm->src = abs;
+            /* MOUNT_ATTR_NOSUID, NODEV, NOEXEC: on the bound tree, recursively */
+            fm->attrs = (has_opt(opts, "nosuid") ? 0x2 : 0) | (has_opt(opts, "nodev") ? 0x4 : 0) |
+                        (has_opt(opts, "noexec") ? 0x8 : 0);
         } else if (!strcmp(type, "tmpfs")) {
             fm->kind = FB_MOUNT_TMPFS;
             fm->data = fs_data(opts);

@@ -454,3 +454,33 @@ def test_bad_device_path_is_refused(rt, fb_env):
         {"path": "/dev/a/../../etc/x", "type": "c", "major": 1, "minor": 3}]})
     r = rt.run("run", "--bundle", b, "c25")
     assert r.returncode == 1 and "linux.devices" in r.stderr
+
+
+def test_bind_mount_options(rt, fb_env):
+    """ro, nosuid, nodev, noexec on a bind (set on the whole bound tree); tmpfs with
+    its size."""
+    src = os.path.join(fb_env.tmp, "share")
+    os.makedirs(src)
+    with open(f"{src}/run.sh", "w") as f:
+        f.write("#!/bin/sh\necho ran\n")
+    os.chmod(f"{src}/run.sh", 0o755)
+    mounts = [{"destination": "/ro", "type": "bind", "source": src, "options": ["rbind", "ro"]},
+              {"destination": "/nx", "type": "bind", "source": src, "options": ["rbind", "nosuid", "nodev", "noexec"]},
+              {"destination": "/rw", "type": "bind", "source": src, "options": ["rbind"]},
+              {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=750"]}]
+    b = make_bundle(fb_env.tmp, "binds", ["sh", "-c",
+                                          "touch /ro/x 2>/dev/null && echo ro-written; /nx/run.sh 2>/dev/null || echo nx-refused; "
+                                          "/rw/run.sh; grep -E ' /(nx|scratch) ' /proc/self/mountinfo"])
+    with open(f"{b}/config.json") as f:
+        cfg = json.load(f)
+    cfg["mounts"] += mounts
+    with open(f"{b}/config.json", "w") as f:
+        json.dump(cfg, f)
+    r = rt.run("run", "--bundle", b, "c26")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "ro-written" not in lines and "nx-refused" in lines and "ran" in lines
+    nx = next(line for line in lines if " /nx " in line)
+    assert all(flag in nx.split()[5].split(",") for flag in ("nosuid", "nodev", "noexec")), nx
+    scratch = next(line for line in lines if " /scratch " in line)
+    assert "size=1024k" in scratch and "mode=750" in scratch, scratch
