@@ -272,7 +272,9 @@ static int cmd_kill(int argc, char **argv)
         rt_die("invalid signal %s", sigs);
     struct js *st = rt_state_load(id);
     const char *status = rt_status(st, NULL);
-    if (!strcmp(status, "stopped"))
+    /* --all reaches what is left in the cgroup after the init died (a container without
+     * its own pid namespace), as runc's does */
+    if (!strcmp(status, "stopped") && !all)
         rt_die("container not running");
     if (send_signal(st, sig, all) < 0)
         rt_die("container not running");

@@ -484,3 +484,26 @@ def test_bind_mount_options(rt, fb_env):
     assert all(flag in nx.split()[5].split(",") for flag in ("nosuid", "nodev", "noexec")), nx
     scratch = next(line for line in lines if " /scratch " in line)
     assert "size=1024k" in scratch and "mode=750" in scratch, scratch
+
+
+def test_kill_all_reaches_what_outlives_the_init(rt, fb_env):
+    """Without a pid namespace of its own, a container's processes outlive its init;
+    `kill --all` signals every process left in its cgroup, as containerd's delete uses it."""
+    nss = [{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]
+    b = make_bundle(fb_env.tmp, "killall", ["sh", "-c", "sleep 60 & exec sleep 61"], **{"linux.namespaces": nss})
+    rt.run("create", "--bundle", b, "c27", check=True)
+    rt.run("start", "c27", check=True)
+    init = rt.state("c27")["pid"]
+    pids = eventually(lambda: (lambda p: p if len(p) == 2 else None)(
+        json.loads(rt.run("ps", "--format", "json", "c27").stdout)), what="two processes")
+    rt.run("kill", "c27", "KILL", check=True)
+    eventually(lambda: gone(init))
+    os.waitpid(init, 0)
+    assert rt.state("c27")["status"] == "stopped"
+    assert "container not running" in rt.run("kill", "c27", "KILL").stderr
+    (orphan,) = [p for p in pids if p != init]
+    assert not gone(orphan)
+    rt.run("kill", "--all", "c27", "KILL", check=True)
+    eventually(lambda: gone(orphan))
+    os.waitpid(orphan, 0)
+    rt.run("delete", "c27", check=True)
