@@ -363,6 +363,12 @@ void rt_build_plan(struct rt_build *b, const struct js *cfg, const char *bundle,
     for (int i = 0; i < 3; i++)
         p->stdio[i] = -1;
     b->cfg = cfg;
+    for (const char *const *h = (const char *const[]){"createContainer", "startContainer", NULL}; *h; h++) {
+        const struct js *list = js_path(cfg, "hooks", *h, NULL);
+        if (list && list->n) /* they run inside the container's namespaces: not done yet */
+            rt_die("hooks.%s is not supported by fastbox-runtime (prestart, createRuntime, poststart "
+                   "and poststop are)", *h);
+    }
     const char *ver = js_str(cfg, "ociVersion", "");
     if (strncmp(ver, "1.", 2))
         rt_die("config.json: unsupported ociVersion \"%s\" (1.0 to 1.2 are)", ver);

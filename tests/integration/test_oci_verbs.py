@@ -449,6 +449,13 @@ def test_identity_hostname_domainname_oom_score_env_cwd(rt, fb_env):
     assert lines[1:] == ["box1", "example.test", "123", "/tmp", "bar"]
 
 
+def test_unsupported_hooks_are_refused_not_ignored(rt, fb_env):
+    b = make_bundle(fb_env.tmp, "cchook", ["true"], hooks={"createContainer": [{"path": "/bin/true"}]})
+    r = rt.run("run", "--bundle", b, "c28")
+    assert r.returncode == 1 and "createContainer" in r.stderr
+    assert not os.path.exists(os.path.join(rt.root, "c28"))
+
+
 def test_bad_device_path_is_refused(rt, fb_env):
     b = make_bundle(fb_env.tmp, "baddev", ["true"], **{"linux.devices": [
         {"path": "/dev/a/../../etc/x", "type": "c", "major": 1, "minor": 3}]})
