@@ -26,6 +26,7 @@ def _create(cid, image, command, tty, options, cgroups=()):
     owners.begin_once()
     spec = RunSpec(image, command, **options)
     log_config = _log_config(spec)
+    _make_volumes(spec)
     img = resolve_image(spec.image)
     store = StateStore()
     if spec.name:
@@ -42,6 +43,16 @@ def _create(cid, image, command, tty, options, cgroups=()):
             store.release_name(spec.name)
         raise
     return Container(cid, store)
+
+
+def _make_volumes(spec):
+    """Docker makes a container's volumes as it creates it (anonymous ones marked so,
+    for `rm -v` and `volume prune`)."""
+    if any(v.kind == "volume" for v in spec.volumes):
+        from fastbox.volumes import store
+        for v in spec.volumes:
+            if v.kind == "volume":
+                store.data_path(v.source, v.anonymous)
 
 
 def _log_config(spec):
@@ -187,7 +198,8 @@ class Container:
             self._store.update(self.id, status=status.RUNNING, pid=pid,
                                pid_start=process.start_time(pid), monitor_pid=monitor_pid,
                                monitor_start=monitor_start,
-                               cgroups=cgroups, started_at=_now(), owner=owner)
+                               cgroups=cgroups, started_at=_now(), owner=owner,
+                               stopped_by_user=False, paused=False)
             self.reload()
         except (ContainerStateError, FileNotFoundError):
             # --rm: the monitor may already have removed a short-lived container.
@@ -198,19 +210,82 @@ class Container:
         record = self.reload().attrs
         if not status.can_kill(record["status"]):
             raise ContainerStateError(f"container {self.id[:12]} is not running")
+        if record.get("paused") and sig != 9:
+            raise ContainerStateError(f"container {self.id[:12]} is paused: unpause it "
+                                      "before stopping or killing it")
         if not process.signal_process(record["pid"], record.get("pid_start"), sig):
             raise ContainerStateError(f"container {self.id[:12]} is not running")
+        if record.get("paused"):  # SIGKILL reaches frozen tasks only once thawed (v1)
+            self.unpause()
         return self
 
-    def stop(self, timeout=10):
-        """SIGTERM, then SIGKILL after timeout seconds; returns the exit code."""
+    def stop(self, timeout=None):
+        """The stop signal (--stop-signal, SIGTERM by default), then SIGKILL after timeout
+        seconds (--stop-timeout, 10 by default); returns the exit code. A paused
+        container is killed at once, as Docker does."""
         record = self.reload().attrs
+        spec = record.get("spec") or {}
+        if timeout is None:
+            timeout = spec.get("stop_timeout")
+            timeout = 10 if timeout is None else timeout
         if record["status"] == status.RUNNING:
-            process.signal_process(record["pid"], record.get("pid_start"), 15)
-            if not self._wait_monitor(timeout):
+            from fastbox.runtime import restart_policy
+            restart_policy.mark_stopped(self._store, self.id)
+            if record.get("paused"):
                 _kill_now(record)
+                self.unpause()
+            else:
+                sig = _signal_number(spec.get("stop_signal") or "SIGTERM")
+                process.signal_process(record["pid"], record.get("pid_start"), sig)
+            if timeout < 0 or not self._wait_monitor(timeout):
+                if timeout >= 0:
+                    _kill_now(record)
                 self._wait_monitor(None)
         return self.reload().attrs.get("exit_code")
+
+    def restart(self, timeout=None):
+        """stop (if it runs), then start again on the same writable layer."""
+        self.stop(timeout=timeout)
+        return self.start()
+
+    def pause(self):
+        """Freeze every process of the container (its cgroup's freezer)."""
+        from fastbox.runtime import freezer
+        record = self._running_record()
+        if record.get("paused"):
+            raise ContainerStateError(f"container {self.id[:12]} is already paused")
+        freezer.freeze(record.get("cgroups") or [])
+        self.attrs = self._store.update(self.id, paused=True)
+        return self
+
+    def unpause(self):
+        from fastbox.runtime import freezer
+        record = self._running_record()
+        if not record.get("paused") and not freezer.frozen(record.get("cgroups") or []):
+            raise ContainerStateError(f"container {self.id[:12]} is not paused")
+        freezer.thaw(record.get("cgroups") or [])
+        self.attrs = self._store.update(self.id, paused=False)
+        return self
+
+    def update(self, **limits):
+        """New limits (RunSpec's names: memory, memory_swap, memory_reservation, cpus,
+        cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit,
+        restart) on the container: written into its cgroups if it runs, and kept in its
+        record for its next starts."""
+        from fastbox.runtime import limits_update
+        from fastbox.spec import spec_from_dict, spec_to_dict, merged_limits
+        record = self.reload().attrs
+        spec = spec_from_dict(merged_limits(record["spec"], limits))
+        if record["status"] == status.RUNNING:
+            limits_update.apply(self.id, record.get("cgroups") or [], spec)
+        self.attrs = self._store.update(self.id, spec=spec_to_dict(spec))
+        return self
+
+    def _running_record(self):
+        record = self.reload().attrs
+        if record["status"] != status.RUNNING:
+            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        return record
 
     def wait(self, timeout=None):
         """Block until the container exits; returns its exit code."""
@@ -241,16 +316,22 @@ class Container:
         finally:
             os.close(fd)
 
-    def remove(self, force=False):
+    def remove(self, force=False, volumes=False):
+        """volumes (`rm -v`): its anonymous volumes go too."""
         record = self.reload().attrs
         if record["status"] == status.RUNNING:
             if not force:
                 raise ContainerStateError(
                     f"cannot remove running container {self.id[:12]}: stop it first or use -f")
             _kill_now(record)
+            if record.get("paused"):
+                self.unpause()
             self._wait_monitor(10)
             record = self.reload().attrs
         self._discard(record)
+        if volumes:
+            from fastbox.volumes import store
+            store.remove_anonymous((record.get("spec") or {}).get("volumes"))
 
     def _discard(self, record=None):
         """Delete everything of this container: cgroups a dead monitor left, the
@@ -293,9 +374,9 @@ class Container:
         from fastbox.runtime import container, exec as execs
         if isinstance(command, str):
             command = ["/bin/sh", "-c", command]
-        record = self.reload().attrs
-        if record["status"] != status.RUNNING:
-            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        record = self._running_record()
+        if record.get("paused"):
+            raise ContainerStateError(f"container {self.id[:12]} is paused: unpause it first")
         image = resolve_image(record["image_id"])
         pidfd = execs.open_init(record)
         try:
@@ -337,7 +418,8 @@ class Container:
         return {
             "Id": r["id"], "Name": "/" + (r.get("name") or ""), "Created": r["created_at"],
             "Image": r.get("image_id"),
-            "State": {"Status": r["status"], "Running": r["status"] == status.RUNNING,
+            "State": {"Status": "paused" if _paused(r) else r["status"],
+                      "Running": r["status"] == status.RUNNING, "Paused": _paused(r),
                       "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code"),
                       "OOMKilled": bool(r.get("oom_killed")),
                       "StartedAt": r.get("started_at"), "FinishedAt": r.get("finished_at"),
@@ -345,7 +427,10 @@ class Container:
             "Config": {"Image": r["image"], "Cmd": spec.get("command"),
                        "Entrypoint": spec.get("entrypoint"), "Env": spec.get("env"),
                        "WorkingDir": spec.get("workdir"), "User": spec.get("user"),
-                       "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty")},
+                       "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty"),
+                       "Labels": dict(spec.get("labels") or {}),
+                       "StopSignal": spec.get("stop_signal") or "SIGTERM",
+                       "StopTimeout": spec.get("stop_timeout")},
             "HostConfig": {**_resources(spec), "Binds": spec.get("volumes"),
                            "Tmpfs": spec.get("tmpfs"), "ReadonlyRootfs": spec.get("read_only"),
                            "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove"),
@@ -356,7 +441,11 @@ class Container:
                            "Devices": [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"),
                                                 d.split(":"))) for d in spec.get("devices") or ()],
                            "DeviceCgroupRules": spec.get("device_cgroup_rules") or None,
-                           "LogConfig": r.get("log_config")},
+                           "LogConfig": r.get("log_config"),
+                           "RestartPolicy": _restart_policy(spec.get("restart")),
+                           "Init": bool(spec.get("init")) or None,
+                           "ShmSize": spec.get("shm_size") or 64 << 20},
+            "RestartCount": r.get("restart_count", 0),
             "LogPath": self._store.log_path(self.id),
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),
@@ -375,6 +464,15 @@ def _resources(spec):
             "CpuShares": spec.get("cpu_shares") or 0, "CpuPeriod": spec.get("cpu_period") or 0,
             "CpuQuota": spec.get("cpu_quota") or 0, "CpusetCpus": spec.get("cpuset_cpus") or "",
             "CpusetMems": spec.get("cpuset_mems") or "", "PidsLimit": spec.get("pids_limit")}
+
+
+def _paused(record):
+    return bool(record.get("paused")) and record["status"] == status.RUNNING
+
+
+def _restart_policy(value):
+    name, _, count = (value or "no").partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
 def _kill_now(record):

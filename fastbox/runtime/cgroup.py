@@ -10,7 +10,9 @@ import os
 from fastbox import config
 from fastbox.runtime import devices
 
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset")
+# freezer: `fastbox pause` freezes the container's own cgroup, as runc does (v2 has
+# cgroup.freeze in every cgroup).
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset", "freezer")
 # A v1 hierarchy that a container joins only when it asks for it: a cpuset cgroup must be
 # given CPUs and memory nodes before a task can join, and each join moves the task.
 V1_ON_DEMAND = ("cpuset",)
