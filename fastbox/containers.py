@@ -228,9 +228,10 @@ class Container:
         if timeout is None:
             timeout = spec.get("stop_timeout")
             timeout = 10 if timeout is None else timeout
-        if record["status"] == status.RUNNING:
+        if spec.get("restart", "no") != "no":
             from fastbox.runtime import restart_policy
-            restart_policy.mark_stopped(self._store, self.id)
+            restart_policy.mark_stopped(self._store, self.id)  # a pending restart too
+        if record["status"] == status.RUNNING:
             if record.get("paused"):
                 _kill_now(record)
                 self.unpause()

@@ -11,7 +11,10 @@
  * argv: --pid PID --log FILE --exit FILE [--started FILE] [--stdout FD] [--stderr FD]
  *       [--tty FD] [--log-max-size BYTES --log-max-file N] [--cgroup DIR]... [--oom-file FILE]
  *       [--remove FILE]... [--remove-dir DIR]...
- *       [--lock FILE] [--names DIR --id ID]
+ *       [--lock FILE] [--names DIR --id ID] [--then PATH [--then-arg ARG]...]
+ * --then (a --restart policy): once the exit is recorded, the monitor execs PATH with the
+ * --then-args (fastbox.runtime.restarter), which decides whether and when to start the
+ * container again; it keeps the monitor's pid, so the janitor still sees an owner.
  * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
  * record says running even if the process that started us died before writing it.
  * The --remove lists are for --rm containers: files, then directories, removed at exit,
@@ -66,6 +69,8 @@ struct args {
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
+    const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
+    int n_then;
 };
 
 static struct log lg = {.fd = -1};
@@ -488,6 +493,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->remove_files[a->n_remove_files++] = v;
         else if (!strcmp(k, "--remove-dir") && a->n_remove_dirs < MAX_LIST)
             a->remove_dirs[a->n_remove_dirs++] = v;
+        else if ((!strcmp(k, "--then") ? a->n_then == 0 : !strcmp(k, "--then-arg") && a->n_then > 0)
+                 && a->n_then < MAX_LIST)
+            a->then[a->n_then++] = v;
         else
             return -1;
     }
@@ -583,5 +591,12 @@ int main(int argc, char **argv)
         remove_leftovers(&a);
     else
         write_exit(a.exit_file, code, oom);
+    if (a.n_then > 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(a.then[0], (char *const *)a.then);
+        return 0; /* no restarter: the container stays exited */
+    }
     return 0;
 }

@@ -29,6 +29,8 @@ class Request:
             raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
         if opts["entrypoint"] is not None:
             opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
+        if opts["remove"] and opts["restart"] not in (None, "no"):
+            raise SpecError("conflicting options: --restart and --rm")
         self.opts = {k: v for k, v in opts.items() if v is not None and v != []}
 
     def own_network(self):

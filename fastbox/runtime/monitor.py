@@ -36,6 +36,9 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
             monitor_argv += ["--oom-file", cg.oom_file]
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
+        elif spec.restart != "no":
+            from fastbox.runtime import restart_policy
+            monitor_argv += restart_policy.monitor_args(cid, store)
         try:
             pid, monitor_pid, times = _core.spawn_detached(
                 plan, monitor_argv, keep, console.ours.fileno() if console else -1)
