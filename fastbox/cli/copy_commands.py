@@ -31,6 +31,12 @@ def cp(src: str = typer.Argument(..., metavar="SRC"),
     with ContainerRoot(record) as root:
         try:
             if src_ref:
+                try:
+                    parent_fd, name = root.open_parent(src_path)
+                    os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    raise SpecError(f"no such container:path: {src}") from None
+                os.close(parent_fd)
                 _copy_out(root, src_path, dst_path, archive)
             else:
                 _copy_in(root, src_path, dst_path, archive)
