@@ -282,6 +282,30 @@ class Container:
         self.attrs = self._store.update(self.id, spec=spec_to_dict(spec))
         return self
 
+    def commit(self, repository=None, changes=(), message="", author="", pause=True):
+        """The container's writable layer as a new image on its own (`docker commit`);
+        a running container is paused meanwhile, as Docker does by default."""
+        from fastbox.api import resolve_image
+        from fastbox.images.commit import commit
+        record = self.reload().attrs
+        upper = os.path.join(self._store.container_dir(self.id), "upper")
+        if not os.path.isdir(upper):
+            raise ContainerStateError(f"container {self.id[:12]} has no writable layer yet")
+        spec = record.get("spec") or {}
+        image = resolve_image(record["image_id"])
+        kept = {"Cmd": spec.get("command"), "Entrypoint": spec.get("entrypoint"),
+                "Env": list(image.env) + [e for e in spec.get("env") or ()] if spec.get("env") else None,
+                "WorkingDir": spec.get("workdir"), "User": spec.get("user")}
+        paused_here = (pause and record["status"] == status.RUNNING
+                       and not record.get("paused"))
+        if paused_here:
+            self.pause()
+        try:
+            return commit(upper, image, repository, changes, message, author, kept)
+        finally:
+            if paused_here:
+                self.unpause()
+
     def _running_record(self):
         record = self.reload().attrs
         if record["status"] != status.RUNNING:

@@ -1,9 +1,10 @@
-"""`cp` and `export`: files between the host and a running container, resolved inside
-the container's root (fastbox.runtime.container_files)."""
+"""`cp`, `export` and `commit`: files between the host and a running container,
+resolved inside the container's root (fastbox.runtime.container_files), and a
+container's writable layer as an image (fastbox.images.commit)."""
 import os
 import stat
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -14,6 +15,7 @@ def register(app, container_group):
     for group in (app, container_group):
         group.command()(cp)
         group.command()(export)
+        group.command()(commit)
 
 
 def cp(src: str = typer.Argument(..., metavar="SRC"),
@@ -174,3 +176,18 @@ def export(container: str,
         with open(tmp, "wb") as f:
             cf.tar_out(source, f)
         os.replace(tmp, output)
+
+
+def commit(container: str,
+           repository: Optional[str] = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+           change: List[str] = typer.Option([], "--change", "-c",
+                                            help="Dockerfile instruction: CMD, ENTRYPOINT, ENV, "
+                                                 "WORKDIR, USER, LABEL, EXPOSE"),
+           message: str = typer.Option("", "--message", "-m", help="Commit message"),
+           author: str = typer.Option("", "--author", "-a", help="Author"),
+           pause: bool = typer.Option(True, "--pause/--no-pause", "-p",
+                                      help="Pause the container while committing")):
+    """Create a new image from a container's changes; print its id."""
+    from fastbox import containers
+    image = containers.get(container).commit(repository, change, message, author, pause)
+    print(image.id)
