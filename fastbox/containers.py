@@ -42,7 +42,9 @@ def _create(cid, image, command, tty, options, cgroups=()):
         if spec.name:
             store.release_name(spec.name)
         raise
-    return Container(cid, store)
+    c = Container(cid, store)
+    c._event("create")
+    return c
 
 
 def _make_volumes(spec):
@@ -188,6 +190,7 @@ class Container:
         monitor_start = process.start_time(monitor_pid)
         self._mark_running(pid, monitor_pid, monitor_start, cgroups,
                            owners.key_of(monitor_pid, monitor_start))
+        self._event("start")
         # The record names the monitor as owner first: a sweep that finds the entry
         # under the monitor then finds them agreeing.
         claim.hand_to(monitor_pid, monitor_start)
@@ -215,6 +218,7 @@ class Container:
                                       "before stopping or killing it")
         if not process.signal_process(record["pid"], record.get("pid_start"), sig):
             raise ContainerStateError(f"container {self.id[:12]} is not running")
+        self._event("kill", signal=sig)
         if record.get("paused"):  # SIGKILL reaches frozen tasks only once thawed (v1)
             self.unpause()
         return self
@@ -242,12 +246,15 @@ class Container:
                 if timeout >= 0:
                     _kill_now(record)
                 self._wait_monitor(None)
+            self._event("stop")
         return self.reload().attrs.get("exit_code")
 
     def restart(self, timeout=None):
         """stop (if it runs), then start again on the same writable layer."""
         self.stop(timeout=timeout)
-        return self.start()
+        self.start()
+        self._event("restart")
+        return self
 
     def pause(self):
         """Freeze every process of the container (its cgroup's freezer)."""
@@ -257,6 +264,7 @@ class Container:
             raise ContainerStateError(f"container {self.id[:12]} is already paused")
         freezer.freeze(record.get("cgroups") or [])
         self.attrs = self._store.update(self.id, paused=True)
+        self._event("pause")
         return self
 
     def unpause(self):
@@ -266,6 +274,7 @@ class Container:
             raise ContainerStateError(f"container {self.id[:12]} is not paused")
         freezer.thaw(record.get("cgroups") or [])
         self.attrs = self._store.update(self.id, paused=False)
+        self._event("unpause")
         return self
 
     def update(self, **limits):
@@ -280,6 +289,7 @@ class Container:
         if record["status"] == status.RUNNING:
             limits_update.apply(self.id, record.get("cgroups") or [], spec)
         self.attrs = self._store.update(self.id, spec=spec_to_dict(spec))
+        self._event("update")
         return self
 
     def commit(self, repository=None, changes=(), message="", author="", pause=True):
@@ -305,6 +315,10 @@ class Container:
         finally:
             if paused_here:
                 self.unpause()
+
+    def _event(self, action, **attributes):
+        from fastbox.state import events
+        events.append(action, self.attrs, **attributes)
 
     def _running_record(self):
         record = self.reload().attrs
@@ -354,6 +368,7 @@ class Container:
             self._wait_monitor(10)
             record = self.reload().attrs
         self._discard(record)
+        self._event("destroy")
         if volumes:
             from fastbox.volumes import store
             store.remove_anonymous((record.get("spec") or {}).get("volumes"))
@@ -370,7 +385,9 @@ class Container:
     def rename(self, new_name):
         from fastbox.spec import RunSpec
         RunSpec("x", name=new_name)  # validates the name
+        old = self.attrs.get("name") or ""
         self.attrs = self._store.rename(self.id, new_name)
+        self._event("rename", oldName="/" + old)
         return self
 
     def logs(self, follow=False, tail=None, timestamps=False, stdout=True, stderr=True,

@@ -225,3 +225,50 @@ def test_container_group_has_the_container_commands(busybox):
         assert ok(cli("container", "exec", "grouped", "echo", "in")).stdout == "in\n"
     finally:
         assert ok(cli("container", "rm", "-f", "grouped")).stdout == "grouped\n"
+
+
+# ------------------------------------------------------------------ events
+
+def _events(*args):
+    lines = ok(cli("events", "--since", "10m", "--until", "0s", *args)).stdout.splitlines()
+    return [line.split()[2] for line in lines]  # TIME container ACTION ID (attrs)
+
+
+def test_events_log_the_lifecycle(busybox):
+    ref = ok(cli("run", "-d", "--name", "evented", "--label", "team=x", "busybox", "sh", "-c",
+                 "while [ ! -e /go ]; do sleep 0.02; done; exit 3")).stdout.strip()
+    ok(cli("pause", ref))
+    ok(cli("unpause", ref))
+    ok(cli("exec", ref, "touch", "/go"))
+    eventually(lambda: inspect(ref)["State"]["Status"] == "exited", what="exited")
+    ok(cli("rm", ref))
+    assert _events() == ["create", "start", "pause", "unpause", "die", "destroy"]
+    line = ok(cli("events", "--since", "10m", "--until", "0s", "-f", "event=die")).stdout
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z container die [0-9a-f]{64} "
+                    r"\(exitCode=3, image=busybox, name=evented, team=x\)\n$", line), line
+    as_json = [json.loads(x) for x in ok(cli("events", "--since", "10m", "--until", "0s",
+                                             "--format", "{{json .}}")).stdout.splitlines()]
+    assert {e["Actor"]["ID"] for e in as_json} == {ref}
+    assert _events("-f", "container=evented", "-f", "event=start") == ["start"]
+    assert _events("-f", "label=team=y") == []
+    r = cli("events", "--since", "yesterday-ish", "--until", "0s")
+    assert r.returncode != 0 and "--since" in one_line_error(r)
+    r = cli("events", "-f", "colour=red", "--until", "0s")
+    assert r.returncode != 0 and "invalid filter" in one_line_error(r)
+
+
+def test_events_follow_until_interrupted(busybox):
+    import signal
+    import subprocess
+    from test_lifecycle import FASTBOX
+    p = subprocess.Popen([FASTBOX, "events", "-f", "event=start"], stdout=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True)
+    try:
+        ref = ok(cli("run", "-d", "busybox", "true")).stdout.strip()
+        line = p.stdout.readline()
+        assert f" container start {ref} " in line
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+        p.stdout.close()
+    cli("rm", "-f", ref)
