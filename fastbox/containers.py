@@ -13,13 +13,14 @@ from fastbox.state import process, status
 from fastbox.state.store import StateStore
 
 
-def create(image, command=None, *, tty=False, **options):
-    """A container record with its spec, its name reserved; nothing runs yet."""
+def create(image, command=None, *, tty=False, interactive=False, **options):
+    """A container record with its spec, its name reserved; nothing runs yet.
+    interactive (`-i`): its stdin stays open for `attach`."""
     from fastbox.runtime.container import new_id
-    return _create(new_id(), image, command, tty, options)
+    return _create(new_id(), image, command, tty, options, interactive=interactive)
 
 
-def _create(cid, image, command, tty, options, cgroups=()):
+def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
     from fastbox.api import resolve_image
     from fastbox.spec import RunSpec, spec_to_dict
     from fastbox.state import owners
@@ -34,7 +35,8 @@ def _create(cid, image, command, tty, options, cgroups=()):
     try:
         store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
-                      "tty": bool(tty), "status": status.CREATED, "exit_code": None,
+                      "tty": bool(tty), "interactive": bool(interactive),
+                      "status": status.CREATED, "exit_code": None,
                       "created_at": _now(), "started_at": None, "finished_at": None,
                       "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
                       "log_config": log_config})
@@ -64,7 +66,7 @@ def _log_config(spec):
                                  f"{config.config_file()} log-opts")
 
 
-def run(image, command=None, *, tty=False, **options):
+def run(image, command=None, *, tty=False, interactive=False, **options):
     """create + start: `fastbox run -d`. Ours from before the record is made: if we
     die before the monitor has it, the next fastbox command sweeps what we made."""
     from fastbox.runtime.container import new_id
@@ -74,7 +76,7 @@ def run(image, command=None, *, tty=False, **options):
     try:
         # The cgroups from the start: a record adopted from the monitor's started.json
         # (we died before marking it running) still names them for stats, rm and sweeps.
-        c = _create(cid, image, command, tty, options, cgroup.dirs_for(cid))
+        c = _create(cid, image, command, tty, options, cgroup.dirs_for(cid), interactive)
     except BaseException:
         claim.release()
         raise
@@ -186,7 +188,8 @@ class Container:
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
             self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
-            log_config=log_config, keep_fds=(claim.fd,))
+            log_config=log_config, keep_fds=(claim.fd,),
+            interactive=record.get("interactive", False))
         monitor_start = process.start_time(monitor_pid)
         self._mark_running(pid, monitor_pid, monitor_start, cgroups,
                            owners.key_of(monitor_pid, monitor_start))

@@ -45,7 +45,7 @@ def _opts(args):
     if image is None:
         raise SpecError("an image is required\n" + run_args.USAGE.replace(" run ", " create "))
     tty = opts.pop("tty")
-    for key in ("help", "timings", "interactive", "detach"):
+    for key in ("help", "timings", "detach"):
         opts.pop(key)
     if opts["entrypoint"] is not None:
         opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
@@ -58,9 +58,11 @@ def create(ctx: typer.Context):
     from fastbox.cli import run_command
     image, command, tty, opts = _opts(list(ctx.args))
     req = _Created(image, opts.pop("pull", None), opts.pop("cidfile", None))
+    interactive = opts.pop("interactive", False)
     caller = run_command.Caller()
     run_command._before_create(req, caller)
-    c = containers.create(image, command, tty=tty, **run_command._as_caller(opts, caller))
+    c = containers.create(image, command, tty=tty, interactive=interactive,
+                          **run_command._as_caller(opts, caller))
     run_command._write_cidfile(req.cidfile, c.id, caller)
     print(c.id)
 

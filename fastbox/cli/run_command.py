@@ -83,7 +83,8 @@ def execute(req, caller):
         _before_create(req, caller)
         if req.detach:
             from fastbox import containers
-            c = containers.run(req.image, req.command, tty=req.tty, **opts)
+            c = containers.run(req.image, req.command, tty=req.tty, interactive=req.interactive,
+                               **opts)
             _write_cidfile(req.cidfile, c.id, caller)
             write(out, c.id + "\n")
             return 0
