@@ -30,7 +30,8 @@ def cp(src: str = typer.Argument(..., metavar="SRC"),
         raise SpecError("copying between containers or within the host is not supported: "
                         "use CONTAINER:SRC DEST or SRC CONTAINER:DEST")
     record = containers.get(src_ref or dst_ref).reload().attrs
-    with ContainerRoot(record) as root:
+    again = ["cp", *(["-a"] if archive else []), src, dest]
+    with _root_or_rerun(record, bool(dst_ref), again) as root:
         try:
             if src_ref:
                 try:
@@ -46,6 +47,31 @@ def cp(src: str = typer.Argument(..., metavar="SRC"),
             where = "in the container" if (e.filename or "").startswith("/") or src_ref else ""
             raise SpecError(f"cp {src} {dest}: {e.strerror}"
                             + (f": {e.filename}" if e.filename else "") + (f" ({where})" if where else "")) from None
+
+
+class _root_or_rerun:
+    """The container's root: a running one's directly; for a stopped one, the command
+    runs again in a mount namespace of its own holding its overlay (offline_root), and
+    we exit with its code."""
+
+    def __init__(self, record, writable, args):
+        from fastbox.runtime.container_files import ContainerRoot
+        self.root, self.record, self.writable = ContainerRoot(record), record, writable
+        self.args = args  # this command's, to run again (sys.argv is an engine's in a worker)
+
+    def __enter__(self):
+        from fastbox.runtime import offline_root
+        from fastbox.runtime.container_files import NotRunning
+        try:
+            return self.root.__enter__()
+        except NotRunning:
+            if self.record["status"] == "running":
+                raise
+            sys.stdout.flush()
+            raise typer.Exit(offline_root.rerun(self.record["id"], self.writable, self.args))
+
+    def __exit__(self, *exc):
+        self.root.close()
 
 
 def _side(arg):
@@ -166,7 +192,8 @@ def export(container: str,
     if output is None and sys.stdout.isatty():
         raise SpecError("cowardly refusing to save to a terminal: use the -o flag or redirect")
     record = containers.get(container).reload().attrs
-    with ContainerRoot(record) as root:
+    again = ["export", *(["-o", output] if output else []), container]
+    with _root_or_rerun(record, False, again) as root:
         source = cf.entries(root.fd, ".", "", skip=root.mount_points())
         if output is None:
             cf.tar_out(source, sys.stdout.buffer)

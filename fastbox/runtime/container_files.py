@@ -41,19 +41,29 @@ def openat2(dirfd, path, flags, resolve, mode=0):
     return fd
 
 
+class NotRunning(ContainerStateError):
+    """A stopped container: its files are reached through fastbox.runtime.offline_root."""
+
+
 class ContainerRoot:
-    """The root of a running container, pinned: `with ContainerRoot(record) as root:`."""
+    """The root of a running container, pinned: `with ContainerRoot(record) as root:`;
+    of a stopped one inside fastbox.runtime.offline_root's mount namespace."""
 
     def __init__(self, record):
         self.record = record
         self.fd = self.pidfd = -1
+        self.offline = None
 
     def __enter__(self):
         from fastbox.state import process
         r = self.record
         if r.get("status") != "running" or not r.get("pid"):
-            raise ContainerStateError(f"container {r['id'][:12]} is not running: cp and export "
-                                      "read a running container's files")
+            from fastbox.runtime.offline_root import ENV
+            self.offline = os.environ.get(ENV)
+            if not self.offline:
+                raise NotRunning(f"container {r['id'][:12]} is not running")
+            self.fd = os.open(self.offline, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            return self
         try:
             self.pidfd = os.pidfd_open(r["pid"])
             self.fd = os.open(f"/proc/{r['pid']}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -89,6 +99,8 @@ class ContainerRoot:
         """The container's mount points other than / (its volumes, /proc, /sys, /dev):
         export leaves their contents out, as Docker's does."""
         out = set()
+        if self.offline:
+            return out  # the overlay alone: nothing is mounted in it
         try:
             with open(f"/proc/{self.record['pid']}/mountinfo") as f:
                 for line in f:

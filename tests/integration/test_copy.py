@@ -107,11 +107,25 @@ def test_copy_errors_are_one_line(box, tmp_path):
         assert text in one_line_error(r), args
 
 
-def test_cp_of_a_stopped_container_says_so(busybox, tmp_path):
-    ref = ok(cli("create", "busybox", "true")).stdout.strip()
+def test_cp_and_export_of_a_stopped_container(busybox, tmp_path, fb_env):
+    """Its overlay is mounted in a mount namespace of the command's own: nothing is
+    mounted here (conftest checks), and what is copied in is there at its start."""
+    ref = ok(cli("create", "busybox", "cat", "/in/file")).stdout.strip()
     try:
-        r = cli("cp", f"{ref}:/etc/passwd", str(tmp_path / "p"))
-        assert r.returncode != 0 and "not running" in one_line_error(r)
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "file").write_text("before start\n")
+        ok(cli("cp", str(tmp_path / "in"), f"{ref}:/"))
+        ok(cli("cp", f"{ref}:/etc/passwd", str(tmp_path / "p")))
+        assert (tmp_path / "p").read_text().startswith("root:")
+        r = cli("cp", f"{ref}:/nosuch", str(tmp_path / "q"))
+        assert r.returncode != 0 and "no such container:path" in one_line_error(r)
+        assert ok(cli("start", "-a", ref)).stdout == "before start\n"
+        out = subprocess.run([FASTBOX, "export", ref], capture_output=True, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0
+        with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+            assert tar.extractfile("in/file").read() == b"before start\n"
+        with open("/proc/self/mountinfo") as f:
+            assert fb_env.root not in f.read()
     finally:
         cli("rm", ref)
 
