@@ -403,12 +403,23 @@ def kill_all(dirs, timeout=5.0):
     import time
     deadline = time.monotonic() + timeout
     kill(dirs)
+    _thaw(dirs)  # a paused container's tasks die only once thawed (v1 freezer)
     while True:
         pids = _procs(dirs)
         if not pids or time.monotonic() > deadline:
             return not pids
         _kill_pinned(dirs, pids)
         time.sleep(0.01)
+
+
+def _thaw(dirs):
+    for d in dirs:
+        for path, value in ((d + "/freezer.state", "THAWED"), (d + "/cgroup.freeze", "0")):
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError:  # not a freezer cgroup, or gone
+                pass
 
 
 def kill(dirs):

@@ -272,3 +272,17 @@ def test_events_follow_until_interrupted(busybox):
         p.wait(timeout=30)
         p.stdout.close()
     cli("rm", "-f", ref)
+
+
+def test_a_paused_container_whose_monitor_died_is_swept(busybox):
+    """The janitor kills what a dead monitor left: frozen tasks too (thawed, so that
+    SIGKILL lands), and removes their cgroups."""
+    import signal
+    from test_lifecycle import session_cgroups
+    ref = ok(cli("run", "-d", "busybox", "sleep", "1000")).stdout.strip()
+    ok(cli("pause", ref))
+    info = inspect(ref)
+    os.kill(info["MonitorPid"], signal.SIGKILL)
+    eventually(lambda: inspect(ref)["State"]["Status"] == "exited", what="swept")
+    eventually(lambda: session_cgroups(ref) == [], what="its cgroups gone")
+    ok(cli("rm", ref))
