@@ -18,7 +18,7 @@
  * 2 stderr, three zeros, a big-endian length), and what they send goes to the
  * container's input: the terminal with --tty, else the --stdin pipe (`run -d -i`).
  * --then (a --restart policy): once the exit is recorded, the monitor execs PATH with the
- * --then-args (fastbox.runtime.restarter), which decides whether and when to start the
+ * --then-args (fastbox.restarter), which decides whether and when to start the
  * container again; it keeps the monitor's pid, so the janitor still sees an owner.
  * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
  * record says running even if the process that started us died before writing it.

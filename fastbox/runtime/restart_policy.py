@@ -35,20 +35,4 @@ def monitor_args(cid, store):
     container has exited and its exit is recorded."""
     import sys
     return ["--then", sys.executable, "--then-arg", "-I", "--then-arg", "-m", "--then-arg",
-            "fastbox.runtime.restarter", "--then-arg", cid, "--then-arg", store.root]
-
-
-def after_sweep(store, record):
-    """A container whose monitor died (the janitor killed what was left of it): started
-    again if its policy says so, as dockerd restarts its containers when it comes back."""
-    spec = record.get("spec") or {}
-    if not should_restart(spec.get("restart"), record.get("exit_code"),
-                          record.get("restart_count", 0), record.get("stopped_by_user")):
-        return
-    from fastbox import containers
-    try:
-        c = containers.Container(record["id"], store)
-        store.update(record["id"], restart_count=record.get("restart_count", 0) + 1)
-        c.start()
-    except Exception:  # noqa: BLE001 - the sweeping command must go on whatever happens
-        pass
+            "fastbox.restarter", "--then-arg", cid, "--then-arg", store.root]

@@ -7,6 +7,8 @@ import time
 
 from fastbox import config
 
+MAX_BYTES = 8 << 20  # then events.log becomes events.log.1 (replacing the one before)
+
 
 def log_path():
     return os.path.join(config.root(), "events.log")
@@ -25,6 +27,11 @@ def append(action, record, when_ns=None, **attributes):
              "Actor": {"ID": record["id"], "Attributes": attrs}, "scope": "local",
              "time": when_ns // 10 ** 9, "timeNano": when_ns}
     line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    try:
+        if os.stat(log_path()).st_size > MAX_BYTES:  # bounded: the older history goes
+            os.replace(log_path(), log_path() + ".1")
+    except OSError:
+        pass
     try:
         fd = os.open(log_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:

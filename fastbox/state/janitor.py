@@ -113,8 +113,8 @@ def _clean_record(entry):
     if never_ran or (record.get("spec") or {}).get("remove"):
         store.delete(record)
     elif (record.get("spec") or {}).get("restart", "no") != "no":
-        from fastbox.runtime import restart_policy
-        restart_policy.after_sweep(store, record)
+        from fastbox import restarter
+        restarter.after_sweep(store, record)
     return True
 
 

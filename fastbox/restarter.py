@@ -1,7 +1,9 @@
-"""What a monitor becomes once its container exited under a --restart policy
-(fastbox-monitor --then): decide whether to start it again, wait Docker's back-off,
-start it (a new monitor takes over), exit. `python -I -m fastbox.runtime.restarter ID
-CONTAINERS_DIR`. It keeps the monitor's pid: the janitor sees the owner alive."""
+"""--restart carried out: what a monitor becomes once its container exited under a
+restart policy (fastbox-monitor --then): decide whether to start it again, wait Docker's
+back-off, start it (a new monitor takes over), exit. `python -I -m fastbox.restarter ID
+CONTAINERS_DIR`. It keeps the monitor's pid: the janitor sees the owner alive. Also
+after_sweep, for a container whose monitor was killed. It starts containers, so it sits
+beside fastbox.containers; the decisions are fastbox.runtime.restart_policy's."""
 import os
 import sys
 import time
@@ -40,6 +42,23 @@ def main(cid, root):
         except FastboxError:
             pass
     return 0
+
+
+def after_sweep(store, record):
+    """A container whose monitor died (the janitor killed what was left of it): started
+    again if its policy says so, as dockerd restarts its containers when it comes back."""
+    from fastbox.runtime.restart_policy import should_restart
+    spec = record.get("spec") or {}
+    if not should_restart(spec.get("restart"), record.get("exit_code"),
+                          record.get("restart_count", 0), record.get("stopped_by_user")):
+        return
+    from fastbox import containers
+    try:
+        c = containers.Container(record["id"], store)
+        store.update(record["id"], restart_count=record.get("restart_count", 0) + 1)
+        c.start()
+    except Exception:  # noqa: BLE001 - the sweeping command must go on whatever happens
+        pass
 
 
 def _wait(store, cid, delay):
