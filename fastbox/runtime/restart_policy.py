@@ -31,7 +31,7 @@ def delay(previous_delay, ran_for):
 
 
 def monitor_args(cid, store):
-    """The monitor's --then: this Python runs fastbox.runtime.restarter once the
+    """The monitor's --then: this Python runs fastbox.restarter once the
     container has exited and its exit is recorded."""
     import sys
     return ["--then", sys.executable, "--then-arg", "-I", "--then-arg", "-m", "--then-arg",
