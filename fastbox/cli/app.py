@@ -21,6 +21,7 @@ def run(ctx: typer.Context):
 from fastbox.cli import bench_commands, container_commands, engine_commands, image_commands  # noqa: E402,E501
 from fastbox.cli import attach_command, copy_commands, events_command, lifecycle_commands  # noqa: E402,E501
 from fastbox.cli import volume_commands  # noqa: E402
+from fastbox.cli import build_commands  # noqa: E402
 
 image_commands.register(app)
 _container_group = container_commands.register(app)
@@ -31,6 +32,7 @@ volume_commands.register(app)
 events_command.register(app)
 bench_commands.register(app)
 engine_commands.register(app)
+build_commands.register(app)
 
 
 _click = []
