@@ -8,7 +8,7 @@ import os
 
 from fastbox.errors import SpecError
 from fastbox.images import files as fileops
-from fastbox.images.layer_from_dir import write_layer
+from fastbox.images import layer_tar
 from fastbox.images.store import ImageStore
 
 CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE")
@@ -62,21 +62,14 @@ def _commit(store, tmp, upper_dir, manifest, cfg, name, changes, message, author
 
 
 def _write_tar(upper_dir, path):
-    class Hashing:
-        def __init__(self, f):
-            self.f, self.h, self.n = f, hashlib.sha256(), 0
-
-        def write(self, data):
-            self.h.update(data)
-            self.n += len(data)
-            return self.f.write(data)
-
-    with open(path, "xb") as f:
-        out = Hashing(f)
-        write_layer(upper_dir, out)
-        f.flush()
-        os.fsync(f.fileno())
-    return "sha256:" + out.h.hexdigest(), out.n
+    """The container's changes as a layer; its upperdir keeps overlay's xattrs (it is live)."""
+    digest, size = layer_tar.write_tar(upper_dir, path, strip=False)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return digest, size
 
 
 def apply_changes(config, changes):
