@@ -46,8 +46,8 @@ RUNTIME_LIBS = ["-ldl", "-lpthread"]
 
 class BuildWithMonitor(build_ext):
     """Also links csrc/monitor/fb_monitor.c into fastbox/libexec/fastbox-monitor, the
-    exec helper into fastbox/libexec/fastbox-enter, and the OCI runtime into
-    fastbox/libexec/fastbox-runtime."""
+    exec helper into fastbox/libexec/fastbox-enter, --init's PID 1 into
+    fastbox/libexec/fastbox-init, and the OCI runtime into fastbox/libexec/fastbox-runtime."""
 
     def run(self):
         super().run()
@@ -62,6 +62,12 @@ class BuildWithMonitor(build_ext):
                                         include_dirs=["csrc"], extra_postargs=ENTER_CFLAGS)
         self.compiler.link_executable(objects, "fastbox-enter", output_dir=out_dir,
                                       extra_postargs=ENTER_LDFLAGS)
+        # --init's PID 1 (csrc/init/fb_pid1.c): static, it needs nothing of the container's
+        objects = self.compiler.compile(["csrc/init/fb_pid1.c"],
+                                        output_dir=os.path.join(self.build_temp, "init"),
+                                        extra_postargs=CFLAGS)
+        self.compiler.link_executable(objects, "fastbox-init", output_dir=out_dir,
+                                      extra_postargs=["-static"] + LDFLAGS)
         objects = self.compiler.compile(RUNTIME_SOURCES, output_dir=os.path.join(self.build_temp, "runtime"),
                                         include_dirs=["csrc"], extra_postargs=CFLAGS)
         self.compiler.link_executable(objects, "fastbox-runtime", output_dir=out_dir,

@@ -360,6 +360,7 @@ void rt_build_plan(struct rt_build *b, const struct js *cfg, const char *bundle,
     p->join_netns_fd = -1;
     p->dev_prog_fd = -1;
     p->console_fd = -1;
+    p->init_fd = -1; /* no --init: the OCI process is the container's pid 1 */
     for (int i = 0; i < 3; i++)
         p->stdio[i] = -1;
     b->cfg = cfg;

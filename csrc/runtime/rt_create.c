@@ -585,6 +585,7 @@ int rt_exec(int argc, char **argv)
     p.join_netns_fd = -1;
     p.dev_prog_fd = -1;
     p.console_fd = -1;
+    p.init_fd = -1;
     for (int i = 0; i < 3; i++)
         p.stdio[i] = -1;
     int terminal = 0;
