@@ -1,5 +1,5 @@
 # Declarations of the C core (csrc/fb_plan.h, fb_error.h): extern only, no code.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 from posix.types cimport uid_t, gid_t, pid_t
 
 cdef extern from "fb_error.h":
@@ -111,3 +111,23 @@ cdef extern from "fb_devices.h":
         int access
     int fb_devices_load(const fb_dev_rule *rules, int n, fb_error *e) nogil
     int fb_devices_attach_path(const char *dir, int prog_fd, fb_error *e) nogil
+
+cdef extern from "fb_net.h":
+    struct fb_net_link:
+        int netns_fd
+        const char *host_if
+        const char *peer_if
+        int bridge_index
+        int mtu
+        uint32_t addr
+        int prefix
+        uint32_t gateway
+    struct fb_nft_elem:
+        const char *set
+        const void *key
+        int key_len
+        const void *data
+        int data_len
+    int fb_net_attach(const fb_net_link *link, fb_error *e) nogil
+    int fb_net_link_del(const char *name, fb_error *e) nogil
+    int fb_nft_elems(int add, const char *table, const fb_nft_elem *elems, int n, fb_error *e) nogil

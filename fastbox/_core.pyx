@@ -7,10 +7,10 @@ plan object built in Python.
 """
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, uint32_t
 
 PHASES = ("", "cgroup setup", "clone", "stdio", "cgroup join", "rootfs", "pivot_root",
-          "mounts", "identity", "exec")
+          "mounts", "identity", "exec", "network")
 # Index in fb_report.t, by name (csrc/fb_plan.h enum fb_time).
 TIMES = ("start", "cgroup_ready", "cloned", "child_start", "cgroup", "rootfs", "pivot",
          "mounts", "exec", "execed")
@@ -279,3 +279,58 @@ def attach_device_program(path, int prog_fd):
         rc = fb_devices_attach_path(p, prog_fd, &e)
     if rc < 0:
         raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+
+
+cdef object _net_error(fb_error *e):
+    return CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+
+
+def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes addr,
+               int prefix, bytes gateway):
+    """A veth pair on the bridge whose container end (peer_if) is made inside netns_fd,
+    both ends up, then addr/prefix and a default route via gateway (b"" for none) inside.
+    addr and gateway: 4 bytes, network order (csrc/fb_net.c)."""
+    cdef fb_net_link l
+    cdef fb_error e
+    cdef int rc
+    cdef _Arena a = _Arena()
+    l.netns_fd, l.bridge_index, l.mtu, l.prefix = netns_fd, bridge_index, mtu, prefix
+    l.host_if, l.peer_if = a.s(host_if), a.s(peer_if)
+    l.addr = (<const uint32_t *><const char *>addr)[0]
+    l.gateway = (<const uint32_t *><const char *>gateway)[0] if gateway else 0
+    with nogil:
+        rc = fb_net_attach(&l, &e)
+    if rc < 0:
+        raise _net_error(&e)
+
+
+def net_link_del(name):
+    """Delete a link by name in our network namespace (a veth takes its peer); a link
+    that is gone already is no error."""
+    cdef fb_error e
+    cdef int rc
+    cdef _Arena a = _Arena()
+    cdef const char *n = a.s(name)
+    with nogil:
+        rc = fb_net_link_del(n, &e)
+    if rc < 0:
+        raise _net_error(&e)
+
+
+def nft_elems(bint add, table, elems):
+    """Add (each must be new) or delete map elements in the ip table `table`, in one
+    transaction. elems: (map name, key bytes, data bytes)."""
+    cdef fb_error e
+    cdef int rc, i, n = <int>len(elems)
+    cdef _Arena a = _Arena()
+    cdef fb_nft_elem *el = <fb_nft_elem *>a.alloc(n, sizeof(fb_nft_elem))
+    cdef const char *t = a.s(table)
+    for i in range(n):
+        name, key, data = elems[i]
+        el[i].set = a.s(name)
+        el[i].key, el[i].key_len = a.s(key), <int>len(key)
+        el[i].data, el[i].data_len = a.s(data), <int>len(data)
+    with nogil:
+        rc = fb_nft_elems(1 if add else 0, t, el, n, &e)
+    if rc < 0:
+        raise _net_error(&e)
