@@ -259,6 +259,8 @@ class Container:
         record = record or self.attrs
         cgroup.kill_all(record.get("cgroups") or [])
         cgroup.remove(record.get("cgroups") or [])
+        from fastbox.network import endpoints
+        endpoints.release(self.id)
         self._store.delete(record)
 
     def rename(self, new_name):

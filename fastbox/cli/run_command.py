@@ -30,7 +30,8 @@ class Request:
         self.opts = {k: v for k, v in opts.items() if v is not None and v != []}
 
     def own_network(self):
-        return self.opts.get("network", "none") == "none"
+        mode = self.opts.get("network", "none")
+        return mode != "host" and not mode.startswith("container:")
 
 
 class Caller:

@@ -30,10 +30,11 @@ class Started:
     """A running container as the runtime knows it, until it is waited for."""
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
-                 "terminal", "exit_code", "record", "names", "oom_file", "oom_killed")
+                 "terminal", "exit_code", "record", "names", "oom_file", "oom_killed", "endpoint")
 
     def __init__(self):
         self.terminal = self.exit_code = self.record = self.names = self.oom_file = None
+        self.endpoint = None
         self.oom_killed = False
 
 
@@ -86,10 +87,43 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.seccomp_filter = prog
     plan.dev_prog_fd = -1 if cg.dev_prog is None else cg.dev_prog
     plan.devnodes = nodes
-    if netns_fd is not None and spec.network == "none":
-        plan.ns_flags &= ~NEWNET
-        plan.join_netns_fd, plan.loopback_up = netns_fd, False
+    _network(plan, cid, spec, hostname, netns_fd)
     return plan, cg, fs, argv
+
+
+def _network(plan, cid, spec, hostname, netns_fd):
+    """The container's network namespace: made ahead of time (netns_fd: a spare or a
+    pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
+    address, route, ports, /etc files), made before the clone into that namespace.
+    plan.endpoint and plan.own_netns_fd (ours to close) are set for the caller."""
+    plan.endpoint, plan.own_netns_fd = None, None
+    mode = spec.network
+    if mode == "host":
+        return
+    if mode.startswith("container:"):
+        from fastbox.runtime import network
+        plan.ns_flags &= ~NEWNET
+        plan.join_netns_fd, plan.loopback_up = network.container_netns(mode[len("container:"):]), False
+        plan.own_netns_fd = plan.join_netns_fd
+        return
+    endpoint = mode != "none"
+    if netns_fd is None and endpoint:
+        from fastbox.runtime import network
+        netns_fd = plan.own_netns_fd = network.new_netns()
+    if netns_fd is None:
+        return
+    plan.ns_flags &= ~NEWNET
+    plan.join_netns_fd, plan.loopback_up = netns_fd, False
+    if endpoint:
+        from fastbox.runtime import network
+        try:
+            plan.endpoint = network.setup(cid, spec, hostname, netns_fd)
+        except BaseException:
+            if plan.own_netns_fd is not None:
+                os.close(plan.own_netns_fd)
+            raise
+        plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
+                       for src, dst in plan.endpoint.binds] + list(plan.mounts)
 
 
 def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):
@@ -114,16 +148,30 @@ def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
         cgroup.remove(cg.dirs)
         if console:
             console.ours.close()
+        network_failed(plan, cid)
         raise start_error(e, argv) from None
     finally:
         if console:
             console.sent()
+        if plan.own_netns_fd is not None:
+            os.close(plan.own_netns_fd)
+    if plan.endpoint is not None:
+        from fastbox.runtime import network
+        network.owned_by(plan.endpoint, pid)
     s = Started()
     s.id, s.name, s.pid, s.pidfd = cid, spec.name, pid, pidfd
     s.terminal = console.receive() if console else None
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
     s.oom_file = cg.oom_file
+    s.endpoint = plan.endpoint
     return s
+
+
+def network_failed(plan, cid):
+    """The start failed after its endpoint was made: undo it."""
+    if plan.endpoint is not None:
+        from fastbox.runtime import network
+        network.release(cid)
 
 
 def wait(s):
@@ -175,6 +223,10 @@ def teardown(s):
     keeps it or the program died of SIGKILL, as the OOM killer's victims do."""
     if s.oom_file and (s.record is not None or s.exit_code == 137):
         s.oom_killed = cgroup.oom_killed(s.oom_file)
+    if s.endpoint is not None:  # Docker frees the address and ports when it stops
+        from fastbox.runtime import network
+        network.release(s.id)
+        s.endpoint = None
     cgroup.remove(s.cgroups)
 
 

@@ -19,7 +19,7 @@ def netns(spec):
     """A network namespace made ahead of time for a container with its own network (an
     fd the caller closes once the container has entered it), or None. Asks for the next
     one when this process starts more than one container."""
-    if spec.network != "none":
+    if spec.network == "host" or spec.network.startswith("container:"):
         return None
     fd = _core.take_spare_netns()
     if _more:

@@ -1,0 +1,108 @@
+"""Applying a container's network with the C core (fastbox/network decides and records):
+the veth pair made into the container's namespace, its address and route, its port
+mappings in one nf_tables transaction; and undoing them from the host side alone.
+
+Nothing here imports pyroute2, socket or json: this is on the start path."""
+import os
+
+from fastbox import _core
+from fastbox.errors import StartError
+
+PEER_IF = "eth0"
+
+
+def _ip4(ip):
+    return bytes(int(x) for x in ip.split("."))
+
+
+def setup(cid, spec, hostname, netns_fd):
+    """The network of a container that has an address of its own: returns its endpoint
+    (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname)."""
+    from fastbox.network import endpoints, ports
+    mapped = ports.resolve(spec.publish, spec.publish_all, spec.expose) if (
+        spec.publish or spec.publish_all) else []
+    ep = endpoints.plan(cid, spec, hostname, mapped)
+    try:
+        _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
+                         ep.prefix, _ip4(ep.gateway))
+        if ep.ports:
+            _publish(ep, spec)
+    except _core.CoreError as e:
+        endpoints.release(cid)
+        raise StartError(f"failed to set up the container's network: {e.what}: "
+                         f"{os.strerror(e.errno)}", "network", e.errno) from None
+    except BaseException:
+        endpoints.release(cid)
+        raise
+    return ep
+
+
+def _publish(ep, spec):
+    """The mappings in one transaction. A key someone holds (EEXIST): sweep the
+    endpoints of dead owners and try once more; a missing table (someone flushed it):
+    make it again."""
+    from fastbox.network import nft
+    for attempt in range(3):
+        try:
+            _core.nft_elems(True, nft.TABLE, nft.port_elements(ep.ports, ep.ip))
+            return
+        except _core.CoreError as e:
+            if e.errno == 2 and attempt == 0:  # ENOENT: no table or map
+                nft.ensure_table()
+                continue
+            if e.errno != 17 or attempt == 2:  # EEXIST
+                if e.errno == 17:
+                    from fastbox.network.ports import PortInUse, describe
+                    raise PortInUse(f"Bind for {describe(ep.ports)} failed: port is already allocated") from None
+                raise
+            from fastbox.network import endpoints
+            endpoints.sweep()
+
+
+def unpublish(ep):
+    """Delete ep's mappings; if the batch fails (one is gone already), one by one."""
+    from fastbox.network import nft
+    elems = nft.port_elements(ep.ports, ep.ip)
+    try:
+        _core.nft_elems(False, nft.TABLE, elems)
+    except _core.CoreError:
+        for el in elems:
+            try:
+                _core.nft_elems(False, nft.TABLE, [el])
+            except _core.CoreError:
+                pass
+
+
+def unplug(host_if):
+    """Delete the host end of a veth (its peer goes with it), by name, in our namespace."""
+    try:
+        _core.net_link_del(host_if)
+    except _core.CoreError:
+        pass
+
+
+def release(cid):
+    from fastbox.network import endpoints
+    endpoints.release(cid)
+
+
+def owned_by(ep, pid):
+    from fastbox.network import endpoints
+    endpoints.set_owner(ep, pid)
+
+
+def new_netns():
+    return _core.new_netns()
+
+
+def container_netns(ref):
+    """--network container:NAME: an fd of that running container's network namespace."""
+    from fastbox import containers
+    from fastbox.errors import ContainerStateError
+    c = containers.get(ref)
+    if c.status != "running" or not c.pid:
+        raise ContainerStateError(f"cannot join the network of container {ref}: it is not running")
+    try:
+        return os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ContainerStateError(f"cannot join the network of container {ref}: {e.strerror}") from None
