@@ -73,12 +73,14 @@ def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped contain
         for c in found:
             print(json.dumps(c.attrs))
         return
-    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} NAMES")
+    from fastbox.network.endpoints import ports_text
+    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} {'PORTS':<24} NAMES")
     for c in found:
         r = c.attrs
         state = r["status"] + (f" ({r['exit_code']})" if r["status"] == "exited" else "")
+        ports = ports_text(c.id) if r["status"] == "running" else ""
         print(f"{c.id[:12]:<14} {r['image'][:23]:<24} {' '.join(r['command'])[:23]:<24} "
-              f"{state:<18} {r.get('name') or ''}")
+              f"{state:<18} {ports:<24} {r.get('name') or ''}")
 
 
 def _print_logs(chunks):

@@ -195,3 +195,12 @@ def on_network(net):
         if ep is not None and ep.network_id == net.id:
             out.append(ep)
     return out
+
+
+def ports_text(cid):
+    """Docker's PORTS column for cid: 127.0.0.1:8080->80/tcp, ..."""
+    ep = load(cid)
+    if ep is None or not ep.ports:
+        return ""
+    from fastbox.network.ports import describe
+    return describe(ep.ports)

@@ -52,8 +52,9 @@ def _publish(ep, spec):
                 continue
             if e.errno != 17 or attempt == 2:  # EEXIST
                 if e.errno == 17:
-                    from fastbox.network.ports import PortInUse, describe
-                    raise PortInUse(f"Bind for {describe(ep.ports)} failed: port is already allocated") from None
+                    from fastbox.network.ports import PortInUse
+                    where = ", ".join(f"{ip}:{hp}" for _, ip, hp, _ in ep.ports)
+                    raise PortInUse(f"Bind for {where} failed: port is already allocated") from None
                 raise
             from fastbox.network import endpoints
             endpoints.sweep()
