@@ -9,6 +9,9 @@
  *
  * Build: gcc -static -O2 -o probe probe.c (tests/probe/build.py does it). */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/time.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -251,10 +254,52 @@ static int opens(int argc, char **argv)
     return 0;
 }
 
+/* udp-echo PORT: answer each datagram with "echo:" and its bytes, for ever (busybox's
+ * nc has no UDP); udp-send ADDR PORT TEXT: send TEXT, print the answer (2 s at most). */
+static int udp_echo(int port)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0)
+        return perror("udp-echo"), 1;
+    printf("listening\n");
+    fflush(stdout);
+    for (;;) {
+        char buf[1500] = "echo:";
+        struct sockaddr_in from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(s, buf + 5, sizeof buf - 5, 0, (struct sockaddr *)&from, &len);
+        if (n >= 0)
+            sendto(s, buf, (size_t)n + 5, 0, (struct sockaddr *)&from, len);
+    }
+}
+
+static int udp_send(const char *addr, int port, const char *text)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    struct timeval tv = {2, 0};
+    char buf[1500];
+    if (s < 0 || inet_pton(AF_INET, addr, &a.sin_addr) != 1)
+        return 2;
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sendto(s, text, strlen(text), 0, (struct sockaddr *)&a, sizeof a);
+    ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+    if (n < 0)
+        return perror("udp-send"), 1;
+    buf[n] = 0;
+    printf("%s\n", buf);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : "0";
+    if (!strcmp(cmd, "udp-echo"))
+        return udp_echo(atoi(arg));
+    if (!strcmp(cmd, "udp-send") && argc > 4)
+        return udp_send(argv[2], atoi(argv[3]), argv[4]);
     if (!strcmp(cmd, "pid"))
         return printf("%d\n", getpid()) < 0;
     if (!strcmp(cmd, "caps"))
