@@ -16,9 +16,20 @@ struct fb_net_link {
     uint32_t gateway;     /* network order; 0: no default route (--internal) */
 };
 
-/* veth pair (container end made in its namespace, both up), address, default route.
- * On failure nothing is left (the pair is deleted). */
-int fb_net_attach(const struct fb_net_link *link, struct fb_error *e);
+/* The veth pair: the host end on the bridge and up, the container end made inside
+ * link->netns_fd (down until configured). */
+int fb_net_veth(const struct fb_net_link *link, struct fb_error *e);
+
+/* Inside the namespace, over sock (a NETLINK_ROUTE socket opened in it): the container
+ * end up, its address, the default route. */
+int fb_net_configure(int sock, const struct fb_net_link *link, struct fb_error *e);
+
+/* A NETLINK_ROUTE socket in the calling thread's namespace. */
+int fb_net_socket(void);
+
+/* Both: the pair, then the inside, over inner_sock if >= 0, else from a short-lived
+ * thread that enters the namespace. On failure nothing is left (the pair is deleted). */
+int fb_net_attach(const struct fb_net_link *link, int inner_sock, struct fb_error *e);
 
 /* Delete a link by name in the caller's namespace (a veth takes its peer with it); a
  * missing link is no error. */

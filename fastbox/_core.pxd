@@ -100,6 +100,14 @@ cdef extern from "fb_plan.h":
     int fb_netns_new(fb_error *e) nogil
     int fb_spare_netns_take() nogil
     void fb_spare_netns_request() nogil
+    struct fb_spare:
+        int netns_fd
+        int sock
+        int bridge_index
+        int mtu
+        char host_if[16]
+    int fb_spare_take(fb_spare *out) nogil
+    void fb_spare_request(int bridge_index, int mtu) nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil
 
@@ -128,6 +136,7 @@ cdef extern from "fb_net.h":
         int key_len
         const void *data
         int data_len
-    int fb_net_attach(const fb_net_link *link, fb_error *e) nogil
+    int fb_net_attach(const fb_net_link *link, int inner_sock, fb_error *e) nogil
     int fb_net_link_del(const char *name, fb_error *e) nogil
+    int fb_net_configure(int sock, const fb_net_link *link, fb_error *e) nogil
     int fb_nft_elems(int add, const char *table, const fb_nft_elem *elems, int n, fb_error *e) nogil

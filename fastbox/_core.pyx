@@ -286,10 +286,12 @@ cdef object _net_error(fb_error *e):
 
 
 def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes addr,
-               int prefix, bytes gateway):
+               int prefix, bytes gateway, int inner_sock=-1, bint veth_made=False):
     """A veth pair on the bridge whose container end (peer_if) is made inside netns_fd,
     both ends up, then addr/prefix and a default route via gateway (b"" for none) inside.
-    addr and gateway: 4 bytes, network order (csrc/fb_net.c)."""
+    addr and gateway: 4 bytes, network order (csrc/fb_net.c). inner_sock: a netlink
+    socket inside netns_fd (a spare's), else a thread enters it; veth_made: the spare
+    has the pair already, only the inside is left."""
     cdef fb_net_link l
     cdef fb_error e
     cdef int rc
@@ -299,9 +301,27 @@ def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes 
     l.addr = (<const uint32_t *><const char *>addr)[0]
     l.gateway = (<const uint32_t *><const char *>gateway)[0] if gateway else 0
     with nogil:
-        rc = fb_net_attach(&l, &e)
+        if veth_made:
+            rc = fb_net_configure(inner_sock, &l, &e)
+        else:
+            rc = fb_net_attach(&l, inner_sock, &e)
     if rc < 0:
         raise _net_error(&e)
+
+
+def take_spare():
+    """The spare network namespace with what was made in it: (netns fd, netlink socket
+    inside it, host veth name or None, bridge index, mtu), all ours; netns fd -1: none
+    ready."""
+    cdef fb_spare sp
+    fb_spare_take(&sp)
+    name = sp.host_if.decode() if sp.bridge_index > 0 else None
+    return sp.netns_fd, sp.sock, name, sp.bridge_index, sp.mtu
+
+
+def request_spare(int bridge_index=0, int mtu=0):
+    """Have the worker make the next spare: with a veth on this bridge if > 0."""
+    fb_spare_request(bridge_index, mtu)
 
 
 def net_link_del(name):

@@ -53,7 +53,7 @@ def main(args):
         return failed(e, 2)
     if not req.detach and not req.help and req.own_network():
         from fastbox.runtime import spare
-        spare.make_early()
+        spare.make_early(req.opts.get("network", "none"))
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it

@@ -15,16 +15,36 @@ def _ip4(ip):
     return bytes(int(x) for x in ip.split("."))
 
 
-def setup(cid, spec, hostname, netns_fd):
+def fits(spare, spec):
+    """Whether a spare's veth is on the bridge (and has the MTU) spec's network uses."""
+    from fastbox.network import store
+    try:
+        net = store.get(spec.network)
+    except Exception:  # noqa: BLE001 - the start reports it
+        return False
+    import _socket
+    try:
+        index = _socket.if_nametoindex(net.bridge)
+    except OSError:
+        return False
+    return spare.bridge_index == index and spare.mtu == net.mtu
+
+
+def setup(cid, spec, hostname, netns_fd, spare=None):
     """The network of a container that has an address of its own: returns its endpoint
-    (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname)."""
+    (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname). spare: the
+    namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used."""
     from fastbox.network import endpoints, ports
+    from fastbox.runtime import spare as spares
     mapped = ports.resolve(spec.publish, spec.publish_all, spec.expose) if (
         spec.publish or spec.publish_all) else []
-    ep = endpoints.plan(cid, spec, hostname, mapped)
+    made = spare is not None and spare.host_if is not None
+    ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None)
+    spares.remember_bridge(ep.bridge_index, ep.mtu)
     try:
         _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
-                         ep.prefix, _ip4(ep.gateway))
+                         ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
+                         made)
         if ep.ports:
             _publish(ep, spec)
     except _core.CoreError as e:
@@ -82,9 +102,9 @@ def unplug(host_if):
         pass
 
 
-def release(cid):
+def release(cid, unplug=True):
     from fastbox.network import endpoints
-    endpoints.release(cid)
+    endpoints.release(cid, unplug=unplug)
 
 
 def owned_by(ep, pid):
