@@ -108,8 +108,7 @@ def plan(cid, spec, hostname, ports, host_if=None):
     """Choose the network and an address for cid and record its endpoint (owned by us)
     before anything is made. ports: the resolved host port mappings; host_if: the host
     end of a veth made ahead of time in the container's namespace (a spare's)."""
-    old = load(cid)
-    if old is not None:  # a restart: what its last run held goes first
+    if os.path.exists(_path(cid)):  # a restart: what its last run held goes first
         release(cid)
     net = store.get(spec.network)
     from fastbox.network import host
@@ -129,7 +128,7 @@ def plan(cid, spec, hostname, ports, host_if=None):
 
     with ipam.Locked(net):
         ip = ipam.allocate_locked(net, cid, reclaim, record)
-        ep.binds = files.write(cid, ip, hostname, spec)
+        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names))
         if names:
             files.join_names(net, cid, ip, names)
     return ep

@@ -22,8 +22,9 @@ def names_dir(net):
     return os.path.join(config.run_dir(), "net", "names", net.id[:12])
 
 
-def write(cid, ip, hostname, spec):
-    """The three files; returns [(host path, container path)] to bind."""
+def write(cid, ip, hostname, spec, names=False):
+    """The three files; returns [(host path, container path)] to bind. names: the
+    network has names (hosts.base keeps what is the container's own)."""
     d = files_dir(cid)
     try:
         os.mkdir(d, 0o700)
@@ -34,7 +35,8 @@ def write(cid, ip, hostname, spec):
         pass
     extra = "".join(f"{h.split(':', 1)[1]}\t{h.split(':', 1)[0]}\n" for h in spec.add_host)
     own = f"{ip}\t{hostname}\n" if ip else ""
-    _put(os.path.join(d, "hosts.base"), BASE + extra + own)
+    if names:
+        _put(os.path.join(d, "hosts.base"), BASE + extra + own)
     _put(os.path.join(d, "hosts"), BASE + extra + own)
     _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns))
     _put(os.path.join(d, "hostname"), hostname + "\n")
@@ -49,9 +51,25 @@ def _put(path, text):
         os.close(fd)
 
 
+_resolv = {}  # (dns, host file's inode, mtime) -> text
+
+
 def resolv_conf(dns):
     """The host's resolv.conf without loopback resolvers (unreachable from the
-    container's namespace), or --dns's servers instead of its nameservers."""
+    container's namespace), or --dns's servers instead of its nameservers. Made again
+    only when the host's file changes."""
+    try:
+        st = os.stat(HOST_RESOLV)
+        key = (tuple(dns), st.st_ino, st.st_mtime_ns)
+    except OSError:
+        key = (tuple(dns), 0, 0)
+    if key not in _resolv:
+        _resolv.clear()
+        _resolv[key] = _make_resolv(dns)
+    return _resolv[key]
+
+
+def _make_resolv(dns):
     try:
         with open(HOST_RESOLV) as f:
             lines = f.read().splitlines()

@@ -61,9 +61,21 @@ def network_of(ip, prefix):
     return int_to_ip(ip_to_int(ip) & mask)
 
 
+_default = []  # [(bip, mtu), Network]: made again when the config file changes them
+
+
 def default():
     """fastbox0, with "bip" (GATEWAY/PREFIX) and "mtu" from the config file."""
     s = config.settings()
+    key = (s.get("bip"), s.get("mtu"))
+    if _default and _default[0] == key:
+        return _default[1]
+    net = _make_default(s)
+    _default[:] = [key, net]
+    return net
+
+
+def _make_default(s):
     gw, prefix = parse_cidr(s.get("bip", DEFAULT_BIP), "bip in the config file")
     mtu = s.get("mtu", DEFAULT_MTU)
     if not isinstance(mtu, int) or not 68 <= mtu <= 65535:

@@ -108,6 +108,15 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None):
         plan.own_netns_fd = plan.join_netns_fd
         return
     endpoint = mode != "none"
+    if endpoint and netns_fd is not None and spare is None:
+        from fastbox.runtime import network
+        ep = network.pooled(netns_fd)
+        if ep is not None:  # a pool's namespace, its network made once
+            plan.ns_flags &= ~NEWNET
+            plan.join_netns_fd, plan.loopback_up = netns_fd, False
+            plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
+                           for src, dst in ep.binds] + list(plan.mounts)
+            return
     if spare is not None and spare.host_if:
         from fastbox.runtime import network
         if not network.fits(spare, spec):  # its veth is on another bridge

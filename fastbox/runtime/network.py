@@ -127,3 +127,39 @@ def container_netns(ref):
         return os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise ContainerStateError(f"cannot join the network of container {ref}: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- pools
+
+_pooled = {}  # a pool's namespace fd -> the endpoint made in it once
+
+
+def pools_endpoints(spec):
+    """Whether a pool of spec's containers gets a veth and an address per namespace."""
+    from fastbox.network import options
+    if not options.own_endpoint(spec.network):
+        return False
+    if spec.publish or spec.publish_all:
+        from fastbox.errors import SpecError
+        raise SpecError("a pool's containers cannot publish ports: each host port maps to one container")
+    return True
+
+
+def pool_endpoint(slot_id, spec, netns_fd):
+    """A pooled namespace's veth, address, route and /etc files, made once: every
+    container run in the namespace then finds its network ready (no per-start work)."""
+    ep = setup(slot_id, spec, slot_id[:12], netns_fd)
+    _pooled[netns_fd] = ep
+    return ep
+
+
+def pooled(netns_fd):
+    return _pooled.get(netns_fd)
+
+
+def pool_endpoint_close(ep):
+    """The pool is closing: its namespaces (and their veths) go when their fds close."""
+    for fd, e in list(_pooled.items()):
+        if e is ep:
+            del _pooled[fd]
+    release(ep.id, unplug=False)
