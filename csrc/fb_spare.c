@@ -51,11 +51,12 @@ static void forked(void)
 
 /* A new namespace, then back home, so that the worker never holds a namespace it has
  * handed out (it would outlive its container). */
-static int make_netns(int *home, int *sock)
+static int make_netns(int *home, int *sock, int bridge)
 {
     struct fb_error e;
     int fd = *home >= 0 ? fb_netns_unshare(&e) : -1;
-    *sock = fd >= 0 ? fb_net_socket() : -1;  /* inside: the container's address goes here */
+    /* inside: the container's address goes here */
+    *sock = fd >= 0 && bridge > 0 ? fb_net_socket() : -1;
     if (fd >= 0 && setns(*home, CLONE_NEWNET) < 0) {
         close(fd);  /* stuck in it: no more spare namespaces from this worker */
         close(*home);
@@ -93,7 +94,7 @@ static void *worker_main(void *arg)
             int bridge = want_bridge, mtu = want_mtu;
             pthread_mutex_unlock(&lock);
             struct fb_spare sp = {-1, -1, 0, 0, ""};
-            sp.netns_fd = make_netns(&home, &sp.sock);
+            sp.netns_fd = make_netns(&home, &sp.sock, bridge);
             if (sp.netns_fd >= 0 && bridge > 0)
                 make_veth(&sp, bridge, mtu);
             pthread_mutex_lock(&lock);

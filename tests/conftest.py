@@ -11,7 +11,7 @@ After each test the `_isolated` fixture fails the test (as an error at teardown)
   - a child process of the test process remains (this process is made a child
     subreaper, so a daemon that double-forked away from a `fastbox` CLI child is caught too).
   - (networks) a veth of fastbox's (fbv*) remains in the test process's network
-    namespace, a network namespace named fb-net-* made during the test remains, an
+    namespace, a network namespace named fb-net-<pid>-* made during the test remains, an
     element remains in a map of fastbox's nft table, or a lease or endpoint record
     remains under the test's FASTBOX_RUN.
 What leaked is then cleaned up, so one leak does not fail every later test.
@@ -114,8 +114,10 @@ def fastbox_veths():
 
 
 def test_netns_names():
+    """This session's: tests name theirs fb-net-<pytest's pid>-... (others' are not ours
+    to judge, nor to remove)."""
     try:
-        return {n for n in os.listdir("/run/netns") if n.startswith("fb-net-")}
+        return {n for n in os.listdir("/run/netns") if n.startswith(f"fb-net-{os.getpid()}-")}
     except FileNotFoundError:
         return set()
 
@@ -287,6 +289,10 @@ def _isolated(monkeypatch, tmp_path, session_dirs):
     if children:
         problems.append(f"child processes left: {children}")
         _kill_and_reap([p for p, _, _ in children])
+    # the kernel deletes a veth with its namespace, asynchronously: give it a moment
+    deadline = time.monotonic() + 3
+    while fastbox_veths() and time.monotonic() < deadline:
+        time.sleep(0.02)
     veths, netns = fastbox_veths(), sorted(test_netns_names() - netns_before)
     elements, state = nft_elements_left(), network_state_left(str(run))
     if veths or netns or elements or state:

@@ -4,9 +4,8 @@ IPv4 forwarding, fastbox's nft table and the network's rules. Runs `ip` and `nft
 is the long-lived part, never on the path of a start that finds the bridge. Everything is
 made in the caller's network namespace (the host's, or a test's that plays it)."""
 import fcntl
+import _socket as socket
 import os
-import socket
-import subprocess
 
 from fastbox import config
 from fastbox.errors import StartError
@@ -46,6 +45,7 @@ def ensure(net):
 
 
 def _ip(*args):
+    import subprocess
     r = subprocess.run(["ip", *args], capture_output=True, text=True)
     if r.returncode != 0:
         raise StartError(f"cannot set up bridge: ip {' '.join(args)}: {r.stderr.strip()}", "network", 22)
@@ -73,6 +73,7 @@ def _sysctl(name, value):
 
 def remove(net):
     """The bridge and the network's rules (network rm; the default bridge stays)."""
+    import subprocess
     subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
     if nft.table_exists():
         nft.remove_network(net)

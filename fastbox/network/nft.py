@@ -11,9 +11,8 @@ on a host whose firewall drops forwarded traffic, allow the bridge there, e.g.
 `nft add rule inet filter forward iifname "fastbox0" accept` and
 `nft add rule inet filter forward oifname "fastbox0" ct state established,related accept`.
 """
-import socket
+import _socket as socket
 import struct
-import subprocess
 
 from fastbox.errors import StartError
 
@@ -56,6 +55,7 @@ table ip fastbox {
 
 
 def nft(script, check=True):
+    import subprocess
     r = subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True)
     if check and r.returncode != 0:
         raise StartError(f"nft failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}",
@@ -64,6 +64,7 @@ def nft(script, check=True):
 
 
 def table_exists():
+    import subprocess
     return subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True).returncode == 0
 
 
@@ -73,11 +74,13 @@ def ensure_table():
 
 
 def _has_comment(chain, comment):
+    import subprocess
     r = subprocess.run(["nft", "-a", "list", "chain", "ip", TABLE, chain], capture_output=True, text=True)
     return f'comment "{comment}"' in r.stdout
 
 
 def _handles(chain, comment):
+    import subprocess
     r = subprocess.run(["nft", "-a", "list", "chain", "ip", TABLE, chain], capture_output=True, text=True)
     out = []
     for line in r.stdout.splitlines():

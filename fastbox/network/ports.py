@@ -1,7 +1,7 @@
 """Host ports: each is checked by binding it on the host address (as Docker and podman
 do) before a mapping is added, so that a port a host program listens on is refused with
 one line; a random one is the kernel's choice of a free ephemeral port."""
-import socket
+import _socket as socket  # the C module: `socket` imports enum and selectors
 
 from fastbox.errors import StartError
 

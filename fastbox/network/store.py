@@ -1,7 +1,6 @@
 """Network definitions: the default bridge (from the config file) and user-defined
 networks, one JSON file each in FASTBOX_ROOT/networks. A definition is what persists; its
 bridge and nft entries are kernel state, made again on first use after a reboot."""
-import json
 import os
 
 from fastbox import config
@@ -90,6 +89,7 @@ def get(name):
     if name == DEFAULT_NAME:
         return default()
     options.check_name(name)
+    import json
     try:
         with open(os.path.join(networks_dir(), name + ".json"), "rb") as f:
             return Network(json.load(f))
@@ -102,6 +102,7 @@ def get(name):
 
 
 def list_all():
+    import json
     out = [default()]
     try:
         names = sorted(os.listdir(networks_dir()))
@@ -120,6 +121,7 @@ def list_all():
 def create(name, subnet=None, gateway=None, internal=False):
     """A user-defined network's definition (its bridge is made on first use)."""
     import datetime
+    import json
     options.check_name(name)
     if name in (DEFAULT_NAME, "none", "host", "default") or name.startswith("container"):
         raise SpecError(f"network name {name!r} is reserved")
