@@ -47,6 +47,10 @@ def setup(cid, spec, hostname, netns_fd, spare=None):
                          made)
         if ep.ports:
             _publish(ep, spec)
+            udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]
+            if udp:
+                from fastbox.network import conntrack
+                conntrack.flush_udp(udp)
     except _core.CoreError as e:
         endpoints.release(cid)
         raise StartError(f"failed to set up the container's network: {e.what}: "

@@ -353,3 +353,27 @@ def test_teardown_never_needs_the_containers_netns(hostns, fb_env):
     assert hostns.nft_elements()
     hostns.ok("rm", cid)
     assert_nothing_left(hostns, fb_env)
+
+
+def test_udp_flow_seen_before_the_port_was_published_reaches_the_container(hostns, probe):
+    """A client that sent to a UDP port before it was published left an un-NATed
+    conntrack entry; publishing the port flushes it, so the same flow (same source port)
+    then reaches the container."""
+    client = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 40404)); s.settimeout(2)\n"
+        "s.sendto(b'early', ('127.0.0.1', 5354))\n"
+        "if sys.argv[1] == 'wait':\n"
+        "    try:\n"
+        "        print(s.recv(100).decode())\n"
+        "    except OSError as e:\n"
+        "        print('no answer', e)\n")
+    hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
+    subprocess.run(hostns.cmd(PYTHON, "-c", client, "send"), check=True)  # the stale entry
+    hostns.ok("run", "-d", "--name", "late", "-p", "127.0.0.1:5354:53/udp", probe.image,
+              "/probe", "udp-echo", "53")
+    eventually(lambda: "listening" in hostns.fb("logs", "late").stdout, what="the echo server")
+    r = subprocess.run(hostns.cmd(PYTHON, "-c", client, "wait"), capture_output=True, text=True)
+    assert r.stdout.strip() == "echo:early", r.stdout + r.stderr
