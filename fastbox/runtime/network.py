@@ -42,9 +42,17 @@ def setup(cid, spec, hostname, netns_fd, spare=None):
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None)
     spares.remember_bridge(ep.bridge_index, ep.mtu)
     try:
-        _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
-                         ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
-                         made)
+        try:
+            _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
+                             ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
+                             made)
+        except _core.CoreError as e:
+            if not made or e.errno != 19:  # ENODEV: the spare's veth was deleted meanwhile
+                raise
+            ep.host_if = "fbv" + cid[:12]
+            endpoints.save(ep)
+            _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
+                             ep.prefix, _ip4(ep.gateway), spare.sock, False)
         if ep.ports:
             _publish(ep, spec)
             udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]

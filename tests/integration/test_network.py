@@ -377,3 +377,13 @@ def test_udp_flow_seen_before_the_port_was_published_reaches_the_container(hostn
     eventually(lambda: "listening" in hostns.fb("logs", "late").stdout, what="the echo server")
     r = subprocess.run(hostns.cmd(PYTHON, "-c", client, "wait"), capture_output=True, text=True)
     assert r.stdout.strip() == "echo:early", r.stdout + r.stderr
+
+
+def test_stats_shows_net_io(hostns):
+    cid = hostns.ok("run", "-d", "-p", "127.0.0.1:8095:80", "busybox", "httpd", "-f", "-p", "80",
+                    "-h", "/etc").strip()
+    hostns.fetch("http://127.0.0.1:8095/hostname")
+    row = next(line for line in hostns.ok("stats", "--no-stream").splitlines()
+               if line.startswith(cid[:12]))
+    received, sent = row.split("   ")[5].split(" / ")  # NET I/O: more than nothing each way
+    assert received.strip() not in ("0B", "--") and sent.strip() not in ("0B", "--"), row
