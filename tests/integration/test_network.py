@@ -387,3 +387,38 @@ def test_stats_shows_net_io(hostns):
                if line.startswith(cid[:12]))
     received, sent = row.split("   ")[5].split(" / ")  # NET I/O: more than nothing each way
     assert received.strip() not in ("0B", "--") and sent.strip() not in ("0B", "--"), row
+
+
+def _udp_listener(ns, port):
+    """A UDP socket on the host side's 127.0.0.1:port; prints what it got within 2 s."""
+    return subprocess.Popen(ns.cmd(PYTHON, "-c", (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        f"s.bind(('127.0.0.1', {port})); s.settimeout(2); print('ready', flush=True)\n"
+        "try:\n    print(s.recv(100).decode())\nexcept OSError:\n    print('nothing')")),
+        stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_container_cannot_reach_the_hosts_loopback(hostns, probe, guarded):
+    """The attack on route_localnet (CVE-2020-8558): with NET_RAW (a default capability),
+    a container sends a frame to the bridge's MAC addressed to 127.0.0.1. route_localnet,
+    which 127.0.0.1-published ports need, would let the host accept it; fastbox's guard
+    chain drops it. Without the guard (the control case), the host's 127.0.0.1 service
+    gets it: the attack is real."""
+    hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
+    if not guarded:
+        hostns.sh("nft flush chain ip fastbox guard")
+    listener = _udp_listener(hostns, 5399)
+    try:
+        assert listener.stdout.readline() == "ready\n"
+        out = hostns.ok("run", "--rm", probe.image, "sh", "-c",
+                        "ip=$(ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1); "
+                        "ping -c1 -W1 10.66.0.1 >/dev/null; "  # the bridge's MAC, from ARP
+                        "mac=$(awk '$1 == \"10.66.0.1\" {print $4}' /proc/net/arp); "
+                        "/probe rawudp eth0 $mac $ip 127.0.0.1 5399 sneaky")
+        assert "sent" in out
+        got = listener.stdout.readline().strip()
+    finally:
+        listener.kill()
+        listener.wait()
+    assert got == ("nothing" if guarded else "sneaky")
