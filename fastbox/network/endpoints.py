@@ -138,7 +138,10 @@ def set_owner(ep, pid):
     """The container runs: it owns its endpoint from now on (its init's pid and start).
     One write in place: "owner " and a fixed-width field open the record."""
     ep.owner = f"{pid}-{process.start_time(pid)}"
-    fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:  # it exited already, and its monitor released it
+        return
     try:
         os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
     finally:

@@ -34,6 +34,9 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
             monitor_argv += ["--cgroup", d]
         if cg.oom_file:  # read before the cgroups go: State.OOMKilled
             monitor_argv += ["--oom-file", cg.oom_file]
+        if plan.endpoint is not None:
+            from fastbox.runtime import network
+            monitor_argv += network.monitor_release_args(plan.endpoint)
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         try:

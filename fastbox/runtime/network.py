@@ -175,3 +175,22 @@ def pool_endpoint_close(ep):
         if e is ep:
             del _pooled[fd]
     release(ep.id, unplug=False)
+
+
+def monitor_release_args(ep):
+    """fastbox-monitor's options that release ep at the container's exit, from the host's
+    side (csrc/monitor/fb_monitor.c): its port mappings, lease, record and files."""
+    from fastbox.network import endpoints, files, ipam, nft, store
+    args = ["--id", ep.id]
+    if ep.ports:
+        args += ["--nft-del", ",".join(f"{name}={key.hex()}"
+                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip))]
+    net = store.get(ep.network)
+    args += ["--lease", os.path.join(ipam.leases_dir(net), ep.ip)]
+    d = files.files_dir(ep.id)
+    for n in ("hosts", "hosts.base", "resolv.conf", "hostname"):
+        args += ["--net-file", os.path.join(d, n)]
+    if ep.names:
+        args += ["--net-file", os.path.join(files.names_dir(net), ep.id)]
+    args += ["--net-file", os.path.join(endpoints.endpoints_dir(), ep.id), "--net-dir", d]
+    return args

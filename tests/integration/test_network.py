@@ -422,3 +422,18 @@ def test_container_cannot_reach_the_hosts_loopback(hostns, probe, guarded):
         listener.kill()
         listener.wait()
     assert got == ("nothing" if guarded else "sneaky")
+
+
+def test_detached_container_releases_its_network_when_it_exits(hostns, fb_env):
+    """As Docker does at stop: the monitor deletes the port mappings and frees the lease
+    and files as the container exits; the kept record stays for `start`/`rm`."""
+    cid = hostns.ok("run", "-d", "-p", "9003:80", "-p", "9004:81/udp", "busybox", "sleep", "1").strip()
+    eventually(lambda: json.loads(hostns.ok("inspect", cid))[0]["State"]["Status"] == "exited",
+               what="the container to exit")
+    eventually(lambda: not hostns.nft_elements() and not leases(fb_env.run),
+               what="the monitor to release the network")
+    assert not os.listdir(os.path.join(fb_env.run, "net", "endpoints"))
+    hostns.ok("start", cid)  # a restart gets an address and its ports again
+    assert "9003" in hostns.ok("port", cid)
+    hostns.ok("rm", "-f", cid)
+    assert_nothing_left(hostns, fb_env)
