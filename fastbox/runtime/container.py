@@ -104,8 +104,9 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None):
     if mode.startswith("container:"):
         from fastbox.runtime import network
         plan.ns_flags &= ~NEWNET
-        plan.join_netns_fd, plan.loopback_up = network.container_netns(mode[len("container:"):]), False
-        plan.own_netns_fd = plan.join_netns_fd
+        fd, binds = network.container_netns(mode[len("container:"):])
+        plan.join_netns_fd, plan.loopback_up, plan.own_netns_fd = fd, False, fd
+        plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None) for src, dst in binds] + list(plan.mounts)
         return
     endpoint = mode != "none"
     if endpoint and netns_fd is not None and spare is None:

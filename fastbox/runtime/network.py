@@ -129,16 +129,22 @@ def new_netns():
 
 
 def container_netns(ref):
-    """--network container:NAME: an fd of that running container's network namespace."""
+    """--network container:NAME: an fd of that running container's network namespace,
+    and its /etc/hosts, resolv.conf and hostname to bind (shared, as Docker does)."""
     from fastbox import containers
     from fastbox.errors import ContainerStateError
     c = containers.get(ref)
     if c.status != "running" or not c.pid:
         raise ContainerStateError(f"cannot join the network of container {ref}: it is not running")
     try:
-        return os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise ContainerStateError(f"cannot join the network of container {ref}: {e.strerror}") from None
+    from fastbox.network import files
+    d = files.files_dir(c.id)
+    binds = [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")
+             if os.path.exists(os.path.join(d, n))]
+    return fd, binds
 
 
 # ---------------------------------------------------------------- pools

@@ -283,6 +283,8 @@ def test_network_container_mode_shares_the_namespace(hostns):
     b = hostns.ok("run", "--rm", "--network", "container:first", "busybox", "ip", "-o", "-4",
                   "addr", "show", "eth0").split()[3]
     assert a == b
+    hosts = hostns.ok("run", "--rm", "--network", "container:first", "busybox", "cat", "/etc/hosts")
+    assert hostns.ok("exec", "first", "cat", "/etc/hosts") == hosts
 
 
 # ------------------------------------------------------------------ addresses under load
