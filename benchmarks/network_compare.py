@@ -81,14 +81,15 @@ class Bench:
             return out
         return "fastbox API bridge (Pool)", timer
 
-    def cli(self, label, *args):
+    def cli(self, label, *args, engine=False):
         fb = os.path.join(os.path.dirname(sys.executable), "fastbox")
+        env = {k: v for k, v in os.environ.items() if not (engine and k == "FASTBOX_NO_ENGINE")}
 
         def timer(k):
             out = []
             for _ in range(k):
                 t = time.perf_counter()
-                subprocess.run([fb, "run", "--rm", *args, "busybox", "/bin/true"], check=True)
+                subprocess.run([fb, "run", "--rm", *args, "busybox", "/bin/true"], check=True, env=env)
                 out.append(time.perf_counter() - t)
             return out
         return label, timer
@@ -143,9 +144,9 @@ class Bench:
         assert all(r.exit_code == 0 for r in results)
         return count / elapsed
 
-    def first_http(self, argv_run, argv_rm, port):
+    def first_http(self, argv_run, argv_rm, port, env=None):
         t = time.perf_counter()
-        cid = subprocess.run(argv_run, check=True, capture_output=True, text=True).stdout.strip()
+        cid = subprocess.run(argv_run, check=True, capture_output=True, text=True, env=env).stdout.strip()
         try:
             while True:
                 try:
@@ -167,6 +168,8 @@ def inner(args):
     b = Bench(args, work)
     fb = os.path.join(os.path.dirname(sys.executable), "fastbox")
     report = {}
+    engine_env = {k: v for k, v in os.environ.items() if k != "FASTBOX_NO_ENGINE"}
+    subprocess.run([fb, "engine", "start"], check=True, env=engine_env, stdout=subprocess.DEVNULL)
     try:
         with b.fastbox.Pool("busybox", size=2, network="bridge") as pool:
             contenders = [b.api("fastbox API none", network="none"),
@@ -174,8 +177,11 @@ def inner(args):
                           b.api("fastbox API bridge", network="bridge"),
                           b.api("fastbox API bridge -p", network="bridge", publish=["8080:80"]),
                           b.pooled(pool),
-                          b.cli("fastbox CLI none", "--network", "none"),
-                          b.cli("fastbox CLI bridge -p", "-p", "8081:80")]
+                          b.cli("fastbox CLI+engine none", "--network", "none", engine=True),
+                          b.cli("fastbox CLI+engine bridge", engine=True),
+                          b.cli("fastbox CLI+engine bridge -p", "-p", "8083:80", engine=True),
+                          b.cli("fastbox CLI (python) none", "--network", "none"),
+                          b.cli("fastbox CLI (python) bridge -p", "-p", "8081:80")]
             podman = not args.no_podman and shutil.which("podman")
             if podman:
                 b.podman_setup()
@@ -186,17 +192,18 @@ def inner(args):
         m = report["median_ms"]
         report["ratios"] = {
             "API bridge -p / none": round(m["fastbox API bridge -p"] / m["fastbox API none"], 2),
-            "CLI bridge -p / none": round(m["fastbox CLI bridge -p"] / m["fastbox CLI none"], 2),
+            "CLI+engine bridge -p / none": round(m["fastbox CLI+engine bridge -p"] / m["fastbox CLI+engine none"], 2),
+            "CLI (python) bridge -p / none": round(m["fastbox CLI (python) bridge -p"] / m["fastbox CLI (python) none"], 2),
         }
         if podman:
-            report["ratios"]["podman bridge -p / fastbox CLI bridge -p"] = round(
-                m["podman bridge -p"] / m["fastbox CLI bridge -p"], 1)
+            report["ratios"]["podman bridge -p / fastbox CLI+engine bridge -p"] = round(
+                m["podman bridge -p"] / m["fastbox CLI+engine bridge -p"], 1)
             report["ratios"]["podman bridge -p / fastbox API bridge -p"] = round(
                 m["podman bridge -p"] / m["fastbox API bridge -p"], 1)
         report["burst_bridge_per_s"] = round(b.burst(args.burst), 1)
         http = [b.first_http([fb, "run", "-d", "-p", "127.0.0.1:8090:80", "busybox", "httpd", "-f", "-p", "80"],
-                             [fb, "rm", "-f"], 8090) for _ in range(args.http)]
-        report["run_d_p_to_first_http_ms"] = {"fastbox CLI": round(median_ms(http), 2)}
+                             [fb, "rm", "-f"], 8090, env=engine_env) for _ in range(args.http)]
+        report["run_d_p_to_first_http_ms"] = {"fastbox CLI+engine": round(median_ms(http), 2)}
         if podman:
             pm = [b.first_http([*b.podman_argv(), "run", "-d", "--ulimit", "nofile=20000:20000", "--ulimit",
                                 "nproc=32768:32768", f"--cgroup-parent=/{CGROUP_PARENT}-podman",
@@ -204,6 +211,7 @@ def inner(args):
                                [*b.podman_argv(), "rm", "-f"], 8091) for _ in range(args.http)]
             report["run_d_p_to_first_http_ms"]["podman"] = round(median_ms(pm), 2)
     finally:
+        subprocess.run([fb, "engine", "stop"], env=engine_env, capture_output=True)
         if not args.no_podman and shutil.which("podman"):
             subprocess.run([*b.podman_argv(), "rm", "-af"], capture_output=True)
             subprocess.run([*b.podman_argv(), "system", "reset", "-f"], capture_output=True)

@@ -199,8 +199,22 @@ def _free(net, ep):
 
 
 def sweep():
-    """Release every endpoint whose owner is dead; returns how many."""
+    """Release every endpoint whose owner is dead; returns how many. A record its owner
+    died writing (its .tmp) names nothing applied yet: it goes."""
     n = 0
+    try:
+        for name in os.listdir(endpoints_dir()):
+            if name.endswith(".tmp"):
+                path = os.path.join(endpoints_dir(), name)
+                try:
+                    with open(path) as f:
+                        ep = Endpoint.parse(name[:-4], f.read())
+                    if not owner_alive(getattr(ep, "owner", None)):
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+    except FileNotFoundError:
+        return 0
     for cid in all_ids():
         ep = load(cid)
         if ep is not None and not owner_alive(ep.owner):
