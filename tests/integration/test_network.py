@@ -347,10 +347,12 @@ def test_killed_detached_container_is_cleaned_by_rm(hostns, fb_env):
 
 def test_teardown_never_needs_the_containers_netns(hostns, fb_env):
     """The sweep works from the record and the host's side alone: with the container's
-    namespace long gone (the veth went with it), its port entries and lease still go."""
+    namespace long gone (the veth went with it) and its monitor killed before it could
+    release anything, its port entries and lease still go."""
     cid = hostns.ok("run", "-d", "-p", "9002:80", "busybox", "sleep", "60").strip()
-    pid = json.loads(hostns.ok("inspect", cid))[0]["State"]["Pid"]
-    os.kill(pid, signal.SIGKILL)
+    info = json.loads(hostns.ok("inspect", cid))[0]
+    os.kill(info["MonitorPid"], signal.SIGKILL)
+    os.kill(info["State"]["Pid"], signal.SIGKILL)
     eventually(lambda: not hostns.veths(), what="the veth to go with the namespace")
     assert hostns.nft_elements()
     hostns.ok("rm", cid)
