@@ -12,13 +12,18 @@ _more = []  # a container has started in this process: keep a spare for the next
 
 
 def started(spec=None):
-    """A container has started: from the next one on, a spare is kept ready. Asked for
-    now, once the start is over: made during the start, its rtnl work (the veth) would
-    hold up the container's own (its address and route)."""
+    """A container has started: from the next one on, a spare is kept ready. A bridge
+    container's next spare is asked for now, once the start is over: made during the
+    start, its rtnl work (the veth) would hold up the container's own (its address and
+    route). A `none` one's was asked for as the start began (netns())."""
     if not _more:
         _more.append(True)
-    elif spec is not None and spec.network != "host" and not spec.network.startswith("container:"):
-        _core.request_spare(*(_bridge if spec.network != "none" else (0, 0)))
+    elif spec is not None and _bridged(spec):
+        _core.request_spare(*_bridge)
+
+
+def _bridged(spec):
+    return spec.network not in ("none", "host") and not spec.network.startswith("container:")
 
 
 class Spare:
@@ -53,7 +58,9 @@ def netns(spec):
     if sp is not None and host_if and spec.network == "none":
         sp.close()  # it has a veth: not a `none` container's
         sp = None
-    if _more and sp is None:  # none was ready: have one made for the next start
+    if _more and (spec.network == "none" or sp is None):
+        # the next one is made on the worker's CPU while this container starts (a
+        # bridge container's is asked for once it has started, if one was ready: started())
         _core.request_spare(*(_bridge if spec.network != "none" else (0, 0)))
     return sp
 
