@@ -217,9 +217,34 @@ def sweep():
         return 0
     for cid in all_ids():
         ep = load(cid)
-        if ep is not None and not owner_alive(ep.owner):
+        if ep is not None and not owner_alive(ep.owner) and not _adopted_by_container(ep):
             n += release(cid)
     return n
+
+
+def _adopted_by_container(ep):
+    """A detached start whose starter died between the start and handing the endpoint to
+    the container: if the container runs (its monitor wrote started.json), it is the
+    owner now, and its endpoint stays."""
+    import json
+    try:
+        with open(os.path.join(config.containers_dir(), ep.id, "started.json")) as f:
+            started = json.load(f)
+        pid, start = int(started["pid"]), int(started["pid_start"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not process.alive(pid, start):
+        return False
+    ep.owner = f"{pid}-{start}"
+    try:
+        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
+    finally:
+        os.close(fd)
+    return True
 
 
 def on_network(net):
