@@ -16,7 +16,7 @@ import stat as stat_mod
 from fastbox.build import cache as cache_mod
 from fastbox.build import context as ctx_mod
 from fastbox.build import expand as ex
-from fastbox.build import layer as layer_mod
+from fastbox.images import layer_tar
 from fastbox.images.layer_view import LayerView
 from fastbox.build import steps
 from fastbox.build.steps import BuildError
@@ -153,7 +153,7 @@ class CopyInstructions:
     def _copy_make(self, inst, plan, d, digests):
         """The layer and its tar in one pass over the sources: (copier, (tar path, digest,
         size))."""
-        tar = layer_mod.TarStream(self.session.path())
+        tar = layer_tar.TarStream(self.session.path())
         try:
             copier = steps.Copier(d, plan.view, tar, digests)
             for kind, name, data, _ in plan.items:

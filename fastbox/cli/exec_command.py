@@ -4,14 +4,14 @@ from fastbox.errors import FastboxError, SpecError
 
 USAGE = "Usage: fastbox exec [OPTIONS] CONTAINER COMMAND [ARG...]"
 _FLAGS = {"-i": "interactive", "--interactive": "interactive", "-t": "tty", "--tty": "tty",
-          "--privileged": "privileged"}
+          "--privileged": "privileged", "-d": "detach", "--detach": "detach"}
 _VALUES = {"-e": "env", "--env": "env", "-w": "workdir", "--workdir": "workdir",
            "-u": "user", "--user": "user"}
 
 
 def parse(args):
     opts = {"interactive": False, "tty": False, "privileged": False, "env": [], "workdir": None,
-            "user": None}
+            "user": None, "detach": False}
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "-":
         arg = args[i]
@@ -46,6 +46,9 @@ def main(args):
         opts, ref, command = parse(args)
     except FastboxError as e:
         return run_command.failed(e, 2)
+    if opts["detach"]:
+        from fastbox.cli import exec_detached
+        return exec_detached.main(opts, ref, command, run_command.Caller())
     if opts["tty"]:
         from fastbox.cli import tty_session
         try:

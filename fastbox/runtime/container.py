@@ -88,6 +88,8 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.seccomp_filter = prog
     plan.dev_prog_fd = -1 if cg.dev_prog is None else cg.dev_prog
     plan.devnodes = nodes
+    if spec.init or spec.ulimits:
+        _init_and_ulimits(plan, spec)
     _network(plan, cid, spec, hostname, netns_fd, spare)
     return plan, cg, fs, argv
 
@@ -187,6 +189,19 @@ def network_failed(plan, cid):
     if plan.endpoint is not None:
         from fastbox.runtime import network
         network.release(cid)
+
+
+def _init_and_ulimits(plan, spec):
+    """--init: the program runs under fastbox-init as PID 1; --ulimit: the rlimits the
+    child sets before exec."""
+    if spec.init:
+        from fastbox.runtime import init_binary
+        plan.argv = init_binary.argv(plan.argv)
+        plan.init_fd = init_binary.fd()
+    if spec.ulimits:
+        import resource
+        plan.rlimits = [(getattr(resource, "RLIMIT_" + name.upper()), soft, hard)
+                        for name, soft, hard in spec.ulimits]
 
 
 def wait(s):

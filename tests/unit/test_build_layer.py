@@ -7,7 +7,7 @@ import os
 import stat
 import tarfile
 
-from fastbox.build import layer
+from fastbox.images import layer_tar as layer
 from fastbox.images.layer_view import LayerView
 
 

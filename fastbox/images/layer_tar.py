@@ -1,6 +1,7 @@
-"""A build step's layer directory -> an OCI layer tarball.
+"""A layer directory -> an OCI layer tarball: a build step's (fastbox build) or a
+container's upperdir (fastbox commit).
 
-A step's layer directory is in the store's unpacked-layer format, which is overlay's upper
+A layer directory is in the store's unpacked-layer format, which is overlay's upper
 format: a whiteout is a char 0:0 device, an opaque directory has trusted.overlay.opaque=y.
 A RUN step's directory is its container's overlay upperdir, so the diff is what overlay
 copied up, never found by walking the lower layers (kaniko's cost). Writing the tarball:
@@ -33,10 +34,11 @@ class _HashingWriter:
         return self.size
 
 
-def write_tar(layer_dir, out_path, xattrs=True):
+def write_tar(layer_dir, out_path, xattrs=True, strip=True):
     """Write layer_dir as an OCI layer tarball to out_path (new); strip overlay's xattrs
     from layer_dir on the way (xattrs=False: the directory has none, as a COPY's, and none
-    are read). Returns (digest, size); the digest is also the diffID.
+    are read; strip=False: overlay's are left out of the tar but left on the directory, which
+    is a live container's upperdir). Returns (digest, size); the digest is also the diffID.
 
     Not fsync'ed: a step's blob is as durable as the files it was made from (the context,
     a container's upper layer), and a build killed at any point leaves the store
@@ -44,7 +46,7 @@ def write_tar(layer_dir, out_path, xattrs=True):
     with open(out_path, "xb", buffering=_CHUNK) as raw:
         out = _HashingWriter(raw)
         walk = _Walk(layer_dir, out)
-        walk.read_xattrs = xattrs
+        walk.read_xattrs, walk.strip = xattrs, strip
         walk.dir("")
         out.write(b"\0" * 1024)  # the end-of-archive blocks, padded to a record as tar does
         out.write(b"\0" * (-out.size % tarfile.RECORDSIZE))
@@ -171,7 +173,7 @@ class _Walk:
             os.close(fd)
         self.out.write(b"\0" * (-size % 512))
 
-    read_xattrs = True
+    read_xattrs = strip = True
 
     def xattrs(self, path):
         """The entry's xattrs for the tar; overlay's own are removed from the directory
@@ -185,7 +187,7 @@ class _Walk:
         out = {}
         for name in names:
             if name.startswith(OVERLAY_XATTR):
-                if name != OPAQUE_XATTR:
+                if name != OPAQUE_XATTR and self.strip:
                     os.removexattr(path, name, follow_symlinks=False)
                 continue
             try:
