@@ -54,8 +54,10 @@ class BuildWithMonitor(build_ext):
         base = "fastbox" if self.inplace else os.path.join(self.build_lib, "fastbox")
         out_dir = os.path.join(base, "libexec")
         os.makedirs(out_dir, exist_ok=True)
-        objects = self.compiler.compile(["csrc/monitor/fb_monitor.c"], output_dir=self.build_temp,
-                                        extra_postargs=CFLAGS)
+        # fb_net: the monitor releases a bridge container's port mappings at its exit
+        objects = self.compiler.compile(["csrc/monitor/fb_monitor.c", "csrc/fb_net.c", "csrc/fb_error.c"],
+                                        output_dir=os.path.join(self.build_temp, "monitor"),
+                                        include_dirs=["csrc"], extra_postargs=CFLAGS)
         self.compiler.link_executable(objects, "fastbox-monitor", output_dir=out_dir,
                                       extra_postargs=LDFLAGS)
         objects = self.compiler.compile(ENTER_SOURCES, output_dir=os.path.join(self.build_temp, "enter"),

@@ -15,6 +15,7 @@ enum fb_phase {
     FB_PHASE_MOUNTS,       /* child: proc, sys, dev, volumes, tmpfs, masks */
     FB_PHASE_IDENTITY,     /* child: hostname, workdir, uid/gid, capabilities */
     FB_PHASE_EXEC,         /* child: execve */
+    FB_PHASE_NETWORK,      /* parent: veth, addresses, routes, port mappings (fb_net.c) */
     FB_PHASE_MAX
 };
 

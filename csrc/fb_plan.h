@@ -193,6 +193,20 @@ int fb_netns_unshare(struct fb_error *e);
 int fb_spare_netns_take(void);
 void fb_spare_netns_request(void);
 
+/* A spare with, when asked for, a veth pair on a bridge: its host end's name, and a
+ * NETLINK_ROUTE socket opened inside the namespace (both owned by the caller). take
+ * returns netns_fd (-1: none ready); request(bridge_index, mtu) asks for the next, with a
+ * veth when bridge_index > 0 (a ready spare of another kind is discarded). */
+struct fb_spare {
+    int netns_fd;
+    int sock;
+    int bridge_index; /* > 0: the veth was made on this bridge */
+    int mtu;
+    char host_if[16];
+};
+int fb_spare_take(struct fb_spare *out);
+void fb_spare_request(int bridge_index, int mtu);
+
 /* Start the container under a new fastbox-monitor process that is no child of the
  * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */
 int fb_spawn_detached(const struct fb_plan *plan, const struct fb_monitor_args *monitor,

@@ -1,5 +1,5 @@
 # Declarations of the C core (csrc/fb_plan.h, fb_error.h): extern only, no code.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 from posix.types cimport uid_t, gid_t, pid_t
 
 cdef extern from "fb_error.h":
@@ -103,6 +103,14 @@ cdef extern from "fb_plan.h":
     int fb_netns_new(fb_error *e) nogil
     int fb_spare_netns_take() nogil
     void fb_spare_netns_request() nogil
+    struct fb_spare:
+        int netns_fd
+        int sock
+        int bridge_index
+        int mtu
+        char host_if[16]
+    int fb_spare_take(fb_spare *out) nogil
+    void fb_spare_request(int bridge_index, int mtu) nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil
 
@@ -114,3 +122,24 @@ cdef extern from "fb_devices.h":
         int access
     int fb_devices_load(const fb_dev_rule *rules, int n, fb_error *e) nogil
     int fb_devices_attach_path(const char *dir, int prog_fd, fb_error *e) nogil
+
+cdef extern from "fb_net.h":
+    struct fb_net_link:
+        int netns_fd
+        const char *host_if
+        const char *peer_if
+        int bridge_index
+        int mtu
+        uint32_t addr
+        int prefix
+        uint32_t gateway
+    struct fb_nft_elem:
+        const char *set
+        const void *key
+        int key_len
+        const void *data
+        int data_len
+    int fb_net_attach(const fb_net_link *link, int inner_sock, fb_error *e) nogil
+    int fb_net_link_del(const char *name, fb_error *e) nogil
+    int fb_net_configure(int sock, const fb_net_link *link, fb_error *e) nogil
+    int fb_nft_elems(int add, const char *table, const fb_nft_elem *elems, int n, fb_error *e) nogil

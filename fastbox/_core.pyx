@@ -7,10 +7,10 @@ plan object built in Python.
 """
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, uint32_t
 
 PHASES = ("", "cgroup setup", "clone", "stdio", "cgroup join", "rootfs", "pivot_root",
-          "mounts", "identity", "exec")
+          "mounts", "identity", "exec", "network")
 # Index in fb_report.t, by name (csrc/fb_plan.h enum fb_time).
 TIMES = ("start", "cgroup_ready", "cloned", "child_start", "cgroup", "rootfs", "pivot",
          "mounts", "exec", "execed")
@@ -286,3 +286,78 @@ def attach_device_program(path, int prog_fd):
         rc = fb_devices_attach_path(p, prog_fd, &e)
     if rc < 0:
         raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+
+
+cdef object _net_error(fb_error *e):
+    return CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+
+
+def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes addr,
+               int prefix, bytes gateway, int inner_sock=-1, bint veth_made=False):
+    """A veth pair on the bridge whose container end (peer_if) is made inside netns_fd,
+    both ends up, then addr/prefix and a default route via gateway (b"" for none) inside.
+    addr and gateway: 4 bytes, network order (csrc/fb_net.c). inner_sock: a netlink
+    socket inside netns_fd (a spare's), else a thread enters it; veth_made: the spare
+    has the pair already, only the inside is left."""
+    cdef fb_net_link l
+    cdef fb_error e
+    cdef int rc
+    cdef _Arena a = _Arena()
+    l.netns_fd, l.bridge_index, l.mtu, l.prefix = netns_fd, bridge_index, mtu, prefix
+    l.host_if, l.peer_if = a.s(host_if), a.s(peer_if)
+    l.addr = (<const uint32_t *><const char *>addr)[0]
+    l.gateway = (<const uint32_t *><const char *>gateway)[0] if gateway else 0
+    with nogil:
+        if veth_made:
+            rc = fb_net_configure(inner_sock, &l, &e)
+        else:
+            rc = fb_net_attach(&l, inner_sock, &e)
+    if rc < 0:
+        raise _net_error(&e)
+
+
+def take_spare():
+    """The spare network namespace with what was made in it: (netns fd, netlink socket
+    inside it, host veth name or None, bridge index, mtu), all ours; netns fd -1: none
+    ready."""
+    cdef fb_spare sp
+    fb_spare_take(&sp)
+    name = sp.host_if.decode() if sp.bridge_index > 0 else None
+    return sp.netns_fd, sp.sock, name, sp.bridge_index, sp.mtu
+
+
+def request_spare(int bridge_index=0, int mtu=0):
+    """Have the worker make the next spare: with a veth on this bridge if > 0."""
+    fb_spare_request(bridge_index, mtu)
+
+
+def net_link_del(name):
+    """Delete a link by name in our network namespace (a veth takes its peer); a link
+    that is gone already is no error."""
+    cdef fb_error e
+    cdef int rc
+    cdef _Arena a = _Arena()
+    cdef const char *n = a.s(name)
+    with nogil:
+        rc = fb_net_link_del(n, &e)
+    if rc < 0:
+        raise _net_error(&e)
+
+
+def nft_elems(bint add, table, elems):
+    """Add (each must be new) or delete map elements in the ip table `table`, in one
+    transaction. elems: (map name, key bytes, data bytes)."""
+    cdef fb_error e
+    cdef int rc, i, n = <int>len(elems)
+    cdef _Arena a = _Arena()
+    cdef fb_nft_elem *el = <fb_nft_elem *>a.alloc(n, sizeof(fb_nft_elem))
+    cdef const char *t = a.s(table)
+    for i in range(n):
+        name, key, data = elems[i]
+        el[i].set = a.s(name)
+        el[i].key, el[i].key_len = a.s(key), <int>len(key)
+        el[i].data, el[i].data_len = a.s(data), <int>len(data)
+    with nogil:
+        rc = fb_nft_elems(1 if add else 0, t, el, n, &e)
+    if rc < 0:
+        raise _net_error(&e)

@@ -26,7 +26,7 @@ import queue
 import threading
 
 from fastbox import _core, api
-from fastbox.runtime import cgroup, container, devices
+from fastbox.runtime import cgroup, container, devices, network
 from fastbox.runtime.stdio import devnull
 from fastbox.spec import RunSpec
 from fastbox.state import owners
@@ -66,6 +66,7 @@ class Pool:
         self._free = queue.SimpleQueue()
         self._made = []       # cgroup plans
         self._netns_fds = []  # one per slot when pooled
+        self._endpoints = []  # bridge: one veth and address per pooled namespace
         self._closed = False
         self._live = _Running()
         self._claim = None
@@ -88,6 +89,11 @@ class Pool:
                 for _ in range(size):
                     self._netns_fds.append(_new_netns())
                 self.setup_ms["netns"] = _ms_since(t)
+                if network.pools_endpoints(probe):
+                    t = container.now()
+                    self._endpoints = [network.pool_endpoint(f"pool{cid[:12]}", probe, fd)
+                                       for cid, fd in zip(ids, self._netns_fds)]
+                    self.setup_ms["veths"] = _ms_since(t)
             for i, plan in enumerate(self._made):
                 self._free.put(_Slot(plan, self._netns_fds[i] if self._netns_fds else -1))
         except BaseException:
@@ -147,6 +153,9 @@ class Pool:
             except Exception as e:
                 first = first or e
         self._made = []
+        for ep in self._endpoints:
+            network.pool_endpoint_close(ep)
+        self._endpoints = []
         for fd in self._netns_fds:
             os.close(fd)
         self._netns_fds = []

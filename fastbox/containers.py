@@ -383,6 +383,8 @@ class Container:
         record = record or self.attrs
         cgroup.kill_all(record.get("cgroups") or [])
         cgroup.remove(record.get("cgroups") or [])
+        from fastbox.network import endpoints
+        endpoints.release(self.id)
         self._store.delete(record)
 
     def rename(self, new_name):
@@ -494,7 +496,23 @@ class Container:
             "LogPath": self._store.log_path(self.id),
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),
+            "NetworkSettings": _network_settings(self.id),
         }
+
+
+def _network_settings(cid):
+    """Docker's NetworkSettings, from the container's endpoint while it has one."""
+    from fastbox.network import endpoints
+    ep = endpoints.load(cid)
+    if ep is None:
+        return {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {}}
+    ports = {}
+    for proto, ip, hp, cp in ep.ports:
+        ports.setdefault(f"{cp}/{proto}", []).append({"HostIp": ip, "HostPort": str(hp)})
+    return {"IPAddress": ep.ip, "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, "Ports": ports,
+            "Networks": {ep.network: {"NetworkID": ep.network_id, "IPAddress": ep.ip,
+                                      "Gateway": ep.gateway, "IPPrefixLen": ep.prefix,
+                                      "Aliases": ep.names}}}
 
 
 def _resources(spec):

@@ -9,7 +9,6 @@ import os
 from fastbox import capabilities
 from fastbox.errors import SpecError
 
-NETWORKS = ("none", "host")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -73,7 +72,8 @@ class RunSpec(Frozen):
                  "volumes", "tmpfs", "read_only", "network", "name", "remove", "storage_opts",
                  "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
                  "device_cgroup_rules", "labels", "restart", "stop_signal", "stop_timeout",
-                 "shm_size", "init", "ulimits")
+                 "shm_size", "init", "ulimits", "publish", "publish_all", "expose", "dns",
+                 "add_host", "network_alias")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -83,7 +83,9 @@ class RunSpec(Frozen):
                  name=None, remove=False, storage_opts=(), security_opt=(), cap_add=(),
                  cap_drop=(), privileged=False, log_opts=(), devices=(),
                  device_cgroup_rules=(), labels=(), restart=None, stop_signal=None,
-                 stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=()):
+                 stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=(),
+                 publish=(), publish_all=False, expose=(), dns=(), add_host=(),
+                 network_alias=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -102,7 +104,6 @@ class RunSpec(Frozen):
             volumes=tuple(parse_volume(v) for v in [*volumes, *_mounts(mounts, "volume")]),
             tmpfs=tuple(parse_tmpfs(t) for t in [*tmpfs, *_mounts(mounts, "tmpfs")]),
             read_only=bool(read_only),
-            network=_network(network),
             name=_name(name),
             remove=bool(remove),
             storage_opts=tuple(storage_opts),
@@ -114,6 +115,8 @@ class RunSpec(Frozen):
             devices=_devices(devices),
             device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
             **_run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits),
+            **_network_options(network, publish, publish_all, expose, dns, add_host,
+                               network_alias),
         )
 
     @property
@@ -166,6 +169,8 @@ def spec_to_dict(spec):
     d["log_opts"] = dict(spec.log_opts)
     d["devices"] = [str(v) for v in spec.devices]
     d["device_cgroup_rules"] = list(spec.device_cgroup_rules)
+    for key in ("publish", "expose", "dns", "add_host", "network_alias"):
+        d[key] = list(d[key])
     return d
 
 
@@ -539,10 +544,21 @@ def _hostname(value):
     return value
 
 
-def _network(value):
-    if value not in NETWORKS:
-        raise SpecError(f"invalid --network {value!r}: supported are {', '.join(NETWORKS)}")
-    return value
+def _network_options(network, publish, publish_all, expose, dns, add_host, aliases):
+    """--network and the flags that need a network of the container's own
+    (fastbox.network.options parses them)."""
+    from fastbox.network import options
+    mode = options.network_mode(network)
+    out = dict(network=mode, publish=options.parse_publish(publish),
+               publish_all=bool(publish_all), expose=options.parse_expose(expose),
+               dns=options.parse_dns(dns), add_host=options.parse_add_host(add_host),
+               network_alias=options.parse_aliases(aliases))
+    if (out["publish"] or publish_all) and not options.own_endpoint(mode):
+        raise SpecError(f"-p and -P need a network with addresses (bridge or a user network), "
+                        f"not --network {mode}")
+    if out["network_alias"] and mode in ("bridge", "none", "host"):
+        raise SpecError("--network-alias is only for user-defined networks")
+    return out
 
 
 def _name(value):

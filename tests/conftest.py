@@ -10,7 +10,16 @@ After each test the `_isolated` fixture fails the test (as an error at teardown)
   - a cgroup remains under /sys/fs/cgroup/*/<parent>/ (or /sys/fs/cgroup/<parent>/ on v2);
   - a child process of the test process remains (this process is made a child
     subreaper, so a daemon that double-forked away from a `fastbox` CLI child is caught too).
+  - (networks) a veth of fastbox's (fbv*) remains in the test process's network
+    namespace, a network namespace named fb-net-<pid>-* made during the test remains, an
+    element remains in a map of fastbox's nft table, or a lease or endpoint record
+    remains under the test's FASTBOX_RUN.
 What leaked is then cleaned up, so one leak does not fail every later test.
+
+The whole session runs in a network namespace of its own: if pytest starts in the
+host's (that of PID 1), it unshares one at import, with lo up, before any test runs, so
+that no bridge, veth, nft table, route or sysctl any test makes (a CLI `run` defaults to
+the bridge network) can reach the host's. test.sh also starts pytest in one.
 """
 import errno
 import glob
@@ -28,6 +37,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PR_SET_CHILD_SUBREAPER = 36
 PROBE_IMAGE = "fastbox-test/probe:latest"
 CGROUP_PARENT = f"fastbox-test-{os.getpid()}"
+CLONE_NEWNET = 0x40000000
+
+
+def _private_netns():
+    """Leave the host's network namespace for a new one with lo up (once, at import)."""
+    try:
+        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
+            return  # already in a namespace of our own (test.sh, a VM, a test netns)
+    except OSError:
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise SystemExit(f"conftest: cannot unshare a network namespace: "
+                         f"{os.strerror(ctypes.get_errno())}")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+_private_netns()
 
 
 def _load_build():
@@ -78,6 +106,56 @@ def cgroups_under(parent=CGROUP_PARENT):
         for dirpath, dirnames, _ in os.walk(top):
             found.extend(os.path.join(dirpath, d) for d in dirnames)
     return sorted(found, key=len, reverse=True)
+
+
+def fastbox_veths():
+    """fastbox's veths in use (carrier up) in our namespace. A veth lives exactly as long
+    as the namespace of its other end, so one that outlives its test means a container, a
+    process or a held namespace leaked. Not counted: a spare's (fastbox.runtime.spare),
+    whose container end is down until a container is started in it: a live process (an
+    engine) keeps one ready, and it goes with that process."""
+    r = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True)
+    found = []
+    for line in r.stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        flags = line.split("<", 1)[1].split(">", 1)[0].split(",") if "<" in line else []
+        if name.startswith("fbv") and "LOWER_UP" in flags:
+            found.append(name)
+    return sorted(found)
+
+
+def test_netns_names():
+    """This session's: tests name theirs fb-net-<pytest's pid>-... (others' are not ours
+    to judge, nor to remove)."""
+    try:
+        return {n for n in os.listdir("/run/netns") if n.startswith(f"fb-net-{os.getpid()}-")}
+    except FileNotFoundError:
+        return set()
+
+
+def nft_elements_left():
+    """Lines of elements in the maps of fastbox's table in our namespace."""
+    r = subprocess.run(["nft", "list", "table", "ip", "fastbox"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return []
+    return [line.strip() for line in r.stdout.splitlines() if "elements = " in line]
+
+
+def network_state_left(run):
+    """Lease files and endpoint records under a FASTBOX_RUN."""
+    left = glob.glob(os.path.join(run, "net", "leases", "*", "*"))
+    left += glob.glob(os.path.join(run, "net", "endpoints", "*"))
+    return sorted(p for p in left if not p.endswith("/.lock"))
+
+
+def _clean_network(veths, netns, run):
+    for v in veths:
+        subprocess.run(["ip", "link", "del", v], capture_output=True)
+    for n in netns:
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", "fastbox"], capture_output=True)
+    for p in network_state_left(run):
+        os.unlink(p)
 
 
 def _ppid(pid):
@@ -205,6 +283,7 @@ def _isolated(monkeypatch, tmp_path, session_dirs):
     # No test reads the host's /etc/fastbox/config.json: each has its own (absent) one.
     monkeypatch.setenv("FASTBOX_CONFIG", str(tmp_path / "fastbox-config.json"))
     before = {p for p, _, _ in child_processes()}
+    netns_before = test_netns_names()
     yield SimpleNamespace(root=str(root), run=str(run), tmp=str(tmp_path))
 
     problems = []
@@ -221,6 +300,16 @@ def _isolated(monkeypatch, tmp_path, session_dirs):
     if children:
         problems.append(f"child processes left: {children}")
         _kill_and_reap([p for p, _, _ in children])
+    # the kernel deletes a veth with its namespace, asynchronously: give it a moment
+    deadline = time.monotonic() + 3
+    while fastbox_veths() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    veths, netns = fastbox_veths(), sorted(test_netns_names() - netns_before)
+    elements, state = nft_elements_left(), network_state_left(str(run))
+    if veths or netns or elements or state:
+        problems.append(f"network left: veths {veths}, netns {netns}, nft {elements}, "
+                        f"leases/endpoints {state}")
+        _clean_network(veths, netns, str(run))
     if problems:
         pytest.fail("leak after test: " + "; ".join(problems), pytrace=False)
 

@@ -24,9 +24,16 @@
  * record says running even if the process that started us died before writing it.
  * The --remove lists are for --rm containers: files, then directories, removed at exit,
  * holding the record's --lock (so no writer recreates a file meanwhile), along with every
- * name in --names that still points to --id (a rename may have moved it). */
+ * name in --names that still points to --id (a rename may have moved it).
+ * The network options release a bridge container's endpoint at exit, as Docker does when
+ * a container stops (fastbox/network/endpoints.py made the record): --nft-del
+ * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch), --lease FILE (unlinked if it still
+ * holds --id: a lease reclaimed and taken by another is theirs), --net-file FILE (its
+ * record and /etc files, unlinked), --net-dir DIR (removed). Its veth goes with its
+ * network namespace. */
 #include <errno.h>
 #include <fcntl.h>
+#include "../fb_net.h"
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -76,6 +83,8 @@ struct args {
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
+    const char *nft_del, *net_files[MAX_LIST], *lease, *net_dir;
+    int n_net_files;
     const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
     int n_then;
     const char *attach_dir;
@@ -542,6 +551,70 @@ static void remove_names(const struct args *a)
         closedir(d);
 }
 
+static int unhex(const char *s, unsigned char *out, int max)
+{
+    int n = 0;
+    for (; s[0] && s[1] && n < max; s += 2) {
+        int hi = s[0] <= '9' ? s[0] - '0' : (s[0] | 32) - 'a' + 10;
+        int lo = s[1] <= '9' ? s[1] - '0' : (s[1] | 32) - 'a' + 10;
+        out[n++] = (unsigned char)(hi << 4 | lo);
+    }
+    return n;
+}
+
+/* The container's network endpoint, from the host's side alone. */
+#define MAX_PORTS 128 /* per batch; more go in further batches */
+
+static void delete_ports(const char *list)
+{
+    static unsigned char keys[MAX_PORTS][16];
+    static char sets[MAX_PORTS][16];
+    static struct fb_nft_elem el[MAX_PORTS];
+    struct fb_error e;
+    while (list && *list) {
+        int n = 0;
+        for (; *list && n < MAX_PORTS; n++) {
+            const char *eq = strchr(list, '='), *end = strchr(list, ',');
+            if (!end)
+                end = list + strlen(list);
+            size_t len = eq && eq < end ? (size_t)(eq - list) : 0;
+            if (!len || len >= sizeof sets[0])
+                return;
+            memcpy(sets[n], list, len);
+            sets[n][len] = '\0';
+            char hex[40] = "";
+            size_t hl = (size_t)(end - eq - 1) < sizeof hex - 1 ? (size_t)(end - eq - 1) : sizeof hex - 1;
+            memcpy(hex, eq + 1, hl);
+            el[n] = (struct fb_nft_elem){.set = sets[n], .key = keys[n],
+                                         .key_len = unhex(hex, keys[n], 16)};
+            list = *end ? end + 1 : end;
+        }
+        if (n && fb_nft_elems(0, "fastbox", el, n, &e) < 0)
+            for (int i = 0; i < n; i++)  /* one was gone already: the rest, one by one */
+                fb_nft_elems(0, "fastbox", &el[i], 1, &e);
+    }
+}
+
+static void release_network(const struct args *a)
+{
+    delete_ports(a->nft_del);
+    if (a->lease && a->id) {
+        char held[80] = "";
+        int fd = open(a->lease, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t r = read(fd, held, sizeof held - 1);
+            held[r > 0 ? r : 0] = '\0';
+            close(fd);
+            if (!strcmp(held, a->id))
+                unlink(a->lease);
+        }
+    }
+    for (int i = 0; i < a->n_net_files; i++)
+        unlink(a->net_files[i]);
+    if (a->net_dir)
+        rmdir(a->net_dir);
+}
+
 static void remove_leftovers(const struct args *a)
 {
     int lock = a->lock_file ? open(a->lock_file, O_RDWR | O_CLOEXEC) : -1;
@@ -597,6 +670,14 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->oom_file = v;
         else if (!strcmp(k, "--cgroup") && a->n_cgroups < MAX_LIST)
             a->cgroups[a->n_cgroups++] = v;
+        else if (!strcmp(k, "--nft-del"))
+            a->nft_del = v;
+        else if (!strcmp(k, "--net-file") && a->n_net_files < MAX_LIST)
+            a->net_files[a->n_net_files++] = v;
+        else if (!strcmp(k, "--lease"))
+            a->lease = v;
+        else if (!strcmp(k, "--net-dir"))
+            a->net_dir = v;
         else if (!strcmp(k, "--remove") && a->n_remove_files < MAX_LIST)
             a->remove_files[a->n_remove_files++] = v;
         else if (!strcmp(k, "--remove-dir") && a->n_remove_dirs < MAX_LIST)
@@ -708,6 +789,7 @@ int main(int argc, char **argv)
     attach_close(); /* an attached client sees EOF, then waits for this process to go */
     int oom = oom_killed(a.oom_file);
     remove_cgroups(&a);
+    release_network(&a);
     if (a.n_remove_files || a.n_remove_dirs)
         remove_leftovers(&a);
     else

@@ -22,6 +22,7 @@ from fastbox.cli import bench_commands, container_commands, engine_commands, ima
 from fastbox.cli import attach_command, copy_commands, events_command, lifecycle_commands  # noqa: E402,E501
 from fastbox.cli import volume_commands  # noqa: E402
 from fastbox.cli import build_commands  # noqa: E402
+from fastbox.cli import network_commands  # noqa: E402
 
 image_commands.register(app)
 _container_group = container_commands.register(app)
@@ -33,6 +34,7 @@ events_command.register(app)
 bench_commands.register(app)
 engine_commands.register(app)
 build_commands.register(app)
+network_commands.register(app)
 
 
 _click = []

@@ -102,12 +102,14 @@ def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped contain
         for c in found:
             print(json.dumps(c.attrs))
         return
-    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} NAMES")
+    from fastbox.network.endpoints import ports_text
+    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} {'PORTS':<24} NAMES")
     for c in found:
         r = c.attrs
         state = r["status"] + (f" ({r['exit_code']})" if r["status"] == "exited" else "")
+        ports = ports_text(c.id) if r["status"] == "running" else ""
         print(f"{c.id[:12]:<14} {r['image'][:23]:<24} {' '.join(r['command'])[:23]:<24} "
-              f"{state:<18} {r.get('name') or ''}")
+              f"{state:<18} {ports:<24} {r.get('name') or ''}")
 
 
 def _print_logs(chunks):
@@ -209,15 +211,17 @@ STATS_HEADER = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "
 
 def _stats_row(c, before, now):
     """One container's row, formatted as `docker stats` does: memory in binary units,
-    I/O in decimal ones; NET I/O is not measured (--)."""
+    I/O in decimal ones; NET I/O of the container's namespace, lo left out."""
     from fastbox.runtime import stats as cg_stats
     cpu = cg_stats.cpu_percent(before, now)
     mem = cg_stats.memory_percent(now)
     io = ((f"{_decimal_size(now['blkio_read'])} / {_decimal_size(now['blkio_write'])}")
           if now.get("blkio_read") is not None else "--")
+    net = cg_stats.net_io(c.pid)
+    net = f"{_decimal_size(net[0])} / {_decimal_size(net[1])}" if net else "--"
     return (c.id[:12], c.name or "--", f"{cpu:.2f}%" if cpu is not None else "--",
             f"{_size(cg_stats.memory_used(now))} / {_size(now['memory_limit'])}",
-            f"{mem:.2f}%" if mem is not None else "--", "--", io, str(now["pids"] or 0))
+            f"{mem:.2f}%" if mem is not None else "--", net, io, str(now["pids"] or 0))
 
 
 def _table(rows):

@@ -25,7 +25,15 @@ OPTIONS = (
     (("-v", "--volume"), "volumes", "list", "Bind mount /host/path:/container/path[:ro]"),
     (("--tmpfs",), "tmpfs", "list", "Mount a tmpfs at /path[:options]"),
     (("--read-only",), "read_only", "flag", "Mount the container's root filesystem read-only"),
-    (("--network", "--net"), "network", "value", "Network: none (own namespace, lo only) or host"),
+    (("--network", "--net"), "network", "value",
+     "Network: bridge (default: fastbox0), none (lo only), host, container:NAME, or a network's name"),
+    (("-p", "--publish"), "publish", "list",
+     "Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed"),
+    (("-P", "--publish-all"), "publish_all", "flag", "Publish every exposed port on a random host port"),
+    (("--expose",), "expose", "list", "Expose a port or a range (for -P)"),
+    (("--dns",), "dns", "list", "A DNS server for /etc/resolv.conf"),
+    (("--add-host",), "add_host", "list", "Add NAME:IP to /etc/hosts"),
+    (("--network-alias",), "network_alias", "list", "Another name on a user-defined network"),
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),
     (("--name",), "name", "value", "Name the container"),
     (("--storage-opt",), "storage_opts", "list", "Overlay option: volatile, metacopy=on"),
@@ -97,6 +105,8 @@ def parse(args):
             else:
                 opts[dest] = value
         i += 1
+    if opts["network"] is None:  # Docker's default for run and create
+        opts["network"] = "bridge"
     image = args[i] if i < len(args) else None
     command = list(args[i + 1:]) if image is not None and len(args) > i + 1 else None
     return opts, image, command

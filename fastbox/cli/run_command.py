@@ -34,7 +34,8 @@ class Request:
         self.opts = {k: v for k, v in opts.items() if v is not None and v != []}
 
     def own_network(self):
-        return self.opts.get("network", "none") == "none"
+        mode = self.opts.get("network", "none")
+        return mode != "host" and not mode.startswith("container:")
 
 
 class Caller:
@@ -56,7 +57,7 @@ def main(args):
         return failed(e, 2)
     if not req.detach and not req.help and req.own_network():
         from fastbox.runtime import spare
-        spare.make_early()
+        spare.make_early(req.opts.get("network", "none"))
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it

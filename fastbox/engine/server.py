@@ -442,8 +442,10 @@ def _warm_up():
     from fastbox import api, containers  # noqa: F401  (containers: -d)
     import datetime  # noqa: F401  (kept containers' timestamps)
     stdio.devnull()
+    from fastbox.runtime import network  # noqa: F401  (bridge, the default of run)
+    from fastbox.network import endpoints, files, ipam, nft, ports  # noqa: F401
     spare.started()
-    spare.make_early()
+    spare.make_early("bridge")
     import gc
     gc.freeze()  # what is loaded now stays: the collector need not scan it again
 

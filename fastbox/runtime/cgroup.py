@@ -64,6 +64,12 @@ def _detect():
                     v1.setdefault(opt, mountpoint)
                 if ours:
                     options_of[mountpoint] = ",".join(ours)
+    if v2 is None and not v1:
+        # `ip netns exec` remounts /sys for the namespace, which hides cgroupfs
+        from fastbox.errors import StartError
+        raise StartError("no cgroup hierarchy is mounted here (/proc/self/mountinfo has no cgroup "
+                         "or cgroup2 mount; `ip netns exec` remounts /sys and hides them: use "
+                         "`nsenter --net=/run/netns/NAME`)", "cgroup setup", 2)
     # Hybrid hosts keep the resource controllers on v1: limits go there.
     return Layout(v2, v1, options_of)
 

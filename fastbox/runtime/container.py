@@ -30,10 +30,12 @@ class Started:
     """A running container as the runtime knows it, until it is waited for."""
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
-                 "terminal", "exit_code", "record", "names", "oom_file", "oom_killed")
+                 "terminal", "exit_code", "record", "names", "oom_file", "oom_killed", "endpoint",
+                 "pooled_netns")
 
     def __init__(self):
         self.terminal = self.exit_code = self.record = self.names = self.oom_file = None
+        self.endpoint, self.pooled_netns = None, False
         self.oom_killed = False
 
 
@@ -68,7 +70,7 @@ def new_id():
     return os.urandom(32).hex()
 
 
-def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=None):
+def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=None, spare=None):
     """The core's plan for this container, with the cgroup and rootfs plans it uses
     (cg, netns_fd: a pool's ready-made cgroups and network namespace instead of the
     container's own)."""
@@ -88,27 +90,75 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.devnodes = nodes
     if spec.init or spec.ulimits:
         _init_and_ulimits(plan, spec)
-    if netns_fd is not None and spec.network == "none":
-        plan.ns_flags &= ~NEWNET
-        plan.join_netns_fd, plan.loopback_up = netns_fd, False
+    _network(plan, cid, spec, hostname, netns_fd, spare)
     return plan, cg, fs, argv
+
+
+def _network(plan, cid, spec, hostname, netns_fd, spare=None):
+    """The container's network namespace: made ahead of time (netns_fd: a spare or a
+    pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
+    address, route, ports, /etc files), made before the clone into that namespace.
+    plan.endpoint and plan.own_netns_fd (ours to close) are set for the caller."""
+    plan.endpoint, plan.own_netns_fd = None, None
+    mode = spec.network
+    if mode == "host":
+        return
+    if mode.startswith("container:"):
+        from fastbox.runtime import network
+        plan.ns_flags &= ~NEWNET
+        fd, binds = network.container_netns(mode[len("container:"):])
+        plan.join_netns_fd, plan.loopback_up, plan.own_netns_fd = fd, False, fd
+        plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None) for src, dst in binds] + list(plan.mounts)
+        return
+    endpoint = mode != "none"
+    if endpoint and netns_fd is not None and spare is None:
+        from fastbox.runtime import network
+        ep = network.pooled(netns_fd)
+        if ep is not None:  # a pool's namespace, its network made once
+            plan.ns_flags &= ~NEWNET
+            plan.join_netns_fd, plan.loopback_up = netns_fd, False
+            plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
+                           for src, dst in ep.binds] + list(plan.mounts)
+            return
+    if spare is not None and spare.host_if:
+        from fastbox.runtime import network
+        if not network.fits(spare, spec):  # its veth is on another bridge
+            netns_fd = spare = None
+    if netns_fd is None and endpoint:
+        from fastbox.runtime import network
+        netns_fd = plan.own_netns_fd = network.new_netns()
+    if netns_fd is None:
+        return
+    plan.ns_flags &= ~NEWNET
+    plan.join_netns_fd, plan.loopback_up = netns_fd, False
+    if endpoint:
+        from fastbox.runtime import network
+        try:
+            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare)
+        except BaseException:
+            if plan.own_netns_fd is not None:
+                os.close(plan.own_netns_fd)
+            raise
+        plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
+                       for src, dst in plan.endpoint.binds] + list(plan.mounts)
 
 
 def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):
     """Build and start the container as our child; returns once its program has been
     exec'd."""
-    net = spare.netns(spec) if netns_fd is None else None
+    sp = spare.netns(spec) if netns_fd is None else None
     try:
-        s = _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if net is None else net)
+        s = _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if sp is None else sp.fd, sp)
+        s.pooled_netns = netns_fd is not None
     finally:
-        if net is not None:  # the container holds it now, or it dies unused
-            os.close(net)
-    spare.started()
+        if sp is not None:  # the container holds it now, or it dies unused
+            sp.close()
+    spare.started(spec)
     return s
 
 
-def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
-    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd)
+def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd, sp=None):
+    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd, sp)
     console = Console(plan, tty) if tty else None
     try:
         pid, pidfd, times = _core.spawn(plan)
@@ -116,16 +166,29 @@ def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
         cgroup.remove(cg.dirs)
         if console:
             console.ours.close()
+        network_failed(plan, cid)
         raise start_error(e, argv) from None
     finally:
         if console:
             console.sent()
+        if plan.own_netns_fd is not None:
+            os.close(plan.own_netns_fd)
+    # The endpoint stays ours: the container dies with us (its owner pidfd), and we
+    # release it at its exit. A detached one is handed to its init (monitor.py).
     s = Started()
     s.id, s.name, s.pid, s.pidfd = cid, spec.name, pid, pidfd
     s.terminal = console.receive() if console else None
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
     s.oom_file = cg.oom_file
+    s.endpoint = plan.endpoint
     return s
+
+
+def network_failed(plan, cid):
+    """The start failed after its endpoint was made: undo it."""
+    if plan.endpoint is not None:
+        from fastbox.runtime import network
+        network.release(cid)
 
 
 def _init_and_ulimits(plan, spec):
@@ -190,6 +253,12 @@ def teardown(s):
     keeps it or the program died of SIGKILL, as the OOM killer's victims do."""
     if s.oom_file and (s.record is not None or s.exit_code == 137):
         s.oom_killed = cgroup.oom_killed(s.oom_file)
+    if s.endpoint is not None:  # Docker frees the address and ports when it stops
+        from fastbox.runtime import network
+        # its namespace (ours, or a spare) dies with it and takes the veth along; a
+        # pool's lives on, so its veth is deleted
+        network.release(s.id, unplug=s.pooled_netns)
+        s.endpoint = None
     cgroup.remove(s.cgroups)
 
 

@@ -36,6 +36,9 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
             monitor_argv += ["--cgroup", d]
         if cg.oom_file:  # read before the cgroups go: State.OOMKilled
             monitor_argv += ["--oom-file", cg.oom_file]
+        if plan.endpoint is not None:
+            from fastbox.runtime import network
+            monitor_argv += network.monitor_release_args(plan.endpoint)
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         elif spec.restart != "no":
@@ -46,7 +49,14 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
                 plan, monitor_argv, keep, console.ours.fileno() if console else -1)
         except _core.CoreError as e:
             cgroup.remove(cg.dirs)
+            container.network_failed(plan, cid)
             raise container.start_error(e, argv) from None
+        finally:
+            if plan.own_netns_fd is not None:
+                os.close(plan.own_netns_fd)
+        if plan.endpoint is not None:
+            from fastbox.runtime import network
+            network.owned_by(plan.endpoint, pid)
     finally:
         for fd in ours:
             os.close(fd)

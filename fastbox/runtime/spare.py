@@ -4,30 +4,81 @@ leaves the start path. Each spare is new and serves exactly one container. A lib
 process keeps one ready from its second container on; the CLI, which starts just one,
 asks for it first thing and gets it made while Python imports and plans.
 """
+import os
+
 from fastbox import _core
 
 _more = []  # a container has started in this process: keep a spare for the next
 
 
-def started():
-    """A container has started: from the next one on, a spare is kept ready."""
+def started(spec=None):
+    """A container has started: from the next one on, a spare is kept ready. A bridge
+    container's next spare is asked for now, once the start is over: made during the
+    start, its rtnl work (the veth) would hold up the container's own (its address and
+    route). A `none` one's was asked for as the start began (netns())."""
     if not _more:
         _more.append(True)
+    elif spec is not None and _bridged(spec):
+        _core.request_spare(*_bridge)
+
+
+def _bridged(spec):
+    return spec.network not in ("none", "host") and not spec.network.startswith("container:")
+
+
+class Spare:
+    """A namespace made ahead of time: its fd, a netlink socket inside it (-1: none),
+    and the veth the worker made in it for a bridge (host_if None: none)."""
+
+    __slots__ = ("fd", "sock", "host_if", "bridge_index", "mtu")
+
+    def __init__(self, fd, sock, host_if, bridge_index, mtu):
+        self.fd, self.sock, self.host_if, self.bridge_index, self.mtu = (
+            fd, sock, host_if, bridge_index, mtu)
+
+    def close(self):
+        for fd in (self.fd, self.sock):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.sock = -1
+
+
+_bridge = [0, 0]  # (ifindex, mtu) of the bridge of this process's last bridge start
 
 
 def netns(spec):
-    """A network namespace made ahead of time for a container with its own network (an
-    fd the caller closes once the container has entered it), or None. Asks for the next
-    one when this process starts more than one container."""
-    if spec.network != "none":
+    """A network namespace made ahead of time for a container with its own network (a
+    Spare the caller closes once the container has entered it), or None. Asks for the
+    next one when this process starts more than one container: with a veth on the bridge
+    its last bridge container used."""
+    if spec.network == "host" or spec.network.startswith("container:"):
         return None
-    fd = _core.take_spare_netns()
-    if _more:
-        _core.request_spare_netns()
-    return fd if fd >= 0 else None
+    fd, sock, host_if, index, mtu = _core.take_spare()
+    sp = Spare(fd, sock, host_if, index, mtu) if fd >= 0 else None
+    if sp is not None and host_if and spec.network == "none":
+        sp.close()  # it has a veth: not a `none` container's
+        sp = None
+    if _more and (spec.network == "none" or sp is None):
+        # the next one is made on the worker's CPU while this container starts (a
+        # bridge container's is asked for once it has started, if one was ready: started())
+        _core.request_spare(*(_bridge if spec.network != "none" else (0, 0)))
+    return sp
 
 
-def make_early():
+def remember_bridge(index, mtu):
+    """A container started on this bridge: the next spares get their veth on it."""
+    _bridge[0], _bridge[1] = index, mtu
+
+
+def make_early(network="none"):
     """Start making the namespace now, for the one container this process (the CLI) is
-    about to start: it is made on another CPU while the rest of the start runs."""
-    _core.request_spare_netns()
+    about to start: it is made on another CPU while the rest of the start runs. For the
+    default bridge, with its veth (if the bridge exists; the MTU is checked at use)."""
+    index = 0
+    if network == "bridge":
+        import _socket
+        try:
+            index = _socket.if_nametoindex("fastbox0")
+        except OSError:
+            index = 0
+    _core.request_spare(index, 1500 if index else 0)

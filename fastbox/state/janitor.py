@@ -71,8 +71,19 @@ def clean(entry):
     for pid, started in entry.pids:
         process.signal_process(pid, started, signal.SIGKILL)
     if entry.store:
-        return _clean_record(entry)
-    return _clean_cgroups(entry) and _release_name(entry)
+        done = _clean_record(entry)
+    else:
+        done = _clean_cgroups(entry) and _release_name(entry)
+    _sweep_network()
+    return done
+
+
+def _sweep_network():
+    """The endpoints (veth, ports, lease) whose owners are dead: a dead `run` leaves its
+    container's, which died with it."""
+    from fastbox.network import endpoints
+    if os.path.isdir(endpoints.endpoints_dir()):
+        endpoints.sweep()
 
 
 def _clean_cgroups(entry):

@@ -261,7 +261,7 @@ PARITY = [
     ("entrypoint", ["run", "--rm", "--entrypoint", "/probe", "IMG", "exit", "3"], {}, None, 3, ""),
     ("args-not-options", ["run", "--rm", "IMG", "echo", "--rm", "-e", "X=1"], {}, None, 0,
      "--rm -e X=1\n"),
-    ("network-none", ["run", "--rm", "IMG", "sh", "-c", "ip -o link | wc -l"], {}, None, 0,
+    ("network-none", ["run", "--rm", "--network", "none", "IMG", "sh", "-c", "ip -o link | wc -l"], {}, None, 0,
      "1\n"),
     ("network-host", ["run", "--rm", "--network", "host", "IMG", "readlink",
                       "/proc/self/ns/net"], {}, None, 0, None),

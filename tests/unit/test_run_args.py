@@ -122,6 +122,8 @@ def test_defaults():
             assert opts[dest] == [], dest
         elif kind == "flag":
             assert opts[dest] is False, dest
+        elif dest == "network":
+            assert opts[dest] == "bridge"  # Docker's default for run and create
         else:
             assert opts[dest] is None, dest
 

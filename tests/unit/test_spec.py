@@ -201,12 +201,12 @@ def test_invalid_hostnames(hostname):
         RunSpec("busybox", hostname=hostname)
 
 
-@pytest.mark.parametrize("network", ["none", "host"])
+@pytest.mark.parametrize("network", ["none", "host", "bridge", "container:web", "my-net"])
 def test_networks(network):
     assert RunSpec("busybox", network=network).network == network
 
 
-@pytest.mark.parametrize("network", ["bridge", "", "HOST", "container:x"])
+@pytest.mark.parametrize("network", ["HOST NET", "container:", "-x", "a/b", "x" * 65])
 def test_invalid_networks(network):
     with pytest.raises(SpecError):
         RunSpec("busybox", network=network)

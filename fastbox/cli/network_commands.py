@@ -1,0 +1,114 @@
+"""`fastbox network ...` and `fastbox port`: user-defined networks and published ports."""
+import json
+from typing import List, Optional
+
+import typer
+
+
+def register(app):
+    net = typer.Typer(help="Manage networks.", no_args_is_help=True)
+    net.command("create")(create)
+    net.command("ls")(ls)
+    net.command("inspect")(inspect)
+    net.command("rm")(rm)
+    net.command("prune")(prune)
+    app.add_typer(net, name="network")
+    app.command("port")(port)
+
+
+def create(name: str,
+           subnet: Optional[str] = typer.Option(None, "--subnet", help="CIDR, e.g. 10.70.0.0/24"),
+           gateway: Optional[str] = typer.Option(None, "--gateway", help="The bridge's address"),
+           internal: bool = typer.Option(False, "--internal", help="No traffic in or out of the network"),
+           driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge")):
+    """Create a network; containers on it find each other by name."""
+    from fastbox.errors import SpecError
+    from fastbox.network import host, store
+    if driver != "bridge":
+        raise SpecError(f"invalid --driver {driver!r}: only bridge")
+    net = store.create(name, subnet, gateway, internal)
+    try:
+        host.ensure(net)
+    except BaseException:
+        store.delete(net)
+        raise
+    print(net.id)
+
+
+def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids")):
+    """List networks."""
+    from fastbox.network import endpoints, store
+    endpoints.sweep()
+    nets = store.list_all()
+    if quiet:
+        for n in nets:
+            print(n.id[:12])
+        return
+    print(f"{'NETWORK ID':<14} {'NAME':<20} {'DRIVER':<8} {'SUBNET':<18} INTERNAL")
+    for n in nets:
+        print(f"{n.id[:12]:<14} {n.name:<20} {'bridge':<8} {n.subnet + '/' + str(n.prefix):<18} "
+              f"{str(n.internal).lower()}")
+
+
+def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK...")):
+    """Show networks as JSON, with their containers."""
+    from fastbox.network import endpoints, store
+    endpoints.sweep()
+    out = []
+    for name in names:
+        n = store.get(name)
+        d = n.as_dict()
+        d["Containers"] = {ep.id: {"IPv4Address": f"{ep.ip}/{ep.prefix}", "Names": ep.names,
+                                   "HostInterface": ep.host_if}
+                           for ep in endpoints.on_network(n)}
+        out.append(d)
+    print(json.dumps(out, indent=4))
+
+
+def rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")):
+    """Remove networks that no container uses (their bridges and rules go too)."""
+    from fastbox.errors import ContainerStateError, SpecError
+    from fastbox.network import endpoints, host, store
+    endpoints.sweep()
+    for name in names:
+        n = store.get(name)
+        if n.name == store.DEFAULT_NAME:
+            raise SpecError("bridge is a pre-defined network and cannot be removed")
+        users = endpoints.on_network(n)
+        if users:
+            raise ContainerStateError(f"error while removing network: network {n.name} id {n.id} "
+                                      f"has active endpoints ({', '.join(e.id[:12] for e in users)})")
+        host.remove(n)
+        store.delete(n)
+        print(name)
+
+
+def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask")):
+    """Remove every user-defined network that no container uses."""
+    from fastbox.network import endpoints, host, store
+    endpoints.sweep()
+    for n in store.list_all():
+        if n.name != store.DEFAULT_NAME and not endpoints.on_network(n):
+            host.remove(n)
+            store.delete(n)
+            print(n.name)
+
+
+def port(container: str, private: Optional[str] = typer.Argument(None, metavar="[PRIVATE_PORT[/PROTO]]")):
+    """List a container's published ports (or the one mapped to PRIVATE_PORT)."""
+    from fastbox import containers
+    from fastbox.errors import SpecError
+    from fastbox.network import endpoints
+    c = containers.get(container)
+    ep = endpoints.load(c.id)
+    mapped = ep.ports if ep else []
+    if private:
+        p, _, proto = private.partition("/")
+        mapped = [m for m in mapped if str(m[3]) == p and m[0] == (proto or "tcp")]
+        if not mapped:
+            raise SpecError(f"no public port '{private}' published for {container}")
+        for proto_, ip, hp, _ in mapped:
+            print(f"{ip}:{hp}")
+        return
+    for proto, ip, hp, cp in mapped:
+        print(f"{cp}/{proto} -> {ip}:{hp}")

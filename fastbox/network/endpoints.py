@@ -1,0 +1,265 @@
+"""A container's endpoint: what its network holds (lease, host veth, port mappings, name
+files), recorded in FASTBOX_RUN/net/endpoints/<id> BEFORE anything is applied, with its
+owner (the starting process, then the container's init once it runs). Teardown reads only
+this record and the host's namespace: it never needs the container's network namespace,
+which may be gone (netavark#1451). A record whose owner is dead is swept by the next
+command that touches the network (a start on a full network, `fastbox network`, `rm`,
+the janitor of a dead `run`).
+
+The record is plain "key value" lines: no json import on the start path."""
+import os
+
+from fastbox import config
+from fastbox.network import files, ipam, store
+from fastbox.state import process
+
+
+OWNER_WIDTH = 32  # the owner's field is rewritten in place, at a fixed width
+
+
+def endpoints_dir():
+    return os.path.join(config.run_dir(), "net", "endpoints")
+
+
+_me = []  # [pid, owner key] of this process (a fork has its own)
+
+
+def my_owner():
+    pid = os.getpid()
+    if not _me or _me[0] != pid:
+        _me[:] = [pid, f"{pid}-{process.start_time(pid)}"]
+    return _me[1]
+
+
+class Endpoint:
+    __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
+                 "mtu", "host_if", "ports", "names", "bridge_index", "binds")
+
+    def __init__(self, **fields):
+        self.ports, self.names, self.binds, self.bridge_index = [], [], [], 0
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+    def text(self):
+        lines = [f"owner {self.owner:<{OWNER_WIDTH}}", f"network {self.network}", f"network_id {self.network_id}",
+                 f"bridge {self.bridge}", f"ip {self.ip}", f"prefix {self.prefix}",
+                 f"gateway {self.gateway}", f"mtu {self.mtu}", f"host_if {self.host_if}"]
+        lines += [f"port {p} {ip} {hp} {cp}" for p, ip, hp, cp in self.ports]
+        lines += [f"name {n}" for n in self.names]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def parse(cls, cid, text):
+        ep = cls(id=cid)
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "port":
+                p, ip, hp, cp = value.split()
+                ep.ports.append((p, ip, int(hp), int(cp)))
+            elif key == "name":
+                ep.names.append(value)
+            elif key in ("prefix", "mtu"):
+                setattr(ep, key, int(value))
+            elif key in cls.__slots__:
+                setattr(ep, key, value.strip())
+        return ep
+
+
+def _path(cid):
+    return os.path.join(endpoints_dir(), cid)
+
+
+def save(ep):
+    path = _path(ep.id)
+    tmp = path + ".tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        config.private_dir(endpoints_dir())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, ep.text().encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def load(cid):
+    try:
+        with open(_path(cid)) as f:
+            return Endpoint.parse(cid, f.read())
+    except FileNotFoundError:
+        return None
+
+
+def all_ids():
+    try:
+        return [n for n in os.listdir(endpoints_dir()) if not n.endswith(".tmp")]
+    except FileNotFoundError:
+        return []
+
+
+def owner_alive(owner):
+    pid, _, started = (owner or "").partition("-")
+    return pid.isdigit() and started.isdigit() and process.alive(int(pid), int(started))
+
+
+def plan(cid, spec, hostname, ports, host_if=None):
+    """Choose the network and an address for cid and record its endpoint (owned by us)
+    before anything is made. ports: the resolved host port mappings; host_if: the host
+    end of a veth made ahead of time in the container's namespace (a spare's)."""
+    if os.path.exists(_path(cid)):  # a restart: what its last run held goes first
+        release(cid)
+    net = store.get(spec.network)
+    from fastbox.network import host
+    index = host.ensure(net)
+    names = []
+    if net.dns:
+        names = [n for n in (spec.name, *spec.network_alias, cid[:12]) if n]
+        if hostname not in names:
+            names.append(hostname)
+    ep = Endpoint(id=cid, owner=my_owner(), network=net.name, network_id=net.id,
+                  bridge=net.bridge, prefix=net.prefix, gateway=net.gateway, mtu=net.mtu,
+                  host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index)
+
+    def record(ip):
+        ep.ip = ip
+        save(ep)
+
+    with ipam.Locked(net):
+        ip = ipam.allocate_locked(net, cid, reclaim, record)
+        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names))
+        if names:
+            files.join_names(net, cid, ip, names)
+    return ep
+
+
+def set_owner(ep, pid):
+    """The container runs: it owns its endpoint from now on (its init's pid and start).
+    One write in place: "owner " and a fixed-width field open the record."""
+    ep.owner = f"{pid}-{process.start_time(pid)}"
+    try:
+        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:  # it exited already, and its monitor released it
+        return
+    try:
+        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
+    finally:
+        os.close(fd)
+
+
+def reclaim(net, leases):
+    """Under net's lock: free the leases whose owners are dead."""
+    for ip in leases:
+        cid = ipam.holder(net, ip)
+        ep = load(cid) if cid else None
+        if ep is None:
+            ipam.free(net, ip, cid)
+        elif not owner_alive(ep.owner):
+            release(cid, locked=True)
+
+
+def release(cid, locked=False, unplug=True):
+    """Undo cid's endpoint from its record alone: port mappings, host veth, lease, names,
+    files, then the record. Each step tolerates what is already gone. unplug=False: the
+    container's namespace is gone or going with its last process, and the kernel removes
+    the veth with it, batched, off our path (deleting it ourselves waits ~25 ms for an
+    RCU grace period under the rtnl lock)."""
+    ep = load(cid)
+    if ep is None:
+        files.remove(cid)
+        return False
+    from fastbox.runtime import network as applied
+    if ep.ports and getattr(ep, "ip", None):
+        applied.unpublish(ep)
+    if unplug:
+        applied.unplug(ep.host_if)
+    try:
+        net = store.get(ep.network)
+    except Exception:  # noqa: BLE001 - the network was removed: nothing more to free in it
+        net = None
+    if net is not None and net.id == ep.network_id and getattr(ep, "ip", None):
+        if locked:
+            _free(net, ep)
+        else:
+            with ipam.Locked(net):
+                _free(net, ep)
+    files.remove(cid)
+    try:
+        os.unlink(_path(cid))
+    except FileNotFoundError:
+        pass
+    return True
+
+
+def _free(net, ep):
+    ipam.free(net, ep.ip, ep.id)
+    if ep.names:
+        files.leave_names(net, ep.id)
+
+
+def sweep():
+    """Release every endpoint whose owner is dead; returns how many. A record its owner
+    died writing (its .tmp) names nothing applied yet: it goes."""
+    n = 0
+    try:
+        for name in os.listdir(endpoints_dir()):
+            if name.endswith(".tmp"):
+                path = os.path.join(endpoints_dir(), name)
+                try:
+                    with open(path) as f:
+                        ep = Endpoint.parse(name[:-4], f.read())
+                    if not owner_alive(getattr(ep, "owner", None)):
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+    except FileNotFoundError:
+        return 0
+    for cid in all_ids():
+        ep = load(cid)
+        if ep is not None and not owner_alive(ep.owner) and not _adopted_by_container(ep):
+            n += release(cid)
+    return n
+
+
+def _adopted_by_container(ep):
+    """A detached start whose starter died between the start and handing the endpoint to
+    the container: if the container runs (its monitor wrote started.json), it is the
+    owner now, and its endpoint stays."""
+    import json
+    try:
+        with open(os.path.join(config.containers_dir(), ep.id, "started.json")) as f:
+            started = json.load(f)
+        pid, start = int(started["pid"]), int(started["pid_start"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not process.alive(pid, start):
+        return False
+    ep.owner = f"{pid}-{start}"
+    try:
+        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
+    finally:
+        os.close(fd)
+    return True
+
+
+def on_network(net):
+    out = []
+    for cid in all_ids():
+        ep = load(cid)
+        if ep is not None and ep.network_id == net.id:
+            out.append(ep)
+    return out
+
+
+def ports_text(cid):
+    """Docker's PORTS column for cid: 127.0.0.1:8080->80/tcp, ..."""
+    ep = load(cid)
+    if ep is None or not ep.ports:
+        return ""
+    from fastbox.network.ports import describe
+    return describe(ep.ports)

@@ -1,0 +1,143 @@
+"""/etc/hosts, /etc/resolv.conf and /etc/hostname of a container with its own address,
+written in FASTBOX_RUN/net/files/<id>/ and bind-mounted over the image's, as Docker does.
+
+On a user-defined network, containers find each other by name through /etc/hosts: each
+member's file lists every member's name, aliases and short id, and is rewritten in place
+(the same inode, which the bind mount shows) when a member comes or goes, under the
+network's lease lock. The default bridge has no names, as in Docker."""
+import os
+
+from fastbox import config
+
+HOST_RESOLV = "/etc/resolv.conf"
+FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")  # Docker's, when the host has only local resolvers
+BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def files_dir(cid):
+    return os.path.join(config.run_dir(), "net", "files", cid)
+
+
+def names_dir(net):
+    return os.path.join(config.run_dir(), "net", "names", net.id[:12])
+
+
+def write(cid, ip, hostname, spec, names=False):
+    """The three files; returns [(host path, container path)] to bind. names: the
+    network has names (hosts.base keeps what is the container's own)."""
+    d = files_dir(cid)
+    try:
+        os.mkdir(d, 0o700)
+    except FileNotFoundError:
+        config.private_dir(os.path.dirname(d))
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    extra = "".join(f"{h.split(':', 1)[1]}\t{h.split(':', 1)[0]}\n" for h in spec.add_host)
+    own = f"{ip}\t{hostname}\n" if ip else ""
+    if names:
+        _put(os.path.join(d, "hosts.base"), BASE + extra + own)
+    _put(os.path.join(d, "hosts"), BASE + extra + own)
+    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns))
+    _put(os.path.join(d, "hostname"), hostname + "\n")
+    return [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
+
+
+def _put(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+_resolv = {}  # (dns, host file's inode, mtime) -> text
+
+
+def resolv_conf(dns):
+    """The host's resolv.conf without loopback resolvers (unreachable from the
+    container's namespace), or --dns's servers instead of its nameservers. Made again
+    only when the host's file changes."""
+    try:
+        st = os.stat(HOST_RESOLV)
+        key = (tuple(dns), st.st_ino, st.st_mtime_ns)
+    except OSError:
+        key = (tuple(dns), 0, 0)
+    if key not in _resolv:
+        _resolv.clear()
+        _resolv[key] = _make_resolv(dns)
+    return _resolv[key]
+
+
+def _make_resolv(dns):
+    try:
+        with open(HOST_RESOLV) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    keep = [l for l in lines if l.split()[:1] in (["search"], ["options"], ["domain"])]
+    servers = list(dns) or [l.split()[1] for l in lines if l.split()[:1] == ["nameserver"]
+                            and len(l.split()) > 1 and not l.split()[1].startswith("127.")
+                            and l.split()[1] != "::1"]
+    servers = servers or list(FALLBACK_DNS)
+    return "".join(f"nameserver {s}\n" for s in servers) + "".join(l + "\n" for l in keep)
+
+
+def join_names(net, cid, ip, names):
+    """Under the network's lock: cid's names in the network, then every member's hosts."""
+    d = names_dir(net)
+    config.private_dir(d)
+    _put(os.path.join(d, cid), f"{ip}\t{' '.join(names)}\n")
+    rewrite_hosts(net)
+
+
+def leave_names(net, cid):
+    try:
+        os.unlink(os.path.join(names_dir(net), cid))
+    except FileNotFoundError:
+        return
+    rewrite_hosts(net)
+
+
+def rewrite_hosts(net):
+    d = names_dir(net)
+    try:
+        members = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return
+    lines = {}
+    for m in members:
+        try:
+            with open(os.path.join(d, m)) as f:
+                lines[m] = f.read()
+        except FileNotFoundError:
+            pass
+    for m in lines:
+        fdir = files_dir(m)
+        try:
+            with open(os.path.join(fdir, "hosts.base")) as f:
+                base = f.read()
+        except FileNotFoundError:
+            continue
+        peers = "".join(text for other, text in lines.items() if other != m)
+        try:  # in place: the container's bind mount shows this inode
+            fd = os.open(os.path.join(fdir, "hosts"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            os.write(fd, (base + peers).encode())
+        finally:
+            os.close(fd)
+
+
+def remove(cid):
+    d = files_dir(cid)
+    for n in ("hosts", "hosts.base", "resolv.conf", "hostname"):
+        try:
+            os.unlink(os.path.join(d, n))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(d)
+    except (FileNotFoundError, OSError):
+        pass

@@ -1,0 +1,79 @@
+"""A network's host side, made once and then found with one ioctl per start: its bridge
+(with the gateway address, the MTU, route_localnet for ports published on 127.0.0.1),
+IPv4 forwarding, fastbox's nft table and the network's rules. Runs `ip` and `nft`: this
+is the long-lived part, never on the path of a start that finds the bridge. Everything is
+made in the caller's network namespace (the host's, or a test's that plays it)."""
+import fcntl
+import _socket as socket
+import os
+
+from fastbox import config
+from fastbox.errors import StartError
+from fastbox.network import nft
+
+
+def bridge_index(net):
+    """The bridge's ifindex, or 0 if it is not there."""
+    try:
+        return socket.if_nametoindex(net.bridge)
+    except OSError:
+        return 0
+
+
+def ensure(net):
+    """The bridge's ifindex; makes the bridge, the table and the rules if the bridge is
+    missing (first use, or after a reboot)."""
+    index = bridge_index(net)
+    if index:
+        return index
+    lock_dir = os.path.join(config.run_dir(), "net")
+    config.private_dir(lock_dir)
+    fd = os.open(os.path.join(lock_dir, ".host.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        index = bridge_index(net)
+        if index:
+            return index
+        _make_bridge(net)
+        _sysctl("net/ipv4/ip_forward", "1")
+        _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+        nft.ensure_table()
+        nft.ensure_network(net)
+        return bridge_index(net)
+    finally:
+        os.close(fd)
+
+
+def _ip(*args):
+    import subprocess
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StartError(f"cannot set up bridge: ip {' '.join(args)}: {r.stderr.strip()}", "network", 22)
+
+
+def _make_bridge(net):
+    _ip("link", "add", net.bridge, "mtu", str(net.mtu), "type", "bridge")
+    try:
+        _ip("addr", "add", f"{net.gateway}/{net.prefix}", "dev", net.bridge)
+        _ip("link", "set", net.bridge, "up")
+    except StartError:
+        remove(net)
+        raise
+
+
+def _sysctl(name, value):
+    """Written through /proc/sys/net, which is the writer's network namespace's."""
+    path = "/proc/sys/" + name
+    with open(path) as f:
+        if f.read().strip() == value:
+            return
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def remove(net):
+    """The bridge and the network's rules (network rm; the default bridge stays)."""
+    import subprocess
+    subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
+    if nft.table_exists():
+        nft.remove_network(net)

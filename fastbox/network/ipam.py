@@ -1,0 +1,98 @@
+"""Addresses: one lease file per address in use, FASTBOX_RUN/net/leases/<network id>/<ip>,
+holding the container's id. Taken under the network's flock, so no two live containers
+ever share an address. A lease is freed when its container's endpoint is released (rm, a
+foreground run's exit, a sweep), and reclaimed from a dead owner when the pool runs out.
+FASTBOX_RUN is on tmpfs: a reboot, which also empties the kernel's network state, leaves
+no lease behind."""
+import fcntl
+import os
+
+from fastbox import config
+from fastbox.errors import StartError
+from fastbox.network.store import int_to_ip, ip_to_int
+
+
+def leases_dir(net):
+    return os.path.join(config.run_dir(), "net", "leases", net.id[:12])
+
+
+class Locked:
+    """The network's lease lock, held for the with block."""
+
+    def __init__(self, net):
+        self.dir = leases_dir(net)
+
+    def __enter__(self):
+        try:
+            self.fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            config.private_dir(self.dir)
+            self.fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing drops the flock
+
+
+def pick(net, taken):
+    """The lowest free host address of net that is not the gateway."""
+    base = ip_to_int(net.subnet)
+    size = 1 << (32 - net.prefix)
+    gw = ip_to_int(net.gateway)
+    for n in range(base + 1, base + size - 1):
+        if n != gw and int_to_ip(n) not in taken:
+            return int_to_ip(n)
+    return None
+
+
+def allocate_locked(net, cid, reclaim, record):
+    """Under net's lock (Locked): a lease for cid. record(ip) writes the endpoint's record
+    before the lease exists; reclaim(net, leases) frees the leases of dead owners and is
+    called only when the pool is exhausted."""
+    where = leases_dir(net)
+    taken = set(os.listdir(where))
+    ip = pick(net, taken)
+    if ip is None:
+        reclaim(net, [n for n in taken if n != ".lock"])
+        ip = pick(net, set(os.listdir(where)))
+    if ip is None:
+        raise StartError(f"no free address left in network {net.name} "
+                         f"({net.subnet}/{net.prefix})", "network", 28)
+    record(ip)
+    write_lease(where, ip, cid)
+    return ip
+
+
+def write_lease(where, ip, cid):
+    fd = os.open(os.path.join(where, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, cid.encode())
+    finally:
+        os.close(fd)
+
+
+def holder(net, ip):
+    try:
+        with open(os.path.join(leases_dir(net), ip)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def free(net, ip, cid):
+    """Under net's lock: frees ip if cid holds it (a lease reclaimed and taken by another
+    is theirs)."""
+    path = os.path.join(leases_dir(net), ip)
+    if holder(net, ip) == cid:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def held(net):
+    try:
+        return sorted(n for n in os.listdir(leases_dir(net)) if n != ".lock")
+    except FileNotFoundError:
+        return []

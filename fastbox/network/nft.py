@@ -1,0 +1,127 @@
+"""fastbox's own nf_tables table, `ip fastbox`: it never touches another table.
+
+Published ports are elements of four maps keyed by port (by address and port for a port
+published on one host address), so that the rules never change as containers come and
+go: a container's mappings are its elements, added in one transaction (the C core's
+nfnetlink batch) and deleted the same way. A key is unique in a map: a stale entry can
+never shadow a new one, and a port someone holds makes the add fail.
+
+Another table's drop verdict is final (nf_tables evaluates every base chain of a hook):
+on a host whose firewall drops forwarded traffic, allow the bridge there, e.g.
+`nft add rule inet filter forward iifname "fastbox0" accept` and
+`nft add rule inet filter forward oifname "fastbox0" ct state established,related accept`.
+"""
+import _socket as socket
+import struct
+
+from fastbox.errors import StartError
+
+TABLE = "fastbox"
+MAPS = ("tcp_any", "tcp_ip", "udp_any", "udp_ip")
+
+RULESET = """
+table ip fastbox {
+    map tcp_any { type inet_service : ipv4_addr . inet_service; }
+    map tcp_ip { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
+    map udp_any { type inet_service : ipv4_addr . inet_service; }
+    map udp_ip { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
+    chain ports {
+        dnat ip to ip daddr . tcp dport map @tcp_ip
+        dnat ip to tcp dport map @tcp_any
+        dnat ip to ip daddr . udp dport map @udp_ip
+        dnat ip to udp dport map @udp_any
+    }
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        fib daddr type local jump ports
+    }
+    chain output {
+        type nat hook output priority -100; policy accept;
+        fib daddr type local jump ports
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        ct status dnat ip saddr 127.0.0.0/8 masquerade
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+    }
+    chain guard {
+        type filter hook prerouting priority raw; policy accept;
+        iifname != "lo" ip daddr 127.0.0.0/8 drop
+    }
+}
+"""
+
+
+def nft(script, check=True):
+    import subprocess
+    r = subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True)
+    if check and r.returncode != 0:
+        raise StartError(f"nft failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}",
+                         "network", 22)
+    return r
+
+
+def table_exists():
+    import subprocess
+    return subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True).returncode == 0
+
+
+def ensure_table():
+    if not table_exists():
+        nft(RULESET)
+
+
+def _has_comment(chain, comment):
+    import subprocess
+    r = subprocess.run(["nft", "-a", "list", "chain", "ip", TABLE, chain], capture_output=True, text=True)
+    return f'comment "{comment}"' in r.stdout
+
+
+def _handles(chain, comment):
+    import subprocess
+    r = subprocess.run(["nft", "-a", "list", "chain", "ip", TABLE, chain], capture_output=True, text=True)
+    out = []
+    for line in r.stdout.splitlines():
+        if f'comment "{comment}"' in line and "# handle " in line:
+            out.append(line.rsplit("# handle ", 1)[1].strip())
+    return out
+
+
+def ensure_network(net):
+    """The network's rules: masquerade of its traffic leaving by another interface, or for
+    --internal, no forwarding in or out. Each rule carries the network's id as comment."""
+    tag = "fastbox-" + net.id[:12]
+    if _has_comment("postrouting", tag) or _has_comment("forward", tag):
+        return
+    subnet = f"{net.subnet}/{net.prefix}"
+    if net.internal:
+        script = (f'add rule ip {TABLE} forward iifname "{net.bridge}" oifname != "{net.bridge}" drop comment "{tag}"\n'
+                  f'add rule ip {TABLE} forward oifname "{net.bridge}" iifname != "{net.bridge}" drop comment "{tag}"\n')
+    else:
+        script = (f'add rule ip {TABLE} postrouting ip saddr {subnet} oifname != "{net.bridge}" '
+                  f'masquerade comment "{tag}"\n')
+    nft(script)
+
+
+def remove_network(net):
+    tag = "fastbox-" + net.id[:12]
+    lines = [f"delete rule ip {TABLE} {chain} handle {h}"
+             for chain in ("postrouting", "forward") for h in _handles(chain, tag)]
+    if lines:
+        nft("\n".join(lines) + "\n", check=False)
+
+
+def port_elements(ports, container_ip):
+    """(map, key, data) of each mapping (proto, host_ip, host_port, container_port), as
+    the kernel stores them: a concatenation pads each field to 4 bytes."""
+    cip = socket.inet_aton(container_ip)
+    out = []
+    for proto, host_ip, host_port, cport in ports:
+        data = cip + struct.pack(">HH", cport, 0)
+        if host_ip == "0.0.0.0":
+            out.append((f"{proto}_any", struct.pack(">H", host_port), data))
+        else:
+            out.append((f"{proto}_ip", socket.inet_aton(host_ip) + struct.pack(">HH", host_port, 0), data))
+    return out

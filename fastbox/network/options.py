@@ -1,0 +1,112 @@
+"""The network flags of `run` and `create`, parsed once into plain, JSON-able values.
+Kept light (no imports beyond the errors): this is on the path of every `fastbox run`."""
+from fastbox.errors import SpecError
+
+MODES = ("bridge", "none", "host")
+DEFAULT = "bridge"
+_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def network_mode(value):
+    """bridge (Docker's default), none, host, container:NAME|ID, or a user network's
+    name. "default" is bridge, as in Docker."""
+    if value in (None, "", "default"):
+        return DEFAULT
+    if not isinstance(value, str):
+        raise SpecError(f"invalid --network {value!r}")
+    if value in MODES:
+        return value
+    if value.startswith("container:"):
+        if not value[len("container:"):]:
+            raise SpecError("invalid --network 'container:': name the container")
+        return value
+    check_name(value, "--network")
+    return value
+
+
+def check_name(name, what="network name"):
+    if not name or not name[0].isalnum() or not all(c in _NAME for c in name) or len(name) > 64:
+        raise SpecError(f"invalid {what} {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64")
+    return name
+
+
+def own_endpoint(mode):
+    """Whether a container in this mode gets an address of its own (a veth on a bridge)."""
+    return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def parse_ip(value, what):
+    parts = value.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 and len(p) <= 3 for p in parts):
+        raise SpecError(f"invalid {what} {value!r}: expected an IPv4 address such as 10.0.0.1")
+    return ".".join(str(int(p)) for p in parts)
+
+
+def _port_range(text, what, whole):
+    lo, dash, hi = text.partition("-")
+    if not lo.isdigit() or (dash and not hi.isdigit()):
+        raise SpecError(f"invalid {what} {whole!r}: expected a port or a range such as 8000-8010")
+    lo, hi = int(lo), int(hi) if dash else int(lo)
+    if not 1 <= lo <= hi <= 65535:
+        raise SpecError(f"invalid {what} {whole!r}: ports are 1-65535, a range low-high")
+    return lo, hi
+
+
+def parse_publish(values):
+    """-p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed. Returns normalized
+    strings "HOSTIP:HOSTPORT:CONTAINERPORT/PROTO", one per container port: HOSTIP
+    0.0.0.0 for all, HOSTPORT empty for a random one, or a range "LO-HI" of which one
+    free port is taken (a range of host ports for a single container port)."""
+    out = []
+    for value in values or ():
+        text, _, proto = str(value).partition("/")
+        proto = proto or "tcp"
+        if proto not in ("tcp", "udp"):
+            raise SpecError(f"invalid -p {value!r}: the protocol is tcp or udp")
+        parts = text.split(":")
+        if len(parts) > 3 or not parts[-1]:
+            raise SpecError(f"invalid -p {value!r}: expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]")
+        ip = parse_ip(parts[0], "-p host address") if len(parts) == 3 and parts[0] else "0.0.0.0"
+        host = parts[-2] if len(parts) >= 2 else ""
+        c_lo, c_hi = _port_range(parts[-1], "-p container port", value)
+        if not host:
+            out += [f"{ip}::{p}/{proto}" for p in range(c_lo, c_hi + 1)]
+            continue
+        h_lo, h_hi = _port_range(host, "-p host port", value)
+        if c_lo == c_hi and h_lo != h_hi:
+            out.append(f"{ip}:{h_lo}-{h_hi}:{c_lo}/{proto}")
+        elif h_hi - h_lo != c_hi - c_lo:
+            raise SpecError(f"invalid -p {value!r}: the host and container ranges differ in size")
+        else:
+            out += [f"{ip}:{h_lo + i}:{c_lo + i}/{proto}" for i in range(c_hi - c_lo + 1)]
+    return tuple(out)
+
+
+def parse_expose(values):
+    """Ports an image or --expose names: 80, 80/udp, 8000-8002 -> ("80/tcp", ...)."""
+    out = []
+    for value in values or ():
+        text, _, proto = str(value).partition("/")
+        proto = proto or "tcp"
+        lo, hi = _port_range(text, "exposed port", value)
+        out += [f"{p}/{proto}" for p in range(lo, hi + 1)]
+    return tuple(out)
+
+
+def parse_add_host(values):
+    """--add-host NAME:IP (or NAME=IP) -> ("NAME:IP", ...)."""
+    out = []
+    for value in values or ():
+        name, sep, ip = str(value).partition("=") if "=" in str(value) else str(value).partition(":")
+        if not sep or not name or not all(c.isalnum() or c in "-._" for c in name):
+            raise SpecError(f"invalid --add-host {value!r}: expected NAME:IP")
+        out.append(f"{name}:{parse_ip(ip, '--add-host address')}")
+    return tuple(out)
+
+
+def parse_dns(values):
+    return tuple(parse_ip(str(v), "--dns") for v in values or ())
+
+
+def parse_aliases(values):
+    return tuple(check_name(str(v), "--network-alias") for v in values or ())

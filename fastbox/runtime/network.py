@@ -1,0 +1,202 @@
+"""Applying a container's network with the C core (fastbox/network decides and records):
+the veth pair made into the container's namespace, its address and route, its port
+mappings in one nf_tables transaction; and undoing them from the host side alone.
+
+Nothing here imports pyroute2, socket or json: this is on the start path."""
+import os
+
+from fastbox import _core
+from fastbox.errors import StartError
+
+PEER_IF = "eth0"
+
+
+def _ip4(ip):
+    return bytes(int(x) for x in ip.split("."))
+
+
+def fits(spare, spec):
+    """Whether a spare's veth is on the bridge (and has the MTU) spec's network uses."""
+    from fastbox.network import store
+    try:
+        net = store.get(spec.network)
+    except Exception:  # noqa: BLE001 - the start reports it
+        return False
+    import _socket
+    try:
+        index = _socket.if_nametoindex(net.bridge)
+    except OSError:
+        return False
+    return spare.bridge_index == index and spare.mtu == net.mtu
+
+
+def setup(cid, spec, hostname, netns_fd, spare=None):
+    """The network of a container that has an address of its own: returns its endpoint
+    (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname). spare: the
+    namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used."""
+    from fastbox.network import endpoints, ports
+    from fastbox.runtime import spare as spares
+    mapped = ports.resolve(spec.publish, spec.publish_all, spec.expose) if (
+        spec.publish or spec.publish_all) else []
+    made = spare is not None and spare.host_if is not None
+    ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None)
+    spares.remember_bridge(ep.bridge_index, ep.mtu)
+    try:
+        try:
+            _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
+                             ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
+                             made)
+        except _core.CoreError as e:
+            if not made or e.errno != 19:  # ENODEV: the spare's veth was deleted meanwhile
+                raise
+            ep.host_if = "fbv" + cid[:12]
+            endpoints.save(ep)
+            _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
+                             ep.prefix, _ip4(ep.gateway), spare.sock, False)
+        if ep.ports:
+            _publish(ep, spec)
+            udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]
+            if udp:
+                from fastbox.network import conntrack
+                conntrack.flush_udp(udp)
+    except _core.CoreError as e:
+        endpoints.release(cid)
+        raise StartError(f"failed to set up the container's network: {e.what}: "
+                         f"{os.strerror(e.errno)}", "network", e.errno) from None
+    except BaseException:
+        endpoints.release(cid)
+        raise
+    return ep
+
+
+def _publish(ep, spec):
+    """The mappings in one transaction. A key someone holds (EEXIST): sweep the
+    endpoints of dead owners and try once more; a missing table (someone flushed it):
+    make it again."""
+    from fastbox.network import nft
+    for attempt in range(3):
+        try:
+            _core.nft_elems(True, nft.TABLE, nft.port_elements(ep.ports, ep.ip))
+            return
+        except _core.CoreError as e:
+            if e.errno == 2 and attempt == 0:  # ENOENT: no table or map
+                nft.ensure_table()
+                continue
+            if e.errno != 17 or attempt == 2:  # EEXIST
+                if e.errno == 17:
+                    from fastbox.network.ports import PortInUse
+                    where = ", ".join(f"{ip}:{hp}" for _, ip, hp, _ in ep.ports)
+                    raise PortInUse(f"Bind for {where} failed: port is already allocated") from None
+                raise
+            from fastbox.network import endpoints
+            endpoints.sweep()
+
+
+def unpublish(ep):
+    """Delete ep's mappings; if the batch fails (one is gone already), one by one."""
+    from fastbox.network import nft
+    elems = nft.port_elements(ep.ports, ep.ip)
+    try:
+        _core.nft_elems(False, nft.TABLE, elems)
+    except _core.CoreError:
+        for el in elems:
+            try:
+                _core.nft_elems(False, nft.TABLE, [el])
+            except _core.CoreError:
+                pass
+
+
+def unplug(host_if):
+    """Delete the host end of a veth (its peer goes with it), by name, in our namespace."""
+    try:
+        _core.net_link_del(host_if)
+    except _core.CoreError:
+        pass
+
+
+def release(cid, unplug=True):
+    from fastbox.network import endpoints
+    endpoints.release(cid, unplug=unplug)
+
+
+def owned_by(ep, pid):
+    from fastbox.network import endpoints
+    endpoints.set_owner(ep, pid)
+
+
+def new_netns():
+    return _core.new_netns()
+
+
+def container_netns(ref):
+    """--network container:NAME: an fd of that running container's network namespace,
+    and its /etc/hosts, resolv.conf and hostname to bind (shared, as Docker does)."""
+    from fastbox import containers
+    from fastbox.errors import ContainerStateError
+    c = containers.get(ref)
+    if c.status != "running" or not c.pid:
+        raise ContainerStateError(f"cannot join the network of container {ref}: it is not running")
+    try:
+        fd = os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ContainerStateError(f"cannot join the network of container {ref}: {e.strerror}") from None
+    from fastbox.network import files
+    d = files.files_dir(c.id)
+    binds = [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")
+             if os.path.exists(os.path.join(d, n))]
+    return fd, binds
+
+
+# ---------------------------------------------------------------- pools
+
+_pooled = {}  # a pool's namespace fd -> the endpoint made in it once
+
+
+def pools_endpoints(spec):
+    """Whether a pool of spec's containers gets a veth and an address per namespace."""
+    from fastbox.network import options
+    if not options.own_endpoint(spec.network):
+        return False
+    if spec.publish or spec.publish_all:
+        from fastbox.errors import SpecError
+        raise SpecError("a pool's containers cannot publish ports: each host port maps to one container")
+    return True
+
+
+def pool_endpoint(slot_id, spec, netns_fd):
+    """A pooled namespace's veth, address, route and /etc files, made once: every
+    container run in the namespace then finds its network ready (no per-start work)."""
+    ep = setup(slot_id, spec, slot_id[:12], netns_fd)
+    _pooled[netns_fd] = ep
+    return ep
+
+
+def pooled(netns_fd):
+    return _pooled.get(netns_fd)
+
+
+def pool_endpoint_close(ep):
+    """The pool is closing: its namespaces (and their veths) go when their fds close."""
+    for fd, e in list(_pooled.items()):
+        if e is ep:
+            del _pooled[fd]
+    release(ep.id, unplug=False)
+
+
+def monitor_release_args(ep):
+    """fastbox-monitor's options that release ep at the container's exit, from the host's
+    side (csrc/monitor/fb_monitor.c): its port mappings, lease, record and files."""
+    from fastbox.network import endpoints, files, ipam, nft, store
+    args = ["--id", ep.id]
+    if ep.ports:
+        args += ["--nft-del", ",".join(f"{name}={key.hex()}"
+                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip))]
+    net = store.get(ep.network)
+    args += ["--lease", os.path.join(ipam.leases_dir(net), ep.ip)]
+    d = files.files_dir(ep.id)
+    for n in ("hosts", "hosts.base", "resolv.conf", "hostname"):
+        args += ["--net-file", os.path.join(d, n)]
+    if ep.names:
+        args += ["--net-file", os.path.join(files.names_dir(net), ep.id)]
+    args += ["--net-file", os.path.join(endpoints.endpoints_dir(), ep.id), "--net-dir", d]
+    return args

@@ -1,0 +1,443 @@
+"""Networking for real: the default bridge, published ports, user networks with names,
+crash sweeps. Every test runs fastbox (the CLI) and its clients inside a network namespace
+it makes, fb-net-<random>, which plays the host: the bridge, veths, nft table and sysctls
+all stay in it and vanish with it. Entered with nsenter --net (ip netns exec would remount
+/sys and hide cgroupfs)."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from waiting import eventually
+
+FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
+PYTHON = sys.executable
+
+
+class HostNS:
+    """A network namespace playing the host."""
+
+    def __init__(self):
+        self.name = f"fb-net-{os.getpid()}-{random.randrange(1 << 30)}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.path = f"/run/netns/{self.name}"
+        self.sh("ip link set lo up")
+
+    def cmd(self, *argv):
+        return ["nsenter", f"--net={self.path}", *map(str, argv)]
+
+    def fb(self, *args, timeout=60, input=None):
+        return subprocess.run(self.cmd(FASTBOX, *args), capture_output=True, text=True,
+                              timeout=timeout, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def ok(self, *args):
+        r = self.fb(*args)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r.stdout
+
+    def sh(self, script, check=True, timeout=30):
+        r = subprocess.run(self.cmd("sh", "-c", script), capture_output=True, text=True,
+                           timeout=timeout)
+        if check:
+            assert r.returncode == 0, (script, r.stdout, r.stderr)
+        return r
+
+    def fetch(self, url, tries=50):
+        """GET url from the host side (busybox wget: `wget -T` segfaults, so timeout)."""
+        for _ in range(tries):
+            r = self.sh(f"timeout 3 busybox wget -qO- {url}", check=False)
+            if r.returncode == 0:
+                return r.stdout
+            time.sleep(0.1)
+        raise AssertionError(f"no answer from {url}: {r.stderr}")
+
+    # what the namespace holds
+    def veths(self):
+        out = self.sh("ip -o link show").stdout
+        return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
+                if line.split(":")[1].strip().startswith("fbv")]
+
+    def nft_elements(self):
+        r = self.sh("nft list table ip fastbox", check=False)
+        return [line.strip() for line in r.stdout.splitlines() if "elements = " in line]
+
+    def remove(self):
+        ids = self.fb("ps", "-aq").stdout.split()
+        if ids:
+            self.fb("rm", "-f", *ids)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+@pytest.fixture
+def hostns(busybox):
+    ns = HostNS()
+    try:
+        yield ns
+    finally:
+        ns.remove()
+
+
+def leases(run):
+    out = []
+    for root, _, files in os.walk(os.path.join(run, "net", "leases")):
+        out += [os.path.join(root, f) for f in files if f != ".lock"]
+    return out
+
+
+def assert_nothing_left(ns, fb_env):
+    # a veth goes with its container's namespace, which the kernel removes asynchronously
+    eventually(lambda: ns.veths() == [], what="the veths to go")
+    assert ns.nft_elements() == []
+    assert leases(fb_env.run) == []
+    assert os.listdir(os.path.join(fb_env.run, "net", "endpoints")) == []
+
+
+def one_line_error(r):
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastbox: "), r.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------ the seed's demo
+
+def test_published_port_serves_a_page_to_the_host(hostns, fb_env, tmp_path):
+    """busybox httpd -p 127.0.0.1:8080:80: the host gets the page at 127.0.0.1:8080
+    (hairpin + route_localnet), `port` and `ps` show the mapping, rm leaves nothing."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello from fastbox\n")
+    cid = hostns.ok("run", "-d", "--name", "web", "-p", "127.0.0.1:8080:80", "-v", f"{www}:/www",
+                    "busybox", "httpd", "-f", "-p", "80", "-h", "/www").strip()
+    assert hostns.fetch("http://127.0.0.1:8080/") == "hello from fastbox\n"
+    assert hostns.ok("port", "web").strip() == "80/tcp -> 127.0.0.1:8080"
+    assert "127.0.0.1:8080->80/tcp" in hostns.ok("ps")
+    settings = json.loads(hostns.ok("inspect", "web"))[0]["NetworkSettings"]
+    assert settings["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert settings["IPAddress"].startswith("10.66.")
+    # published on 127.0.0.1 only: not on the bridge's address
+    r = hostns.sh("timeout 2 busybox wget -qO- http://10.66.0.1:8080/", check=False)
+    assert r.returncode != 0
+    hostns.ok("rm", "-f", cid)
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_container_gets_address_route_and_etc_files(hostns):
+    out = hostns.ok("run", "--rm", "--hostname", "box", "--dns", "10.1.2.3", "--add-host",
+                    "db.local:10.9.9.9", "busybox", "sh", "-c",
+                    "ip -o -4 addr show eth0; ip route; cat /etc/hosts /etc/resolv.conf /etc/hostname")
+    assert "inet 10.66.0.2/16" in out
+    assert "default via 10.66.0.1 dev eth0" in out
+    assert "10.9.9.9\tdb.local" in out and "10.66.0.2\tbox" in out
+    assert "nameserver 10.1.2.3" in out
+    assert out.rstrip().endswith("box")
+
+
+def test_container_reaches_the_host_through_the_gateway(hostns, tmp_path):
+    hostns.ok("run", "--rm", "busybox", "true")  # the bridge exists from the first start
+    (tmp_path / "greeting").write_text("host says hi\n")
+    server = subprocess.Popen(hostns.cmd("busybox", "httpd", "-f", "-p", "10.66.0.1:8099", "-h",
+                                         tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = hostns.ok("run", "--rm", "busybox", "sh", "-c",
+                        "for i in 1 2 3 4 5 6 7 8 9; do timeout 3 wget -qO- "
+                        "http://10.66.0.1:8099/greeting && break; sleep 0.2; done")
+        assert out == "host says hi\n"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_none_has_only_lo(hostns):
+    out = hostns.ok("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
+    assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"]
+    assert hostns.veths() == []
+
+
+def test_host_network_shares_the_hosts_links(hostns):
+    hostns.sh("ip link add fbtest-br type bridge")
+    out = hostns.ok("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
+    assert "fbtest-br" in out
+
+
+def test_udp_port(hostns, probe):
+    """-p PORT/udp: a datagram to the host port reaches the container and its answer
+    comes back (the probe's udp-echo: busybox nc has no UDP)."""
+    hostns.ok("run", "-d", "--name", "echo", "-p", "127.0.0.1:5353:53/udp", probe.image,
+              "/probe", "udp-echo", "53")
+    eventually(lambda: "listening" in hostns.fb("logs", "echo").stdout, what="the echo server")
+    for _ in range(20):
+        r = subprocess.run(hostns.cmd(probe.binary, "udp-send", "127.0.0.1", "5353", "ping"),
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+    assert r.stdout.strip() == "echo:ping", r.stderr
+    assert hostns.ok("port", "echo", "53/udp").strip() == "127.0.0.1:5353"
+
+
+def test_random_host_ports_and_publish_all(hostns):
+    cid = hostns.ok("run", "-d", "-p", "80", "-P", "--expose", "81-82", "busybox", "sleep", "60").strip()
+    lines = hostns.ok("port", cid).splitlines()
+    assert sorted(line.split(" -> ")[0] for line in lines) == ["80/tcp", "81/tcp", "82/tcp"]
+    ports = {int(line.rsplit(":", 1)[1]) for line in lines}
+    assert len(ports) == 3 and all(p >= 1024 for p in ports)
+
+
+# ------------------------------------------------------------------ conflicts and errors
+
+def test_port_conflict_with_a_container_is_one_line_and_125(hostns):
+    hostns.ok("run", "-d", "-p", "8090:80", "busybox", "sleep", "60")
+    r = hostns.fb("run", "--rm", "-p", "8090:80", "busybox", "true")
+    assert r.returncode == 125
+    assert "8090" in one_line_error(r) and "already allocated" in r.stderr
+    # the failed start left nothing (its spare's veth goes with its namespace, async)
+    eventually(lambda: len(hostns.veths()) == 1, what="only the first container's veth")
+
+
+def test_port_held_by_a_host_program_is_one_line_and_125(hostns):
+    listener = subprocess.Popen(hostns.cmd(PYTHON, "-c", (
+        "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 8091)); s.listen(); "
+        "print('listening', flush=True); time.sleep(120)")), stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "listening\n"
+        r = hostns.fb("run", "--rm", "-p", "8091:80", "busybox", "true")
+        assert r.returncode == 125
+        assert "8091" in one_line_error(r)
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-p", "70000"], "container port"),
+    (["-p", "1.2.3:80:80"], "host address"),
+    (["-p", "80/sctp"], "tcp or udp"),
+    (["--network", "nosuch"], "not found"),
+    (["--network", "none", "-p", "80"], "-p and -P need"),
+    (["--add-host", "nohost"], "--add-host"),
+])
+def test_bad_network_flags_are_one_line_and_125(hostns, args, words):
+    r = hostns.fb("run", "--rm", *args, "busybox", "true")
+    assert r.returncode == 125
+    assert words in one_line_error(r)
+
+
+def test_ip_netns_exec_gives_one_line_error(hostns):
+    """`ip netns exec` remounts /sys, which hides cgroupfs: one line naming it, 125."""
+    r = subprocess.run(["ip", "netns", "exec", hostns.name, FASTBOX, "run", "--rm", "--network",
+                        "none", "busybox", "true"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 125
+    assert "cgroup" in one_line_error(r) and "nsenter" in r.stderr
+
+
+# ------------------------------------------------------------------ user networks
+
+def test_containers_on_a_user_network_reach_each_other_by_name(hostns, fb_env):
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "web", "--network", "appnet", "--network-alias", "www",
+              "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+    out = hostns.ok("run", "--rm", "--network", "appnet", "busybox", "sh", "-c",
+                    "for i in 1 2 3 4 5; do timeout 3 wget -qO- http://web/hostname && break; "
+                    "sleep 0.2; done; timeout 3 wget -qO- http://www/hostname")
+    assert len(out.split()) == 2 and out.split()[0] == out.split()[1]
+    nets = json.loads(hostns.ok("network", "inspect", "appnet"))
+    assert nets[0]["Subnet"] == "10.67.0.0/24"
+    assert [c["Names"][:2] for c in nets[0]["Containers"].values()] == [["web", "www"]]
+    # in use: not removable; once the container is gone, it is
+    r = hostns.fb("network", "rm", "appnet")
+    assert r.returncode == 125 and "active endpoints" in one_line_error(r)
+    hostns.ok("rm", "-f", "web")
+    hostns.ok("network", "rm", "appnet")
+    assert "appnet" not in hostns.ok("network", "ls")
+    assert "fb-" not in hostns.sh("ip -o link show").stdout
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_default_bridge_has_no_names(hostns):
+    hostns.ok("run", "-d", "--name", "quiet", "busybox", "sleep", "60")
+    r = hostns.fb("run", "--rm", "busybox", "ping", "-c1", "-W1", "quiet")
+    assert r.returncode != 0
+
+
+def test_user_network_with_subnet_gateway_and_internal(hostns):
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "--gateway", "10.70.0.254",
+              "--internal", "priv")
+    out = hostns.ok("run", "--rm", "--network", "priv", "busybox", "sh", "-c",
+                    "ip -o -4 addr show eth0; ip route")
+    assert "10.70.0.1/24" in out and "default via 10.70.0.254" in out
+    assert "drop" in hostns.sh("nft list chain ip fastbox forward").stdout
+    r = hostns.fb("network", "create", "--subnet", "10.70.0.0/25", "other")
+    assert r.returncode == 125 and "overlaps" in one_line_error(r)
+    hostns.ok("network", "prune", "-f")
+    assert hostns.ok("network", "ls", "-q").split() == ["000000000000"]
+    assert "drop" not in hostns.sh("nft list chain ip fastbox forward").stdout
+
+
+def test_network_container_mode_shares_the_namespace(hostns):
+    hostns.ok("run", "-d", "--name", "first", "busybox", "sleep", "60")
+    a = hostns.ok("exec", "first", "ip", "-o", "-4", "addr", "show", "eth0").split()[3]
+    b = hostns.ok("run", "--rm", "--network", "container:first", "busybox", "ip", "-o", "-4",
+                  "addr", "show", "eth0").split()[3]
+    assert a == b
+    hosts = hostns.ok("run", "--rm", "--network", "container:first", "busybox", "cat", "/etc/hosts")
+    assert hostns.ok("exec", "first", "cat", "/etc/hosts") == hosts
+
+
+# ------------------------------------------------------------------ addresses under load
+
+def test_fifty_concurrent_starts_never_share_an_address(hostns, fb_env):
+    procs = [subprocess.Popen(hostns.cmd(FASTBOX, "run", "-d", "busybox", "sleep", "120"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(50)]
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        ids.append(out.strip())
+    addrs = [json.loads(hostns.ok("inspect", cid))[0]["NetworkSettings"]["IPAddress"] for cid in ids]
+    assert len(set(addrs)) == 50 and all(addrs)
+    assert len(leases(fb_env.run)) == 50
+    hostns.ok("rm", "-f", *ids)
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_address_is_reused_after_rm_and_reclaimed_from_a_dead_owner(hostns, fb_env):
+    first = hostns.ok("run", "-d", "busybox", "sleep", "60").strip()
+    ip = json.loads(hostns.ok("inspect", first))[0]["NetworkSettings"]["IPAddress"]
+    hostns.ok("rm", "-f", first)
+    second = hostns.ok("run", "-d", "busybox", "sleep", "60").strip()
+    assert json.loads(hostns.ok("inspect", second))[0]["NetworkSettings"]["IPAddress"] == ip
+
+
+# ------------------------------------------------------------------ crashes
+
+@pytest.mark.parametrize("round_", range(4))
+def test_sigkill_of_a_starting_run_leaves_nothing_after_the_next_command(hostns, fb_env, round_):
+    """A foreground `run -p` killed at a random point of its start (or once running):
+    the next fastbox command sweeps its veth, port entries, lease and files."""
+    hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
+    p = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--rm", "-p", "9000:80", "busybox", "sleep", "60"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.uniform(0.0, 0.4))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+    def swept():
+        hostns.fb("ps")
+        return not hostns.veths() and not hostns.nft_elements() and not leases(fb_env.run)
+
+    eventually(swept, what="the next command to sweep the dead run's network")
+    # the port is free again
+    hostns.ok("run", "--rm", "-p", "9000:80", "busybox", "true")
+
+
+def test_killed_detached_container_is_cleaned_by_rm(hostns, fb_env):
+    cid = hostns.ok("run", "-d", "-p", "9001:80", "busybox", "sleep", "60").strip()
+    pid = json.loads(hostns.ok("inspect", cid))[0]["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    eventually(lambda: json.loads(hostns.ok("inspect", cid))[0]["State"]["Status"] == "exited",
+               what="the container to be seen exited")
+    hostns.ok("rm", cid)
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_teardown_never_needs_the_containers_netns(hostns, fb_env):
+    """The sweep works from the record and the host's side alone: with the container's
+    namespace long gone (the veth went with it) and its monitor killed before it could
+    release anything, its port entries and lease still go."""
+    cid = hostns.ok("run", "-d", "-p", "9002:80", "busybox", "sleep", "60").strip()
+    info = json.loads(hostns.ok("inspect", cid))[0]
+    os.kill(info["MonitorPid"], signal.SIGKILL)
+    os.kill(info["State"]["Pid"], signal.SIGKILL)
+    eventually(lambda: not hostns.veths(), what="the veth to go with the namespace")
+    assert hostns.nft_elements()
+    hostns.ok("rm", cid)
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_udp_flow_seen_before_the_port_was_published_reaches_the_container(hostns, probe):
+    """A client that sent to a UDP port before it was published left an un-NATed
+    conntrack entry; publishing the port flushes it, so the same flow (same source port)
+    then reaches the container."""
+    client = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 40404)); s.settimeout(2)\n"
+        "s.sendto(b'early', ('127.0.0.1', 5354))\n"
+        "if sys.argv[1] == 'wait':\n"
+        "    try:\n"
+        "        print(s.recv(100).decode())\n"
+        "    except OSError as e:\n"
+        "        print('no answer', e)\n")
+    hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
+    subprocess.run(hostns.cmd(PYTHON, "-c", client, "send"), check=True)  # the stale entry
+    hostns.ok("run", "-d", "--name", "late", "-p", "127.0.0.1:5354:53/udp", probe.image,
+              "/probe", "udp-echo", "53")
+    eventually(lambda: "listening" in hostns.fb("logs", "late").stdout, what="the echo server")
+    r = subprocess.run(hostns.cmd(PYTHON, "-c", client, "wait"), capture_output=True, text=True)
+    assert r.stdout.strip() == "echo:early", r.stdout + r.stderr
+
+
+def test_stats_shows_net_io(hostns):
+    cid = hostns.ok("run", "-d", "-p", "127.0.0.1:8095:80", "busybox", "httpd", "-f", "-p", "80",
+                    "-h", "/etc").strip()
+    hostns.fetch("http://127.0.0.1:8095/hostname")
+    row = next(line for line in hostns.ok("stats", "--no-stream").splitlines()
+               if line.startswith(cid[:12]))
+    received, sent = row.split("   ")[5].split(" / ")  # NET I/O: more than nothing each way
+    assert received.strip() not in ("0B", "--") and sent.strip() not in ("0B", "--"), row
+
+
+def _udp_listener(ns, port):
+    """A UDP socket on the host side's 127.0.0.1:port; prints what it got within 2 s."""
+    return subprocess.Popen(ns.cmd(PYTHON, "-c", (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        f"s.bind(('127.0.0.1', {port})); s.settimeout(2); print('ready', flush=True)\n"
+        "try:\n    print(s.recv(100).decode())\nexcept OSError:\n    print('nothing')")),
+        stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_container_cannot_reach_the_hosts_loopback(hostns, probe, guarded):
+    """The attack on route_localnet (CVE-2020-8558): with NET_RAW (a default capability),
+    a container sends a frame to the bridge's MAC addressed to 127.0.0.1. route_localnet,
+    which 127.0.0.1-published ports need, would let the host accept it; fastbox's guard
+    chain drops it. Without the guard (the control case), the host's 127.0.0.1 service
+    gets it: the attack is real."""
+    hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
+    if not guarded:
+        hostns.sh("nft flush chain ip fastbox guard")
+    listener = _udp_listener(hostns, 5399)
+    try:
+        assert listener.stdout.readline() == "ready\n"
+        out = hostns.ok("run", "--rm", probe.image, "sh", "-c",
+                        "ip=$(ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1); "
+                        "ping -c1 -W1 10.66.0.1 >/dev/null; "  # the bridge's MAC, from ARP
+                        "mac=$(awk '$1 == \"10.66.0.1\" {print $4}' /proc/net/arp); "
+                        "/probe rawudp eth0 $mac $ip 127.0.0.1 5399 sneaky")
+        assert "sent" in out
+        got = listener.stdout.readline().strip()
+    finally:
+        listener.kill()
+        listener.wait()
+    assert got == ("nothing" if guarded else "sneaky")
+
+
+def test_detached_container_releases_its_network_when_it_exits(hostns, fb_env):
+    """As Docker does at stop: the monitor deletes the port mappings and frees the lease
+    and files as the container exits; the kept record stays for `start`/`rm`."""
+    cid = hostns.ok("run", "-d", "-p", "9003:80", "-p", "9004:81/udp", "busybox", "sleep", "1").strip()
+    eventually(lambda: json.loads(hostns.ok("inspect", cid))[0]["State"]["Status"] == "exited",
+               what="the container to exit")
+    eventually(lambda: not hostns.nft_elements() and not leases(fb_env.run),
+               what="the monitor to release the network")
+    assert not os.listdir(os.path.join(fb_env.run, "net", "endpoints"))
+    hostns.ok("start", cid)  # a restart gets an address and its ports again
+    assert "9003" in hostns.ok("port", cid)
+    hostns.ok("rm", "-f", cid)
+    assert_nothing_left(hostns, fb_env)

@@ -1,0 +1,79 @@
+"""Parsing the network flags (fastbox.network.options) and the network definitions'
+arithmetic (fastbox.network.store), without touching the kernel."""
+import pytest
+
+from fastbox.errors import SpecError
+from fastbox.network import ipam, nft, options, store
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("80", ("0.0.0.0::80/tcp",)),
+    ("8080:80", ("0.0.0.0:8080:80/tcp",)),
+    ("127.0.0.1:8080:80", ("127.0.0.1:8080:80/tcp",)),
+    ("127.0.0.1::80/udp", ("127.0.0.1::80/udp",)),
+    ("8000-8001:80-81", ("0.0.0.0:8000:80/tcp", "0.0.0.0:8001:81/tcp")),
+    ("8000-8010:80", ("0.0.0.0:8000-8010:80/tcp",)),
+    ("53-54/udp", ("0.0.0.0::53/udp", "0.0.0.0::54/udp")),
+])
+def test_publish(value, expected):
+    assert options.parse_publish([value]) == expected
+
+
+@pytest.mark.parametrize("value", ["", "0", "70000", "a:80", "1.2.3:1:80", "80/sctp",
+                                   "8000-8002:80-81", "9-8:80", "1:2:3:4"])
+def test_bad_publish(value):
+    with pytest.raises(SpecError):
+        options.parse_publish([value])
+
+
+def test_modes_and_names():
+    assert options.network_mode(None) == "bridge"
+    assert options.network_mode("default") == "bridge"
+    assert options.network_mode("container:web") == "container:web"
+    assert not options.own_endpoint("none") and not options.own_endpoint("container:x")
+    assert options.own_endpoint("bridge") and options.own_endpoint("appnet")
+    with pytest.raises(SpecError):
+        options.network_mode("bad name")
+
+
+def test_add_host_and_dns():
+    assert options.parse_add_host(["db:10.0.0.5", "x=1.2.3.4"]) == ("db:10.0.0.5", "x:1.2.3.4")
+    assert options.parse_dns(["9.9.9.9"]) == ("9.9.9.9",)
+    for bad in (["db"], ["db:300.1.1.1"], [":1.2.3.4"]):
+        with pytest.raises(SpecError):
+            options.parse_add_host(bad)
+
+
+def test_spec_rejects_ports_without_an_address():
+    from fastbox.spec import RunSpec
+    with pytest.raises(SpecError):
+        RunSpec("busybox", network="host", publish=["80"])
+    with pytest.raises(SpecError):
+        RunSpec("busybox", network="bridge", network_alias=["x"])
+    spec = RunSpec("busybox", network="bridge", publish=["8080:80"])
+    assert spec.publish == ("0.0.0.0:8080:80/tcp",)
+
+
+def test_ipam_picks_the_lowest_free_host_address(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTBOX_CONFIG", str(tmp_path / "none.json"))
+    net = store.default()
+    assert (net.subnet, net.prefix, net.gateway) == ("10.66.0.0", 16, "10.66.0.1")
+    assert ipam.pick(net, set()) == "10.66.0.2"
+    assert ipam.pick(net, {"10.66.0.2", "10.66.0.3"}) == "10.66.0.4"
+
+
+def test_config_bip_sets_the_default_subnet(tmp_path, monkeypatch):
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"bip": "192.168.77.1/24", "mtu": 1400}')
+    monkeypatch.setenv("FASTBOX_CONFIG", str(cfg))
+    net = store.default()
+    assert (net.subnet, net.prefix, net.gateway, net.mtu) == ("192.168.77.0", 24, "192.168.77.1", 1400)
+    cfg.write_text('{"bip": "nonsense"}')
+    with pytest.raises(SpecError):
+        store.default()
+
+
+def test_port_elements_are_padded_as_the_kernel_keeps_them():
+    elems = nft.port_elements([("tcp", "0.0.0.0", 8080, 80), ("udp", "127.0.0.1", 53, 5353)], "10.66.0.2")
+    assert elems[0] == ("tcp_any", b"\x1f\x90", b"\x0a\x42\x00\x02\x00\x50\x00\x00")
+    assert elems[1] == ("udp_ip", b"\x7f\x00\x00\x01\x00\x35\x00\x00", b"\x0a\x42\x00\x02\x14\xe9\x00\x00")
