@@ -240,7 +240,9 @@ def test_cli_sigkilled_while_the_container_is_being_built(busybox):
                              stdin=subprocess.DEVNULL)
         try:
             # The core makes the container's cgroups first thing: then it is building it.
-            eventually(lambda: session_cgroups(), interval=0.0002, what="the container's cgroup")
+            # (Containers join the freezer hierarchy too: our own group there is not one.)
+            eventually(lambda: [c for c in session_cgroups() if c != group],
+                       interval=0.0002, what="the container's cgroup")
             _write(group + "/freezer.state", "FROZEN")
             eventually(lambda: open(group + "/freezer.state").read().strip() == "FROZEN",
                        interval=0.001, what="frozen")
@@ -251,6 +253,9 @@ def test_cli_sigkilled_while_the_container_is_being_built(busybox):
             _write(FREEZER + own + "/cgroup.procs", str(p.pid))
             p.kill()
         finally:
+            if p.poll() is None and str(p.pid) in open(group + "/cgroup.procs").read().split():
+                _write(group + "/freezer.state", "THAWED")  # else a frozen p never dies
+                p.kill()
             p.wait()
             p.stdout.close()
             p.stderr.close()
