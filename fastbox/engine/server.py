@@ -169,11 +169,16 @@ def fastbox_settings(environ):
 
 
 class Server:
-    def __init__(self, forks):
+    def __init__(self, forks, idle=0.0):
         self.context = Context(os.getpid())
         self.settings = fastbox_settings(os.environ)
         self.forks = forks
         self.clients = {}  # fd -> Client, touched only by the poll thread
+        # fd -> our copy of a connection a worker serves: its hang-up says the worker is
+        # done (the client exits on the worker's answer). Watched for the idle exit only.
+        self.handed = {}
+        self.idle = idle  # seconds with nothing to serve before we exit; 0: never
+        self.last_busy = time.monotonic()
 
     # ------------------------------------------------------------ one request
 
@@ -218,19 +223,44 @@ class Server:
     # ------------------------------------------------------------ the poll thread
 
     def loop(self, listener, wakeup):
-        """Accepts clients and reads what they send until a signal arrives on wakeup."""
+        """Accepts clients and reads what they send until a signal arrives on wakeup, or
+        until we have been idle for self.idle seconds."""
         poller = select.epoll()
         poller.register(listener.fileno(), select.EPOLLIN)
         poller.register(wakeup, select.EPOLLIN)
         with poller:
             while True:
-                for fd, _ in poller.poll():
+                events = poller.poll(self._poll_timeout())
+                if not events and self._idle_for() >= self.idle > 0:
+                    return
+                for fd, _ in events:
                     if fd == wakeup:
                         return
                     if fd == listener.fileno():
                         self.accept(listener, poller)
+                    elif fd in self.handed:
+                        poller.unregister(fd)
+                        self.handed.pop(fd).close()
                     else:
                         self.readable(fd, poller)
+
+    def busy(self):
+        """Whether anything is being served: a client of ours, a request thread (a
+        container in the foreground), or a worker's command."""
+        return bool(self.clients or self.handed or _request_threads())
+
+    def _idle_for(self):
+        now = time.monotonic()
+        if self.busy():
+            self.last_busy = now
+        return now - self.last_busy
+
+    def _poll_timeout(self):
+        """Seconds until we might be idle long enough (None: wait for an event). While
+        busy, look again every second: a request thread ends without an event of ours."""
+        if self.idle <= 0:
+            return None
+        return max(0.05, min(1.0, self.idle - self._idle_for()))
 
     def accept(self, listener, poller):
         while True:
@@ -305,7 +335,9 @@ class Server:
             os.close(cwd)
         self.drop(fd, poller)
         client.request.close()
-        client.conn.close()
+        # Kept, watched for its hang-up only (no EPOLLIN: the worker reads what comes).
+        self.handed[fd] = client.conn
+        poller.register(fd, 0)
 
     def drop(self, fd, poller):
         """Forget a connection, before it is closed (closing would reuse the fd)."""
@@ -341,17 +373,25 @@ class Server:
             client.hang_up()
 
 
-def serve_forever(ready_fd=-1):
+def serve_forever(ready_fd=-1, auto=False):
     """Runs the engine in this process until SIGTERM or SIGINT. ready_fd, if given, gets
-    one byte once the socket accepts clients, and is closed."""
+    one byte once the socket accepts clients, and is closed. auto: started by the C
+    client for itself (csrc/client/fb_client.c): exit quietly if another engine already
+    runs (two first commands at once), and once idle for config.engine_idle()."""
     run = config.run_dir()
     config.private_dir(run)
-    lock = _lock(os.path.join(run, "engine.lock"))
+    try:
+        lock = _lock(os.path.join(run, "engine.lock"))
+    except EngineError:
+        if auto:
+            return 0
+        raise
+    idle = config.engine_idle() if auto else 0.0
     owners.begin()  # what a killed engine (or anyone) left, before we serve
     forks = forkserver.ForkServer()  # first: before any thread or spare namespace
     _warm_up()
     forks.wait_ready()
-    server = Server(forks)
+    server = Server(forks, idle)
     path = socket_path()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wakeup_w)
@@ -373,6 +413,8 @@ def serve_forever(ready_fd=-1):
         server.decline_waiting(listener)
         listener.close()
         server.stop_containers()
+        for conn in server.handed.values():
+            conn.close()
         forks.stop()
         os.unlink(pidfile)
         os.close(lock)

@@ -27,6 +27,8 @@ from cgroup_pids import pids_in
 from waiting import eventually
 from fastbox.state import owners
 
+pytestmark = pytest.mark.engine  # conftest: no FASTBOX_NO_ENGINE here
+
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 FASTBOX_PY = FASTBOX + "-py"
 PROBE = "fastbox-test/probe:latest"

@@ -32,6 +32,8 @@ from test_engine import (FASTBOX_PY, MISSING_PY, alive, ancestors, container_cgr
                          container_pids, engine, engine_ctl, engine_with_secret, fd_count,
                          owner_slots, parity_engine, run_cli, running, served, status_field, watched)
 
+pytestmark = pytest.mark.engine  # conftest: no FASTBOX_NO_ENGINE here
+
 PYTHON_EXE = os.path.realpath(sys.executable)
 
 
