@@ -28,20 +28,27 @@ def _create(cid, image, command, tty, options, cgroups=()):
     log_config = _log_config(spec)
     img = resolve_image(spec.image)
     store = StateStore()
-    if spec.name:
-        store.reserve_name(spec.name, cid)
+    name = _reserve_name(store, spec, cid)
     try:
-        store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
+        store.create({"id": cid, "name": name, "image": spec.image, "image_id": img.id,
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                       "tty": bool(tty), "status": status.CREATED, "exit_code": None,
                       "created_at": _now(), "started_at": None, "finished_at": None,
                       "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
                       "log_config": log_config})
     except BaseException:
-        if spec.name:
-            store.release_name(spec.name)
+        store.release_name(name)
         raise
     return Container(cid, store)
+
+
+def _reserve_name(store, spec, cid):
+    """--name, or a generated one ("focused_hopper"), as Docker names every container."""
+    if spec.name:
+        store.reserve_name(spec.name, cid)
+        return spec.name
+    from fastbox.state import names
+    return names.reserve_generated(store, cid)
 
 
 def _log_config(spec):
@@ -424,5 +431,5 @@ def _signal_number(sig):
 
 
 def _now():
-    import datetime
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    from fastbox.state import timestamps
+    return timestamps.now()

@@ -29,7 +29,8 @@ def _opts(args):
     from fastbox.errors import SpecError
     opts, image, command = run_args.parse(args)
     if image is None:
-        raise SpecError("an image is required\n" + run_args.USAGE.replace(" run ", " create "))
+        raise SpecError("'fastbox create' requires at least 1 argument (an image); "
+                        "see 'fastbox create --help'")
     tty = opts.pop("tty")
     for key in ("help", "timings", "interactive", "detach"):
         opts.pop(key)
@@ -61,24 +62,34 @@ def start(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
 
 def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped containers too"),
        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"),
-       format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
+       format: Optional[str] = typer.Option(None, "--format",
+                                            help="table, json, or a Go template: '{{.Names}}'"),
+       filter_: List[str] = typer.Option([], "--filter", "-f",
+                                         help="name, id, status, label, ancestor, exited=VALUE"),
+       no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate ids and commands"),
+       latest: bool = typer.Option(False, "--latest", "-l", help="Only the newest container"),
+       last: int = typer.Option(-1, "--last", "-n", help="The N newest containers (any state)")):
     """List containers."""
     from fastbox import containers
-    found = containers.list_containers(all=all)
+    from fastbox.cli import go_template, ps_view
+    filters = ps_view.parse_filters(filter_)
+    if latest:
+        last = 1
+    # As Docker: -n and a status or exited filter look at stopped containers too.
+    every = all or last > 0 or "status" in filters or "exited" in filters
+    records = [c.attrs for c in containers.list_containers(all=every)]
+    records.sort(key=lambda r: r.get("created_at") or "", reverse=True)
+    records = [r for r in records if ps_view.matches(r, filters)]
+    if last > 0:
+        records = records[:last]
     if quiet:
-        for c in found:
-            print(c.id[:12])
+        for r in records:
+            print(r["id"] if no_trunc else r["id"][:12])
         return
-    if format == "json":
-        for c in found:
-            print(json.dumps(c.attrs))
-        return
-    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} NAMES")
-    for c in found:
-        r = c.attrs
-        state = r["status"] + (f" ({r['exit_code']})" if r["status"] == "exited" else "")
-        print(f"{c.id[:12]:<14} {r['image'][:23]:<24} {' '.join(r['command'])[:23]:<24} "
-              f"{state:<18} {r.get('name') or ''}")
+    rows = [ps_view.ContainerRow(r, trunc=not no_trunc) for r in records]
+    for line in go_template.format_rows(format, rows, default=ps_view.DEFAULT_TABLE,
+                                        titles=ps_view.TITLES):
+        print(line)
 
 
 def _print_logs(chunks):

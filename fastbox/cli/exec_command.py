@@ -21,7 +21,7 @@ def parse(args):
         elif name in _FLAGS and not eq:  # combined short flags: -it
             for ch in arg[1:]:
                 if "-" + ch not in _FLAGS:
-                    raise SpecError(f"unknown flag: -{ch}\n{USAGE}")
+                    raise SpecError(_unknown("-" + ch))
                 opts[_FLAGS["-" + ch]] = True
         elif name in _VALUES:
             if not value:
@@ -32,11 +32,17 @@ def parse(args):
             key = _VALUES[name]
             opts[key] = opts[key] + [value] if key == "env" else value
         else:
-            raise SpecError(f"unknown flag: {name}\n{USAGE}")
+            raise SpecError(_unknown(name))
         i += 1
     if len(args) - i < 2:
-        raise SpecError(f"'fastbox exec' requires a container and a command\n{USAGE}")
+        raise SpecError("'fastbox exec' requires at least 2 arguments (CONTAINER COMMAND); "
+                        "see 'fastbox exec --help'")
     return opts, args[i], args[i + 1:]
+
+
+def _unknown(name):
+    from fastbox.cli.usage_errors import unknown_flag
+    return unknown_flag("fastbox exec", name, [*_FLAGS, *_VALUES])
 
 
 def main(args):

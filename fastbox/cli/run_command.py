@@ -24,7 +24,8 @@ class Request:
         self.interactive, self.detach, self.tty = (opts.pop("interactive"), opts.pop("detach"),
                                                    opts.pop("tty"))
         if self.image is None and not self.help:
-            raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
+            raise SpecError("'fastbox run' requires at least 1 argument (an image); "
+                            "see 'fastbox run --help'")
         if opts["entrypoint"] is not None:
             opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
         self.opts = {k: v for k, v in opts.items() if v is not None and v != []}
