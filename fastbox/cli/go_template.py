@@ -425,7 +425,7 @@ class _Title(str):
         return self
 
 
-def _unescape(fmt):
+def unescape(fmt):
     """Docker's CLI turns a typed \\t and \\n into a tab and a newline."""
     return fmt.replace("\\t", "\t").replace("\\n", "\n")
 
@@ -441,10 +441,10 @@ def format_rows(fmt, rows, *, default, titles):
     table = fmt.startswith("table")
     if table:
         body = fmt[len("table"):].strip() or default
-        template = Template(_unescape(body))
+        template = Template(unescape(body))
         lines = [template.execute(Headers(titles))] + [template.execute(r) for r in rows]
         return tabwriter(lines)
-    template = Template(_unescape(fmt))
+    template = Template(unescape(fmt))
     return [template.execute(r) for r in rows]
 
 

@@ -54,6 +54,9 @@ def main(args):
     if not req.detach and not req.help and req.own_network():
         from fastbox.runtime import spare
         spare.make_early()
+    if req.tty and req.interactive and not req.detach and not req.help and not os.isatty(0):
+        from fastbox.errors import NotATerminal
+        return failed(NotATerminal("the input device is not a TTY"), 2)
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it
