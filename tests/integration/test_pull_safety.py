@@ -124,7 +124,7 @@ def test_killed_pull_leaves_the_store_consistent_and_the_next_pull_resumes(regis
         assert listing(own_store) == before
         with pytest.raises(ImageNotFound):
             ImageStore().resolve(ref)
-        assert ok(cli("images", "--format", "json")).stdout.count('"tag": "1"') == 1
+        assert ok(cli("images", "--format", "json")).stdout.count('"Tag":"1"') == 1
         assert ImageStore().resolve("fbtest/seed:1")
 
         proxy.release()

@@ -143,7 +143,7 @@ def test_pull_by_digest_is_untagged(pushed, registry, own_store):
     assert r.stdout.splitlines()[-1] == ref
     assert ImageStore().resolve(ref).manifest_digest == digest
     rows = [json.loads(line) for line in ok(cli("images", "--format", "json")).stdout.splitlines()]
-    assert [(row["repository"], row["tag"]) for row in rows] == [(f"{registry.host}/fbtest/plain", "<none>")]
+    assert [(row["Repository"], row["Tag"]) for row in rows] == [(f"{registry.host}/fbtest/plain", "<none>")]
 
 
 def test_second_pull_downloads_nothing(pushed, registry, own_store):
