@@ -345,9 +345,11 @@ class Container:
             "Id": r["id"], "Name": "/" + (r.get("name") or ""), "Created": r["created_at"],
             "Image": r.get("image_id"),
             "State": {"Status": r["status"], "Running": r["status"] == status.RUNNING,
-                      "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code"),
+                      "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code") or 0,
                       "OOMKilled": bool(r.get("oom_killed")),
-                      "StartedAt": r.get("started_at"), "FinishedAt": r.get("finished_at"),
+                      # Docker's zero time for what has not happened yet
+                      "StartedAt": r.get("started_at") or ZERO_TIME,
+                      "FinishedAt": r.get("finished_at") or ZERO_TIME,
                       "Error": r.get("error", "")},
             "Config": {"Image": r["image"], "Cmd": spec.get("command"),
                        "Entrypoint": spec.get("entrypoint"), "Env": spec.get("env"),
@@ -368,6 +370,9 @@ class Container:
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),
         }
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _resources(spec):
