@@ -174,9 +174,9 @@ class Server:
         self.settings = fastbox_settings(os.environ)
         self.forks = forks
         self.clients = {}  # fd -> Client, touched only by the poll thread
-        # fd -> our copy of a connection a worker serves: its hang-up says the worker is
-        # done (the client exits on the worker's answer). Watched for the idle exit only.
-        self.handed = {}
+        # The read ends of pipes whose write ends the workers hold: end of file says a
+        # worker has exited (answered, or died). Watched for the idle exit only.
+        self.handed = set()
         self.idle = idle  # seconds with nothing to serve before we exit; 0: never
         self.last_busy = time.monotonic()
 
@@ -240,7 +240,8 @@ class Server:
                         self.accept(listener, poller)
                     elif fd in self.handed:
                         poller.unregister(fd)
-                        self.handed.pop(fd).close()
+                        self.handed.discard(fd)
+                        os.close(fd)
                     else:
                         self.readable(fd, poller)
 
@@ -325,19 +326,22 @@ class Server:
         except OSError:  # the client is gone
             client.answer(protocol.FALLBACK)
             return
+        alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.forks.hand_off(client.conn, client.request, cwd)
+            self.forks.hand_off(client.conn, client.request, cwd, alive_w)
         except OSError as e:
+            os.close(alive_r)
             print(f"fastbox engine: fork server: {e}", file=sys.stderr)
             client.answer(protocol.FALLBACK)
             return
         finally:
             os.close(cwd)
+            os.close(alive_w)
         self.drop(fd, poller)
         client.request.close()
-        # Kept, watched for its hang-up only (no EPOLLIN: the worker reads what comes).
-        self.handed[fd] = client.conn
-        poller.register(fd, 0)
+        client.conn.close()
+        self.handed.add(alive_r)
+        poller.register(alive_r, select.EPOLLIN)
 
     def drop(self, fd, poller):
         """Forget a connection, before it is closed (closing would reuse the fd)."""
@@ -413,8 +417,8 @@ def serve_forever(ready_fd=-1, auto=False):
         server.decline_waiting(listener)
         listener.close()
         server.stop_containers()
-        for conn in server.handed.values():
-            conn.close()
+        for fd in server.handed:
+            os.close(fd)
         forks.stop()
         os.unlink(pidfile)
         os.close(lock)

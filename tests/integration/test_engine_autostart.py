@@ -116,3 +116,18 @@ def test_engine_stop_opts_out_until_engine_start(auto):
     r = run_cli("engine", "stop")
     assert r.returncode == 0
     eventually(lambda: gone(pid), what="the engine to be reaped")
+
+
+def test_engine_stays_while_a_worker_serves_a_command(auto):
+    """`logs -f` runs in a worker forked for it: the engine counts it until it exits."""
+    run_cli("ps")
+    pid = eventually(lambda: engine_pid(auto.run), what="an engine to start by itself")
+    cid = run_cli("run", "-d", "busybox", "sh", "-c", "echo a; sleep 4; echo b").stdout.strip()
+    assert cid
+    started = time.monotonic()
+    r = run_cli("logs", "-f", cid)
+    assert (r.returncode, r.stdout) == (0, "a\nb\n"), r.stderr
+    assert time.monotonic() - started >= 3
+    assert engine_pid(auto.run) == pid, "the engine left while a worker served logs -f"
+    assert run_cli("rm", cid).returncode == 0
+    eventually(lambda: gone(pid), timeout=30, what="the idle engine to exit")

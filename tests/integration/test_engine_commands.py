@@ -260,14 +260,19 @@ SETUPS = {
                                   "echo started; exit 4", env=env))),
 }
 
+# ps's columns but CREATED and STATUS, which say how long ago (the sides run apart).
+STILL = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.State}}\t{{.Ports}}\t{{.Names}}"
+
 # (id, args after `fastbox`, setups shared by both sides, setups made afresh for each
 # side, stdin, then a command whose result must also agree afterwards).
 PARITY = [
-    ("ps", ["ps"], ["box", "done"], [], None, None),
-    ("ps-a", ["ps", "-a"], ["box", "done"], [], None, None),
+    ("ps", ["ps", "--format", STILL], ["box", "done"], [], None, None),
+    ("ps-a", ["ps", "-a", "--format", STILL], ["box", "done"], [], None, None),
     ("ps-aq", ["ps", "-a", "-q"], ["box", "done"], [], None, None),
-    ("ps-json", ["ps", "--format", "json"], ["box"], [], None, None),
-    ("container-ls", ["container", "ls", "-a"], ["box", "done"], [], None, None),
+    ("ps-json", ["ps", "--format", "{{json .State}} {{json .Names}} {{json .Command}}"], ["box"],
+     [], None, None),
+    ("container-ls", ["container", "ls", "-a", "--format", STILL], ["box", "done"], [], None,
+     None),
     ("images", ["images"], [], [], None, None),
     ("images-q", ["images", "-q"], [], [], None, None),
     ("inspect-image", ["inspect", "busybox"], [], [], None, None),
