@@ -90,6 +90,13 @@ def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped contain
        latest: bool = typer.Option(False, "--latest", "-l", help="Only the newest container"),
        last: int = typer.Option(-1, "--last", "-n", help="The N newest containers (any state)")):
     """List containers."""
+    for line in ps_lines(all, quiet, format, filter_, no_trunc, latest, last):
+        print(line)
+
+
+def ps_lines(all=False, quiet=False, format=None, filter_=(), no_trunc=False, latest=False,
+             last=-1):
+    """What `ps` prints, as lines (the engine serves `ps` in a thread with it)."""
     from fastbox import containers
     from fastbox.cli import go_template, ps_view
     filters = ps_view.parse_filters(filter_)
@@ -103,13 +110,10 @@ def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped contain
     if last > 0:
         records = records[:last]
     if quiet:
-        for r in records:
-            print(r["id"] if no_trunc else r["id"][:12])
-        return
+        return [r["id"] if no_trunc else r["id"][:12] for r in records]
     rows = [ps_view.ContainerRow(r, trunc=not no_trunc) for r in records]
-    for line in go_template.format_rows(format, rows, default=ps_view.DEFAULT_TABLE,
-                                        titles=ps_view.TITLES):
-        print(line)
+    return go_template.format_rows(format, rows, default=ps_view.DEFAULT_TABLE,
+                                   titles=ps_view.TITLES)
 
 
 def _print_logs(chunks):

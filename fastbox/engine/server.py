@@ -145,7 +145,8 @@ def _thread_work(args):
     terminal relayed by a process of its own), as parsed (or the FastboxError parsing
     raised, which the thread reports as the CLI would). None: a worker runs it."""
     if args[0] not in ("run", "exec"):
-        return None
+        from fastbox.engine import listing
+        return listing.parse(args)
     try:
         parsed = _parse(args)
     except FastboxError as e:
@@ -200,6 +201,9 @@ class Server:
         CLI would do it; None if the client has gone."""
         if isinstance(parsed, FastboxError):
             return run_command.failed(parsed, req.fds[2])
+        from fastbox.engine import listing
+        if isinstance(parsed, listing.Listing):
+            return listing.serve(parsed, req.fds)
         try:  # its own directory, even deleted (then nothing in it can be read)
             cwd = _cwd_of(req.pid)
         except OSError:  # the client is gone
@@ -486,6 +490,8 @@ def _warm_up():
     devices.preload()  # v2: the device program every default container shares
     from fastbox.images import lookup  # noqa: F401
     from fastbox import api, containers  # noqa: F401  (containers: -d)
+    from fastbox.cli import app, container_commands, go_template, ps_view  # noqa: F401  (ps)
+    app.prepare()
     import datetime  # noqa: F401  (kept containers' timestamps)
     stdio.devnull()
     spare.started()
