@@ -19,11 +19,13 @@ def run(ctx: typer.Context):
 
 # Each group of commands lives in its own module and registers itself on the app.
 from fastbox.cli import bench_commands, container_commands, engine_commands, image_commands  # noqa: E402,E501
+from fastbox.cli import build_commands  # noqa: E402
 
 image_commands.register(app)
 container_commands.register(app)
 bench_commands.register(app)
 engine_commands.register(app)
+build_commands.register(app)
 
 
 _click = []

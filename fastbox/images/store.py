@@ -59,6 +59,7 @@ class ImageStore:
         self._resolved = os.path.join(self.root, "resolved", "")
         self._refs = os.path.join(self.root, "refs", "")
         self.ingest_dir = os.path.join(self.root, "ingest")
+        self.build_cache_dir = os.path.join(self.root, "buildcache", "")
         self._lock = _WriterLock(os.path.join(self.root, "lock"), self._sweep)
 
     # The run path: no json, no hashing.
@@ -505,7 +506,8 @@ class ImageStore:
         """Delete blobs, layers and records that no index entry uses any more; return the
         bytes freed."""
         import shutil
-        blobs, layers, manifests, freed = set(), set(), set(), 0
+        manifests, freed = set(), 0
+        blobs, layers = self._build_cache_refs()  # fastbox build's cached steps keep theirs
         for entry in kept:
             manifest = self._read_json(entry["digest"])
             cfg_digest = manifest["config"]["digest"]
@@ -528,6 +530,47 @@ class ImageStore:
                 shutil.rmtree(doomed)
         return freed
 
+    def locked(self):
+        """The writer lock, for a caller that moves content in with add_layer()."""
+        return self._lock
+
+    def add_layer(self, blob_path, digest, layer_dir, diff_id):
+        """Move a verified layer blob and its unpacked directory (both made by the caller
+        under ingest/, on this filesystem) into the store; the caller holds locked() and
+        references them (a build cache record) before releasing it, or the next collection
+        removes them."""
+        os.makedirs(self._blobs, 0o700, exist_ok=True)
+        os.makedirs(self._layers, 0o700, exist_ok=True)
+        final_blob, final_dir = self._blobs + index_doc.hex_of(digest), self._layers + index_doc.hex_of(diff_id)
+        if os.path.isfile(final_blob):
+            fileops.unlink(blob_path)
+        else:
+            os.rename(blob_path, final_blob)
+        if not os.path.isdir(final_dir):
+            os.rename(layer_dir, final_dir)
+
+    def collect(self):
+        """Delete what no image and no build cache record uses; returns the bytes freed."""
+        with self._lock:
+            index = self._read_index() or index_doc.new_index()
+            return self._collect(index["manifests"])
+
+    def _build_cache_refs(self):
+        """(blob hexes, layer hexes) the build cache's records name (fastbox/build/cache.py:
+        JSON with "blobs" and "layers" lists of digests)."""
+        import json
+        blobs, layers = set(), set()
+        for name in fileops.listdir(self.build_cache_dir):
+            if name.startswith(".tmp-"):
+                continue
+            try:
+                record = json.loads(_read_file(self.build_cache_dir + name))
+                blobs.update(index_doc.hex_of(d) for d in record.get("blobs", ()))
+                layers.update(index_doc.hex_of(d) for d in record.get("layers", ()))
+            except (OSError, ValueError, AttributeError, TypeError):
+                continue
+        return blobs, layers
+
     def _sweep(self):
         """Remove temporaries of writers that died (called with the lock just taken)."""
         import shutil
@@ -535,7 +578,7 @@ class ImageStore:
             from fastbox.images import ingest
             ingest.sweep(self.ingest_dir)
         for parent in (os.path.join(self.root, ""), self._blobs, self._layers, self._resolved,
-                       self._refs):
+                       self._refs, self.build_cache_dir):
             for name in fileops.listdir(parent):
                 if name.startswith(".tmp-"):
                     path = parent + name

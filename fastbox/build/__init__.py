@@ -1,0 +1,1 @@
+"""fastbox build: Containerfiles to images (parser, context, cache, steps, layer, builder)."""
