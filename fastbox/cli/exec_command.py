@@ -1,5 +1,7 @@
 """`fastbox exec [-i] [-t] [--privileged] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`:
 Docker's options up to the container, then the command verbatim."""
+import os
+
 from fastbox.errors import FastboxError, SpecError
 
 USAGE = "Usage: fastbox exec [OPTIONS] CONTAINER COMMAND [ARG...]"
@@ -52,6 +54,9 @@ def main(args):
         opts, ref, command = parse(args)
     except FastboxError as e:
         return run_command.failed(e, 2)
+    if opts["tty"] and opts["interactive"] and not os.isatty(0):
+        from fastbox.errors import NotATerminal
+        return run_command.failed(NotATerminal("the input device is not a TTY"), 2)
     if opts["tty"]:
         from fastbox.cli import tty_session
         try:

@@ -52,7 +52,7 @@ def start():
         os.unlink(off_marker())
     except FileNotFoundError:
         pass
-    pid = running()
+    pid = running() or _starting()
     if pid:
         return pid, False
     log = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -72,6 +72,31 @@ def start():
     proc.kill()
     proc.wait()
     raise EngineError(f"the engine did not start: {_last_log_line()}")
+
+
+def _starting():
+    """The pid of an engine that holds the lock but is not serving yet (one the C client
+    started by itself a moment ago), once it serves; None if no engine holds the lock."""
+    import fcntl
+    try:
+        fd = os.open(os.path.join(config.run_dir(), "engine.lock"), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            pid = running()
+            if pid:
+                return pid
+            time.sleep(0.01)
+        raise EngineError("an engine holds engine.lock but does not serve: "
+                          f"see {log_path()}") from None
+    finally:
+        os.close(fd)
 
 
 def _wait_ready(fd):

@@ -242,6 +242,12 @@ def test_it_refuses_a_stdin_that_is_not_a_terminal(busybox):
     assert r.returncode == 1 and one_line(r) == "fastbox: the input device is not a TTY"
     r = cli("run", "-t", "--rm", "busybox", "true")  # -t alone is allowed, as in Docker
     assert r.returncode == 0
+    cid = ok(cli("run", "-d", "busybox", "sleep", "1000")).stdout.strip()
+    try:
+        r = cli("exec", "-it", cid, "true")
+        assert r.returncode == 1 and one_line(r) == "fastbox: the input device is not a TTY"
+    finally:
+        cli("rm", "-f", cid)
 
 
 def test_logs_since_until(busybox):

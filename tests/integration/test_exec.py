@@ -200,7 +200,7 @@ def test_exec_into_a_missing_container(fb_env):
 def test_exec_usage_errors(box):
     r = cli("exec", "box")
     assert r.returncode == 125
-    assert "requires a container and a command" in r.stderr
+    assert "requires at least 2 arguments (CONTAINER COMMAND)" in r.stderr
     r = cli("exec", "--bogus", "box", "true")
     assert r.returncode == 125
 
