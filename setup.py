@@ -56,6 +56,12 @@ class BuildWithMonitor(build_ext):
                                         include_dirs=["csrc"], extra_postargs=ENTER_CFLAGS)
         self.compiler.link_executable(objects, "fastbox-enter", output_dir=out_dir,
                                       extra_postargs=ENTER_LDFLAGS)
+        # --init's PID 1 (csrc/init/fb_pid1.c): static, it needs nothing of the container's
+        objects = self.compiler.compile(["csrc/init/fb_pid1.c"],
+                                        output_dir=os.path.join(self.build_temp, "init"),
+                                        extra_postargs=CFLAGS)
+        self.compiler.link_executable(objects, "fastbox-init", output_dir=out_dir,
+                                      extra_postargs=["-static"] + LDFLAGS)
 
 
 class BuildWithClient(build_scripts):

@@ -197,6 +197,10 @@ static int exec_program(struct fb_child *c)
     const char *prog = p->argv[0];
     char buf[4096];
     long r, seen_eacces = 0;
+    if (p->init_fd >= 0) {
+        r = FB_SYS5(SYS_execveat, p->init_fd, "", p->argv, p->envp, 0x1000 /* AT_EMPTY_PATH */);
+        return fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec", "the --init program");
+    }
     if (strchr(prog, '/')) {
         r = FB_SYS3(SYS_execve, prog, p->argv, p->envp);
         return fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec", prog);
@@ -360,6 +364,12 @@ static int start_program(struct fb_child *c)
      * allow what follows (setresuid, capset, prctl, close_range, rt_sigaction...). */
     if (!p->no_new_privs && fb_seccomp(c) < 0)
         return -1;
+    for (int i = 0; i < p->n_rlimits; i++) {
+        const uint64_t *l = p->rlimits + 3 * i;
+        long r = FB_SYS4(SYS_prlimit64, 0, l[0], &l[1], 0);
+        if (r < 0)
+            return fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "set --ulimit", NULL);
+    }
     if (set_identity(c) < 0 || tie_to_owner(c) < 0)
         return -1;
     FB_SYS1(SYS_umask, 022);

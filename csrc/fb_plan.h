@@ -125,6 +125,12 @@ struct fb_plan {
     /* >= 0: enter this network namespace (a pool's, made by fb_netns_new) instead of
      * creating one; ns_flags then lacks CLONE_NEWNET */
     int join_netns_fd;
+    /* >= 0 (run --init): execveat this fd (a sealed memfd of fastbox-init) with argv, in
+     * place of a $PATH search for argv[0]; the init then runs the program */
+    int init_fd;
+    /* --ulimit: n_rlimits triples (RLIMIT_*, soft, hard), set before the identity drops */
+    const uint64_t *rlimits;
+    int n_rlimits;
 
     /* cgroup v2 device control: >= 0, a BPF_PROG_TYPE_CGROUP_DEVICE program (fb_devices.c)
      * the parent attaches to cg_into after making it and before the clone, so the child

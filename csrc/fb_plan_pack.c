@@ -91,6 +91,9 @@ int fb_plan_pack(const struct fb_plan *p, char **out, size_t *len)
     flat.join_pidfd = p->join_pidfd;
     flat.join_ns_flags = p->join_ns_flags;
     flat.join_netns_fd = -1;
+    flat.init_fd = -1;
+    flat.rlimits = NULL; /* an exec'd process inherits them from nothing of ours */
+    flat.n_rlimits = 0;
     flat.dev_prog_fd = -1; /* an exec joins a cgroup that has its program already */
     flat.argv = (const char *const *)f[0];
     flat.envp = (const char *const *)f[1];

@@ -82,6 +82,9 @@ cdef extern from "fb_plan.h":
         int join_ns_flags
         const char *enter_helper
         int join_netns_fd
+        int init_fd
+        const uint64_t *rlimits
+        int n_rlimits
         int dev_prog_fd
         const fb_devnode *devnodes
         int n_devnodes

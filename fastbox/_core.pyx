@@ -151,6 +151,13 @@ cdef void fill_process(fb_plan *c, object p, _Arena a) except *:
     c.join_ns_flags = getattr(p, "join_ns_flags", 0)
     c.enter_helper = a.s(getattr(p, "enter_helper", None))
     c.join_netns_fd = getattr(p, "join_netns_fd", -1)
+    c.init_fd = getattr(p, "init_fd", -1)
+    limits = getattr(p, "rlimits", ())
+    cdef uint64_t *rl = <uint64_t *>a.alloc(3 * len(limits), sizeof(uint64_t))
+    for i in range(len(limits)):
+        rl[3 * i], rl[3 * i + 1], rl[3 * i + 2] = limits[i]
+    c.rlimits = rl
+    c.n_rlimits = <int>len(limits)
     fill_devices(c, p, a)
 
 

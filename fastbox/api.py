@@ -53,7 +53,7 @@ def resolve_image(ref):
 
 
 def run(image, command=None, *, remove=True, capture_output=False, stdin=None, stdout=None,
-        stderr=None, on_start=None, tty=False, on_terminal=None, **options):
+        stderr=None, on_start=None, tty=False, on_terminal=None, cid=None, **options):
     """Run a container to completion and return a RunResult.
 
     options are RunSpec's: entrypoint, env, env_file, workdir, user, hostname, memory,
@@ -79,12 +79,20 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     t0 = container.now()
     spec = RunSpec(image, command, remove=remove, **options)
     img = resolve_image(spec.image)
-    return run_spec(spec, img, t0, capture_output=capture_output, stdin=stdin, stdout=stdout,
-                    stderr=stderr, on_start=on_start, tty=tty, on_terminal=on_terminal)
+    try:
+        return run_spec(spec, img, t0, capture_output=capture_output, stdin=stdin,
+                        stdout=stdout, stderr=stderr, on_start=on_start, tty=tty,
+                        on_terminal=on_terminal, cid=cid)
+    finally:
+        if spec.remove and any(v.anonymous for v in spec.volumes):  # as `docker run --rm`
+            from fastbox.spec import spec_to_dict
+            from fastbox.volumes import store
+            store.remove_anonymous(spec_to_dict(spec)["volumes"])
 
 
 def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, stderr=None,
-             on_start=None, tty=False, on_terminal=None, cgroups=None, netns_fd=None):
+             on_start=None, tty=False, on_terminal=None, cgroups=None, netns_fd=None,
+             cid=None):
     """run() once the spec is validated and the image resolved; cgroups and netns_fd
     are a pool's ready-made cgroup plan and network namespace (fastbox.burst.Pool),
     None to make the container's own."""
@@ -92,7 +100,7 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
     owners.begin_once()
     remove = spec.remove
     t_image = container.now()
-    cid = container.new_id()
+    cid = cid or container.new_id()  # given: the id `run --cidfile` wrote
     with Stdio(stdin, stdout, stderr, capture_output, tty=tty) as io:
         # Ours before anything is made: if we die, the next fastbox command sweeps it.
         claim = owners.claim(cid, owners.RUN,

@@ -13,33 +13,48 @@ from fastbox.state import process, status
 from fastbox.state.store import StateStore
 
 
-def create(image, command=None, *, tty=False, **options):
-    """A container record with its spec, its name reserved; nothing runs yet."""
+def create(image, command=None, *, tty=False, interactive=False, **options):
+    """A container record with its spec, its name reserved; nothing runs yet.
+    interactive (`-i`): its stdin stays open for `attach`."""
     from fastbox.runtime.container import new_id
-    return _create(new_id(), image, command, tty, options)
+    return _create(new_id(), image, command, tty, options, interactive=interactive)
 
 
-def _create(cid, image, command, tty, options, cgroups=()):
+def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
     from fastbox.api import resolve_image
     from fastbox.spec import RunSpec, spec_to_dict
     from fastbox.state import owners
     owners.begin_once()
     spec = RunSpec(image, command, **options)
     log_config = _log_config(spec)
+    _make_volumes(spec)
     img = resolve_image(spec.image)
     store = StateStore()
     name = _reserve_name(store, spec, cid)
     try:
         store.create({"id": cid, "name": name, "image": spec.image, "image_id": img.id,
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
-                      "tty": bool(tty), "status": status.CREATED, "exit_code": None,
+                      "tty": bool(tty), "interactive": bool(interactive),
+                      "status": status.CREATED, "exit_code": None,
                       "created_at": _now(), "started_at": None, "finished_at": None,
                       "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
                       "log_config": log_config})
     except BaseException:
         store.release_name(name)
         raise
-    return Container(cid, store)
+    c = Container(cid, store)
+    c._event("create")
+    return c
+
+
+def _make_volumes(spec):
+    """Docker makes a container's volumes as it creates it (anonymous ones marked so,
+    for `rm -v` and `volume prune`)."""
+    if any(v.kind == "volume" for v in spec.volumes):
+        from fastbox.volumes import store
+        for v in spec.volumes:
+            if v.kind == "volume":
+                store.data_path(v.source, v.anonymous)
 
 
 def _reserve_name(store, spec, cid):
@@ -58,7 +73,7 @@ def _log_config(spec):
                                  f"{config.config_file()} log-opts")
 
 
-def run(image, command=None, *, tty=False, **options):
+def run(image, command=None, *, tty=False, interactive=False, **options):
     """create + start: `fastbox run -d`. Ours from before the record is made: if we
     die before the monitor has it, the next fastbox command sweeps what we made."""
     from fastbox.runtime.container import new_id
@@ -68,7 +83,7 @@ def run(image, command=None, *, tty=False, **options):
     try:
         # The cgroups from the start: a record adopted from the monitor's started.json
         # (we died before marking it running) still names them for stats, rm and sweeps.
-        c = _create(cid, image, command, tty, options, cgroup.dirs_for(cid))
+        c = _create(cid, image, command, tty, options, cgroup.dirs_for(cid), interactive)
     except BaseException:
         claim.release()
         raise
@@ -180,10 +195,12 @@ class Container:
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
             self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
-            log_config=log_config, keep_fds=(claim.fd,))
+            log_config=log_config, keep_fds=(claim.fd,),
+            interactive=record.get("interactive", False))
         monitor_start = process.start_time(monitor_pid)
         self._mark_running(pid, monitor_pid, monitor_start, cgroups,
                            owners.key_of(monitor_pid, monitor_start))
+        self._event("start")
         # The record names the monitor as owner first: a sweep that finds the entry
         # under the monitor then finds them agreeing.
         claim.hand_to(monitor_pid, monitor_start)
@@ -194,7 +211,8 @@ class Container:
             self._store.update(self.id, status=status.RUNNING, pid=pid,
                                pid_start=process.start_time(pid), monitor_pid=monitor_pid,
                                monitor_start=monitor_start,
-                               cgroups=cgroups, started_at=_now(), owner=owner)
+                               cgroups=cgroups, started_at=_now(), owner=owner,
+                               stopped_by_user=False, paused=False)
             self.reload()
         except (ContainerStateError, FileNotFoundError):
             # --rm: the monitor may already have removed a short-lived container.
@@ -205,19 +223,118 @@ class Container:
         record = self.reload().attrs
         if not status.can_kill(record["status"]):
             raise ContainerStateError(f"container {self.id[:12]} is not running")
+        if record.get("paused") and sig != 9:
+            raise ContainerStateError(f"container {self.id[:12]} is paused: unpause it "
+                                      "before stopping or killing it")
         if not process.signal_process(record["pid"], record.get("pid_start"), sig):
             raise ContainerStateError(f"container {self.id[:12]} is not running")
+        self._event("kill", signal=sig)
+        if record.get("paused"):  # SIGKILL reaches frozen tasks only once thawed (v1)
+            self.unpause()
         return self
 
-    def stop(self, timeout=10):
-        """SIGTERM, then SIGKILL after timeout seconds; returns the exit code."""
+    def stop(self, timeout=None):
+        """The stop signal (--stop-signal, SIGTERM by default), then SIGKILL after timeout
+        seconds (--stop-timeout, 10 by default); returns the exit code. A paused
+        container is killed at once, as Docker does."""
         record = self.reload().attrs
+        spec = record.get("spec") or {}
+        if timeout is None:
+            timeout = spec.get("stop_timeout")
+            timeout = 10 if timeout is None else timeout
+        if spec.get("restart", "no") != "no":
+            from fastbox.runtime import restart_policy
+            restart_policy.mark_stopped(self._store, self.id)  # a pending restart too
         if record["status"] == status.RUNNING:
-            process.signal_process(record["pid"], record.get("pid_start"), 15)
-            if not self._wait_monitor(timeout):
+            if record.get("paused"):
                 _kill_now(record)
+                self.unpause()
+            else:
+                sig = _signal_number(spec.get("stop_signal") or "SIGTERM")
+                process.signal_process(record["pid"], record.get("pid_start"), sig)
+            if timeout < 0 or not self._wait_monitor(timeout):
+                if timeout >= 0:
+                    _kill_now(record)
                 self._wait_monitor(None)
+            self._event("stop")
         return self.reload().attrs.get("exit_code")
+
+    def restart(self, timeout=None):
+        """stop (if it runs), then start again on the same writable layer."""
+        self.stop(timeout=timeout)
+        self.start()
+        self._event("restart")
+        return self
+
+    def pause(self):
+        """Freeze every process of the container (its cgroup's freezer)."""
+        from fastbox.runtime import freezer
+        record = self._running_record()
+        if record.get("paused"):
+            raise ContainerStateError(f"container {self.id[:12]} is already paused")
+        freezer.freeze(record.get("cgroups") or [])
+        self.attrs = self._store.update(self.id, paused=True)
+        self._event("pause")
+        return self
+
+    def unpause(self):
+        from fastbox.runtime import freezer
+        record = self._running_record()
+        if not record.get("paused") and not freezer.frozen(record.get("cgroups") or []):
+            raise ContainerStateError(f"container {self.id[:12]} is not paused")
+        freezer.thaw(record.get("cgroups") or [])
+        self.attrs = self._store.update(self.id, paused=False)
+        self._event("unpause")
+        return self
+
+    def update(self, **limits):
+        """New limits (RunSpec's names: memory, memory_swap, memory_reservation, cpus,
+        cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit,
+        restart) on the container: written into its cgroups if it runs, and kept in its
+        record for its next starts."""
+        from fastbox.runtime import limits_update
+        from fastbox.spec import spec_from_dict, spec_to_dict, merged_limits
+        record = self.reload().attrs
+        spec = spec_from_dict(merged_limits(record["spec"], limits))
+        if record["status"] == status.RUNNING:
+            limits_update.apply(self.id, record.get("cgroups") or [], spec)
+        self.attrs = self._store.update(self.id, spec=spec_to_dict(spec))
+        self._event("update")
+        return self
+
+    def commit(self, repository=None, changes=(), message="", author="", pause=True):
+        """The container's writable layer as a new image on its own (`docker commit`);
+        a running container is paused meanwhile, as Docker does by default."""
+        from fastbox.api import resolve_image
+        from fastbox.images.commit import commit
+        record = self.reload().attrs
+        upper = os.path.join(self._store.container_dir(self.id), "upper")
+        if not os.path.isdir(upper):
+            raise ContainerStateError(f"container {self.id[:12]} has no writable layer yet")
+        spec = record.get("spec") or {}
+        image = resolve_image(record["image_id"])
+        kept = {"Cmd": spec.get("command"), "Entrypoint": spec.get("entrypoint"),
+                "Env": list(image.env) + [e for e in spec.get("env") or ()] if spec.get("env") else None,
+                "WorkingDir": spec.get("workdir"), "User": spec.get("user")}
+        paused_here = (pause and record["status"] == status.RUNNING
+                       and not record.get("paused"))
+        if paused_here:
+            self.pause()
+        try:
+            return commit(upper, image, repository, changes, message, author, kept)
+        finally:
+            if paused_here:
+                self.unpause()
+
+    def _event(self, action, **attributes):
+        from fastbox.state import events
+        events.append(action, self.attrs, **attributes)
+
+    def _running_record(self):
+        record = self.reload().attrs
+        if record["status"] != status.RUNNING:
+            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        return record
 
     def wait(self, timeout=None):
         """Block until the container exits; returns its exit code."""
@@ -248,16 +365,23 @@ class Container:
         finally:
             os.close(fd)
 
-    def remove(self, force=False):
+    def remove(self, force=False, volumes=False):
+        """volumes (`rm -v`): its anonymous volumes go too."""
         record = self.reload().attrs
         if record["status"] == status.RUNNING:
             if not force:
                 raise ContainerStateError(
                     f"cannot remove running container {self.id[:12]}: stop it first or use -f")
             _kill_now(record)
+            if record.get("paused"):
+                self.unpause()
             self._wait_monitor(10)
             record = self.reload().attrs
         self._discard(record)
+        self._event("destroy")
+        if volumes:
+            from fastbox.volumes import store
+            store.remove_anonymous((record.get("spec") or {}).get("volumes"))
 
     def _discard(self, record=None):
         """Delete everything of this container: cgroups a dead monitor left, the
@@ -271,7 +395,9 @@ class Container:
     def rename(self, new_name):
         from fastbox.spec import RunSpec
         RunSpec("x", name=new_name)  # validates the name
+        old = self.attrs.get("name") or ""
         self.attrs = self._store.rename(self.id, new_name)
+        self._event("rename", oldName="/" + old)
         return self
 
     def logs(self, follow=False, tail=None, timestamps=False, stdout=True, stderr=True,
@@ -300,9 +426,9 @@ class Container:
         from fastbox.runtime import container, exec as execs
         if isinstance(command, str):
             command = ["/bin/sh", "-c", command]
-        record = self.reload().attrs
-        if record["status"] != status.RUNNING:
-            raise ContainerStateError(f"container {self.id[:12]} is not running")
+        record = self._running_record()
+        if record.get("paused"):
+            raise ContainerStateError(f"container {self.id[:12]} is paused: unpause it first")
         image = resolve_image(record["image_id"])
         pidfd = execs.open_init(record)
         try:
@@ -344,7 +470,8 @@ class Container:
         return {
             "Id": r["id"], "Name": "/" + (r.get("name") or ""), "Created": r["created_at"],
             "Image": r.get("image_id"),
-            "State": {"Status": r["status"], "Running": r["status"] == status.RUNNING,
+            "State": {"Status": "paused" if _paused(r) else r["status"],
+                      "Running": r["status"] == status.RUNNING, "Paused": _paused(r),
                       "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code") or 0,
                       "OOMKilled": bool(r.get("oom_killed")),
                       # Docker's zero time for what has not happened yet
@@ -354,7 +481,10 @@ class Container:
             "Config": {"Image": r["image"], "Cmd": spec.get("command"),
                        "Entrypoint": spec.get("entrypoint"), "Env": spec.get("env"),
                        "WorkingDir": spec.get("workdir"), "User": spec.get("user"),
-                       "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty")},
+                       "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty"),
+                       "Labels": dict(spec.get("labels") or {}),
+                       "StopSignal": spec.get("stop_signal") or "SIGTERM",
+                       "StopTimeout": spec.get("stop_timeout")},
             "HostConfig": {**_resources(spec), "Binds": spec.get("volumes"),
                            "Tmpfs": spec.get("tmpfs"), "ReadonlyRootfs": spec.get("read_only"),
                            "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove"),
@@ -365,7 +495,11 @@ class Container:
                            "Devices": [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"),
                                                 d.split(":"))) for d in spec.get("devices") or ()],
                            "DeviceCgroupRules": spec.get("device_cgroup_rules") or None,
-                           "LogConfig": r.get("log_config")},
+                           "LogConfig": r.get("log_config"),
+                           "RestartPolicy": _restart_policy(spec.get("restart")),
+                           "Init": bool(spec.get("init")) or None,
+                           "ShmSize": spec.get("shm_size") or 64 << 20},
+            "RestartCount": r.get("restart_count", 0),
             "LogPath": self._store.log_path(self.id),
             "MonitorPid": r.get("monitor_pid"),
             "Cgroups": r.get("cgroups"),
@@ -387,6 +521,15 @@ def _resources(spec):
             "CpuShares": spec.get("cpu_shares") or 0, "CpuPeriod": spec.get("cpu_period") or 0,
             "CpuQuota": spec.get("cpu_quota") or 0, "CpusetCpus": spec.get("cpuset_cpus") or "",
             "CpusetMems": spec.get("cpuset_mems") or "", "PidsLimit": spec.get("pids_limit")}
+
+
+def _paused(record):
+    return bool(record.get("paused")) and record["status"] == status.RUNNING
+
+
+def _restart_policy(value):
+    name, _, count = (value or "no").partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
 def _kill_now(record):

@@ -32,12 +32,14 @@ class Frozen:
 
 
 class Volume(Frozen):
-    """A host path bound into the container (-v SRC:DST[:ro])."""
+    """A host path bound into the container (-v SRC:DST[:ro]), or a volume: source is
+    then its name (kind "volume"; anonymous for -v /path, fastbox.volumes)."""
 
-    __slots__ = ("source", "target", "readonly")
+    __slots__ = ("source", "target", "readonly", "kind", "anonymous")
 
-    def __init__(self, source, target, readonly=False):
-        self._set(source=source, target=target, readonly=readonly)
+    def __init__(self, source, target, readonly=False, kind="bind", anonymous=False):
+        self._set(source=source, target=target, readonly=readonly, kind=kind,
+                  anonymous=anonymous)
 
 
 class Tmpfs(Frozen):
@@ -70,7 +72,8 @@ class RunSpec(Frozen):
                  "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
                  "volumes", "tmpfs", "read_only", "network", "name", "remove", "storage_opts",
                  "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
-                 "device_cgroup_rules")
+                 "device_cgroup_rules", "labels", "restart", "stop_signal", "stop_timeout",
+                 "shm_size", "init", "ulimits")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -79,7 +82,8 @@ class RunSpec(Frozen):
                  volumes=(), tmpfs=(), read_only=False, network="none",
                  name=None, remove=False, storage_opts=(), security_opt=(), cap_add=(),
                  cap_drop=(), privileged=False, log_opts=(), devices=(),
-                 device_cgroup_rules=()):
+                 device_cgroup_rules=(), labels=(), restart=None, stop_signal=None,
+                 stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -95,8 +99,8 @@ class RunSpec(Frozen):
             pids_limit=parse_pids(pids_limit),
             **_more_limits(memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_period,
                            cpu_quota, cpuset_cpus, cpuset_mems),
-            volumes=tuple(parse_volume(v) for v in volumes),
-            tmpfs=tuple(parse_tmpfs(t) for t in tmpfs),
+            volumes=tuple(parse_volume(v) for v in [*volumes, *_mounts(mounts, "volume")]),
+            tmpfs=tuple(parse_tmpfs(t) for t in [*tmpfs, *_mounts(mounts, "tmpfs")]),
             read_only=bool(read_only),
             network=_network(network),
             name=_name(name),
@@ -109,6 +113,7 @@ class RunSpec(Frozen):
             log_opts=_log_opts(log_opts),
             devices=_devices(devices),
             device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
+            **_run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits),
         )
 
     @property
@@ -151,6 +156,9 @@ def spec_to_dict(spec):
     """A JSON-able form of a RunSpec, for the records of created containers."""
     d = {k: getattr(spec, k) for k in RunSpec.__slots__}
     d["volumes"] = [f"{v.source}:{v.target}" + (":ro" if v.readonly else "") for v in spec.volumes]
+    d["labels"] = dict(spec.labels)
+    from fastbox.run_options import ulimit_strings
+    d["ulimits"] = ulimit_strings(spec.ulimits)
     d["tmpfs"] = [f"{t.target}:{t.options}" for t in spec.tmpfs]
     for key in ("command", "entrypoint", "env", "storage_opts", "security_opt", "cap_add",
                 "cap_drop"):
@@ -158,6 +166,47 @@ def spec_to_dict(spec):
     d["log_opts"] = dict(spec.log_opts)
     d["devices"] = [str(v) for v in spec.devices]
     d["device_cgroup_rules"] = list(spec.device_cgroup_rules)
+    return d
+
+
+def _mounts(values, kind):
+    """--mount values of one kind, as -v or --tmpfs strings."""
+    if not values:
+        return []
+    from fastbox.run_options import mount_option
+    return [text for k, text in (mount_option(v) for v in
+                                 ([values] if isinstance(values, str) else values)) if k == kind]
+
+
+def _run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits):
+    if not (labels or restart or stop_signal or stop_timeout is not None or shm_size or init
+            or ulimits):
+        return dict(labels=(), restart="no", stop_signal=None, stop_timeout=None,
+                    shm_size=None, init=False, ulimits=())
+    from fastbox import run_options as ro
+    return dict(labels=ro.labels(labels), restart=ro.restart_policy(restart),
+                stop_signal=ro.stop_signal(stop_signal), stop_timeout=ro.stop_timeout(stop_timeout),
+                shm_size=parse_size(shm_size, "--shm-size", minimum=1), init=bool(init),
+                ulimits=ro.ulimits(ulimits))
+
+
+UPDATABLE = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpu_period",
+             "cpu_quota", "cpuset_cpus", "cpuset_mems", "pids_limit", "restart")
+
+
+def merged_limits(spec_dict, limits):
+    """A record's spec with `fastbox update`'s limits over it: --cpus replaces a CFS
+    period and quota and the reverse, as Docker's update does."""
+    unknown = set(limits) - set(UPDATABLE)
+    if unknown:
+        raise SpecError(f"cannot update {', '.join(sorted(unknown))}")
+    d = dict(spec_dict)
+    given = {k: v for k, v in limits.items() if v is not None and v != ""}
+    if "cpus" in given:
+        d["cpu_period"] = d["cpu_quota"] = None
+    if "cpu_period" in given or "cpu_quota" in given:
+        d["cpus"] = None
+    d.update(given)
     return d
 
 
@@ -389,19 +438,34 @@ def _read_env_file(path, dir_fd=None):
 
 
 def parse_volume(value):
-    """'SRC:DST[:ro|rw]' with absolute paths (named volumes are not supported yet)."""
+    """'/host/path:DST[:ro|rw]' (a bind), './relative:DST' (from our directory),
+    'NAME:DST' (a named volume), or '/DST' (an anonymous volume), as Docker's -v."""
     if isinstance(value, Volume):
         return value
     parts = str(value).split(":")
-    mode = parts.pop() if len(parts) == 3 else "rw"
-    if len(parts) != 2 or mode not in ("ro", "rw"):
-        raise SpecError(f"invalid volume {value!r}: expected /host/path:/container/path[:ro]")
+    mode = parts.pop() if len(parts) == 3 or (len(parts) == 2 and parts[1] in ("ro", "rw")) \
+        else "rw"
+    if len(parts) == 1 and parts[0].startswith("/"):
+        from fastbox.volumes.store import new_anonymous_name
+        parts.insert(0, new_anonymous_name())
+        anonymous = True
+    else:
+        anonymous = False
+    if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0]:
+        raise SpecError(f"invalid volume {value!r}: expected SOURCE:/container/path[:ro] (SOURCE "
+                        "a host path or a volume name) or /container/path")
     source, target = parts
-    if not source.startswith("/"):
-        raise SpecError(f"invalid volume {value!r}: the host path must be absolute")
     if not target.startswith("/") or target == "/":
         raise SpecError(f"invalid volume {value!r}: the container path must be absolute and not /")
-    return Volume(os.path.normpath(source), os.path.normpath(target), mode == "ro")
+    if source.startswith(("/", ".", "~")):
+        if source.startswith("~"):
+            source = os.path.expanduser(source)
+        return Volume(os.path.abspath(source), os.path.normpath(target), mode == "ro")
+    from fastbox.run_options import volume_name_ok
+    if not volume_name_ok(source):
+        raise SpecError(f"invalid volume {value!r}: {source!r} is neither a host path (absolute, "
+                        "or relative from ./) nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    return Volume(source, os.path.normpath(target), mode == "ro", "volume", anonymous)
 
 
 def parse_tmpfs(value):

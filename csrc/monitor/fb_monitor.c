@@ -11,7 +11,15 @@
  * argv: --pid PID --log FILE --exit FILE [--started FILE] [--stdout FD] [--stderr FD]
  *       [--tty FD] [--log-max-size BYTES --log-max-file N] [--cgroup DIR]... [--oom-file FILE]
  *       [--remove FILE]... [--remove-dir DIR]...
- *       [--lock FILE] [--names DIR --id ID]
+ *       [--lock FILE] [--names DIR --id ID] [--then PATH [--then-arg ARG]...]
+ *       [--attach DIR] [--stdin FD]
+ * --attach: `fastbox attach` clients connect to DIR/attach.sock (root's 0700 directory):
+ * they get the output as it comes, framed as Docker's attach stream (a byte 1 stdout or
+ * 2 stderr, three zeros, a big-endian length), and what they send goes to the
+ * container's input: the terminal with --tty, else the --stdin pipe (`run -d -i`).
+ * --then (a --restart policy): once the exit is recorded, the monitor execs PATH with the
+ * --then-args (fastbox.restarter), which decides whether and when to start the
+ * container again; it keeps the monitor's pid, so the janitor still sees an owner.
  * --started gets {"pid", "pid_start", "monitor_pid", "monitor_start"} first thing, so the
  * record says running even if the process that started us died before writing it.
  * The --remove lists are for --rm containers: files, then directories, removed at exit,
@@ -28,6 +36,8 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -66,6 +76,10 @@ struct args {
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
+    const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
+    int n_then;
+    const char *attach_dir;
+    int in_fd;
 };
 
 static struct log lg = {.fd = -1};
@@ -289,12 +303,107 @@ static void flush_lines(struct stream *s, int final)
     s->len -= start;
 }
 
+/* Attached clients (`fastbox attach`): at most MAX_CLIENTS; one that cannot take a
+ * frame within a second is dropped, so a stalled client cannot stall the log. */
+#define MAX_CLIENTS 4
+static int clients[MAX_CLIENTS] = {-1, -1, -1, -1};
+static int listen_fd = -1, attach_dirfd = -1;
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void send_clients(int stream, const char *data, size_t n)
+{
+    unsigned char h[8] = {(unsigned char)stream, 0, 0, 0, (unsigned char)(n >> 24),
+                          (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n};
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i] >= 0 && (send_all(clients[i], h, 8) < 0 || send_all(clients[i], data, n) < 0)) {
+            close(clients[i]);
+            clients[i] = -1;
+        }
+}
+
+static void attach_listen(const struct args *a)
+{
+    char path[64];
+    if (!a->attach_dir)
+        return;
+    attach_dirfd = open(a->attach_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (attach_dirfd < 0)
+        return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(path, sizeof path, "/proc/self/fd/%d/attach.sock", attach_dirfd);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    unlinkat(attach_dirfd, "attach.sock", 0);
+    listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listen_fd >= 0 && (bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(listen_fd, 4) < 0)) {
+        close(listen_fd);
+        listen_fd = -1;
+    }
+}
+
+static void attach_accept(void)
+{
+    int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0)
+        return;
+    struct timeval t = {1, 0};
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i] < 0) {
+            clients[i] = c;
+            return;
+        }
+    close(c);
+}
+
+/* What a client sends goes to the container's input; EOF or an error drops it. */
+static void attach_input(int i, int in_fd)
+{
+    char buf[4096];
+    ssize_t n = read(clients[i], buf, sizeof buf);
+    if (n <= 0) {
+        close(clients[i]);
+        clients[i] = -1;
+        return;
+    }
+    if (in_fd >= 0)
+        write_all(in_fd, buf, (size_t)n);
+}
+
+static void attach_close(void)
+{
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i] >= 0)
+            close(clients[i]);
+    if (listen_fd >= 0) {
+        close(listen_fd);
+        unlinkat(attach_dirfd, "attach.sock", 0);
+    }
+    if (attach_dirfd >= 0)
+        close(attach_dirfd);
+}
+
 /* Returns 0 at EOF. */
 static int pump(struct stream *s)
 {
     ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return 1;
+    if (n > 0)
+        send_clients(s->name[3] == 'o' ? 1 : 2, s->buf + s->len, (size_t)n);
     if (n <= 0) {
         flush_lines(s, 1);
         log_flush();
@@ -453,7 +562,7 @@ static void remove_leftovers(const struct args *a)
 static int parse_args(int argc, char **argv, struct args *a)
 {
     memset(a, 0, sizeof *a);
-    a->out_fd = a->err_fd = a->tty_fd = -1;
+    a->out_fd = a->err_fd = a->tty_fd = a->in_fd = -1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--pid"))
@@ -474,6 +583,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->out_fd = atoi(v);
         else if (!strcmp(k, "--stderr"))
             a->err_fd = atoi(v);
+        else if (!strcmp(k, "--attach"))
+            a->attach_dir = v;
+        else if (!strcmp(k, "--stdin"))
+            a->in_fd = atoi(v);
         else if (!strcmp(k, "--tty"))
             a->tty_fd = atoi(v);
         else if (!strcmp(k, "--log-max-size"))
@@ -488,6 +601,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->remove_files[a->n_remove_files++] = v;
         else if (!strcmp(k, "--remove-dir") && a->n_remove_dirs < MAX_LIST)
             a->remove_dirs[a->n_remove_dirs++] = v;
+        else if ((!strcmp(k, "--then") ? a->n_then == 0 : !strcmp(k, "--then-arg") && a->n_then > 0)
+                 && a->n_then < MAX_LIST)
+            a->then[a->n_then++] = v;
         else
             return -1;
     }
@@ -552,15 +668,20 @@ int main(int argc, char **argv)
     out.fd = a.tty_fd >= 0 ? a.tty_fd : a.out_fd;
     err.fd = a.tty_fd >= 0 ? -1 : a.err_fd;
     int exited = 0, code = 255;
+    attach_listen(&a);
+    int in_fd = a.tty_fd >= 0 ? a.tty_fd : a.in_fd;
     /* The container may already be gone (a short program): reap before waiting. */
     if (reap(a.pid, &code))
         exited = 1;
     while (!exited || out.fd >= 0 || err.fd >= 0) {
-        struct pollfd p[3] = {{sfd, POLLIN, 0}, {out.fd, POLLIN, 0}, {err.fd, POLLIN, 0}};
+        struct pollfd p[4 + MAX_CLIENTS] = {{sfd, POLLIN, 0}, {out.fd, POLLIN, 0}, {err.fd, POLLIN, 0},
+                                            {exited ? -1 : listen_fd, POLLIN, 0}};
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            p[4 + i] = (struct pollfd){exited ? -1 : clients[i], POLLIN, 0};
         /* Once the container is gone, drain what is buffered without waiting: a tty
          * master, or a pipe a leftover process still holds, must not keep us here. */
         int timeout = exited ? 0 : -1;
-        int n = poll(p, 3, timeout);
+        int n = poll(p, 4 + MAX_CLIENTS, timeout);
         if (n < 0 && errno != EINTR)
             break;
         if (n == 0 && exited)
@@ -571,17 +692,32 @@ int main(int argc, char **argv)
             pump(&out);
         if (err.fd >= 0 && p[2].revents)
             pump(&err);
+        if (p[3].revents)
+            attach_accept();
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            if (clients[i] >= 0 && p[4 + i].revents)
+                attach_input(i, in_fd);
     }
+    if (a.in_fd >= 0)
+        close(a.in_fd);
     if (out.fd >= 0)
         flush_lines(&out, 1);
     if (err.fd >= 0)
         flush_lines(&err, 1);
     log_flush();
+    attach_close(); /* an attached client sees EOF, then waits for this process to go */
     int oom = oom_killed(a.oom_file);
     remove_cgroups(&a);
     if (a.n_remove_files || a.n_remove_dirs)
         remove_leftovers(&a);
     else
         write_exit(a.exit_file, code, oom);
+    if (a.n_then > 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(a.then[0], (char *const *)a.then);
+        return 0; /* no restarter: the container stays exited */
+    }
     return 0;
 }

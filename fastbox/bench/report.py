@@ -70,8 +70,9 @@ def add_ratios(contenders, reference):
 def phase_breakdown(timings):
     """Per-phase medians of the stamps (ms since the call) over runs, and each phase's
     duration as the difference between consecutive median stamps. In every run the stamps
-    only grow, so their medians do too: the durations are never negative and add up to
-    the median total."""
+    nearly only grow: the child's first stamp can come before the parent sees clone3
+    return, so a phase that ends before the one before it counts 0 and the next is measured
+    from the later stamp. The durations are never negative and add up to the median total."""
     stamps = {}
     for key in STAMPS:
         values = [t[key] for t in timings if key in t]
@@ -80,7 +81,7 @@ def phase_breakdown(timings):
     durations, prev = {}, 0.0
     for key, value in stamps.items():
         durations[PHASE_OF[key]] = max(value - prev, 0.0)
-        prev = value
+        prev = max(prev, value)
     return {"stamps_ms": stamps, "durations_ms": durations}
 
 

@@ -17,7 +17,8 @@ import time
 from fastbox.build import cache as cache_mod
 from fastbox.build import context as ctx_mod
 from fastbox.build import expand as ex
-from fastbox.build import layer as layer_mod
+from fastbox.images import layer_tar
+from fastbox.images.layer_view import LayerView
 from fastbox.build import parser as parser_mod
 from fastbox.build import steps
 from fastbox.build.copying import CopyInstructions
@@ -385,7 +386,7 @@ class Builder(CopyInstructions):
             path = os.path.join(st.config.get("WorkingDir") or "/", path)
         path = os.path.normpath(path)
         st.config["WorkingDir"] = path
-        view = layer_mod.LayerView(st.layer_dirs)
+        view = LayerView(st.layer_dirs)
         rel = view.resolve(path)
         found = view.find(rel) if st.layer_dirs else None
         if found is not None:
@@ -515,7 +516,7 @@ class Builder(CopyInstructions):
         else:
             diff_id = record["layers"][0]
             st.diff_ids.append(diff_id)
-            st.descs.append({"mediaType": layer_mod.MEDIA_TYPE, "digest": record["blobs"][0],
+            st.descs.append({"mediaType": layer_tar.MEDIA_TYPE, "digest": record["blobs"][0],
                              "size": record["size"]})
             st.layer_dirs.insert(0, self.store.layer_path(diff_id))
         st.history.append(entry)
@@ -531,7 +532,7 @@ class Builder(CopyInstructions):
             return record
         if tar is None:
             blob = self.session.path()
-            digest, size = layer_mod.write_tar(layer_dir, blob, xattrs)
+            digest, size = layer_tar.write_tar(layer_dir, blob, xattrs)
         else:
             blob, digest, size = tar
         record = {"blobs": [digest], "layers": [digest], "created": created, "size": size}

@@ -16,7 +16,8 @@ import stat as stat_mod
 from fastbox.build import cache as cache_mod
 from fastbox.build import context as ctx_mod
 from fastbox.build import expand as ex
-from fastbox.build import layer as layer_mod
+from fastbox.images import layer_tar
+from fastbox.images.layer_view import LayerView
 from fastbox.build import steps
 from fastbox.build.steps import BuildError
 
@@ -85,7 +86,7 @@ class CopyInstructions:
         plan.dest = dest if dest.startswith("/") else os.path.join(workdir, dest)
         if dest.endswith("/") and not plan.dest.endswith("/"):
             plan.dest += "/"
-        plan.view = layer_mod.LayerView(st.layer_dirs)
+        plan.view = LayerView(st.layer_dirs)
         if inst.flag("chown"):
             plan.owner = self._owner(st, self._expand(inst, inst.flag("chown"), scope), inst)
         if inst.flag("chmod"):
@@ -152,7 +153,7 @@ class CopyInstructions:
     def _copy_make(self, inst, plan, d, digests):
         """The layer and its tar in one pass over the sources: (copier, (tar path, digest,
         size))."""
-        tar = layer_mod.TarStream(self.session.path())
+        tar = layer_tar.TarStream(self.session.path())
         try:
             copier = steps.Copier(d, plan.view, tar, digests)
             for kind, name, data, _ in plan.items:
@@ -258,8 +259,8 @@ class CopyInstructions:
         if dep is None and ref.isdigit() and int(ref) < st.index:
             dep = self.stages[int(ref)]
         if dep is not None and dep.index < st.index:
-            return layer_mod.LayerView(dep.layer_dirs)
-        return layer_mod.LayerView(self._image(ref, inst).layer_dirs)
+            return LayerView(dep.layer_dirs)
+        return LayerView(self._image(ref, inst).layer_dirs)
 
     def _view_match(self, view, src):
         import fnmatch
@@ -278,7 +279,7 @@ class CopyInstructions:
         u, _, g = text.partition(":")
         if u.isdigit() and (not g or g.isdigit()):
             return int(u), int(g or u)
-        view = layer_mod.LayerView(st.layer_dirs)
+        view = LayerView(st.layer_dirs)
         uid = gid = None
         if u.isdigit():
             uid, gid = int(u), int(u)

@@ -8,7 +8,7 @@ import stat
 import tarfile
 import time
 
-from fastbox.build.layer import LayerView
+from fastbox.images.layer_view import LayerView
 from fastbox.errors import FastboxError
 
 _CHUNK = 1 << 20

@@ -19,10 +19,17 @@ def run(ctx: typer.Context):
 
 # Each group of commands lives in its own module and registers itself on the app.
 from fastbox.cli import bench_commands, container_commands, engine_commands, image_commands  # noqa: E402,E501
+from fastbox.cli import attach_command, copy_commands, events_command, lifecycle_commands  # noqa: E402,E501
+from fastbox.cli import volume_commands  # noqa: E402
 from fastbox.cli import build_commands  # noqa: E402
 
 image_commands.register(app)
-container_commands.register(app)
+_container_group = container_commands.register(app)
+lifecycle_commands.register(app, _container_group)
+copy_commands.register(app, _container_group)
+attach_command.register(app, _container_group)
+volume_commands.register(app)
+events_command.register(app)
 bench_commands.register(app)
 engine_commands.register(app)
 build_commands.register(app)

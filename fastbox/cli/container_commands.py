@@ -21,6 +21,20 @@ def register(app):
     container.command("prune")(prune)
     container.command("ls")(ps)
     app.add_typer(container, name="container")
+    # `fastbox container CMD` is `fastbox CMD`, as with Docker
+    for command in (start, stop, kill, rm, wait, inspect, stats, top, rename, logs):
+        container.command()(command)
+    container.command("list")(ps)
+    container.command(context_settings=PASSTHROUGH)(create)
+    container.command("exec", context_settings={**PASSTHROUGH, "help_option_names": []})(exec_)
+    container.command("run", context_settings={**PASSTHROUGH, "help_option_names": []})(_run)
+    return container
+
+
+def _run(ctx: typer.Context):
+    """Run a command in a new container (see `fastbox run --help`)."""
+    from fastbox.cli.run_command import main as run_main
+    raise typer.Exit(run_main(list(ctx.args)))
 
 
 def _opts(args):
@@ -32,7 +46,7 @@ def _opts(args):
         raise SpecError("'fastbox create' requires at least 1 argument (an image); "
                         "see 'fastbox create --help'")
     tty = opts.pop("tty")
-    for key in ("help", "timings", "interactive", "detach"):
+    for key in ("help", "timings", "detach"):
         opts.pop(key)
     if opts["entrypoint"] is not None:
         opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
@@ -42,8 +56,23 @@ def _opts(args):
 def create(ctx: typer.Context):
     """Create a container (same options as run) without starting it; print its id."""
     from fastbox import containers
+    from fastbox.cli import run_command
     image, command, tty, opts = _opts(list(ctx.args))
-    print(containers.create(image, command, tty=tty, **opts).id)
+    req = _Created(image, opts.pop("pull", None), opts.pop("cidfile", None))
+    interactive = opts.pop("interactive", False)
+    caller = run_command.Caller()
+    run_command._before_create(req, caller)
+    c = containers.create(image, command, tty=tty, interactive=interactive,
+                          **run_command._as_caller(opts, caller))
+    run_command._write_cidfile(req.cidfile, c.id, caller)
+    print(c.id)
+
+
+class _Created:
+    """What run_command._before_create reads of a `create`."""
+
+    def __init__(self, image, pull, cidfile):
+        self.image, self.pull, self.cidfile = image, pull or "missing", cidfile
 
 
 def for_each(refs, action):
@@ -169,7 +198,9 @@ def _between(entries, start, end):
 
 
 def stop(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
-         time_: int = typer.Option(10, "--time", "-t", help="Seconds to wait before SIGKILL")):
+         time_: Optional[int] = typer.Option(None, "--time", "-t",
+                                             help="Seconds to wait before SIGKILL (default: "
+                                                  "the container's --stop-timeout, or 10)")):
     """Stop containers: SIGTERM, then SIGKILL after the timeout."""
     from fastbox import containers
 
@@ -195,12 +226,13 @@ def kill(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
 
 
 def rm(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
-       force: bool = typer.Option(False, "--force", "-f", help="Kill it first if it runs")):
+       force: bool = typer.Option(False, "--force", "-f", help="Kill it first if it runs"),
+       volumes: bool = typer.Option(False, "--volumes", "-v", help="Remove its anonymous volumes")):
     """Remove containers, their writable layers and logs."""
     from fastbox import containers
 
     def remove_one(ref):
-        containers.get(ref).remove(force=force)
+        containers.get(ref).remove(force=force, volumes=volumes)
         print(ref)
 
     for_each(containers_, remove_one)

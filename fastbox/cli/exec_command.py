@@ -6,14 +6,14 @@ from fastbox.errors import FastboxError, SpecError
 
 USAGE = "Usage: fastbox exec [OPTIONS] CONTAINER COMMAND [ARG...]"
 _FLAGS = {"-i": "interactive", "--interactive": "interactive", "-t": "tty", "--tty": "tty",
-          "--privileged": "privileged"}
+          "--privileged": "privileged", "-d": "detach", "--detach": "detach"}
 _VALUES = {"-e": "env", "--env": "env", "-w": "workdir", "--workdir": "workdir",
            "-u": "user", "--user": "user"}
 
 
 def parse(args):
     opts = {"interactive": False, "tty": False, "privileged": False, "env": [], "workdir": None,
-            "user": None}
+            "user": None, "detach": False}
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "-":
         arg = args[i]
@@ -54,6 +54,9 @@ def main(args):
         opts, ref, command = parse(args)
     except FastboxError as e:
         return run_command.failed(e, 2)
+    if opts["detach"]:
+        from fastbox.cli import exec_detached
+        return exec_detached.main(opts, ref, command, run_command.Caller())
     if opts["tty"] and opts["interactive"] and not os.isatty(0):
         from fastbox.errors import NotATerminal
         return run_command.failed(NotATerminal("the input device is not a TTY"), 2)

@@ -16,18 +16,22 @@ PHASE_ORDER = ("image", "cgroup_ready", "cloned", "child_start", "cgroup", "root
 class Request:
     """A parsed `fastbox run`: the image, the command, RunSpec's options and the modes."""
 
-    __slots__ = ("image", "command", "opts", "help", "timings", "interactive", "detach", "tty")
+    __slots__ = ("image", "command", "opts", "help", "timings", "interactive", "detach", "tty",
+                 "pull", "cidfile")
 
     def __init__(self, args):
         opts, self.image, self.command = run_args.parse(args)
         self.help, self.timings = opts.pop("help"), opts.pop("timings")
         self.interactive, self.detach, self.tty = (opts.pop("interactive"), opts.pop("detach"),
                                                    opts.pop("tty"))
+        self.pull, self.cidfile = opts.pop("pull") or "missing", opts.pop("cidfile")
         if self.image is None and not self.help:
             raise SpecError("'fastbox run' requires at least 1 argument (an image); "
                             "see 'fastbox run --help'")
         if opts["entrypoint"] is not None:
             opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
+        if opts["remove"] and opts["restart"] not in (None, "no"):
+            raise SpecError("conflicting options: --restart and --rm")
         self.opts = {k: v for k, v in opts.items() if v is not None and v != []}
 
     def own_network(self):
@@ -60,8 +64,9 @@ def main(args):
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it
-            return tty_session.run(req.image, req.command, req.interactive, req.opts,
-                                   forward_signals())
+            _before_create(req, Caller())
+            return tty_session.run(req.image, req.command, req.interactive,
+                                   _as_caller(req.opts, Caller()), forward_signals())
         except FastboxError as e:
             return failed(e, 2)
     foreground = not (req.detach or req.help)
@@ -79,11 +84,19 @@ def execute(req, caller):
             write(out, run_args.help_text() + "\n")
             return 0
         opts = _as_caller(req.opts, caller)
+        _before_create(req, caller)
         if req.detach:
             from fastbox import containers
-            write(out, containers.run(req.image, req.command, tty=req.tty, **opts).id + "\n")
+            c = containers.run(req.image, req.command, tty=req.tty, interactive=req.interactive,
+                               **opts)
+            _write_cidfile(req.cidfile, c.id, caller)
+            write(out, c.id + "\n")
             return 0
         from fastbox import api
+        if req.cidfile:
+            from fastbox.runtime.container import new_id
+            opts["cid"] = new_id()
+            _write_cidfile(req.cidfile, opts["cid"], caller)
         result = api.run(req.image, req.command, stdin=caller.fds[0] if req.interactive else None,
                          stdout=out, stderr=err, on_start=caller.on_start, **opts)
     except FastboxError as e:
@@ -93,9 +106,42 @@ def execute(req, caller):
     return result.exit_code
 
 
+def _before_create(req, caller):
+    """--pull (the image pulled first if the policy says so), --cidfile (refused if the
+    file exists, as Docker does)."""
+    from fastbox.images import pull_policy
+    if req.cidfile and os.path.exists(_caller_path(req.cidfile, caller)):
+        raise SpecError(f"container ID file found, make sure the other container isn't "
+                        f"running or delete {req.cidfile}")
+    pull_policy.ensure(req.image, req.pull, caller.fds[2])
+
+
+def _write_cidfile(path, cid, caller):
+    if not path:
+        return
+    try:
+        fd = os.open(_caller_path(path, caller), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as e:
+        raise SpecError(f"cannot write --cidfile {path!r}: {e.strerror}") from None
+    try:
+        os.write(fd, cid.encode())
+    finally:
+        os.close(fd)
+
+
+def _caller_path(path, caller):
+    """A path the caller gave, relative to its directory (the engine serves callers in
+    other directories)."""
+    if os.path.isabs(path) or caller.dir_fd is None:
+        return path
+    return os.path.join(os.readlink(f"/proc/self/fd/{caller.dir_fd}"), path)
+
+
 def _as_caller(opts, caller):
     """`-e KEY` and an env file's `KEY` lines from the caller's environment, a relative
     --env-file or seccomp profile from its directory."""
+    if "label_file" in opts or "volumes" in opts or "mounts" in opts:
+        opts = _labels_and_paths(opts, caller)
     if "env" not in opts and "env_file" not in opts and "security_opt" not in opts:
         return opts
     from fastbox.spec import parse_env, parse_security_opts
@@ -105,6 +151,25 @@ def _as_caller(opts, caller):
     if "env" in opts or "env_file" in opts:
         opts["env"] = list(parse_env(opts.get("env"), opts.pop("env_file", None),
                                      environ=caller.environ, dir_fd=caller.dir_fd))
+    return opts
+
+
+def _labels_and_paths(opts, caller):
+    """--label-file's lines before the --label ones; -v ./rel and --mount source=./rel
+    from the caller's directory."""
+    opts = dict(opts)
+    if "label_file" in opts:
+        from fastbox.run_options import read_label_file
+        lines = [ln for f in opts.pop("label_file") for ln in read_label_file(f, caller.dir_fd)]
+        opts["labels"] = lines + list(opts.get("labels") or ())
+    if caller.dir_fd is not None:
+        here = os.readlink(f"/proc/self/fd/{caller.dir_fd}")
+        if "volumes" in opts:
+            opts["volumes"] = [os.path.join(here, v) if v.startswith(".") else v
+                               for v in opts["volumes"]]
+        if "mounts" in opts:
+            opts["mounts"] = [m.replace("source=./", f"source={here}/").replace(
+                "src=./", f"src={here}/") for m in opts["mounts"]]
     return opts
 
 

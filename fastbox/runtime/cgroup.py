@@ -10,7 +10,9 @@ import os
 from fastbox import config
 from fastbox.runtime import devices
 
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset")
+# freezer: `fastbox pause` freezes the container's own cgroup, as runc does (v2 has
+# cgroup.freeze in every cgroup).
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset", "freezer")
 # A v1 hierarchy that a container joins only when it asks for it: a cpuset cgroup must be
 # given CPUs and memory nodes before a task can join, and each join moves the task.
 V1_ON_DEMAND = ("cpuset",)
@@ -401,12 +403,23 @@ def kill_all(dirs, timeout=5.0):
     import time
     deadline = time.monotonic() + timeout
     kill(dirs)
+    _thaw(dirs)  # a paused container's tasks die only once thawed (v1 freezer)
     while True:
         pids = _procs(dirs)
         if not pids or time.monotonic() > deadline:
             return not pids
         _kill_pinned(dirs, pids)
         time.sleep(0.01)
+
+
+def _thaw(dirs):
+    for d in dirs:
+        for path, value in ((d + "/freezer.state", "THAWED"), (d + "/cgroup.freeze", "0")):
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError:  # not a freezer cgroup, or gone
+                pass
 
 
 def kill(dirs):

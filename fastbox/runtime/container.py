@@ -86,6 +86,8 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.seccomp_filter = prog
     plan.dev_prog_fd = -1 if cg.dev_prog is None else cg.dev_prog
     plan.devnodes = nodes
+    if spec.init or spec.ulimits:
+        _init_and_ulimits(plan, spec)
     if netns_fd is not None and spec.network == "none":
         plan.ns_flags &= ~NEWNET
         plan.join_netns_fd, plan.loopback_up = netns_fd, False
@@ -124,6 +126,19 @@ def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd):
     s.cgroups, s.container_dir, s.times, s.t0 = cg.dirs, fs.container_dir, times, t0
     s.oom_file = cg.oom_file
     return s
+
+
+def _init_and_ulimits(plan, spec):
+    """--init: the program runs under fastbox-init as PID 1; --ulimit: the rlimits the
+    child sets before exec."""
+    if spec.init:
+        from fastbox.runtime import init_binary
+        plan.argv = init_binary.argv(plan.argv)
+        plan.init_fd = init_binary.fd()
+    if spec.ulimits:
+        import resource
+        plan.rlimits = [(getattr(resource, "RLIMIT_" + name.upper()), soft, hard)
+                        for name, soft, hard in spec.ulimits]
 
 
 def wait(s):

@@ -12,14 +12,15 @@ MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "libexec", "fastbox-monitor")
 
 
-def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds=()):
+def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds=(),
+                   interactive=False):
     """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd.
     log_config: Docker's LogConfig ({"Type": "json-file", "Config": {"max-size": ...}}).
     keep_fds: more fds the monitor inherits (the janitor's entry lock, which it then
     holds for as long as it lives)."""
     from fastbox import log_options
     max_size, max_file = log_options.limits(log_config or {})
-    ours, stdio, keep, mon_io = _pipes(tty)
+    ours, stdio, keep, mon_io = _pipes(tty, interactive)
     keep = keep + [fd for fd in keep_fds if fd >= 0]
     console = None
     try:
@@ -27,7 +28,8 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
         if tty:
             console = container.Console(plan)
         monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
-                        "--started", store.started_path(cid), *mon_io]
+                        "--started", store.started_path(cid), *mon_io,
+                        "--attach", store.container_dir(cid)]
         if max_size:
             monitor_argv += ["--log-max-size", str(max_size), "--log-max-file", str(max_file)]
         for d in cg.dirs:
@@ -36,6 +38,9 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
             monitor_argv += ["--oom-file", cg.oom_file]
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
+        elif spec.restart != "no":
+            from fastbox.runtime import restart_policy
+            monitor_argv += restart_policy.monitor_args(cid, store)
         try:
             pid, monitor_pid, times = _core.spawn_detached(
                 plan, monitor_argv, keep, console.ours.fileno() if console else -1)
@@ -51,16 +56,22 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
     return pid, monitor_pid, times, cg.dirs
 
 
-def _pipes(tty):
+def _pipes(tty, interactive=False):
     """(fds we close afterwards, the container's 0-2, fds the monitor keeps, its
-    options). With a terminal, the core makes it in the container instead."""
+    options). With a terminal, the core makes it in the container instead. interactive
+    (`run -d -i`): the container's stdin is a pipe whose other end the monitor keeps,
+    for `fastbox attach` to write to."""
     null = devnull()
     if tty:
         return [], [null, null, null], [], []
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    return ([out_r, out_w, err_r, err_w], [null, out_w, err_w], [out_r, err_r],
-            ["--stdout", str(out_r), "--stderr", str(err_r)])
+    ours, stdin, keep, opts = [out_r, out_w, err_r, err_w], null, [out_r, err_r], []
+    if interactive:
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        ours, stdin, keep, opts = ours + [in_r, in_w], in_r, keep + [in_w], ["--stdin", str(in_w)]
+    return (ours, [stdin, out_w, err_w], keep,
+            ["--stdout", str(out_r), "--stderr", str(err_r), *opts])
 
 
 def _removal(cid, spec, store):

@@ -54,6 +54,8 @@ def plan(cid, layer_dirs, spec, ephemeral):
             os.makedirs(sub, mode=0o755, exist_ok=True)  # a restart keeps its upper layer
     p.mounts = [_volume(v) for v in spec.volumes] + [
         (TMPFS, None, t.target, False, t.options) for t in spec.tmpfs]
+    if spec.shm_size:  # --shm-size: a bigger /dev/shm over the core's 64 MiB one
+        p.mounts.append((TMPFS, None, "/dev/shm", False, f"mode=1777,size={spec.shm_size}"))
     return p
 
 
@@ -84,7 +86,11 @@ def _metacopy_supported():
 
 
 def _volume(v):
-    """Docker creates a missing host directory for -v; a file is bound as a file."""
+    """Docker creates a missing host directory for -v, and a missing named volume; a
+    file is bound as a file."""
+    if v.kind == "volume":
+        from fastbox.volumes import store
+        return (BIND_DIR, store.data_path(v.source, v.anonymous), v.target, v.readonly, None)
     try:
         is_dir = os.path.isdir(v.source) or not os.path.exists(v.source)
         if not os.path.exists(v.source):

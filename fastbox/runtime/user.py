@@ -1,7 +1,14 @@
-"""Resolving `-u USER[:GROUP]` against the image's own /etc/passwd and /etc/group."""
+"""Resolving `-u USER[:GROUP]` against the image's own /etc/passwd and /etc/group.
+
+The files are read through the image's merged view, with its symlinks resolved inside the
+image: an image holding `etc -> /srv/x` or `etc/passwd -> /root/passwd` must not make a
+host file decide the container's uid.
+"""
 import os
+import stat
 
 from fastbox.errors import SpecError
+from fastbox.images.layer_view import LayerView
 
 
 class Identity:
@@ -50,16 +57,17 @@ def _lookup(user, layer_dirs):
 
 
 def _entries(layer_dirs, relpath):
-    for layer in layer_dirs:
-        path = os.path.join(layer, relpath)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                return [line.split(":") for line in f.read().splitlines() if line and line[0] != "#"]
-        except FileNotFoundError:
-            continue
-        except OSError:  # an overlay whiteout (0/0 device) hides the file below
-            return []
-    return []
+    view = LayerView(layer_dirs)
+    try:
+        found = view.find(view.resolve(relpath))
+    except OSError:  # a symlink loop: no file, as in the container
+        return []
+    if found is None or not stat.S_ISREG(found[1].st_mode):
+        return []
+    # O_NOFOLLOW: find() checked every ancestor in the layer; the file itself is not a link.
+    fd = os.open(found[0], os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        return [line.split(":") for line in f.read(1 << 22).splitlines() if line and line[0] != "#"]
 
 
 def _find(entries, key):

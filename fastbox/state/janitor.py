@@ -112,6 +112,9 @@ def _clean_record(entry):
     never_ran = record["status"] == "created" and entry.created
     if never_ran or (record.get("spec") or {}).get("remove"):
         store.delete(record)
+    elif (record.get("spec") or {}).get("restart", "no") != "no":
+        from fastbox import restarter
+        restarter.after_sweep(store, record)
     return True
 
 

@@ -209,6 +209,9 @@ class StateStore:
                 return current
             current.update(status=status.EXITED, pid=0, **fields)
             self._write(current)
+        from fastbox.state import events
+        events.append("die", current, _ns(current.get("finished_at")),
+                      exitCode=current.get("exit_code"))
         return current
 
     def _exit_record(self, cid):
@@ -291,6 +294,15 @@ class StateStore:
                 f"cannot remove container {record['id'][:12]}: it is {record['status']}")
         self.delete(record)
         return record
+
+
+def _ns(rfc3339):
+    """When the monitor saw the exit (its finished_at), for the die event; None: now."""
+    from fastbox.state import events
+    try:
+        return events.rfc3339_to_ns(rfc3339)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class _Flock:

@@ -220,7 +220,7 @@ def _wait_for_handler(pid, sig):
 
 @pytest.mark.parametrize("args, words", [
     (["--memory", "lots", "busybox", "true"], "memory"),
-    (["-v", "relative:/path", "busybox", "true"], "volume"),
+    (["-v", "rel/ative:/path", "busybox", "true"], "volume"),
     (["fastbox-test/unknown-image:nope", "true"], "unknown-image"),
     (["--bogus-flag", "busybox", "true"], "unknown flag"),
     (["--cpus"], "argument"),

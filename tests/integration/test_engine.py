@@ -238,7 +238,7 @@ PARITY = [
     ("unknown-flag", ["run", "--rm", "--bogus-flag", "IMG", "true"], {}, None, 125, ""),
     ("no-image", ["run", "--rm"], {}, None, 125, ""),
     ("flag-needs-arg", ["run", "--cpus"], {}, None, 125, ""),
-    ("relative-volume", ["run", "--rm", "-v", "rel:/x", "IMG", "true"], {}, None, 125, ""),
+    ("relative-volume", ["run", "--rm", "-v", "rel/x:/x", "IMG", "true"], {}, None, 125, ""),
     ("bad-user", ["run", "--rm", "-u", "no-such-user", "IMG", "true"], {}, None, 125, ""),
     ("bad-env", ["run", "--rm", "-e", "BAD KEY=1", "IMG", "true"], {}, None, 125, ""),
     ("env", ["run", "--rm", "-e", "A=1", "-eB=two words", "IMG", "sh", "-c", 'echo "$A/$B"'],

@@ -174,3 +174,28 @@ def test_retag_and_rmi_by_another_process_are_seen_at_once(busybox, tmp_path):
     assert cli("rmi", "fastbox-test/moving:v1").returncode == 0
     with pytest.raises(fastbox.errors.ImageNotFound):
         word()
+
+
+@pytest.mark.parametrize("link", ["etc", "etc/passwd"])
+def test_user_names_never_come_from_a_host_file(busybox, tmp_path, link):
+    """An image whose /etc (or /etc/passwd) is a symlink to a host path: `-u NAME` must read
+    the image's files as the container sees them (the link leads nowhere in there), never
+    the host's file the link names, which would choose the container's uid."""
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "passwd").write_text("intruder:x:5555:5555::/:/bin/sh\n")
+    (host / "group").write_text("intruder:x:5555:\n")
+    target = str(host) if link == "etc" else str(host / "passwd")
+    entries = [_dir("bin"), _symlink(link, target)]
+    if link == "etc/passwd":
+        entries.insert(1, _dir("etc"))
+    tar = _tar(tmp_path / "links.tar", entries)
+    with tarfile.open(tar, "a") as t:
+        t.add("/bin/busybox", "bin/sh")
+    assert cli("import", tar, f"fastbox-test/etc-link-{link.replace('/', '-')}").returncode == 0
+    image = f"fastbox-test/etc-link-{link.replace('/', '-')}"
+    with pytest.raises(fastbox.errors.SpecError, match="unable to find user intruder"):
+        fastbox.run(image, ["/bin/sh", "-c", "echo $(id -u)"], user="intruder",
+                    capture_output=True)
+    r = cli("run", "--rm", "--network", "none", "-u", "intruder", image, "/bin/sh", "-c", "true")
+    assert r.returncode == 125 and "unable to find user intruder" in r.stderr, r.stderr

@@ -404,7 +404,7 @@ def test_killed_by_signal_is_128_plus_signal(busybox, pipes):
     {"memory": "1k"},
     {"cpus": "many"},
     {"pids_limit": 0},
-    {"volumes": ["relative:/path"]},
+    {"volumes": ["rel/ative:/path"]},  # neither a path nor a volume name
     {"volumes": ["/abs:relative"]},
     {"volumes": ["/proc/fastbox-cannot-create/x:/data"]},
     {"tmpfs": ["relative"]},

@@ -7,7 +7,8 @@ import os
 import stat
 import tarfile
 
-from fastbox.build import layer
+from fastbox.images import layer_tar as layer
+from fastbox.images.layer_view import LayerView
 
 
 def _make_upper(d):
@@ -70,7 +71,7 @@ def test_layer_view_hides_what_upper_layers_delete(tmp_path):
     (up / "b").mkdir()
     os.setxattr(up / "b", "trusted.overlay.opaque", b"y")
     os.symlink("a", up / "link")
-    view = layer.LayerView([str(up), str(low)])
+    view = LayerView([str(up), str(low)])
     assert view.listdir("a") == ["new", "y"]
     assert view.find("a/x") is None and view.find("a/y")[0] == str(low / "a/y")
     assert view.listdir("b") == [] and view.find("b/z") is None

@@ -1,7 +1,7 @@
-"""A build step's layer directory -> an OCI layer tarball, and the merged view of a stack of
-layer directories.
+"""A layer directory -> an OCI layer tarball: a build step's (fastbox build) or a
+container's upperdir (fastbox commit).
 
-A step's layer directory is in the store's unpacked-layer format, which is overlay's upper
+A layer directory is in the store's unpacked-layer format, which is overlay's upper
 format: a whiteout is a char 0:0 device, an opaque directory has trusted.overlay.opaque=y.
 A RUN step's directory is its container's overlay upperdir, so the diff is what overlay
 copied up, never found by walking the lower layers (kaniko's cost). Writing the tarball:
@@ -14,21 +14,11 @@ import os
 import stat
 import tarfile
 
+from fastbox.images.layer_view import OPAQUE_XATTR, is_opaque, is_whiteout
+
 OVERLAY_XATTR = "trusted.overlay."
-OPAQUE_XATTR = "trusted.overlay.opaque"
 MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
-
-
-def is_whiteout(st):
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path):
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) in (b"y", b"x")
-    except OSError:
-        return False
 
 
 class _HashingWriter:
@@ -44,10 +34,11 @@ class _HashingWriter:
         return self.size
 
 
-def write_tar(layer_dir, out_path, xattrs=True):
+def write_tar(layer_dir, out_path, xattrs=True, strip=True):
     """Write layer_dir as an OCI layer tarball to out_path (new); strip overlay's xattrs
     from layer_dir on the way (xattrs=False: the directory has none, as a COPY's, and none
-    are read). Returns (digest, size); the digest is also the diffID.
+    are read; strip=False: overlay's are left out of the tar but left on the directory, which
+    is a live container's upperdir). Returns (digest, size); the digest is also the diffID.
 
     Not fsync'ed: a step's blob is as durable as the files it was made from (the context,
     a container's upper layer), and a build killed at any point leaves the store
@@ -55,7 +46,7 @@ def write_tar(layer_dir, out_path, xattrs=True):
     with open(out_path, "xb", buffering=_CHUNK) as raw:
         out = _HashingWriter(raw)
         walk = _Walk(layer_dir, out)
-        walk.read_xattrs = xattrs
+        walk.read_xattrs, walk.strip = xattrs, strip
         walk.dir("")
         out.write(b"\0" * 1024)  # the end-of-archive blocks, padded to a record as tar does
         out.write(b"\0" * (-out.size % tarfile.RECORDSIZE))
@@ -182,7 +173,7 @@ class _Walk:
             os.close(fd)
         self.out.write(b"\0" * (-size % 512))
 
-    read_xattrs = True
+    read_xattrs = strip = True
 
     def xattrs(self, path):
         """The entry's xattrs for the tar; overlay's own are removed from the directory
@@ -196,7 +187,7 @@ class _Walk:
         out = {}
         for name in names:
             if name.startswith(OVERLAY_XATTR):
-                if name != OPAQUE_XATTR:
+                if name != OPAQUE_XATTR and self.strip:
                     os.removexattr(path, name, follow_symlinks=False)
                 continue
             try:
@@ -204,116 +195,3 @@ class _Walk:
             except OSError:
                 pass
         return out
-
-
-class LayerView:
-    """The filesystem a stack of layer directories (top-most first) shows, read without a
-    mount: a whiteout hides what is below it, an opaque directory hides lower contents."""
-
-    def __init__(self, layer_dirs):
-        self.layers = list(layer_dirs)
-
-    def find(self, rel):
-        """(host path, lstat) of the entry at rel ("a/b", relative to the root), or None.
-        No symlink is ever followed on the host: in each layer, every ancestor of rel is
-        checked with lstat to be a real directory first (a layer may hold `a -> /`, and
-        a/etc must not reach the host's /etc)."""
-        rel = rel.strip("/")
-        if not rel:
-            return (self.layers[0], os.lstat(self.layers[0])) if self.layers else None
-        parts = rel.split("/")
-        for layer in self.layers:
-            state = _ancestors(layer, parts)
-            if state == _HIDDEN:
-                return None
-            if state == _ABSENT:
-                continue
-            path = os.path.join(layer, rel)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                st = None
-            if st is not None:
-                return None if is_whiteout(st) else (path, st)
-            if state == _OPAQUE:
-                return None
-        return None
-
-    def listdir(self, rel):
-        """The names in the directory at rel, merged over the layers."""
-        rel = rel.strip("/")
-        parts = rel.split("/") if rel else []
-        names, hidden = set(), set()
-        for layer in self.layers:
-            state = _ancestors(layer, parts + ["-"]) if parts else _PRESENT
-            if state == _HIDDEN:
-                break
-            if state == _ABSENT:
-                continue
-            path = os.path.join(layer, rel) if rel else layer
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                if state == _OPAQUE:
-                    break
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                break
-            with os.scandir(path) as it:
-                for e in it:
-                    if e.name in names or e.name in hidden:
-                        continue
-                    if is_whiteout(e.stat(follow_symlinks=False)):
-                        hidden.add(e.name)
-                    else:
-                        names.add(e.name)
-            if is_opaque(path) or state == _OPAQUE:
-                break
-        return sorted(names)
-
-    def resolve(self, rel, follow_last=True):
-        """rel with every symlink in it resolved inside this root (as the container would
-        see it); returns the resolved relative path (which may not exist)."""
-        parts = [p for p in rel.strip("/").split("/") if p and p != "."]
-        done, hops = [], 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            cand = "/".join(done + [part])
-            found = self.find(cand)
-            if found and stat.S_ISLNK(found[1].st_mode) and (parts or follow_last):
-                hops += 1
-                if hops > 40:
-                    raise OSError(40, "too many levels of symbolic links", rel)
-                target = os.readlink(found[0])
-                if target.startswith("/"):
-                    done = []
-                parts = [p for p in target.split("/") if p and p != "."] + parts
-                continue
-            done.append(part)
-        return "/".join(done)
-
-
-_PRESENT, _ABSENT, _HIDDEN, _OPAQUE = range(4)
-
-
-def _ancestors(layer, parts):
-    """What this layer makes of the ancestors of parts: _ABSENT (one is not in it: look
-    below), _HIDDEN (one is a whiteout or not a directory: nothing below shows, and
-    nothing of this layer is reachable there), _OPAQUE (all real directories, one opaque:
-    this layer is the last to look in), or _PRESENT (all real directories)."""
-    path, state = layer, _PRESENT
-    for part in parts[:-1]:
-        path = os.path.join(path, part)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return _HIDDEN if state == _OPAQUE else _ABSENT
-        if not stat.S_ISDIR(st.st_mode):
-            return _HIDDEN
-        if is_opaque(path):
-            state = _OPAQUE
-    return state

@@ -1,0 +1,77 @@
+"""`commit`: the container's writable layer becomes a new layer on its image, with
+overlay's whiteouts in the layer format (a deleted file -> .wh.NAME, a directory made
+anew -> .wh..wh..opq, no overlay xattrs, whiteouts before their siblings), the -c
+changes in its config and -m in its history."""
+import json
+import tarfile
+
+import pytest
+
+from test_lifecycle import cli, one_line_error, reap  # noqa: F401
+
+
+def ok(r):
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+@pytest.fixture
+def changed(busybox):
+    script = ("echo new > /new; rm /bin/vi; rm -rf /etc; mkdir /etc; echo x > /etc/only; "
+              "ln -s /new /link; touch /go; sleep 1000")
+    ref = ok(cli("run", "-d", "busybox", "sh", "-c", script)).stdout.strip()
+    ok(cli("exec", ref, "sh", "-c", "while [ ! -e /go ]; do sleep 0.02; done"))
+    made = []
+    yield ref, made
+    cli("rm", "-f", ref)
+    for image in made:  # the image store is the session's: leave it as it was
+        cli("rmi", image)
+
+
+def top_layer(ref):
+    from fastbox.images.store import ImageStore
+    store = ImageStore()
+    image = store.resolve(ref)
+    manifest = json.loads(store.read_blob(image.manifest_digest))
+    config = json.loads(store.read_blob(manifest["config"]["digest"]))
+    return store.blob_path(manifest["layers"][-1]["digest"]), config
+
+
+def test_commit_makes_an_image_of_the_changes(changed):
+    changed, made = changed
+    made.append("committed:v1")
+    r = ok(cli("commit", "-m", "my change", "-a", "me", "-c", 'CMD ["cat", "/new"]',
+               "-c", "ENV GREETING=hi", changed, "committed:v1"))
+    assert r.stdout.startswith("sha256:") and len(r.stdout.strip()) == 71
+    assert ok(cli("run", "--rm", "committed:v1")).stdout == "new\n"
+    out = ok(cli("run", "--rm", "committed:v1", "sh", "-c",
+                 "ls /bin/vi 2>&1; ls /etc; readlink /link; echo $GREETING")).stdout
+    assert out.splitlines() == ["ls: /bin/vi: No such file or directory", "only", "/new", "hi"]
+    path, config = top_layer("committed:v1")
+    assert config["history"][-1]["comment"] == "my change" and config["author"] == "me"
+    assert config["config"]["Cmd"] == ["cat", "/new"]
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert "bin/.wh.vi" in names and "etc/.wh..wh..opq" in names
+    assert "bin/vi" not in names and "bin/busybox" not in names  # only what changed
+    assert names.index("etc/.wh..wh..opq") < names.index("etc/only")
+    bin_entries = [n for n in names if n.startswith("bin/")]
+    assert bin_entries[0] == "bin/.wh.vi"  # whiteouts before their siblings
+    assert not any("overlay" in k for m in members for k in m.pax_headers), "an overlay xattr"
+    link = next(m for m in members if m.name == "link")
+    assert link.issym() and link.linkname == "/new"
+    # the container runs on after the commit (paused only meanwhile)
+    assert json.loads(ok(cli("inspect", changed)).stdout)[0]["State"]["Status"] == "running"
+
+
+def test_commit_without_a_name_is_dangling_and_bad_changes_are_one_line(changed):
+    changed, made = changed
+    r = ok(cli("commit", changed))
+    image_id = r.stdout.strip()
+    made.append(image_id)
+    assert ok(cli("run", "--rm", image_id, "cat", "/new")).stdout == "new\n"
+    r = cli("commit", "-c", "RUN rm -rf /", changed, "nope")
+    assert r.returncode != 0 and "--change" in one_line_error(r)
+    r = cli("commit", "nosuch")
+    assert r.returncode != 0 and "no such container" in one_line_error(r)
