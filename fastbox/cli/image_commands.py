@@ -177,10 +177,14 @@ def rmi(images: List[str] = typer.Argument(..., help="Names or ids"),
                                    help="Untag even if a container uses the image (its content stays)")):
     """Remove images."""
     from fastbox.images.store import ImageStore
+    from fastbox.cli.container_commands import for_each
     store = ImageStore()
-    for ref in images:
+
+    def remove_one(ref):
         for line in store.remove(ref, force=force):
             print(line)
+
+    for_each(images, remove_one)
 
 
 def inspect(names: List[str] = typer.Argument(..., help="Images"),

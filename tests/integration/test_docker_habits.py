@@ -287,3 +287,16 @@ def test_usage_errors_are_one_line_with_a_hint(fb_env, args, code, pattern):
     assert r.returncode == code, (r.returncode, r.stderr)
     assert re.fullmatch(pattern, one_line(r)), r.stderr
     assert r.stdout == ""
+
+
+def test_more_multi_name_commands_go_on(busybox):
+    cid = ok(cli("run", "-d", "busybox", "sleep", "1000")).stdout.strip()
+    try:
+        for verb in ("pause", "unpause", "restart"):
+            r = cli(verb, "nosuch", cid)
+            assert r.returncode == 1 and r.stdout.split() == [cid], (verb, r.stderr)
+            assert r.stderr.splitlines() == ["fastbox: no such container: nosuch"]
+        r = cli("rmi", "no-such-image:1", "also-missing:2")
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 2
+    finally:
+        cli("rm", "-f", cid)
