@@ -300,3 +300,19 @@ def test_more_multi_name_commands_go_on(busybox):
         assert r.returncode == 1 and len(r.stderr.splitlines()) == 2
     finally:
         cli("rm", "-f", cid)
+
+
+def test_volume_ls_format(fb_env):
+    ok(cli("volume", "create", "--label", "tier=db", "vol1"))
+    try:
+        assert ok(cli("volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Labels}}")).stdout \
+            == "vol1 local tier=db\n"
+        row = json.loads(ok(cli("volume", "ls", "--format", "json")).stdout)
+        assert row["Name"] == "vol1" and row["Scope"] == "local"
+        lines = ok(cli("volume", "ls")).stdout.splitlines()
+        assert re.split(r"\s{2,}", lines[0]) == ["DRIVER", "VOLUME NAME"] and lines[1].split() == \
+            ["local", "vol1"]
+        r = cli("volume", "ls", "--format", "{{.Nope}}")
+        assert r.returncode == 1 and "Nope" in one_line(r)
+    finally:
+        cli("volume", "rm", "vol1")
