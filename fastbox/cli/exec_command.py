@@ -65,7 +65,7 @@ def main(args):
         try:
             return tty_session.exec_(_container(ref), command, opts)
         except FastboxError as e:
-            return run_command.failed(e, 2)
+            return failed(e, 2)
     return execute(opts, ref, command,
                    run_command.Caller(on_start=run_command.forward_signals()))
 
@@ -85,7 +85,16 @@ def execute(opts, ref, command, caller):
                           stdin=caller.fds[0] if opts["interactive"] else None,
                           stdout=caller.fds[1], stderr=err, on_start=caller.on_start).exit_code
     except FastboxError as e:
-        return run_command.failed(e, err)
+        return failed(e, err)
+
+
+def failed(error, err_fd):
+    """An error once the command line is parsed, as `docker exec` reports it: one line,
+    and exit 1 (no such container, not running, no such user), 126/127 for a program that
+    cannot run; 125 stays for the command line itself (parse errors)."""
+    from fastbox.cli import run_command
+    code = run_command.failed(error, err_fd)
+    return 1 if code == 125 else code
 
 
 def _container(ref):

@@ -316,3 +316,14 @@ def test_volume_ls_format(fb_env):
         assert r.returncode == 1 and "Nope" in one_line(r)
     finally:
         cli("volume", "rm", "vol1")
+
+
+def test_exec_errors_exit_1_as_docker_exec(busybox):
+    r = cli("exec", "nosuch", "true")
+    assert r.returncode == 1 and "no such container: nosuch" in one_line(r)
+    made = ok(cli("create", "busybox", "true")).stdout.strip()
+    try:
+        r = cli("exec", made, "true")
+        assert r.returncode == 1 and "not running" in one_line(r)
+    finally:
+        cli("rm", made)
