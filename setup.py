@@ -38,10 +38,16 @@ ENTER_CFLAGS = CFLAGS + ["-DFB_NOLIBC", "-fno-stack-protector", "-fno-tree-loop-
                          "-fno-asynchronous-unwind-tables"]
 ENTER_LDFLAGS = ["-static", "-nostdlib", *LDFLAGS, "-Wl,--build-id=none", "-lgcc"]
 
+# The OCI runtime (csrc/runtime/): runc's command line over the same core, linked
+# dynamically only for dlopen("libseccomp.so.2") when a config has a seccomp section.
+RUNTIME_SOURCES = sorted(glob.glob("csrc/runtime/rt_*.c")) + sorted(glob.glob("csrc/fb_*.c"))
+RUNTIME_LIBS = ["-ldl", "-lpthread"]
+
 
 class BuildWithMonitor(build_ext):
-    """Also links csrc/monitor/fb_monitor.c into fastbox/libexec/fastbox-monitor, and the
-    exec helper into fastbox/libexec/fastbox-enter."""
+    """Also links csrc/monitor/fb_monitor.c into fastbox/libexec/fastbox-monitor, the
+    exec helper into fastbox/libexec/fastbox-enter, --init's PID 1 into
+    fastbox/libexec/fastbox-init, and the OCI runtime into fastbox/libexec/fastbox-runtime."""
 
     def run(self):
         super().run()
@@ -62,6 +68,10 @@ class BuildWithMonitor(build_ext):
                                         extra_postargs=CFLAGS)
         self.compiler.link_executable(objects, "fastbox-init", output_dir=out_dir,
                                       extra_postargs=["-static"] + LDFLAGS)
+        objects = self.compiler.compile(RUNTIME_SOURCES, output_dir=os.path.join(self.build_temp, "runtime"),
+                                        include_dirs=["csrc"], extra_postargs=CFLAGS)
+        self.compiler.link_executable(objects, "fastbox-runtime", output_dir=out_dir,
+                                      extra_postargs=LDFLAGS + RUNTIME_LIBS)
 
 
 class BuildWithClient(build_scripts):
@@ -78,6 +88,11 @@ class BuildWithClient(build_scripts):
         # Static: no dynamic loader on every command (~0.25 ms here); it uses no NSS.
         compiler.link_executable(objects, "fastbox", output_dir=self.build_dir,
                                  extra_postargs=["-static"] + LDFLAGS)
+        # fastbox-runtime on PATH too (it finds the exec helper in the package's libexec)
+        objects = compiler.compile(RUNTIME_SOURCES, output_dir=os.path.join(temp, "runtime"),
+                                   include_dirs=["csrc"], extra_postargs=CFLAGS)
+        compiler.link_executable(objects, "fastbox-runtime", output_dir=self.build_dir,
+                                 extra_postargs=LDFLAGS + RUNTIME_LIBS)
 
 
 setup(ext_modules=cythonize([core], language_level=3,

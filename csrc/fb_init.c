@@ -298,6 +298,8 @@ static int loopback_up(struct fb_child *c)
  * Set again after the identity change: a change of uid clears it. */
 static int tie_to_owner(struct fb_child *c)
 {
+    if (c->plan->detached)
+        return 0;
     long r = FB_SYS2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
     if (r == 0 && c->owner_pidfd >= 0) {
         struct pollfd pfd = {.fd = c->owner_pidfd, .events = POLLIN};
@@ -329,6 +331,25 @@ static int new_session(struct fb_child *c)
 {
     long r = FB_SYS0(SYS_setsid);
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_STDIO, "setsid", NULL) : 0;
+}
+
+/* OCI `create`: everything is set up; tell the starter (EOF on the exec pipe) and wait,
+ * as runc's init waits on exec.fifo, until `start` opens the fifo for reading. The fifo
+ * is reopened through our own O_PATH fd, in the container's /proc. */
+static int wait_for_start(struct fb_child *c)
+{
+    char path[64] = "/proc/self/fd/";
+    fb_format_int(path + strlen(path), c->plan->wait_fifo_fd);
+    FB_SYS1(SYS_close, c->err_fd);
+    long fd;
+    do
+        fd = FB_SYS3(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+    while (fd == -EINTR);
+    long r = fd < 0 ? fd : FB_SYS3(SYS_write, fd, "0", 1);
+    if (fd >= 0)
+        FB_SYS1(SYS_close, fd);
+    FB_SYS1(SYS_close, c->plan->wait_fifo_fd);
+    return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec.fifo", NULL) : 0;
 }
 
 /* A new container: its own root filesystem, pivoted into, with the system mounts. */
@@ -370,6 +391,11 @@ static int start_program(struct fb_child *c)
         if (r < 0)
             return fb_fail(&c->report->err, r, FB_PHASE_IDENTITY, "set --ulimit", NULL);
     }
+    /* OCI create waits here, still root: a non-dumpable process that has become another
+     * user cannot open its own /proc/self/fd (root owns it), through which the fifo is
+     * reopened. */
+    if (p->wait_fifo && wait_for_start(c) < 0)
+        return -1;
     if (set_identity(c) < 0 || tie_to_owner(c) < 0)
         return -1;
     FB_SYS1(SYS_umask, 022);
@@ -390,6 +416,11 @@ static int start_program(struct fb_child *c)
 static int child_steps(struct fb_child *c)
 {
     fb_stamp(c, FB_T_CHILD_START);
+    /* OCI create: this clone of the runtime lives on, blocked, until `start`; non-dumpable,
+     * so nothing that can see it (a process in a pid namespace it joined) can ptrace it
+     * or open its /proc/N/exe, the host's runtime binary (CVE-2019-5736). exec resets it. */
+    if (c->plan->wait_fifo)
+        FB_SYS2(SYS_prctl, PR_SET_DUMPABLE, 0);
     FB_SYS1(SYS_umask, 0); /* device nodes and dirs get exactly the modes asked for */
     /* Every fd of the caller's is close-on-exec before anything touches the container's
      * filesystem; verify_cwd then proves the working directory is inside. */

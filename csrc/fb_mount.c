@@ -178,9 +178,14 @@ int fb_mount_rootfs(struct fb_child *c)
 {
     struct fb_error *e = &c->report->err;
     /* Nothing this namespace mounts may propagate back to the host. */
-    long r = sys_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    unsigned long prop = c->plan->rootfs_propagation ? c->plan->rootfs_propagation : MS_PRIVATE;
+    long r = sys_mount(NULL, "/", NULL, MS_REC | prop, NULL);
     if (r < 0)
         return fb_fail(e, r, FB_PHASE_ROOTFS, "make / private", NULL);
+    if (c->plan->rootfs_bind) { /* an OCI bundle's rootfs directory, as runc binds it */
+        r = sys_mount(c->plan->rootfs_bind, c->plan->rootfs, NULL, MS_BIND | MS_REC, NULL);
+        return r < 0 ? fb_fail(e, r, FB_PHASE_ROOTFS, "bind rootfs", c->plan->rootfs_bind) : 0;
+    }
     if (c->plan->scratch && mount_scratch(c) < 0)
         return -e->err;
     int rc = overlay_fsmount(c);
@@ -204,13 +209,13 @@ int fb_open_volumes(struct fb_child *c)
         if (fd < 0)
             return fb_fail(&c->report->err, fd, FB_PHASE_MOUNTS, "open volume", m->src);
         c->vol_fds[i] = (int)fd;
-        if (!m->readonly)
+        if (!m->readonly && !m->attrs)
             continue;
-        struct fb_mount_attr attr = {.attr_set = FB_MOUNT_ATTR_RDONLY};
+        struct fb_mount_attr attr = {.attr_set = (m->readonly ? FB_MOUNT_ATTR_RDONLY : 0) | (m->attrs & 0xe)};
         long r = FB_SYS5(SYS_mount_setattr, fd, "", FB_AT_EMPTY_PATH | FB_AT_RECURSIVE, &attr,
                          sizeof attr);
         if (r < 0)
-            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "make volume read-only", m->src);
+            return fb_fail(&c->report->err, r, FB_PHASE_MOUNTS, "set the volume's flags (ro, nosuid, nodev, noexec)", m->src);
     }
     return 0;
 }

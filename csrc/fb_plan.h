@@ -23,6 +23,7 @@ struct fb_mount {
     const char *src;  /* host path for binds */
     const char *dst;  /* absolute path inside the container */
     const char *data; /* tmpfs options */
+    unsigned attrs;   /* binds: MOUNT_ATTR_NOSUID|NODEV|NOEXEC (0x2|0x4|0x8) set on the whole tree */
 };
 
 /* A device node made in the container's /dev (--device): path is relative to /dev and
@@ -139,6 +140,16 @@ struct fb_plan {
     int dev_prog_fd;
     const struct fb_devnode *devnodes; /* extra nodes in /dev, made before it is attached */
     int n_devnodes;
+
+    /* OCI runtime (csrc/runtime/). All zero for fastbox's own run and exec. */
+    int detached; /* no tie to the starting process (no PDEATHSIG): a subreaper that is not
+                     the starter reaps it (`create`, `exec --detach`) */
+    int wait_fifo; /* `create`: once ready, close the exec pipe (the starter returns) and
+                      block opening wait_fifo_fd (an O_PATH fd of exec.fifo) for writing,
+                      until `start` opens it for reading; then write one byte and exec */
+    int wait_fifo_fd;
+    const char *rootfs_bind; /* with no lowers: this directory, bound on rootfs, is the root */
+    unsigned long rootfs_propagation; /* MS_SLAVE, MS_PRIVATE... for / (0: MS_PRIVATE) */
 };
 
 struct fb_report {

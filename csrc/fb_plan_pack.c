@@ -111,6 +111,7 @@ int fb_plan_pack(const struct fb_plan *p, char **out, size_t *len)
     flat.seccomp_prog = (const void *)f[7]; /* struct sock_filter is 8 bytes */
     flat.seccomp_len = p->seccomp_len;
     flat.loopback_up = 0;
+    flat.detached = p->detached;
     memcpy(flat.stdio, p->stdio, sizeof flat.stdio);
     flat.console_fd = p->console_fd;
     flat.console_rows = p->console_rows;

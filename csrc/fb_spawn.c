@@ -198,7 +198,15 @@ static int spawn_new(struct fb_child *c, int cgfd, void *stack, struct fb_report
 
 int fb_spawn(const struct fb_plan *p, struct fb_report *r)
 {
-    struct fb_child c = {.plan = p, .report = r, .report_fd = -1};
+    /* A child that waits for `start` (wait_fifo) outlives this call and our process:
+     * what it reads (this struct, its stack) is never freed or reused under it. */
+    static struct fb_child waiting;
+    struct fb_child local, *cp = p->wait_fifo ? &waiting : &local;
+    memset(cp, 0, sizeof *cp);
+    cp->plan = p;
+    cp->report = r;
+    cp->report_fd = -1;
+#define c (*cp)
     int errp[2], cgfd = -1, rc;
     memset(r, 0, sizeof *r);
     r->pidfd = -1;
@@ -229,7 +237,7 @@ int fb_spawn(const struct fb_plan *p, struct fb_report *r)
     c.parent_fd = errp[0];
     rc = p->join_pidfd >= 0 ? spawn_enter(&c, cgfd, stack, r) : spawn_new(&c, cgfd, stack, r);
 out:
-    if (stack != MAP_FAILED)
+    if (stack != MAP_FAILED && (!p->wait_fifo || rc < 0))
         munmap(stack, FB_STACK_SIZE); /* the child is past execve (new mm) or gone */
     if (cgfd >= 0)
         close(cgfd);
@@ -237,3 +245,4 @@ out:
         close(c.owner_pidfd);
     return rc;
 }
+#undef c
