@@ -162,10 +162,10 @@ def _record(cid, spec, img):
     from fastbox.state.status import CREATED
     from fastbox.state.store import StateStore
     from fastbox.state.owners import my_key
+    from fastbox.containers import _reserve_name
     store = StateStore()
-    if spec.name:
-        store.reserve_name(spec.name, cid)
-    store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
+    name = _reserve_name(store, spec, cid)
+    store.create({"id": cid, "name": name, "image": spec.image, "image_id": img.id,
                   "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                   "tty": False, "status": CREATED, "exit_code": None,
                   "created_at": _iso(), "pid": 0, "owner": my_key()})
@@ -191,5 +191,5 @@ def _reserve_ephemeral_name(spec, cid):
 
 
 def _iso():
-    import datetime
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    from fastbox.state import timestamps
+    return timestamps.now()

@@ -97,3 +97,26 @@ def private_dir(path):
             raise
         private_dir(parent)
         private_dir(path)
+
+
+# ---------------------------------------------------------------- the engine's idle time
+# An engine the C client started by itself exits after this many seconds with nothing to
+# serve (FASTBOX_ENGINE_IDLE, or "engine-idle" in the config file; 0: never), as Gradle's
+# and Bazel's servers do. `fastbox engine start` runs one that stays.
+DEFAULT_ENGINE_IDLE = 600.0
+
+
+def engine_idle():
+    from fastbox.errors import SpecError
+    value = os.environ.get("FASTBOX_ENGINE_IDLE")
+    where = "FASTBOX_ENGINE_IDLE"
+    if value is None:
+        value, where = settings().get("engine-idle", DEFAULT_ENGINE_IDLE), config_file()
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:
+        raise SpecError(f"invalid engine idle time in {where}: {value!r} "
+                        "(seconds, 0 for never)")
+    return seconds

@@ -30,10 +30,9 @@ def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
     _make_volumes(spec)
     img = resolve_image(spec.image)
     store = StateStore()
-    if spec.name:
-        store.reserve_name(spec.name, cid)
+    name = _reserve_name(store, spec, cid)
     try:
-        store.create({"id": cid, "name": spec.name, "image": spec.image, "image_id": img.id,
+        store.create({"id": cid, "name": name, "image": spec.image, "image_id": img.id,
                       "command": list(spec.command or ()), "spec": spec_to_dict(spec),
                       "tty": bool(tty), "interactive": bool(interactive),
                       "status": status.CREATED, "exit_code": None,
@@ -41,8 +40,7 @@ def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
                       "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
                       "log_config": log_config})
     except BaseException:
-        if spec.name:
-            store.release_name(spec.name)
+        store.release_name(name)
         raise
     c = Container(cid, store)
     c._event("create")
@@ -57,6 +55,15 @@ def _make_volumes(spec):
         for v in spec.volumes:
             if v.kind == "volume":
                 store.data_path(v.source, v.anonymous)
+
+
+def _reserve_name(store, spec, cid):
+    """--name, or a generated one ("focused_hopper"), as Docker names every container."""
+    if spec.name:
+        store.reserve_name(spec.name, cid)
+        return spec.name
+    from fastbox.state import names
+    return names.reserve_generated(store, cid)
 
 
 def _log_config(spec):
@@ -467,9 +474,11 @@ class Container:
             "Image": r.get("image_id"),
             "State": {"Status": "paused" if _paused(r) else r["status"],
                       "Running": r["status"] == status.RUNNING, "Paused": _paused(r),
-                      "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code"),
+                      "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code") or 0,
                       "OOMKilled": bool(r.get("oom_killed")),
-                      "StartedAt": r.get("started_at"), "FinishedAt": r.get("finished_at"),
+                      # Docker's zero time for what has not happened yet
+                      "StartedAt": r.get("started_at") or ZERO_TIME,
+                      "FinishedAt": r.get("finished_at") or ZERO_TIME,
                       "Error": r.get("error", "")},
             "Config": {"Image": r["image"], "Cmd": spec.get("command"),
                        "Entrypoint": spec.get("entrypoint"), "Env": spec.get("env"),
@@ -513,6 +522,9 @@ def _network_settings(cid):
             "Networks": {ep.network: {"NetworkID": ep.network_id, "IPAddress": ep.ip,
                                       "Gateway": ep.gateway, "IPPrefixLen": ep.prefix,
                                       "Aliases": ep.names}}}
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _resources(spec):
@@ -585,5 +597,5 @@ def _signal_number(sig):
 
 
 def _now():
-    import datetime
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    from fastbox.state import timestamps
+    return timestamps.now()

@@ -62,3 +62,9 @@ class CommandNotExecutable(StartError):
 
 class EngineError(FastboxError):
     """The warm engine (`fastbox engine`) cannot start, or is not there to stop."""
+
+
+class NotATerminal(SpecError):
+    """`run -it` with a stdin that is not a terminal (Docker: exit 1)."""
+
+    exit_code = 1

@@ -9,11 +9,17 @@ After each test the `_isolated` fixture fails the test (as an error at teardown)
   - a mount point under the test's or the session's temp dirs is still mounted here;
   - a cgroup remains under /sys/fs/cgroup/*/<parent>/ (or /sys/fs/cgroup/<parent>/ on v2);
   - a child process of the test process remains (this process is made a child
-    subreaper, so a daemon that double-forked away from a `fastbox` CLI child is caught too).
+    subreaper, so a daemon that double-forked away from a `fastbox` CLI child is caught too);
   - (networks) a veth of fastbox's (fbv*) remains in the test process's network
     namespace, a network namespace named fb-net-<pid>-* made during the test remains, an
     element remains in a map of fastbox's nft table, or a lease or endpoint record
-    remains under the test's FASTBOX_RUN.
+    remains under the test's FASTBOX_RUN;
+  - an engine still runs for the test's FASTBOX_RUN.
+No test gets an engine it did not ask for: the `fastbox` C client starts one by itself
+when none runs, so every test runs with FASTBOX_NO_ENGINE=1, except those marked
+`engine`, whose FASTBOX_RUN starts with engine.off instead (what `fastbox engine stop`
+leaves: no engine starts by itself until the test runs `fastbox engine start`, or
+removes the file to test the automatic start).
 What leaked is then cleaned up, so one leak does not fail every later test.
 
 The whole session runs in a network namespace of its own: if pytest starts in the
@@ -268,8 +274,34 @@ def _session_cleanup(session_dirs):
             print(f"conftest: cannot remove {d}: {e}", file=sys.stderr)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "engine: uses the fastbox engine (FASTBOX_NO_ENGINE "
+                                       "unset; engine.off in the test's FASTBOX_RUN)")
+
+
+def _engine_left(run):
+    """The pid of an engine still running for run, after stopping it; None if none."""
+    try:
+        with open(os.path.join(run, "engine.pid")) as f:
+            pid, started = (int(x) for x in f.read().split())
+        with open(f"/proc/{pid}/stat") as f:
+            if int(f.read().rpartition(")")[2].split()[19]) != started:
+                return None
+    except (OSError, ValueError):
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.02)
+    return pid
+
+
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path, session_dirs):
+def _isolated(monkeypatch, tmp_path, session_dirs, request):
     """Per-test FASTBOX_ROOT (images shared with the session) and FASTBOX_RUN; the leak
     check after the test."""
     root = tmp_path / "fbroot"
@@ -282,11 +314,19 @@ def _isolated(monkeypatch, tmp_path, session_dirs):
     monkeypatch.setenv("FASTBOX_CGROUP_PARENT", session_dirs.cgroup_parent)
     # No test reads the host's /etc/fastbox/config.json: each has its own (absent) one.
     monkeypatch.setenv("FASTBOX_CONFIG", str(tmp_path / "fastbox-config.json"))
+    if request.node.get_closest_marker("engine"):
+        monkeypatch.delenv("FASTBOX_NO_ENGINE", raising=False)
+        (run / "engine.off").touch()
+    else:
+        monkeypatch.setenv("FASTBOX_NO_ENGINE", "1")
     before = {p for p, _, _ in child_processes()}
     netns_before = test_netns_names()
     yield SimpleNamespace(root=str(root), run=str(run), tmp=str(tmp_path))
 
     problems = []
+    engine = _engine_left(str(run))
+    if engine:
+        problems.append(f"engine left running: pid {engine}")
     mounts = mounts_under(str(tmp_path), str(run), session_dirs.base)
     if mounts:
         problems.append(f"mounts left: {mounts}")

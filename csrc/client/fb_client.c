@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -37,16 +39,24 @@ static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUS
 
 static int engine = -1;
 
+/* The path of fastbox-py, installed beside this binary, into path. */
+static int python_cli_path(char *path, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", path, size - sizeof "/fastbox-py");
+    char *slash = n > 0 ? memrchr(path, '/', (size_t)n) : NULL;
+    if (!slash)
+        return -1;
+    strcpy(slash, "/fastbox-py");
+    return 0;
+}
+
 static void run_python_cli(char **argv)
 {
     char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - sizeof "/fastbox-py");
-    char *slash = n > 0 ? memrchr(path, '/', (size_t)n) : NULL;
-    if (!slash) {
+    if (python_cli_path(path, sizeof path) < 0) {
         fprintf(stderr, "fastbox: cannot find the fastbox-py command beside this one\n");
         exit(125);
     }
-    strcpy(slash, "/fastbox-py");
     execv(path, argv);
     fprintf(stderr, "fastbox: cannot run %s: %s\n", path, strerror(errno));
     exit(125);
@@ -68,13 +78,65 @@ static void check_listener(int fd, const char *path)
     }
 }
 
+/* FASTBOX_NO_ENGINE set to anything but "" or "0": never use or start an engine. */
+static int engine_refused(void)
+{
+    const char *no = getenv("FASTBOX_NO_ENGINE");
+    return no && *no && strcmp(no, "0") != 0;
+}
+
+/* Starts an engine for later commands, in the background, and returns at once: this
+ * command runs in the Python CLI as if nothing happened, whatever becomes of the engine.
+ * The engine is a grandchild in a session of its own (no terminal, none of our fds: a
+ * `$(fastbox ps)` must not wait for it), its output appended to engine.log, and it
+ * exits by itself once idle (fastbox/engine/server.py). Not after `fastbox engine stop`
+ * (it leaves engine.off), nor for a FASTBOX_RUN we cannot write. */
+static void start_engine(const char *run)
+{
+    char path[PATH_MAX], marker[PATH_MAX], log[PATH_MAX];
+    struct stat st;
+    if (snprintf(marker, sizeof marker, "%s/engine.off", run) >= (int)sizeof marker ||
+        snprintf(log, sizeof log, "%s/engine.log", run) >= (int)sizeof log ||
+        python_cli_path(path, sizeof path) < 0)
+        return;
+    if (access(marker, F_OK) == 0 || access(path, X_OK) < 0)
+        return;
+    if (mkdir(run, 0700) < 0 && errno != EEXIST)
+        return;
+    /* Ours, or root's, and nobody else may write in it: else it is not our engine's. */
+    if (lstat(run, &st) < 0 || !S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+        (st.st_mode & 022))
+        return;
+    pid_t child = fork();
+    if (child < 0)
+        return;
+    if (child == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (setsid() < 0 || fork() != 0)
+            _exit(0);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (null < 0 || out < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+            chdir("/") < 0)
+            _exit(0);
+        closefrom(3);
+        char *args[] = {path, "engine", "serve", "--auto", NULL};
+        execv(path, args);
+        _exit(0);
+    }
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 static int connect_engine(void)
 {
     const char *run = getenv("FASTBOX_RUN");
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (!run)
         run = "/run/fastbox";
-    if (!*run || getenv("FASTBOX_NO_ENGINE"))
+    if (!*run || engine_refused())
         return -1;
     if ((size_t)snprintf(addr.sun_path, sizeof addr.sun_path, "%s/engine.sock", run) >=
         sizeof addr.sun_path)
@@ -83,6 +145,8 @@ static int connect_engine(void)
     if (fd < 0)
         return -1;
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        if (errno == ENOENT || errno == ECONNREFUSED)
+            start_engine(run);
         close(fd);
         return -1;
     }

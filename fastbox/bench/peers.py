@@ -337,9 +337,15 @@ FASTBOX_CLI_LIMITS = ["--memory", "256m", "--cpus", "1", "--pids-limit", "1024"]
 
 
 def fastbox_env(workdir):
-    """Store, run dir and cgroup parent of our own, so a benchmark never touches the user's."""
-    return {"FASTBOX_ROOT": os.path.join(workdir, "fastbox-root"),
-            "FASTBOX_RUN": os.path.join(workdir, "fastbox-run"),
+    """Store, run dir and cgroup parent of our own, so a benchmark never touches the user's.
+    The run dir is made with engine.off in it (what `fastbox engine stop` leaves): no engine
+    starts by itself there, so a benchmark measures the path it asks for, and runs one
+    only through `fastbox engine start` (benchmarks/autostart_compare.py removes the file)."""
+    run = os.path.join(workdir, "fastbox-run")
+    os.makedirs(run, mode=0o700, exist_ok=True)
+    with open(os.path.join(run, "engine.off"), "w"):
+        pass
+    return {"FASTBOX_ROOT": os.path.join(workdir, "fastbox-root"), "FASTBOX_RUN": run,
             "FASTBOX_CGROUP_PARENT": f"fastbox-bench-{os.getpid()}"}
 
 

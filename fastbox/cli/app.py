@@ -73,7 +73,8 @@ def main(args=None):
         sys.exit(code if isinstance(code, int) else 0)
     except FastboxError as e:
         print(f"fastbox: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        # Docker's non-run commands exit 1 on errors (125 is `run`'s); 126/127 stay.
+        sys.exit(1 if e.exit_code == 125 else e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
@@ -82,6 +83,8 @@ def main(args=None):
         # Usage errors are click's ClickException, whichever click typer ships (typer
         # 0.29 bundles its own): recognised by what they can do.
         if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
-            sys.exit(125 if e.exit_code == 2 else e.exit_code)
+            from fastbox.cli import usage_errors
+            line = usage_errors.from_click(e)
+            print(f"fastbox: {line}", file=sys.stderr)
+            sys.exit(usage_errors.exit_code(e, line) if e.exit_code == 2 else e.exit_code)
         raise

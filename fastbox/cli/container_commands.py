@@ -43,7 +43,8 @@ def _opts(args):
     from fastbox.errors import SpecError
     opts, image, command = run_args.parse(args)
     if image is None:
-        raise SpecError("an image is required\n" + run_args.USAGE.replace(" run ", " create "))
+        raise SpecError("'fastbox create' requires at least 1 argument (an image); "
+                        "see 'fastbox create --help'")
     tty = opts.pop("tty")
     for key in ("help", "timings", "detach"):
         opts.pop(key)
@@ -74,42 +75,74 @@ class _Created:
         self.image, self.pull, self.cidfile = image, pull or "missing", cidfile
 
 
+def for_each(refs, action):
+    """Docker's multi-name commands: act on each name, report a bad one on stderr and go
+    on; exit 1 at the end if any failed."""
+    from fastbox.errors import FastboxError
+    failed = False
+    for ref in refs:
+        try:
+            action(ref)
+        except FastboxError as e:
+            print(f"fastbox: {e}", file=sys.stderr)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
 def start(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
           attach: bool = typer.Option(False, "--attach", "-a", help="Follow output; return the exit code")):
-    """Start created containers."""
+    """Start created or stopped containers (one already running is left as it is)."""
     from fastbox import containers
-    for ref in containers_:
+    from fastbox.state import status
+
+    def start_one(ref):
         c = containers.get(ref)
-        offset = c.log_position()  # attach to this run's output, not a previous run's
-        c.start()
-        if attach:
-            _print_logs(c.logs(follow=True, offset=offset))
-            raise typer.Exit(c.wait())
+        if c.status != status.RUNNING:  # Docker: starting a running container is a no-op
+            offset = c.log_position()  # attach to this run's output, not a previous run's
+            c.start()
+            if attach:
+                _print_logs(c.logs(follow=True, offset=offset))
+                raise typer.Exit(c.wait())
         print(ref)
+
+    for_each(containers_, start_one)
 
 
 def ps(all: bool = typer.Option(False, "--all", "-a", help="Show stopped containers too"),
        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"),
-       format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
+       format: Optional[str] = typer.Option(None, "--format",
+                                            help="table, json, or a Go template: '{{.Names}}'"),
+       filter_: List[str] = typer.Option([], "--filter", "-f",
+                                         help="name, id, status, label, ancestor, exited=VALUE"),
+       no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate ids and commands"),
+       latest: bool = typer.Option(False, "--latest", "-l", help="Only the newest container"),
+       last: int = typer.Option(-1, "--last", "-n", help="The N newest containers (any state)")):
     """List containers."""
+    for line in ps_lines(all, quiet, format, filter_, no_trunc, latest, last):
+        print(line)
+
+
+def ps_lines(all=False, quiet=False, format=None, filter_=(), no_trunc=False, latest=False,
+             last=-1):
+    """What `ps` prints, as lines (the engine serves `ps` in a thread with it)."""
     from fastbox import containers
-    found = containers.list_containers(all=all)
+    from fastbox.cli import go_template, ps_view
+    filters = ps_view.parse_filters(filter_)
+    if latest:
+        last = 1
+    # As Docker: -n and a status or exited filter look at stopped containers too.
+    every = all or last > 0 or "status" in filters or "exited" in filters
+    records = [c.attrs for c in containers.list_containers(all=every)]
+    records.sort(key=lambda r: r.get("created_at") or "", reverse=True)
+    records = [r for r in records if ps_view.matches(r, filters)]
+    if last > 0:
+        records = records[:last]
     if quiet:
-        for c in found:
-            print(c.id[:12])
-        return
-    if format == "json":
-        for c in found:
-            print(json.dumps(c.attrs))
-        return
-    from fastbox.network.endpoints import ports_text
-    print(f"{'CONTAINER ID':<14} {'IMAGE':<24} {'COMMAND':<24} {'STATUS':<18} {'PORTS':<24} NAMES")
-    for c in found:
-        r = c.attrs
-        state = r["status"] + (f" ({r['exit_code']})" if r["status"] == "exited" else "")
-        ports = ports_text(c.id) if r["status"] == "running" else ""
-        print(f"{c.id[:12]:<14} {r['image'][:23]:<24} {' '.join(r['command'])[:23]:<24} "
-              f"{state:<18} {ports:<24} {r.get('name') or ''}")
+        return [r["id"] if no_trunc else r["id"][:12] for r in records]
+    rows = [ps_view.ContainerRow(r, trunc=not no_trunc) for r in records]
+    return go_template.format_rows(format, rows, default=ps_view.DEFAULT_TABLE,
+                                   titles=ps_view.TITLES)
 
 
 def _print_logs(chunks):
@@ -122,14 +155,46 @@ def _print_logs(chunks):
 def logs(container: str,
          follow: bool = typer.Option(False, "--follow", "-f", help="Follow new output"),
          tail: Optional[int] = typer.Option(None, "--tail", "-n", help="Only the last N lines"),
-         timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix each line with its time")):
+         timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix each line with its time"),
+         since: Optional[str] = typer.Option(None, "--since",
+                                             help="Only lines since a time (2026-12-07T10:00:00Z, "
+                                                  "a Unix time, or 10m before now)"),
+         until: Optional[str] = typer.Option(None, "--until",
+                                             help="Only lines before a time (same forms)")):
     """Print a container's output (stdout to stdout, stderr to stderr)."""
     from fastbox import containers
     from fastbox.runtime import logs as log_files
+    start, end = _time_bound("--since", since), _time_bound("--until", until)
     c = containers.get(container)
     entries = log_files.read(c._store.log_path(c.id), follow=follow, tail=tail,
                              running=lambda: c.reload().status == "running")
+    if start is not None or end is not None:
+        entries = _between(entries, start, end)
     _print_logs(log_files.format_entry(e, timestamps) for e in entries)
+
+
+def _time_bound(flag, value):
+    from fastbox.errors import SpecError
+    from fastbox.state import timestamps
+    if value is None:
+        return None
+    try:
+        return timestamps.point_in_time(value)
+    except ValueError:
+        raise SpecError(f"invalid value for {flag}: {value!r} (a time such as "
+                        "2026-12-07T10:00:00Z, a Unix time, or a duration such as 10m)") from None
+
+
+def _between(entries, start, end):
+    """Entries logged at or after start and before end (Docker's --since/--until); with
+    --follow, an --until in the past ends the stream at the first later line."""
+    from fastbox.state import timestamps
+    for e in entries:
+        when = timestamps.parse(e["time"])
+        if end is not None and when >= end:
+            return
+        if start is None or when >= start:
+            yield e
 
 
 def stop(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
@@ -138,18 +203,26 @@ def stop(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
                                                   "the container's --stop-timeout, or 10)")):
     """Stop containers: SIGTERM, then SIGKILL after the timeout."""
     from fastbox import containers
-    for ref in containers_:
+
+    def stop_one(ref):
         containers.get(ref).stop(timeout=time_)
         print(ref)
+
+    for_each(containers_, stop_one)
 
 
 def kill(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
          signal: str = typer.Option("KILL", "--signal", "-s", help="Signal name or number")):
     """Send a signal to containers' main process."""
     from fastbox import containers
-    for ref in containers_:
-        containers.get(ref).kill(signal)
+    from fastbox.containers import _signal_number
+    sig = _signal_number(signal)  # a bad signal is one error, not one per container
+
+    def kill_one(ref):
+        containers.get(ref).kill(sig)
         print(ref)
+
+    for_each(containers_, kill_one)
 
 
 def rm(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
@@ -157,56 +230,108 @@ def rm(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
        volumes: bool = typer.Option(False, "--volumes", "-v", help="Remove its anonymous volumes")):
     """Remove containers, their writable layers and logs."""
     from fastbox import containers
-    for ref in containers_:
+
+    def remove_one(ref):
         containers.get(ref).remove(force=force, volumes=volumes)
         print(ref)
+
+    for_each(containers_, remove_one)
 
 
 def wait(containers_: List[str] = typer.Argument(..., metavar="CONTAINER...")):
     """Block until containers stop; print their exit codes."""
     from fastbox import containers
-    for ref in containers_:
-        print(containers.get(ref).wait())
+    for_each(containers_, lambda ref: print(containers.get(ref).wait()))
 
 
-def inspect(refs: List[str] = typer.Argument(..., metavar="NAME|ID...")):
+def inspect(refs: List[str] = typer.Argument(..., metavar="NAME|ID..."),
+            format: Optional[str] = typer.Option(None, "--format", "-f",
+                                                 help="A Go template: '{{.State.Status}}'"),
+            type_: Optional[str] = typer.Option(None, "--type",
+                                                help="container or image (default: either)")):
     """Low-level information on containers (or images) as JSON."""
-    from fastbox import containers
-    from fastbox.errors import ContainerStateError
+    from fastbox.cli import go_template
+    from fastbox.errors import SpecError
+    if type_ not in (None, "container", "image"):
+        raise SpecError(f'"{type_}" is not a valid value for --type')
+    template = go_template.Template(go_template.unescape(format)) if format else None
     out = []
-    for ref in refs:
+
+    def inspect_one(ref):
+        found = _inspect_object(ref, type_)
+        if template is None:
+            out.append(found)
+        else:
+            print(template.execute(found))
+
+    try:
+        for_each(refs, inspect_one)
+    finally:
+        if template is None:
+            print(json.dumps(out, indent=4))
+
+
+def _inspect_object(ref, type_):
+    """The container, else the image, that ref names; Docker's "No such object"."""
+    from fastbox import containers
+    from fastbox.errors import ContainerStateError, ImageError, FastboxError
+    if type_ != "image":
         try:
-            out.append(containers.get(ref).inspect())
-        except ContainerStateError:
-            from fastbox.cli import image_commands
-            if not hasattr(image_commands, "inspect_image"):
+            return containers.get(ref).inspect()
+        except ContainerStateError as e:
+            if not str(e).startswith("no such container"):
                 raise
-            out.append(image_commands.inspect_image(ref))
-    print(json.dumps(out, indent=2))
+    if type_ != "container":
+        from fastbox.cli import image_commands
+        try:
+            return image_commands.inspect_image(ref)
+        except ImageError:
+            pass
+    what = {"container": "container", "image": "image"}.get(type_, "object")
+    raise FastboxError(f"No such {what}: {ref}")
 
 
 def stats(containers_: Optional[List[str]] = typer.Argument(None, metavar="[CONTAINER...]"),
           no_stream: bool = typer.Option(False, "--no-stream", help="One reading, then exit"),
-          interval: float = typer.Option(1.0, "--interval", help="Seconds between readings")):
+          interval: float = typer.Option(1.0, "--interval", help="Seconds between readings"),
+          format: Optional[str] = typer.Option(None, "--format",
+                                               help="table, json, or a Go template: '{{.Name}} {{.MemPerc}}'"),
+          no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate ids")):
     """Live CPU %, memory, block I/O and pids of running containers (Docker's columns)."""
     from fastbox import containers
+    from fastbox.cli import go_template
     found = [containers.get(r) for r in containers_] if containers_ else containers.list_containers()
+    named = dict(zip((c.id for c in found), containers_ or ()))
+    template = (go_template.Template(go_template.unescape(format))
+                if format and format != "json" and not format.startswith("table") else None)
     before = {c.id: c.stats() for c in found}
     while True:
         time.sleep(interval if not no_stream else min(interval, 0.5))
-        rows = [STATS_HEADER]
+        rows = []
         for c in found:
             now = c.stats()
-            rows.append(_stats_row(c, before[c.id], now))
+            cells = _stats_row(c, before[c.id], now)
+            if no_trunc:
+                cells = (c.id,) + cells[1:]
+            rows.append({"Container": named.get(c.id, cells[0]),
+                         **dict(zip(STATS_FIELDS, cells))})
             before[c.id] = now
-        print(_table(rows))
+        if template is None and format is None:
+            print(_table([STATS_HEADER] + [tuple(r[f] for f in STATS_FIELDS) for r in rows]))
+        else:
+            for line in go_template.format_rows(format, rows, default=STATS_TABLE,
+                                                titles=STATS_TITLES):
+                print(line)
         sys.stdout.flush()
         if no_stream:
             return
 
 
+STATS_FIELDS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
 STATS_HEADER = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
                 "BLOCK I/O", "PIDS")
+STATS_TITLES = {"Container": "CONTAINER", **dict(zip(STATS_FIELDS, STATS_HEADER))}
+STATS_TABLE = "\t".join("{{." + f + "}}" for f in STATS_FIELDS)
 
 
 def _stats_row(c, before, now):
@@ -266,11 +391,36 @@ def rename(container: str, new_name: str):
     containers.get(container).rename(new_name)
 
 
-def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (always on here)")):
+def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation")):
     """Remove every stopped container."""
     from fastbox import containers
-    for cid in containers.prune():
-        print(cid)
+    from fastbox.cli import prompts
+    if not force and not prompts.confirm(
+            "WARNING! This will remove all stopped containers.\n"
+            "Are you sure you want to continue?"):
+        raise typer.Exit(0)
+    sizes = {c.id: _disk_usage(c._store.container_dir(c.id))
+             for c in containers.list_containers(all=True)}
+    removed = containers.prune()
+    if removed:
+        print("Deleted Containers:")
+        for cid in removed:
+            print(cid)
+        print()
+    from fastbox.cli.image_commands import human_size
+    print(f"Total reclaimed space: {human_size(sum(sizes.get(cid, 0) for cid in removed))}")
+
+
+def _disk_usage(path):
+    """Bytes of the files under path (its writable layer, its log), not following links."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def exec_(ctx: typer.Context):

@@ -12,14 +12,17 @@ def register(app):
 
 
 def start():
-    """Start the engine in the background (log: $FASTBOX_RUN/engine.log)."""
+    """Start the engine in the background, to stay until `engine stop` (log:
+    $FASTBOX_RUN/engine.log). Without it, the first fastbox command starts one that exits
+    when idle (FASTBOX_ENGINE_IDLE seconds, 600 by default)."""
     from fastbox.engine import lifecycle
     pid, started = lifecycle.start()
     print(f"fastbox engine {'started' if started else 'already running'} (pid {pid})")
 
 
 def stop():
-    """Stop the engine; its running containers get SIGTERM, then SIGKILL after 10 s."""
+    """Stop the engine, and start none by itself until `engine start`; its running
+    containers get SIGTERM, then SIGKILL after 10 s."""
     from fastbox.engine import lifecycle
     pid = lifecycle.stop()
     print(f"fastbox engine stopped (pid {pid})" if pid else "fastbox engine is not running")
@@ -36,7 +39,7 @@ def status():
           f"log {lifecycle.log_path()}")
 
 
-def serve():
+def serve(auto: bool = typer.Option(False, "--auto", hidden=True)):
     """Run the engine in the foreground (for a service manager); stop it with SIGTERM."""
     from fastbox.engine import server
-    raise typer.Exit(server.serve_forever())
+    raise typer.Exit(server.serve_forever(auto=auto))

@@ -1,5 +1,7 @@
 """`fastbox exec [-i] [-t] [--privileged] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`:
 Docker's options up to the container, then the command verbatim."""
+import os
+
 from fastbox.errors import FastboxError, SpecError
 
 USAGE = "Usage: fastbox exec [OPTIONS] CONTAINER COMMAND [ARG...]"
@@ -21,7 +23,7 @@ def parse(args):
         elif name in _FLAGS and not eq:  # combined short flags: -it
             for ch in arg[1:]:
                 if "-" + ch not in _FLAGS:
-                    raise SpecError(f"unknown flag: -{ch}\n{USAGE}")
+                    raise SpecError(_unknown("-" + ch))
                 opts[_FLAGS["-" + ch]] = True
         elif name in _VALUES:
             if not value:
@@ -32,11 +34,17 @@ def parse(args):
             key = _VALUES[name]
             opts[key] = opts[key] + [value] if key == "env" else value
         else:
-            raise SpecError(f"unknown flag: {name}\n{USAGE}")
+            raise SpecError(_unknown(name))
         i += 1
     if len(args) - i < 2:
-        raise SpecError(f"'fastbox exec' requires a container and a command\n{USAGE}")
+        raise SpecError("'fastbox exec' requires at least 2 arguments (CONTAINER COMMAND); "
+                        "see 'fastbox exec --help'")
     return opts, args[i], args[i + 1:]
+
+
+def _unknown(name):
+    from fastbox.cli.usage_errors import unknown_flag
+    return unknown_flag("fastbox exec", name, [*_FLAGS, *_VALUES])
 
 
 def main(args):
@@ -49,12 +57,15 @@ def main(args):
     if opts["detach"]:
         from fastbox.cli import exec_detached
         return exec_detached.main(opts, ref, command, run_command.Caller())
+    if opts["tty"] and opts["interactive"] and not os.isatty(0):
+        from fastbox.errors import NotATerminal
+        return run_command.failed(NotATerminal("the input device is not a TTY"), 2)
     if opts["tty"]:
         from fastbox.cli import tty_session
         try:
             return tty_session.exec_(_container(ref), command, opts)
         except FastboxError as e:
-            return run_command.failed(e, 2)
+            return failed(e, 2)
     return execute(opts, ref, command,
                    run_command.Caller(on_start=run_command.forward_signals()))
 
@@ -74,7 +85,16 @@ def execute(opts, ref, command, caller):
                           stdin=caller.fds[0] if opts["interactive"] else None,
                           stdout=caller.fds[1], stderr=err, on_start=caller.on_start).exit_code
     except FastboxError as e:
-        return run_command.failed(e, err)
+        return failed(e, err)
+
+
+def failed(error, err_fd):
+    """An error once the command line is parsed, as `docker exec` reports it: one line,
+    and exit 1 (no such container, not running, no such user), 126/127 for a program that
+    cannot run; 125 stays for the command line itself (parse errors)."""
+    from fastbox.cli import run_command
+    code = run_command.failed(error, err_fd)
+    return 1 if code == 125 else code
 
 
 def _container(ref):

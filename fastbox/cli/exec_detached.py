@@ -14,7 +14,8 @@ def main(opts, ref, command, caller):
     try:
         opts = dict(opts, env=list(parse_env(opts["env"], environ=caller.environ)))
     except FastboxError as e:
-        return run_command.failed(e, err)
+        from fastbox.cli.exec_command import failed
+        return failed(e, err)
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child

@@ -36,14 +36,25 @@ def register(app):
     app.add_typer(system_app, name="system")
 
 
-def import_(tarball: str = typer.Argument(..., help="A rootfs tarball (plain or gzip)"),
+def import_(tarball: str = typer.Argument(..., help="A rootfs tarball (plain or gzip), - for stdin"),
             reference: str = typer.Argument(..., help="NAME[:TAG] for the new image"),
             change: List[str] = typer.Option([], "--change", "-c",
                                              help='Set CMD, ENTRYPOINT, ENV, WORKDIR or USER, e.g. CMD ["sh"]')):
-    """Create a one-layer image from a root filesystem tarball."""
+    """Create a one-layer image from a root filesystem tarball (- reads it from stdin)."""
     from fastbox.images.store import ImageStore
-    image = ImageStore().import_tar(tarball, reference, changes=parse_changes(change))
-    print(image.id)
+    changes = parse_changes(change)
+    if tarball != "-":
+        print(ImageStore().import_tar(tarball, reference, changes=changes).id)
+        return
+    import shutil
+    import tempfile
+    from fastbox import config
+    # The store reads the tarball more than once: stdin goes to a private file first.
+    config.private_dir(config.root())
+    with tempfile.NamedTemporaryFile(dir=config.root(), prefix=".import-") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        f.flush()
+        print(ImageStore().import_tar(f.name, reference, changes=changes).id)
 
 
 def parse_changes(changes):
@@ -70,22 +81,27 @@ def parse_changes(changes):
     return out
 
 
-def images(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image ids"),
-           format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
+def images(repository: Optional[str] = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+           quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image ids"),
+           format: Optional[str] = typer.Option(None, "--format",
+                                                help="table, json, or a Go template: '{{.Repository}}'"),
+           no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate ids"),
+           digests: bool = typer.Option(False, "--digests", help="Show digests")):
     """List images in the local store."""
+    from fastbox.cli import go_template, image_view
     from fastbox.images.store import ImageStore
-    rows = ImageStore().list()
+    rows = [r for r in ImageStore().list() if image_view.matches(r, repository)]
     if quiet:
         for r in rows:
-            print(r["id"].split(":")[-1][:12])
-    elif format == "json":
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        print(f"{'REPOSITORY':<40} {'TAG':<12} {'IMAGE ID':<14} {'CREATED':<22} SIZE")
-        for r in rows:
-            print(f"{r['repository']:<40} {r['tag']:<12} {r['id'].split(':')[-1][:12]:<14} "
-                  f"{str(r.get('created', ''))[:19]:<22} {human_size(r.get('size', 0))}")
+            print(r["id"] if no_trunc else r["id"].split(":")[-1][:12])
+        return
+    default = image_view.DEFAULT_TABLE
+    if digests:
+        default = default.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t")
+    for line in go_template.format_rows(format, [image_view.ImageRow(r, trunc=not no_trunc)
+                                                 for r in rows],
+                                        default=default, titles=image_view.TITLES):
+        print(line)
 
 
 def pull(image: str = typer.Argument(..., help="NAME[:TAG|@DIGEST]"),
@@ -161,10 +177,14 @@ def rmi(images: List[str] = typer.Argument(..., help="Names or ids"),
                                    help="Untag even if a container uses the image (its content stays)")):
     """Remove images."""
     from fastbox.images.store import ImageStore
+    from fastbox.cli.container_commands import for_each
     store = ImageStore()
-    for ref in images:
+
+    def remove_one(ref):
         for line in store.remove(ref, force=force):
             print(line)
+
+    for_each(images, remove_one)
 
 
 def inspect(names: List[str] = typer.Argument(..., help="Images"),
@@ -179,8 +199,10 @@ def inspect(names: List[str] = typer.Argument(..., help="Images"),
         except ImageNotFound:
             raise ImageNotFound(f"no such object: {name}") from None
     if format:
+        from fastbox.cli import go_template
+        template = go_template.Template(go_template.unescape(format))
         for obj in found:
-            print(render_template(format, obj))
+            print(template.execute(obj))
     else:
         print(json.dumps(found, indent=4))
 
@@ -218,10 +240,11 @@ def prune(all: bool = typer.Option(False, "--all", "-a", help="Remove all images
           force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation")):
     """Remove unused images, and blobs, layers and downloads nothing references."""
     from fastbox.images.store import ImageStore
-    if not force and sys.stdin.isatty():
-        what = "all images without at least one container associated to them" if all else "all dangling images"
-        if not typer.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
-            raise typer.Exit(0)
+    from fastbox.cli import prompts
+    what = "all images without at least one container associated to them" if all else "all dangling images"
+    if not force and not prompts.confirm(f"WARNING! This will remove {what}.\n"
+                                         "Are you sure you want to continue?"):
+        raise typer.Exit(0)
     lines, freed = ImageStore().prune(all=all)
     if lines:
         print("Deleted Images:")
@@ -284,25 +307,6 @@ def registry_of(server):
     host = server.partition("://")[2] if "://" in server else server
     host = host.partition("/")[0]
     return "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
-
-
-def render_template(template, obj):
-    """The part of Go templates people use with inspect: {{.A.B}} and {{json .A.B}}."""
-    import re
-
-    def value(path):
-        v = obj
-        for key in path.strip(".").split(".") if path.strip(".") else ():
-            v = v.get(key) if isinstance(v, dict) else None
-        return v
-
-    def field(m):
-        v = value(m.group(2))
-        if m.group(1):
-            return json.dumps(v)
-        return json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else str(v)
-
-    return re.sub(r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}", field, template)
 
 
 def human_size(n):

@@ -64,25 +64,22 @@ def restart(containers_: List[str] = typer.Argument(..., metavar="CONTAINER...")
                                                 help="Seconds to wait before SIGKILL")):
     """Restart containers: stop (if running), then start on the same writable layer."""
     from fastbox import containers
-    for ref in containers_:
-        containers.get(ref).restart(timeout=time_)
-        print(ref)
+    from fastbox.cli.container_commands import for_each
+    for_each(containers_, lambda ref: (containers.get(ref).restart(timeout=time_), print(ref)))
 
 
 def pause(containers_: List[str] = typer.Argument(..., metavar="CONTAINER...")):
     """Freeze every process of containers (the cgroup freezer)."""
     from fastbox import containers
-    for ref in containers_:
-        containers.get(ref).pause()
-        print(ref)
+    from fastbox.cli.container_commands import for_each
+    for_each(containers_, lambda ref: (containers.get(ref).pause(), print(ref)))
 
 
 def unpause(containers_: List[str] = typer.Argument(..., metavar="CONTAINER...")):
     """Thaw paused containers."""
     from fastbox import containers
-    for ref in containers_:
-        containers.get(ref).unpause()
-        print(ref)
+    from fastbox.cli.container_commands import for_each
+    for_each(containers_, lambda ref: (containers.get(ref).unpause(), print(ref)))
 
 
 def update(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
@@ -110,7 +107,8 @@ def update(containers_: List[str] = typer.Argument(..., metavar="CONTAINER..."),
         restart=restart).items() if v is not None}
     if not limits:
         raise SpecError("you must provide one or more flags when using this command")
-    for ref in containers_:
-        containers.get(ref).update(**limits)
-        print(ref)
-    sys.stdout.flush()
+    from fastbox.cli.container_commands import for_each
+    try:
+        for_each(containers_, lambda ref: (containers.get(ref).update(**limits), print(ref)))
+    finally:
+        sys.stdout.flush()

@@ -87,7 +87,8 @@ def parse(args):
             break
         name, eq, value = arg.partition("=") if arg.startswith("--") else _short(arg)
         if name not in _BY_NAME:
-            raise SpecError(f"unknown flag: {name}\nSee 'fastbox run --help'.")
+            from fastbox.cli.usage_errors import unknown_flag
+            raise SpecError(unknown_flag("fastbox run", name, _BY_NAME))
         dest, kind = _BY_NAME[name]
         if kind == "flag":
             opts[dest] = value.lower() not in ("false", "0") if eq else True

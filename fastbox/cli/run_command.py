@@ -26,7 +26,8 @@ class Request:
                                                    opts.pop("tty"))
         self.pull, self.cidfile = opts.pop("pull") or "missing", opts.pop("cidfile")
         if self.image is None and not self.help:
-            raise SpecError("'fastbox run' requires at least 1 argument: an image\n" + run_args.USAGE)
+            raise SpecError("'fastbox run' requires at least 1 argument (an image); "
+                            "see 'fastbox run --help'")
         if opts["entrypoint"] is not None:
             opts["entrypoint"] = [opts["entrypoint"]] if opts["entrypoint"] else []
         if opts["remove"] and opts["restart"] not in (None, "no"):
@@ -58,6 +59,9 @@ def main(args):
     if not req.detach and not req.help and req.own_network():
         from fastbox.runtime import spare
         spare.make_early(req.opts.get("network", "none"))
+    if req.tty and req.interactive and not req.detach and not req.help and not os.isatty(0):
+        from fastbox.errors import NotATerminal
+        return failed(NotATerminal("the input device is not a TTY"), 2)
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it

@@ -24,6 +24,14 @@ def exec_(c, command, opts):
     return result.exit_code
 
 
+def _write_all(fd, data):
+    """os.write may take only part of data (a full terminal queue): the rest must follow,
+    not be dropped."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _size():
     """Our terminal's (rows, columns), for the container's terminal to start with (a
     program may ask at once); True (the kernel's 0x0) if we have none."""
@@ -51,7 +59,9 @@ class _Relay:
             import termios
             import tty
             self.saved_tty = termios.tcgetattr(0)
-            tty.setraw(0)
+            # TCSANOW, not setraw's default TCSAFLUSH: that discards what the user typed
+            # ahead (while the container started), as neither a shell nor Docker does.
+            tty.setraw(0, termios.TCSANOW)
         return self
 
     def start(self, master):
@@ -82,11 +92,11 @@ class _Relay:
                     data = b""
                 if not data:
                     return
-                os.write(1, data)
+                _write_all(1, data)
             if 0 in ready:
                 data = os.read(0, 65536)
                 if data:
-                    os.write(self.master, data)
+                    _write_all(self.master, data)
                 else:
                     watch.remove(0)
 

@@ -26,20 +26,33 @@ def create(name: Optional[str] = typer.Argument(None, metavar="[VOLUME]"),
 
 
 def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only names"),
-       format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines")):
+       format: Optional[str] = typer.Option(None, "--format",
+                                            help="table, json, or a Go template: '{{.Name}}'")):
     """List volumes."""
+    from fastbox.cli import go_template
     from fastbox.volumes import store
     found = store.list_volumes()
     if quiet:
         for v in found:
             print(v["Name"])
-    elif format == "json":
-        for v in found:
-            print(json.dumps(v))
-    else:
-        print(f"{'DRIVER':<10}VOLUME NAME")
-        for v in found:
-            print(f"{v['Driver']:<10}{v['Name']}")
+        return
+    for line in go_template.format_rows(format, [_row(v) for v in found],
+                                        default="{{.Driver}}\t{{.Name}}", titles=VOLUME_TITLES):
+        print(line)
+
+
+VOLUME_TITLES = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
+                 "Labels": "LABELS", "Scope": "SCOPE", "Links": "LINKS", "Size": "SIZE",
+                 "CreatedAt": "CREATED AT"}
+
+
+def _row(v):
+    """A volume as `volume ls --format` sees it (Docker's fields; labels as k=v,...)."""
+    labels = v.get("Labels") or {}
+    return {"Driver": v.get("Driver", "local"), "Name": v["Name"],
+            "Mountpoint": v.get("Mountpoint", ""), "Scope": v.get("Scope", "local"),
+            "Labels": ",".join(f"{k}={labels[k]}" for k in sorted(labels)),
+            "Links": "N/A", "Size": "N/A", "CreatedAt": v.get("CreatedAt", "")}
 
 
 def inspect(names: List[str] = typer.Argument(..., metavar="VOLUME...")):

@@ -1,5 +1,6 @@
-"""`python -m fastbox.engine [--ready-fd N]`: the engine in the foreground, as
-`fastbox engine start` launches it."""
+"""`python -m fastbox.engine [--ready-fd N] [--auto]`: the engine in the foreground, as
+`fastbox engine start` launches it (--auto: as the C client starts one by itself, through
+`fastbox-py engine serve --auto`, which comes here without loading typer)."""
 import sys
 
 from fastbox.errors import FastboxError
@@ -9,7 +10,7 @@ def main(argv):
     ready_fd = int(argv[argv.index("--ready-fd") + 1]) if "--ready-fd" in argv else -1
     try:
         from fastbox.engine import server
-        return server.serve_forever(ready_fd)
+        return server.serve_forever(ready_fd, auto="--auto" in argv)
     except FastboxError as e:
         print(f"fastbox: {e}", file=sys.stderr)
         return e.exit_code

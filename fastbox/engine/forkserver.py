@@ -26,7 +26,9 @@ from fastbox.cli import entry
 from fastbox.cli.run_command import FORWARDED
 from fastbox.engine import protocol
 
-NFDS = 6  # the client's connection, its stdio, its cwd, the request's payload
+# the client's connection, its stdio, its cwd, the request's payload, and the write end of
+# the engine's pipe that says the worker is done (closed as the worker exits, however)
+NFDS = 7
 HANG_UP_GRACE = 10.0
 # What typer reads once, at import (typer/core.py, typer/main.py, typer/rich_utils.py).
 READ_AT_IMPORT = frozenset(("TYPER_USE_RICH", "TYPER_STANDARD_TRACEBACK",
@@ -64,15 +66,16 @@ class ForkServer:
             print("fastbox engine: the fork server died while warming up: commands other "
                   "than run will use the Python CLI", file=sys.stderr)
 
-    def hand_off(self, conn, request, cwd):
+    def hand_off(self, conn, request, cwd, alive):
         """Gives the client to a new worker (OSError if the server is gone). The caller
-        keeps and closes its own copies of conn, the request's fds and cwd."""
+        keeps and closes its own copies of conn, the request's fds, cwd and alive (the
+        write end of a pipe the worker holds until it exits)."""
         payload = os.memfd_create("fastbox-request", os.MFD_CLOEXEC)
         try:
             # The environment can exceed what one socket message may carry: a memfd.
             with os.fdopen(os.dup(payload), "wb") as f:
                 pickle.dump((request.args, request.environ, *_process_state(request.pid)), f)
-            fds = array.array("i", [conn.fileno(), *request.fds, cwd, payload])
+            fds = array.array("i", [conn.fileno(), *request.fds, cwd, payload, alive])
             self.sock.sendmsg([b"W"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         finally:
             os.close(payload)

@@ -1,6 +1,9 @@
 """Starting, finding and stopping the engine of this FASTBOX_RUN. The engine writes
 engine.pid ("PID START_TIME") once its socket accepts clients, and removes it when it
-exits; a pid whose start time differs is another process, not our engine."""
+exits; a pid whose start time differs is another process, not our engine.
+
+The C client starts an engine by itself when none runs; `stop` opts out of that by
+leaving engine.off, which `start` removes (FASTBOX_NO_ENGINE=1 opts out per command)."""
 import os
 import signal
 import subprocess
@@ -17,6 +20,10 @@ STOP_TIMEOUT = 20.0  # the engine gives its containers 10 s after SIGTERM
 
 def log_path():
     return os.path.join(config.run_dir(), "engine.log")
+
+
+def off_marker():
+    return os.path.join(config.run_dir(), "engine.off")
 
 
 def running():
@@ -39,11 +46,15 @@ def start():
     """Starts the engine in the background (in its own session, its output appended to
     engine.log) and returns (pid, True) once it accepts clients; (pid, False) if one was
     already running."""
-    pid = running()
-    if pid:
-        return pid, False
     run = config.run_dir()
     os.makedirs(run, mode=0o700, exist_ok=True)
+    try:
+        os.unlink(off_marker())
+    except FileNotFoundError:
+        pass
+    pid = running() or _starting()
+    if pid:
+        return pid, False
     log = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -61,6 +72,31 @@ def start():
     proc.kill()
     proc.wait()
     raise EngineError(f"the engine did not start: {_last_log_line()}")
+
+
+def _starting():
+    """The pid of an engine that holds the lock but is not serving yet (one the C client
+    started by itself a moment ago), once it serves; None if no engine holds the lock."""
+    import fcntl
+    try:
+        fd = os.open(os.path.join(config.run_dir(), "engine.lock"), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            pid = running()
+            if pid:
+                return pid
+            time.sleep(0.01)
+        raise EngineError("an engine holds engine.lock but does not serve: "
+                          f"see {log_path()}") from None
+    finally:
+        os.close(fd)
 
 
 def _wait_ready(fd):
@@ -81,7 +117,12 @@ def _last_log_line():
 
 def stop():
     """Stops the engine (its running containers get SIGTERM, then SIGKILL after 10 s)
-    and returns its pid, or None if none was running."""
+    and returns its pid, or None if none was running. No engine starts by itself for
+    this FASTBOX_RUN from now on, until `start`."""
+    run = config.run_dir()
+    os.makedirs(run, mode=0o700, exist_ok=True)
+    with open(off_marker(), "w"):
+        pass
     recorded = _recorded()
     if recorded is None:
         return None

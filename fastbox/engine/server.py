@@ -145,7 +145,8 @@ def _thread_work(args):
     terminal relayed by a process of its own), as parsed (or the FastboxError parsing
     raised, which the thread reports as the CLI would). None: a worker runs it."""
     if args[0] not in ("run", "exec"):
-        return None
+        from fastbox.engine import listing
+        return listing.parse(args)
     try:
         parsed = _parse(args)
     except FastboxError as e:
@@ -169,11 +170,16 @@ def fastbox_settings(environ):
 
 
 class Server:
-    def __init__(self, forks):
+    def __init__(self, forks, idle=0.0):
         self.context = Context(os.getpid())
         self.settings = fastbox_settings(os.environ)
         self.forks = forks
         self.clients = {}  # fd -> Client, touched only by the poll thread
+        # The read ends of pipes whose write ends the workers hold: end of file says a
+        # worker has exited (answered, or died). Watched for the idle exit only.
+        self.handed = set()
+        self.idle = idle  # seconds with nothing to serve before we exit; 0: never
+        self.last_busy = time.monotonic()
 
     # ------------------------------------------------------------ one request
 
@@ -195,6 +201,9 @@ class Server:
         CLI would do it; None if the client has gone."""
         if isinstance(parsed, FastboxError):
             return run_command.failed(parsed, req.fds[2])
+        from fastbox.engine import listing
+        if isinstance(parsed, listing.Listing):
+            return listing.serve(parsed, req.fds)
         try:  # its own directory, even deleted (then nothing in it can be read)
             cwd = _cwd_of(req.pid)
         except OSError:  # the client is gone
@@ -218,19 +227,45 @@ class Server:
     # ------------------------------------------------------------ the poll thread
 
     def loop(self, listener, wakeup):
-        """Accepts clients and reads what they send until a signal arrives on wakeup."""
+        """Accepts clients and reads what they send until a signal arrives on wakeup, or
+        until we have been idle for self.idle seconds."""
         poller = select.epoll()
         poller.register(listener.fileno(), select.EPOLLIN)
         poller.register(wakeup, select.EPOLLIN)
         with poller:
             while True:
-                for fd, _ in poller.poll():
+                events = poller.poll(self._poll_timeout())
+                if not events and self._idle_for() >= self.idle > 0:
+                    return
+                for fd, _ in events:
                     if fd == wakeup:
                         return
                     if fd == listener.fileno():
                         self.accept(listener, poller)
+                    elif fd in self.handed:
+                        poller.unregister(fd)
+                        self.handed.discard(fd)
+                        os.close(fd)
                     else:
                         self.readable(fd, poller)
+
+    def busy(self):
+        """Whether anything is being served: a client of ours, a request thread (a
+        container in the foreground), or a worker's command."""
+        return bool(self.clients or self.handed or _request_threads())
+
+    def _idle_for(self):
+        now = time.monotonic()
+        if self.busy():
+            self.last_busy = now
+        return now - self.last_busy
+
+    def _poll_timeout(self):
+        """Seconds until we might be idle long enough (None: wait for an event). While
+        busy, look again every second: a request thread ends without an event of ours."""
+        if self.idle <= 0:
+            return None
+        return max(0.05, min(1.0, self.idle - self._idle_for()))
 
     def accept(self, listener, poller):
         while True:
@@ -295,17 +330,22 @@ class Server:
         except OSError:  # the client is gone
             client.answer(protocol.FALLBACK)
             return
+        alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.forks.hand_off(client.conn, client.request, cwd)
+            self.forks.hand_off(client.conn, client.request, cwd, alive_w)
         except OSError as e:
+            os.close(alive_r)
             print(f"fastbox engine: fork server: {e}", file=sys.stderr)
             client.answer(protocol.FALLBACK)
             return
         finally:
             os.close(cwd)
+            os.close(alive_w)
         self.drop(fd, poller)
         client.request.close()
         client.conn.close()
+        self.handed.add(alive_r)
+        poller.register(alive_r, select.EPOLLIN)
 
     def drop(self, fd, poller):
         """Forget a connection, before it is closed (closing would reuse the fd)."""
@@ -341,17 +381,25 @@ class Server:
             client.hang_up()
 
 
-def serve_forever(ready_fd=-1):
+def serve_forever(ready_fd=-1, auto=False):
     """Runs the engine in this process until SIGTERM or SIGINT. ready_fd, if given, gets
-    one byte once the socket accepts clients, and is closed."""
+    one byte once the socket accepts clients, and is closed. auto: started by the C
+    client for itself (csrc/client/fb_client.c): exit quietly if another engine already
+    runs (two first commands at once), and once idle for config.engine_idle()."""
     run = config.run_dir()
     config.private_dir(run)
-    lock = _lock(os.path.join(run, "engine.lock"))
+    try:
+        lock = _lock(os.path.join(run, "engine.lock"))
+    except EngineError:
+        if auto:
+            return 0
+        raise
+    idle = config.engine_idle() if auto else 0.0
     owners.begin()  # what a killed engine (or anyone) left, before we serve
     forks = forkserver.ForkServer()  # first: before any thread or spare namespace
     _warm_up()
     forks.wait_ready()
-    server = Server(forks)
+    server = Server(forks, idle)
     path = socket_path()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wakeup_w)
@@ -373,6 +421,8 @@ def serve_forever(ready_fd=-1):
         server.decline_waiting(listener)
         listener.close()
         server.stop_containers()
+        for fd in server.handed:
+            os.close(fd)
         forks.stop()
         os.unlink(pidfile)
         os.close(lock)
@@ -440,6 +490,8 @@ def _warm_up():
     devices.preload()  # v2: the device program every default container shares
     from fastbox.images import lookup  # noqa: F401
     from fastbox import api, containers  # noqa: F401  (containers: -d)
+    from fastbox.cli import app, container_commands, go_template, ps_view  # noqa: F401  (ps)
+    app.prepare()
     import datetime  # noqa: F401  (kept containers' timestamps)
     stdio.devnull()
     from fastbox.runtime import network  # noqa: F401  (bridge, the default of run)

@@ -241,8 +241,9 @@ class RegistryClient:
             challenges = auth.parse_challenges(r.headers.get("www-authenticate", ""))
             self._challenge = challenges[0] if r.status_code == 401 and challenges else None
             return
-        hint = "" if self.insecure else " (if it serves plain HTTP, it must be an insecure registry: --insecure)"
-        raise RegistryError(f"cannot reach registry {self.registry}: {_why(last)}{hint}")
+        hint = _reach_hint(last, self.insecure) if last is not None else None
+        raise RegistryError(f"cannot reach registry {self.registry}: "
+                            f"{hint + ': ' + _why(last) if hint else _why(last)}")
 
     def _authorization(self, scopes, fresh=False):
         if self._challenge is None:
@@ -447,7 +448,9 @@ def _check(r, what, ok=(200,)):
             pass
     detail = _errors(r)
     if r.status_code == 401:
-        raise RegistryError(f"{what}: unauthorized: {detail or 'authentication required'}")
+        host = r.request.url.netloc.decode() if r.request is not None else ""
+        raise RegistryError(f"{what}: unauthorized: {detail or 'authentication required'} "
+                            f"(log in with: fastbox login {host})")
     if r.status_code == 403:
         raise RegistryError(f"{what}: denied: {detail or 'requested access to the resource is denied'}")
     if r.status_code == 404:
@@ -460,10 +463,47 @@ def _errors(r):
     """The distribution API's {"errors": [{"code", "message"}]} as one line."""
     try:
         errors = json.loads(r.content or b"{}").get("errors") or []
-        return "; ".join(f"{e.get('code', '').lower().replace('_', ' ')}: {e.get('message', '')}"
-                         .strip(": ") for e in errors if isinstance(e, dict))
+        return "; ".join(_error_text(e) for e in errors if isinstance(e, dict))
     except (ValueError, AttributeError, httpx.HTTPError):
         return ""
+
+
+def _error_text(e):
+    """"manifest unknown: the tag is gone"; once when the message repeats the code
+    (distribution answers MANIFEST_UNKNOWN with "manifest unknown")."""
+    code = str(e.get("code") or "").lower().replace("_", " ")
+    message = str(e.get("message") or "")
+    if not message or message.lower() == code:
+        return code or message
+    return f"{code}: {message}".strip(": ")
+
+
+def _reach_hint(e, insecure):
+    """Why a registry could not be reached, as a hint that fits: DNS, TLS, a refused
+    connection (a plain-HTTP registry needs --insecure), a timeout."""
+    import socket
+    import ssl
+    chain, seen = [], e
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(x) for x in chain).lower()
+    if any(isinstance(x, socket.gaierror) for x in chain) or "name or service not known" in text \
+            or "temporary failure in name resolution" in text or "no address associated" in text:
+        return "the host name does not resolve (check the name and this machine's DNS)"
+    if any(isinstance(x, ssl.SSLCertVerificationError) for x in chain) \
+            or "certificate verify failed" in text:
+        return ("its TLS certificate is not trusted (put its CA in /etc/docker/certs.d/HOST/ca.crt, "
+                "or make it an insecure registry: --insecure)")
+    if "wrong version number" in text or "record layer failure" in text \
+            or any(isinstance(x, ssl.SSLError) for x in chain):
+        return ("TLS failed" + ("" if insecure else
+                                " (if it serves plain HTTP, it must be an insecure registry: --insecure)"))
+    if "refused" in text:
+        return "connection refused (is a registry listening there?)"
+    if isinstance(e, httpx.TimeoutException) or "timed out" in text:
+        return "no answer in time"
+    return None
 
 
 def _why(e):

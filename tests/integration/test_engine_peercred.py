@@ -21,6 +21,8 @@ import pytest
 
 from test_engine import FASTBOX, MISSING_PY, engine, engine_ctl, run_cli, served  # noqa: F401
 
+pytestmark = pytest.mark.engine  # conftest: no FASTBOX_NO_ENGINE here
+
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # nobody cannot reach the venv's interpreter under /root
 

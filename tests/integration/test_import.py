@@ -1,5 +1,5 @@
 """`fastbox import`: a good rootfs becomes a runnable image; a tarball that tries to write
-outside its layer is refused with 125 and writes nothing anywhere."""
+outside its layer is refused with 1 (Docker's code for a failed non-run command) and writes nothing anywhere."""
 import io
 import os
 import subprocess
@@ -97,7 +97,7 @@ def test_unsafe_tarball_is_refused(busybox, tmp_path, fb_env, case):
     tar = _tar(tmp_path / f"{case}.tar", UNSAFE[case](str(outside)))
 
     r = cli("import", tar, f"fastbox-test/evil-{case}")
-    assert r.returncode == 125, (r.stdout, r.stderr)
+    assert r.returncode == 1, (r.stdout, r.stderr)
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastbox: "), r.stderr
 
@@ -126,7 +126,7 @@ def test_symlink_pointing_outside_is_kept_as_a_link(busybox, tmp_path):
 
 def test_import_missing_file(busybox, tmp_path):
     r = cli("import", tmp_path / "nope.tar", "fastbox-test/nope")
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert r.stderr.startswith("fastbox: ")
 
 
@@ -134,7 +134,7 @@ def test_import_not_a_tarball(busybox, tmp_path):
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar archive" * 100)
     r = cli("import", junk, "fastbox-test/junk")
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert r.stderr.startswith("fastbox: ")
 
 
@@ -150,7 +150,7 @@ def test_import_with_changes(probe, tmp_path):
 
 def test_import_bad_change(probe):
     r = cli("import", "-c", "EXPOSE 80", probe.tarball, "fastbox-test/badchange")
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert r.stderr.startswith("fastbox: ")
 
 

@@ -125,7 +125,7 @@ def test_logs_of_a_created_and_of_a_missing_container(busybox):
     assert c.logs() == b""
     c.remove()
     r = cli("logs", "nosuch")
-    assert r.returncode == 125
+    assert r.returncode == 1
     one_line_error(r)
 
 
