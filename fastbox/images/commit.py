@@ -61,9 +61,13 @@ def _commit(store, tmp, upper_dir, manifest, cfg, name, changes, message, author
         fileops.unlink(tmp)
 
 
+# Bind-mounted over by the container's network set-up, as in Docker: never part of an image.
+NETWORK_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname")
+
+
 def _write_tar(upper_dir, path):
     """The container's changes as a layer; its upperdir keeps overlay's xattrs (it is live)."""
-    digest, size = layer_tar.write_tar(upper_dir, path, strip=False)
+    digest, size = layer_tar.write_tar(upper_dir, path, strip=False, exclude=NETWORK_FILES)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

@@ -34,11 +34,12 @@ class _HashingWriter:
         return self.size
 
 
-def write_tar(layer_dir, out_path, xattrs=True, strip=True):
+def write_tar(layer_dir, out_path, xattrs=True, strip=True, exclude=()):
     """Write layer_dir as an OCI layer tarball to out_path (new); strip overlay's xattrs
     from layer_dir on the way (xattrs=False: the directory has none, as a COPY's, and none
     are read; strip=False: overlay's are left out of the tar but left on the directory, which
-    is a live container's upperdir). Returns (digest, size); the digest is also the diffID.
+    is a live container's upperdir; exclude: relative paths left out, with what is below
+    them). Returns (digest, size); the digest is also the diffID.
 
     Not fsync'ed: a step's blob is as durable as the files it was made from (the context,
     a container's upper layer), and a build killed at any point leaves the store
@@ -46,7 +47,7 @@ def write_tar(layer_dir, out_path, xattrs=True, strip=True):
     with open(out_path, "xb", buffering=_CHUNK) as raw:
         out = _HashingWriter(raw)
         walk = _Walk(layer_dir, out)
-        walk.read_xattrs, walk.strip = xattrs, strip
+        walk.read_xattrs, walk.strip, walk.exclude = xattrs, strip, frozenset(exclude)
         walk.dir("")
         out.write(b"\0" * 1024)  # the end-of-archive blocks, padded to a record as tar does
         out.write(b"\0" * (-out.size % tarfile.RECORDSIZE))
@@ -129,7 +130,11 @@ class _Walk:
         self.out.write(_header(f"{rel}/{name}" if rel else name, 0, 0, 0, 0, int(st.st_mtime),
                                tarfile.REGTYPE))
 
+    exclude = frozenset()
+
     def entry(self, rel, path, st):
+        if rel in self.exclude:
+            return
         mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
         xattrs = self.xattrs(path)
         pax = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
