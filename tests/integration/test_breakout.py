@@ -34,6 +34,8 @@ from test_engine import engine_ctl, served  # noqa: F401  (fixtures)
 from test_lifecycle import reap  # noqa: F401  (an autouse fixture)
 from waiting import eventually
 
+pytestmark = pytest.mark.engine  # its engine lanes start an engine (conftest: no FASTBOX_NO_ENGINE)
+
 from fastbox import containers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -193,9 +195,11 @@ def caller_dir(tmp_path):
 
 
 def _breakout(result, caller_dir, fb_env):
-    """None if the start was refused (125) or the cwd is inside; else what was seen."""
+    """None if the start was refused (run: 125; exec: 1, as Docker's failed commands) with
+    fastbox's one-line error, or the cwd is inside; else what was seen."""
     code, out, err = result
-    if code == 125 and len(err.splitlines()) == 1 and err.startswith("fastbox: "):
+    if code in (125, 1) and len(err.splitlines()) == 1 and err.startswith("fastbox: ") \
+            and not out:
         return None
     root = os.stat("/")
     host_root = f"{root.st_dev}:{root.st_ino}"

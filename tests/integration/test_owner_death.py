@@ -196,6 +196,7 @@ def test_api_process_killed(fb_env, bystander, op):
     settle(fb_env, token, bystander, op)
 
 
+@pytest.mark.engine  # it starts engines (conftest: no FASTBOX_NO_ENGINE)
 @pytest.mark.parametrize("op", OPS)
 def test_engine_killed(fb_env, bystander, op):
     token = str(random.randrange(10**8, 10**9))
