@@ -28,4 +28,5 @@ PYTHON="${PYTHON:-python3}"
 
 # --network none: the default bridge network would make a bridge, an nft table and a
 # sysctl change in the host's network namespace (this also runs in CI on a shared host).
-.venv/bin/fastbox run --rm --network none busybox echo "hello from a fastbox container"
+# FASTBOX_NO_ENGINE=1: an installer leaves no daemon behind; your first command starts it.
+FASTBOX_NO_ENGINE=1 .venv/bin/fastbox run --rm --network none busybox echo "hello from a fastbox container"
