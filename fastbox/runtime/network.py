@@ -47,12 +47,19 @@ def setup(cid, spec, hostname, netns_fd, spare=None):
                              ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
                              made)
         except _core.CoreError as e:
-            if not made or e.errno != 19:  # ENODEV: the spare's veth was deleted meanwhile
+            if made and e.errno == 19:  # ENODEV: the spare's veth was deleted meanwhile
+                ep.host_if = "fbv" + cid[:12]
+                endpoints.save(ep)
+            elif made or e.errno != 17:
                 raise
-            ep.host_if = "fbv" + cid[:12]
-            endpoints.save(ep)
+            else:
+                # EEXIST: this container's own veth from its last run (a restart): the
+                # kernel removes it with that run's netns, asynchronously. The name is this
+                # container's, so the link is ours to delete.
+                _core.net_link_del(ep.host_if)
             _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
-                             ep.prefix, _ip4(ep.gateway), spare.sock, False)
+                             ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
+                             False)
         if ep.ports:
             _publish(ep, spec)
             udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]

@@ -257,6 +257,18 @@ def test_containers_on_a_user_network_reach_each_other_by_name(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_a_restart_replaces_its_last_runs_lingering_veth(hostns):
+    """The kernel removes a stopped container's veth with its netns, asynchronously: the
+    next start of the same container (restart) can find its veth's name still taken."""
+    cid = hostns.ok("run", "-d", "--name", "again", "busybox", "sleep", "60").strip()
+    hostns.ok("stop", "-t", "0", "again")
+    name = "fbv" + cid[:12]
+    hostns.sh(f"ip link del {name} 2>/dev/null; ip link add {name} type veth peer name fbtestpeer0")
+    hostns.ok("start", "again")
+    assert "inet 10." in hostns.ok("exec", "again", "ip", "-o", "-4", "addr", "show", "eth0")
+    hostns.ok("rm", "-f", "again")
+
+
 def test_default_bridge_has_no_names(hostns):
     hostns.ok("run", "-d", "--name", "quiet", "busybox", "sleep", "60")
     r = hostns.fb("run", "--rm", "busybox", "ping", "-c1", "-W1", "quiet")
