@@ -342,15 +342,22 @@ class _Lines:
     FINAL = ("Already exists", "Pull complete", "Pushed", "Layer already exists", "Mounted from")
 
     def __init__(self):
-        self.printed = set()
+        import threading
+        self.printed, self.lock = set(), threading.Lock()
 
     def start(self, name, layers):
         pass
 
     def update(self, digest, status):
-        if status.startswith(self.FINAL) and digest not in self.printed:
-            self.printed.add(digest)
-            print(f"{digest[7:19]}: {status}", flush=True)
+        """Called from the layers' download threads: one whole line at a time (print()
+        writes the text and its newline apart, and two layers' lines ran together)."""
+        if not status.startswith(self.FINAL):
+            return
+        with self.lock:
+            if digest not in self.printed:
+                self.printed.add(digest)
+                sys.stdout.write(f"{digest[7:19]}: {status}\n")
+                sys.stdout.flush()
 
     def advance(self, digest, nbytes):
         pass
