@@ -219,6 +219,24 @@ def sweep():
         ep = load(cid)
         if ep is not None and not owner_alive(ep.owner) and not _adopted_by_container(ep):
             n += release(cid)
+    return n + _sweep_unrecorded_leases()
+
+
+def _sweep_unrecorded_leases():
+    """Leases no record names. A record is saved before its lease is written and removed
+    after its lease is freed, each under the network's lock: under that lock, a lease
+    without a record (or a record being written, .tmp) was left by a process that died.
+    Seen once in CI after an engine was SIGKILLed among five `run -d` starts."""
+    n = 0
+    for net in store.list_all():
+        if not ipam.held(net):
+            continue
+        with ipam.Locked(net):
+            for ip in ipam.held(net):
+                cid = ipam.holder(net, ip)
+                if cid and load(cid) is None and not os.path.exists(_path(cid) + ".tmp"):
+                    ipam.free(net, ip, cid)
+                    n += 1
     return n
 
 

@@ -269,6 +269,21 @@ def test_a_restart_replaces_its_last_runs_lingering_veth(hostns):
     hostns.ok("rm", "-f", "again")
 
 
+def test_a_lease_that_no_record_names_is_swept(hostns, fb_env):
+    """A lease whose endpoint record is gone (its owner died in between) is freed by the
+    sweep a dead owner triggers; a live container's lease stays."""
+    from fastbox.network import endpoints
+    hostns.ok("run", "-d", "--name", "live", "busybox", "sleep", "60")
+    [live] = leases(fb_env.run)
+    stale = os.path.join(os.path.dirname(live), "10.66.255.254")
+    with open(stale, "w") as f:
+        f.write("f" * 64)
+    assert endpoints.sweep() == 1
+    assert leases(fb_env.run) == [live]
+    hostns.ok("rm", "-f", "live")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_default_bridge_has_no_names(hostns):
     hostns.ok("run", "-d", "--name", "quiet", "busybox", "sleep", "60")
     r = hostns.fb("run", "--rm", "busybox", "ping", "-c1", "-W1", "quiet")
