@@ -340,9 +340,10 @@ def _isolated(monkeypatch, tmp_path, session_dirs, request):
     if children:
         problems.append(f"child processes left: {children}")
         _kill_and_reap([p for p, _, _ in children])
-    # the kernel deletes a veth with its namespace, asynchronously: give it a moment
+    # the kernel deletes a veth with its namespace, asynchronously, and a monitor releases
+    # its container's lease and record after it has removed the cgroups: give them a moment
     deadline = time.monotonic() + 3
-    while fastbox_veths() and time.monotonic() < deadline:
+    while (fastbox_veths() or network_state_left(str(run))) and time.monotonic() < deadline:
         time.sleep(0.02)
     veths, netns = fastbox_veths(), sorted(test_netns_names() - netns_before)
     elements, state = nft_elements_left(), network_state_left(str(run))
