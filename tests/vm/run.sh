@@ -9,7 +9,7 @@
 # tests/vm/guest.sh in the guest. The guest sees the host's filesystem read-only and writes
 # only into a fresh temp dir shared with it, removed afterwards. Prints one line,
 # "vm lane: ...", and exits non-zero if a test failed or the guest gave no result.
-# Environment: FB_VM_TIMEOUT (seconds for the whole guest, default 840),
+# Environment: FB_VM_TIMEOUT (seconds for the whole guest, default 1200; the guest takes 500-640 s here),
 # FB_VM_KERNEL (a vmlinuz to boot instead of /boot/vmlinuz-6.1.*-amd64),
 # FB_VM_PYTEST_ARGS (more pytest arguments, e.g. "-x" or "-k limits").
 set -eu
@@ -47,7 +47,7 @@ t1=$(date +%s)
 # process group, qemu included. The checkout is shared read-only at its own path: the
 # guest sees the host's / but not what lies under /var/tmp, /run and the like.
 set +e
-PATH="$REPO/.venv/bin:$PATH" timeout -k 15 "${FB_VM_TIMEOUT:-840}" \
+PATH="$REPO/.venv/bin:$PATH" timeout -k 15 "${FB_VM_TIMEOUT:-1200}" \
     vng --disable-kvm --run "$KERNEL" --memory 2G --cpus 2 --rodir "$REPO" --rwdir "$DIR" \
     -- "sh $REPO/tests/vm/guest.sh $REPO $DIR" >"$DIR/console.log" 2>&1 </dev/null
 vng_rc=$?
@@ -68,7 +68,7 @@ if [ -s "$DIR/error" ]; then
     exit 1
 fi
 if [ ! -s "$DIR/rc" ] || [ ! -s "$DIR/junit.xml" ]; then
-    [ "$vng_rc" = 124 ] && why="timed out after ${FB_VM_TIMEOUT:-840}s" || why="vng exit $vng_rc"
+    [ "$vng_rc" = 124 ] && why="timed out after ${FB_VM_TIMEOUT:-1200}s" || why="vng exit $vng_rc"
     echo "vm lane: FAILED: the guest produced no result ($why; $timing)"
     exit 1
 fi
