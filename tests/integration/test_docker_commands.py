@@ -88,6 +88,10 @@ def test_pause_freezes_every_process_and_unpause_thaws(busybox, cleanup):
     assert r.returncode != 0 and "paused" in one_line_error(r)
     r = cli("pause", "ticker")
     assert r.returncode != 0 and "already paused" in one_line_error(r)
+    # ps says so as Docker's does: "Up 2 seconds (Paused)", State paused, status=paused
+    row = ok(cli("ps", "--filter", "status=paused", "--format", "{{.State}}|{{.Status}}")).stdout
+    assert row.startswith("paused|Up ") and row.rstrip().endswith(" (Paused)"), row
+    assert ok(cli("ps", "-q", "--filter", "status=running")).stdout == ""
     # it stays frozen while we look (no tick for as long as three more `logs` take)
     for _ in range(3):
         assert _counter("ticker") == frozen_at
