@@ -34,13 +34,19 @@ def labels(values):
 
 
 def read_label_file(path, dir_fd=None):
-    """--label-file: one KEY=VALUE per line, # comments and blank lines skipped."""
+    """--label-file: one KEY=VALUE per line."""
+    return read_option_lines(path, "--label-file", dir_fd)
+
+
+def read_option_lines(path, flag, dir_fd=None):
+    """The lines of an --env-file or --label-file (relative to the caller's directory
+    when dir_fd is given), # comments and blank lines skipped."""
     opener = None if dir_fd is None else (lambda p, flags: os.open(p, flags, dir_fd=dir_fd))
     try:
         with open(path, encoding="utf-8", opener=opener) as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise SpecError(f"cannot read --label-file {path!r}: {e.strerror}") from None
+        raise SpecError(f"cannot read {flag} {path!r}: {e.strerror}") from None
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 

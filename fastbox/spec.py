@@ -412,10 +412,11 @@ def parse_pids(value):
 def parse_env(env, env_file=None, environ=None, dir_fd=None):
     """-e K=V, -e K (taken from environ, by default ours; dropped if unset), --env-file
     lines (a relative path from dir_fd, by default our working directory)."""
+    from fastbox.run_options import read_option_lines
     environ = os.environ if environ is None else environ
     items = []
     for path in ([env_file] if isinstance(env_file, str) else list(env_file or ())):
-        items.extend(_read_env_file(path, dir_fd))
+        items.extend(read_option_lines(path, "--env-file", dir_fd))
     if isinstance(env, dict):
         env = [f"{k}={v}" for k, v in env.items()]
     items.extend(env or ())
@@ -430,16 +431,6 @@ def parse_env(env, env_file=None, environ=None, dir_fd=None):
             value = environ[key]
         out[key] = value
     return tuple(f"{k}={v}" for k, v in out.items())
-
-
-def _read_env_file(path, dir_fd=None):
-    opener = None if dir_fd is None else (lambda p, flags: os.open(p, flags, dir_fd=dir_fd))
-    try:
-        with open(path, encoding="utf-8", opener=opener) as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise SpecError(f"cannot read --env-file {path!r}: {e.strerror}") from None
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def parse_volume(value):
