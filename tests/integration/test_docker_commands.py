@@ -14,32 +14,15 @@ from waiting import eventually
 
 from fbtest import host_cgroup_dir, read
 from test_lifecycle import cli, one_line_error, reap  # noqa: F401
+from test_lifecycle import ok, inspect, cleanup  # noqa: F401
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
 
 
 def run_d(*args):
     r = ok(cli("run", "-d", *args))
     assert HEX64.match(r.stdout.strip())
     return r.stdout.strip()
-
-
-def inspect(ref):
-    (info,) = json.loads(ok(cli("inspect", ref)).stdout)
-    return info
-
-
-@pytest.fixture
-def cleanup():
-    made = []
-    yield made
-    for ref in made:
-        cli("rm", "-f", ref)
 
 
 # ------------------------------------------------------------------ version
