@@ -167,11 +167,12 @@ def mount_option(value):
         return "volume", f"{source}:{target}" + (":ro" if ro else "")
     if kind == "volume":
         fields.pop("volume-driver", None)
-        fields.pop("volume-nocopy", None)
+        nocopy = "volume-nocopy" in flags or fields.pop("volume-nocopy", "false") in ("true", "1")
         _no_more(fields, value)
         if source and source.startswith(("/", ".")):
             raise SpecError(f"invalid --mount {value!r}: a volume's source is a volume name")
-        return "volume", f"{source + ':' if source else ''}{target}" + (":ro" if ro else "")
+        options = ",".join(["ro"] * ro + ["nocopy"] * nocopy)
+        return "volume", f"{source + ':' if source else ''}{target}" + (":" + options if options else "")
     raise SpecError(f"invalid --mount {value!r}: type must be bind, volume or tmpfs")
 
 
