@@ -42,7 +42,8 @@ class Session:
         self._old_winch = None
 
     def relay(self, stdin_fd):
-        """True if detached by the keys, False once the container's output ended."""
+        """True if detached by the keys (or our terminal is gone: nobody is left to
+        show the rest to), False once the container's output ended."""
         watch = [self.sock] + ([stdin_fd] if stdin_fd is not None else [])
         frames, pending = b"", b""
         try:
@@ -52,9 +53,15 @@ class Session:
                     data = self._receive()
                     if not data:
                         return False
-                    frames = self._write_frames(frames + data)
+                    try:
+                        frames = self._write_frames(frames + data)
+                    except OSError:  # EIO, EPIPE: our terminal or reader is gone
+                        return True
                 if stdin_fd is not None and stdin_fd in ready:
-                    data = os.read(stdin_fd, 4096)
+                    try:
+                        data = os.read(stdin_fd, 4096)
+                    except OSError:  # EIO: our terminal hung up
+                        data = b""
                     if not data:
                         watch.remove(stdin_fd)
                         continue

@@ -4,7 +4,6 @@ starts, so no output is missed). Typing the detach keys (ctrl-p,ctrl-q or
 --detach-keys) just ends our attachment: the container keeps running, `fastbox attach`
 gets it back, and with --rm its monitor removes it when it later exits. Otherwise we
 end with its exit code, as the in-process terminal relay (tty_session) did."""
-import os
 import socket
 
 from fastbox.cli import attach_stream, tty_session
@@ -35,5 +34,10 @@ def run(image, command, opts, on_start, detach_keys=None, cidfile=None, caller=N
         ours.close()
     if detached:
         return 0
-    return attach_stream.exit_code(c, session)
+    code = attach_stream.exit_code(c, session)
+    volumes = (c.attrs.get("spec") or {}).get("volumes")
+    if opts.get("remove") and volumes:  # as `docker run --rm`: its anonymous volumes go too
+        from fastbox.volumes import store
+        store.remove_anonymous(volumes)
+    return code
 

@@ -218,3 +218,26 @@ def test_output_waits_for_a_slow_terminal(busybox, terminals):
     out = t.expect(b"END-3", timeout=60)
     assert [int(n) for n in out.split(b"\r\n") if n.isdigit()] == list(range(1001, 200001))
     assert t.exit_code() == 0
+
+
+def test_rm_takes_its_anonymous_volumes_along(busybox, terminals):
+    t = terminals([FASTBOX, "run", "-it", "--rm", "-v", "/scratch", "busybox", "sh", "-c",
+                   "touch /scratch/x; exit 2"])
+    assert t.exit_code() == 2
+    assert cli("volume", "ls", "-q").stdout == ""
+
+
+def test_attach_follows_our_window_size(busybox, terminals, names):
+    """`attach` sets the container's terminal to our size, and keeps it following."""
+    names.append("sized")
+    r = cli("run", "-dit", "--name", "sized", "busybox", "sh")
+    assert r.returncode == 0, r.stderr
+    a = terminals([FASTBOX, "attach", "sized"], rows=21, cols=77)
+    a.type(b"stty size\r")
+    a.expect(b"21 77")
+    a.resize(33, 111)
+    time.sleep(0.3)
+    a.type(b"stty size\r")
+    a.expect(b"33 111")
+    a.type(b"exit 4\r")
+    assert a.exit_code() == 4
