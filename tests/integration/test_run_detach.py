@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from test_engine import engine, engine_ctl, served  # noqa: F401  (fixtures)
 from test_lifecycle import FASTBOX, cli, reap  # noqa: F401
 
 
@@ -241,3 +242,18 @@ def test_attach_follows_our_window_size(busybox, terminals, names):
     a.expect(b"33 111")
     a.type(b"exit 4\r")
     assert a.exit_code() == 4
+
+
+@pytest.mark.engine
+def test_detach_and_attach_through_the_engine(busybox, engine, served, terminals, names):
+    """Served by the engine's worker (the client's own terminal passed to it): the same."""
+    names.append("served")
+    t = terminals([served, "run", "-it", "--name", "served", "busybox", "sh"])
+    prompt(t)
+    t.type(b"\x10\x11")
+    assert t.exit_code() == 0
+    assert state("served")["Status"] == "running"
+    a = terminals([served, "attach", "served"])
+    a.type(b"exit 3\r")
+    assert a.exit_code() == 3
+    assert state("served")["ExitCode"] == 3
