@@ -18,7 +18,7 @@ import time
 import pytest
 
 from test_engine import engine, engine_ctl, served  # noqa: F401  (fixtures)
-from test_lifecycle import FASTBOX, cli, reap  # noqa: F401
+from test_lifecycle import FASTBOX, cleanup, cli, reap  # noqa: F401
 
 
 class Terminal:
@@ -83,14 +83,6 @@ def terminals():
         t.close()
 
 
-@pytest.fixture
-def names():
-    made = []
-    yield made
-    for name in made:
-        cli("rm", "-f", name)
-
-
 def state(ref):
     r = cli("inspect", ref)
     return json.loads(r.stdout)[0]["State"] if r.returncode == 0 else None
@@ -103,8 +95,8 @@ def prompt(t):
     t.expect(b"READY-42")
 
 
-def test_ctrl_p_ctrl_q_detaches_and_attach_gets_it_back(busybox, terminals, names):
-    names.append("detach-me")
+def test_ctrl_p_ctrl_q_detaches_and_attach_gets_it_back(busybox, terminals, cleanup):
+    cleanup.append("detach-me")
     t = terminals([FASTBOX, "run", "-it", "--name", "detach-me", "busybox", "sh"])
     prompt(t)
     t.type(b"\x10\x11")
@@ -125,9 +117,9 @@ def test_ctrl_p_ctrl_q_detaches_and_attach_gets_it_back(busybox, terminals, name
     assert line and "Exited (3)" in line[0], line
 
 
-def test_detach_keys_option(busybox, terminals, names):
+def test_detach_keys_option(busybox, terminals, cleanup):
     """--detach-keys ctrl-x,x; the default ^P^Q then goes through to the container."""
-    names.append("keys")
+    cleanup.append("keys")
     t = terminals([FASTBOX, "run", "-it", "--detach-keys", "ctrl-x,x", "--name", "keys",
                    "busybox", "sh", "-c", 'stty -ixon; echo GO; read -r line; '
                    'printf "%s" "$line" | od -An -tx1; '
@@ -149,8 +141,8 @@ def test_ctrl_p_then_another_key_goes_to_the_container(busybox, terminals):
     assert t.exit_code() == 4
 
 
-def test_detached_rm_container_is_removed_when_it_exits(busybox, terminals, names):
-    names.append("rm-later")
+def test_detached_rm_container_is_removed_when_it_exits(busybox, terminals, cleanup):
+    cleanup.append("rm-later")
     t = terminals([FASTBOX, "run", "-it", "--rm", "--name", "rm-later", "busybox", "sh"])
     prompt(t)
     t.type(b"\x10\x11")
@@ -228,9 +220,9 @@ def test_rm_takes_its_anonymous_volumes_along(busybox, terminals):
     assert cli("volume", "ls", "-q").stdout == ""
 
 
-def test_attach_follows_our_window_size(busybox, terminals, names):
+def test_attach_follows_our_window_size(busybox, terminals, cleanup):
     """`attach` sets the container's terminal to our size, and keeps it following."""
-    names.append("sized")
+    cleanup.append("sized")
     r = cli("run", "-dit", "--name", "sized", "busybox", "sh")
     assert r.returncode == 0, r.stderr
     a = terminals([FASTBOX, "attach", "sized"], rows=21, cols=77)
@@ -245,9 +237,9 @@ def test_attach_follows_our_window_size(busybox, terminals, names):
 
 
 @pytest.mark.engine
-def test_detach_and_attach_through_the_engine(busybox, engine, served, terminals, names):
+def test_detach_and_attach_through_the_engine(busybox, engine, served, terminals, cleanup):
     """Served by the engine's worker (the client's own terminal passed to it): the same."""
-    names.append("served")
+    cleanup.append("served")
     t = terminals([served, "run", "-it", "--name", "served", "busybox", "sh"])
     prompt(t)
     t.type(b"\x10\x11")

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from test_lifecycle import FASTBOX, cli, one_line_error, reap  # noqa: F401
+from test_lifecycle import cli, ok, one_line_error, reap  # noqa: F401
 
 IMAGE = "fastbox-test/volume-fill"
 FILES = """FROM busybox
@@ -25,11 +25,6 @@ RUN mkdir -p /data/sub /data/private \\
  && rmdir /host-parent && ln -s {hostdir} /host-parent
 RUN rm /data/gone && echo upper > /data/sub/up
 """
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
 
 
 @pytest.fixture(scope="module")
