@@ -249,3 +249,17 @@ def test_detach_and_attach_through_the_engine(busybox, engine, served, terminals
     a.type(b"exit 3\r")
     assert a.exit_code() == 3
     assert state("served")["ExitCode"] == 3
+
+
+def test_a_killed_client_leaves_the_container_running(busybox, terminals, cleanup):
+    """As with Docker, the container belongs to its monitor, not to the CLI: SIGKILL of
+    `run -it` (which cannot forward it) leaves it running, for `attach`."""
+    cleanup.append("orphan")
+    t = terminals([FASTBOX, "run", "-it", "--name", "orphan", "busybox", "sh"])
+    prompt(t)
+    os.kill(t.pid, signal.SIGKILL)
+    assert t.exit_code() == -signal.SIGKILL
+    assert state("orphan")["Status"] == "running"
+    a = terminals([FASTBOX, "attach", "orphan"])
+    a.type(b"exit 8\r")
+    assert a.exit_code() == 8
