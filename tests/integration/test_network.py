@@ -187,6 +187,45 @@ def test_random_host_ports_and_publish_all(hostns):
     assert len(ports) == 3 and all(p >= 1024 for p in ports)
 
 
+def test_publish_all_publishes_the_images_exposed_ports(hostns, tmp_path):
+    """-P publishes the image's EXPOSE ports (and --expose's) on random host ports, as
+    Docker does; `port` and `ps` show them and the host reaches the server through one."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM busybox\nEXPOSE 80 5353/udp\n")
+    hostns.ok("build", "-q", "-t", "fbtest/exposed", "-f", str(ctx / "Containerfile"), str(ctx))
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("exposed\n")
+    cid = hostns.ok("run", "-d", "-P", "--expose", "81", "-v", f"{www}:/www", "fbtest/exposed",
+                    "httpd", "-f", "-p", "80", "-h", "/www").strip()
+    lines = hostns.ok("port", cid).splitlines()
+    mapped = {line.split(" -> ")[0]: int(line.rsplit(":", 1)[1]) for line in lines}
+    assert sorted(mapped) == ["5353/udp", "80/tcp", "81/tcp"], lines
+    assert len(set(mapped.values())) == 3 and all(p >= 1024 for p in mapped.values())
+    assert f"0.0.0.0:{mapped['80/tcp']}->80/tcp" in hostns.ok("ps")
+    assert hostns.fetch(f"http://127.0.0.1:{mapped['80/tcp']}/") == "exposed\n"
+    # without -P an image's EXPOSE publishes nothing
+    other = hostns.ok("run", "-d", "fbtest/exposed", "sleep", "60").strip()
+    assert hostns.ok("port", other).strip() == ""
+
+
+def test_no_ipv6_addresses_on_either_end_of_the_veth(hostns):
+    """IPv4-only networks: neither end of a container's veth gets an IPv6 address (no
+    link-local, so no duplicate detection, MLD or router solicitations per start), as
+    Docker disables IPv6 on a container's interfaces on such networks; lo keeps ::1."""
+    cid = hostns.ok("run", "-d", "busybox", "sh", "-c",
+                    "sleep 0.5; cat /proc/net/if_inet6; sleep 60").strip()
+    eventually(lambda: "lo" in hostns.ok("logs", cid), what="the container's address list")
+    time.sleep(0.5)  # addrconf would have made the link-local address by now
+    names = [line.split()[-1] for line in hostns.ok("logs", cid).splitlines()]
+    assert names == ["lo"], names
+    (veth,) = hostns.veths()
+    assert hostns.sh(f"ip -6 addr show dev {veth}").stdout.strip() == ""
+    # and IPv4 still flows both ways over it
+    assert "1 packets received" in hostns.ok("run", "--rm", "busybox", "ping", "-c1", "-W2", "10.66.0.1")
+
+
 # ------------------------------------------------------------------ conflicts and errors
 
 def test_port_conflict_with_a_container_is_one_line_and_125(hostns):
