@@ -257,7 +257,7 @@ def teardown(s):
         from fastbox.runtime import network
         # its namespace (ours, or a spare) dies with it and takes the veth along; a
         # pool's lives on, so its veth is deleted
-        network.release(s.id, unplug=s.pooled_netns)
+        network.release(s.id, unplug=s.pooled_netns, ep=s.endpoint)
         s.endpoint = None
     cgroup.remove(s.cgroups)
 

@@ -122,9 +122,9 @@ def unplug(host_if):
         pass
 
 
-def release(cid, unplug=True):
+def release(cid, unplug=True, ep=None):
     from fastbox.network import endpoints
-    endpoints.release(cid, unplug=unplug)
+    endpoints.release(cid, unplug=unplug, ep=ep)
 
 
 def owned_by(ep, pid):

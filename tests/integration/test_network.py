@@ -210,6 +210,33 @@ def test_publish_all_publishes_the_images_exposed_ports(hostns, tmp_path):
     assert hostns.ok("port", other).strip() == ""
 
 
+def test_an_address_given_again_answers_at_once(hostns):
+    """A container given the address another had a moment ago is reached from the host at
+    once: the host's neighbour entry for that address (still REACHABLE, since another
+    container keeps the bridge up) names the same MAC, which follows from the address."""
+    hostns.ok("run", "-d", "busybox", "sleep", "60")  # keeps the bridge's carrier up
+    first = hostns.ok("run", "-d", "busybox", "httpd", "-f", "-p", "80").strip()
+    ip = hostns.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", first).strip()
+    assert _http_status(hostns, ip) == "404"  # the host's neighbour entry is made
+    hostns.ok("rm", "-f", first)
+    second = hostns.ok("run", "-d", "busybox", "httpd", "-f", "-p", "80").strip()
+    assert hostns.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", second).strip() == ip
+    assert _http_status(hostns, ip, tries=1) == "404"
+    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+    assert mac in hostns.sh(f"ip neigh show {ip}").stdout
+
+
+def _http_status(ns, ip, tries=50):
+    """The HTTP status busybox httpd answers at ip (404: it serves no index), trying
+    `tries` times 3 s each."""
+    for _ in range(tries):
+        r = ns.sh(f"timeout 3 busybox wget -qO- http://{ip}/", check=False)
+        if "404" in r.stderr:
+            return "404"
+        time.sleep(0.1)
+    raise AssertionError(f"no answer from {ip}: {r.stderr}")
+
+
 def test_no_ipv6_addresses_on_either_end_of_the_veth(hostns):
     """IPv4-only networks: neither end of a container's veth gets an IPv6 address (no
     link-local, so no duplicate detection, MLD or router solicitations per start), as
