@@ -534,3 +534,57 @@ def test_detached_container_releases_its_network_when_it_exits(hostns, fb_env):
     assert "9003" in hostns.ok("port", cid)
     hostns.ok("rm", "-f", cid)
     assert_nothing_left(hostns, fb_env)
+
+
+class RemoteNS:
+    """Another machine: a namespace joined to the one playing the host by a veth,
+    192.0.2.2 there, 192.0.2.1 on the host (TEST-NET-1, inside these namespaces only)."""
+
+    def __init__(self, host):
+        self.name = host.name + "-r"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.path = f"/run/netns/{self.name}"
+        host.sh(f"ip link add fbremote type veth peer name eth0 netns {self.name} && "
+                "ip addr add 192.0.2.1/24 dev fbremote && ip link set fbremote up")
+        self.sh("ip link set lo up && ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up")
+
+    def sh(self, script, check=True):
+        r = subprocess.run(["nsenter", f"--net={self.path}", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=30)
+        if check:
+            assert r.returncode == 0, (script, r.stdout, r.stderr)
+        return r
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def test_host_firewall_dropping_forwarded_traffic_and_the_readmes_rules(hostns, tmp_path):
+    """The README's account of a host firewall whose forward chain drops (another table's
+    drop is final, whatever fastbox's own table accepts): with it, a published port is
+    unreachable from another machine and a container cannot reach one; with the three
+    rules the README gives, both work again."""
+    remote = RemoteNS(hostns)
+    try:
+        www = tmp_path / "www"
+        www.mkdir()
+        (www / "index.html").write_text("through the firewall\n")
+        hostns.ok("run", "-d", "-p", "8080:80", "-v", f"{www}:/www", "busybox", "httpd", "-f",
+                  "-p", "80", "-h", "/www")
+        fetch = "timeout 3 busybox wget -qO- http://192.0.2.1:8080/"
+        ping = ["run", "--rm", "busybox", "ping", "-c1", "-W2", "192.0.2.2"]
+        eventually(lambda: remote.sh(fetch, check=False).stdout == "through the firewall\n",
+                   what="the published port to answer the other machine")
+        assert hostns.fb(*ping).returncode == 0
+        hostns.sh("nft add table inet filter && nft add chain inet filter forward "
+                  "'{ type filter hook forward priority 0; policy drop; }'")
+        assert remote.sh(fetch, check=False).returncode != 0
+        assert hostns.fb(*ping).returncode != 0
+        for rule in ('iifname "fastbox0" accept',
+                     'oifname "fastbox0" ct state established,related accept',
+                     'oifname "fastbox0" ct status dnat accept'):
+            hostns.sh(f"nft add rule inet filter forward {rule}")
+        assert remote.sh(fetch).stdout == "through the firewall\n"
+        assert hostns.fb(*ping).returncode == 0
+    finally:
+        remote.remove()
