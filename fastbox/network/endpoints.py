@@ -165,8 +165,10 @@ def release(cid, locked=False, unplug=True, ep=None):
     container's namespace is gone or going with its last process, and the kernel removes
     the veth with it, batched, off our path (deleting it ourselves waits ~25 ms for an
     RCU grace period under the rtnl lock). ep: the endpoint as its starter planned it (a
-    foreground run's teardown): the same as its record, which need not be read back."""
-    ep = ep if ep is not None else load(cid)
+    foreground run's teardown): the same as its record, which then need not be read back,
+    only be there (gone: someone released it, and its ports may be another's now)."""
+    if ep is None or not os.path.exists(_path(cid)):
+        ep = load(cid)
     if ep is None:
         files.remove(cid)
         return False
