@@ -205,6 +205,9 @@ struct fb_spare {
     char host_if[16];
 };
 int fb_spare_take(struct fb_spare *out);
+/* The same, but first waits (50 ms at most) for one the worker is making, if it is of
+ * the kind asked for (bridge > 0: with a veth; 0: a plain namespace). */
+int fb_spare_take_wait(struct fb_spare *out, int bridge);
 void fb_spare_request(int bridge_index, int mtu);
 
 /* Start the container under a new fastbox-monitor process that is no child of the

@@ -316,12 +316,17 @@ def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes 
         raise _net_error(&e)
 
 
-def take_spare():
+def take_spare(int wait=-1):
     """The spare network namespace with what was made in it: (netns fd, netlink socket
     inside it, host veth name or None, bridge index, mtu), all ours; netns fd -1: none
-    ready."""
+    ready. wait >= 0: first wait a little for one being made of that kind (1: with a
+    veth, 0: plain), without the GIL."""
     cdef fb_spare sp
-    fb_spare_take(&sp)
+    if wait >= 0:
+        with nogil:
+            fb_spare_take_wait(&sp, wait)
+    else:
+        fb_spare_take(&sp)
     name = sp.host_if.decode() if sp.bridge_index > 0 else None
     return sp.netns_fd, sp.sock, name, sp.bridge_index, sp.mtu
 

@@ -13,8 +13,9 @@ from fastbox.errors import SpecError
 from fastbox.images.reference import normalize
 
 CACHE_VERSION = 1
+# A record without one of these (written by an older fastbox) is rebuilt from the blobs.
 INFO_KEYS = frozenset(("v", "id", "layers", "env", "entrypoint", "cmd", "working_dir", "user",
-                       "created", "size"))
+                       "created", "size", "exposed"))
 HEX = frozenset("0123456789abcdef")
 
 
@@ -22,9 +23,10 @@ class Image:
     """What a container needs from an image; read-only."""
 
     __slots__ = ("id", "ref", "manifest_digest", "layer_dirs", "env", "entrypoint", "cmd",
-                 "working_dir", "user")
+                 "working_dir", "user", "exposed")
 
-    def __init__(self, id, ref, manifest_digest, layer_dirs, env, entrypoint, cmd, working_dir, user):
+    def __init__(self, id, ref, manifest_digest, layer_dirs, env, entrypoint, cmd, working_dir, user,
+                 exposed=()):
         put = object.__setattr__
         put(self, "id", id)
         put(self, "ref", ref)
@@ -35,6 +37,7 @@ class Image:
         put(self, "cmd", cmd)
         put(self, "working_dir", working_dir)
         put(self, "user", user)
+        put(self, "exposed", exposed)  # EXPOSE's ports, "80/tcp": what -P publishes
 
     def __setattr__(self, name, value):
         raise AttributeError(f"Image.{name} is read-only")
@@ -88,7 +91,8 @@ def image_of(root, info, ref, digest):
     """The Image a run-path record describes, its layers under ROOT."""
     layers = f"{root}/layers/"
     return Image(info["id"], ref, digest, tuple([layers + h for h in info["layers"]]),
-                 info["env"], info["entrypoint"], info["cmd"], info["working_dir"], info["user"])
+                 info["env"], info["entrypoint"], info["cmd"], info["working_dir"], info["user"],
+                 info["exposed"])
 
 
 def read_info(root, digest):

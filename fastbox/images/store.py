@@ -664,9 +664,22 @@ def _info(manifest, cfg):
         "cmd": tuple(c.get("Cmd") or ()),
         "working_dir": c.get("WorkingDir") or "",
         "user": c.get("User") or "",
+        "exposed": _exposed(c.get("ExposedPorts")),
         "created": cfg.get("created") or "",
         "size": manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"]),
     }
+
+
+def _exposed(ports):
+    """An image's ExposedPorts ({"80/tcp": {}, ...}) as ("80/tcp", ...), by port: the ones
+    -P can publish (tcp and udp; a malformed key is left out, as Docker ignores it)."""
+    out = set()
+    for key in ports or ():
+        port, _, proto = str(key).partition("/")
+        proto = (proto or "tcp").lower()
+        if port.isdigit() and 0 < int(port) < 65536 and proto in ("tcp", "udp"):
+            out.add((int(port), proto))
+    return tuple(f"{port}/{proto}" for port, proto in sorted(out))
 
 
 def _container_config(changes):

@@ -159,13 +159,16 @@ def reclaim(net, leases):
             release(cid, locked=True)
 
 
-def release(cid, locked=False, unplug=True):
+def release(cid, locked=False, unplug=True, ep=None):
     """Undo cid's endpoint from its record alone: port mappings, host veth, lease, names,
     files, then the record. Each step tolerates what is already gone. unplug=False: the
     container's namespace is gone or going with its last process, and the kernel removes
     the veth with it, batched, off our path (deleting it ourselves waits ~25 ms for an
-    RCU grace period under the rtnl lock)."""
-    ep = load(cid)
+    RCU grace period under the rtnl lock). ep: the endpoint as its starter planned it (a
+    foreground run's teardown): the same as its record, which then need not be read back,
+    only be there (gone: someone released it, and its ports may be another's now)."""
+    if ep is None or not os.path.exists(_path(cid)):
+        ep = load(cid)
     if ep is None:
         files.remove(cid)
         return False
@@ -184,7 +187,7 @@ def release(cid, locked=False, unplug=True):
         else:
             with ipam.Locked(net):
                 _free(net, ep)
-    files.remove(cid)
+    files.remove(cid, names=bool(ep.names))
     try:
         os.unlink(_path(cid))
     except FileNotFoundError:

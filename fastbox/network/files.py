@@ -130,9 +130,11 @@ def rewrite_hosts(net):
             os.close(fd)
 
 
-def remove(cid):
+def remove(cid, names=True):
+    """names=False: the container was on a network without names (no hosts.base)."""
     d = files_dir(cid)
-    for n in ("hosts", "hosts.base", "resolv.conf", "hostname"):
+    for n in ("hosts", "hosts.base", "resolv.conf", "hostname") if names else (
+            "hosts", "resolv.conf", "hostname"):
         try:
             os.unlink(os.path.join(d, n))
         except FileNotFoundError:

@@ -32,9 +32,9 @@ def resolve(publish, publish_all=False, expose=(), avoid=()):
     exposed ports): every host port fixed and found free. avoid: ports to skip when one is
     chosen (those that just failed to be added)."""
     wanted = list(publish)
-    if publish_all:
+    if publish_all:  # each exposed port once (the image's and --expose's may repeat)
         have = {w.rsplit(":", 1)[1] for w in wanted}
-        wanted += [f"0.0.0.0::{e}" for e in expose if e not in have]
+        wanted += [f"0.0.0.0::{e}" for e in dict.fromkeys(expose) if e not in have]
     out = []
     for item in wanted:
         host_ip, host, rest = item.split(":")

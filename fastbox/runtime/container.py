@@ -90,11 +90,11 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.devnodes = nodes
     if spec.init or spec.ulimits:
         _init_and_ulimits(plan, spec)
-    _network(plan, cid, spec, hostname, netns_fd, spare)
+    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed)
     return plan, cg, fs, argv
 
 
-def _network(plan, cid, spec, hostname, netns_fd, spare=None):
+def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=()):
     """The container's network namespace: made ahead of time (netns_fd: a spare or a
     pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
     address, route, ports, /etc files), made before the clone into that namespace.
@@ -134,7 +134,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None):
     if endpoint:
         from fastbox.runtime import network
         try:
-            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare)
+            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
         except BaseException:
             if plan.own_netns_fd is not None:
                 os.close(plan.own_netns_fd)
@@ -257,7 +257,7 @@ def teardown(s):
         from fastbox.runtime import network
         # its namespace (ours, or a spare) dies with it and takes the veth along; a
         # pool's lives on, so its veth is deleted
-        network.release(s.id, unplug=s.pooled_netns)
+        network.release(s.id, unplug=s.pooled_netns, ep=s.endpoint)
         s.endpoint = None
     cgroup.remove(s.cgroups)
 

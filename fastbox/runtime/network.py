@@ -30,13 +30,14 @@ def fits(spare, spec):
     return spare.bridge_index == index and spare.mtu == net.mtu
 
 
-def setup(cid, spec, hostname, netns_fd, spare=None):
+def setup(cid, spec, hostname, netns_fd, spare=None, exposed=()):
     """The network of a container that has an address of its own: returns its endpoint
     (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname). spare: the
-    namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used."""
+    namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used.
+    exposed: the image's EXPOSE ports, which -P publishes with --expose's, as Docker."""
     from fastbox.network import endpoints, ports
     from fastbox.runtime import spare as spares
-    mapped = ports.resolve(spec.publish, spec.publish_all, spec.expose) if (
+    mapped = ports.resolve(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
         spec.publish or spec.publish_all) else []
     made = spare is not None and spare.host_if is not None
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None)
@@ -121,9 +122,9 @@ def unplug(host_if):
         pass
 
 
-def release(cid, unplug=True):
+def release(cid, unplug=True, ep=None):
     from fastbox.network import endpoints
-    endpoints.release(cid, unplug=unplug)
+    endpoints.release(cid, unplug=unplug, ep=ep)
 
 
 def owned_by(ep, pid):

@@ -53,7 +53,8 @@ def netns(spec):
     its last bridge container used."""
     if spec.network == "host" or spec.network.startswith("container:"):
         return None
-    fd, sock, host_if, index, mtu = _core.take_spare()
+    # one being made is waited for: making another beside it only races it
+    fd, sock, host_if, index, mtu = _core.take_spare(0 if spec.network == "none" else 1)
     sp = Spare(fd, sock, host_if, index, mtu) if fd >= 0 else None
     if sp is not None and host_if and spec.network == "none":
         sp.close()  # it has a veth: not a `none` container's

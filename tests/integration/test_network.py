@@ -187,6 +187,72 @@ def test_random_host_ports_and_publish_all(hostns):
     assert len(ports) == 3 and all(p >= 1024 for p in ports)
 
 
+def test_publish_all_publishes_the_images_exposed_ports(hostns, tmp_path):
+    """-P publishes the image's EXPOSE ports (and --expose's) on random host ports, as
+    Docker does; `port` and `ps` show them and the host reaches the server through one."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM busybox\nEXPOSE 80 5353/udp\n")
+    hostns.ok("build", "-q", "-t", "fbtest/exposed", "-f", str(ctx / "Containerfile"), str(ctx))
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("exposed\n")
+    cid = hostns.ok("run", "-d", "-P", "--expose", "81", "-v", f"{www}:/www", "fbtest/exposed",
+                    "httpd", "-f", "-p", "80", "-h", "/www").strip()
+    lines = hostns.ok("port", cid).splitlines()
+    mapped = {line.split(" -> ")[0]: int(line.rsplit(":", 1)[1]) for line in lines}
+    assert sorted(mapped) == ["5353/udp", "80/tcp", "81/tcp"], lines
+    assert len(set(mapped.values())) == 3 and all(p >= 1024 for p in mapped.values())
+    assert f"0.0.0.0:{mapped['80/tcp']}->80/tcp" in hostns.ok("ps")
+    assert hostns.fetch(f"http://127.0.0.1:{mapped['80/tcp']}/") == "exposed\n"
+    # without -P an image's EXPOSE publishes nothing
+    other = hostns.ok("run", "-d", "fbtest/exposed", "sleep", "60").strip()
+    assert hostns.ok("port", other).strip() == ""
+
+
+def test_an_address_given_again_answers_at_once(hostns):
+    """A container given the address another had a moment ago is reached from the host at
+    once: the host's neighbour entry for that address (still REACHABLE, since another
+    container keeps the bridge up) names the same MAC, which follows from the address."""
+    hostns.ok("run", "-d", "busybox", "sleep", "60")  # keeps the bridge's carrier up
+    first = hostns.ok("run", "-d", "busybox", "httpd", "-f", "-p", "80").strip()
+    ip = hostns.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", first).strip()
+    assert _http_status(hostns, ip) == "404"  # the host's neighbour entry is made
+    hostns.ok("rm", "-f", first)
+    second = hostns.ok("run", "-d", "busybox", "httpd", "-f", "-p", "80").strip()
+    assert hostns.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", second).strip() == ip
+    assert _http_status(hostns, ip, tries=1) == "404"
+    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+    assert mac in hostns.sh(f"ip neigh show {ip}").stdout
+
+
+def _http_status(ns, ip, tries=50):
+    """The HTTP status busybox httpd answers at ip (404: it serves no index), trying
+    `tries` times 3 s each."""
+    for _ in range(tries):
+        r = ns.sh(f"timeout 3 busybox wget -qO- http://{ip}/", check=False)
+        if "404" in r.stderr:
+            return "404"
+        time.sleep(0.1)
+    raise AssertionError(f"no answer from {ip}: {r.stderr}")
+
+
+def test_no_ipv6_addresses_on_either_end_of_the_veth(hostns):
+    """IPv4-only networks: neither end of a container's veth gets an IPv6 address (no
+    link-local, so no duplicate detection, MLD or router solicitations per start), as
+    Docker disables IPv6 on a container's interfaces on such networks; lo keeps ::1."""
+    cid = hostns.ok("run", "-d", "busybox", "sh", "-c",
+                    "sleep 0.5; cat /proc/net/if_inet6; sleep 60").strip()
+    eventually(lambda: "lo" in hostns.ok("logs", cid), what="the container's address list")
+    time.sleep(0.5)  # addrconf would have made the link-local address by now
+    names = [line.split()[-1] for line in hostns.ok("logs", cid).splitlines()]
+    assert names == ["lo"], names
+    (veth,) = hostns.veths()
+    assert hostns.sh(f"ip -6 addr show dev {veth}").stdout.strip() == ""
+    # and IPv4 still flows both ways over it
+    assert "1 packets received" in hostns.ok("run", "--rm", "busybox", "ping", "-c1", "-W2", "10.66.0.1")
+
+
 # ------------------------------------------------------------------ conflicts and errors
 
 def test_port_conflict_with_a_container_is_one_line_and_125(hostns):
@@ -468,3 +534,57 @@ def test_detached_container_releases_its_network_when_it_exits(hostns, fb_env):
     assert "9003" in hostns.ok("port", cid)
     hostns.ok("rm", "-f", cid)
     assert_nothing_left(hostns, fb_env)
+
+
+class RemoteNS:
+    """Another machine: a namespace joined to the one playing the host by a veth,
+    192.0.2.2 there, 192.0.2.1 on the host (TEST-NET-1, inside these namespaces only)."""
+
+    def __init__(self, host):
+        self.name = host.name + "-r"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.path = f"/run/netns/{self.name}"
+        host.sh(f"ip link add fbremote type veth peer name eth0 netns {self.name} && "
+                "ip addr add 192.0.2.1/24 dev fbremote && ip link set fbremote up")
+        self.sh("ip link set lo up && ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up")
+
+    def sh(self, script, check=True):
+        r = subprocess.run(["nsenter", f"--net={self.path}", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=30)
+        if check:
+            assert r.returncode == 0, (script, r.stdout, r.stderr)
+        return r
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def test_host_firewall_dropping_forwarded_traffic_and_the_readmes_rules(hostns, tmp_path):
+    """The README's account of a host firewall whose forward chain drops (another table's
+    drop is final, whatever fastbox's own table accepts): with it, a published port is
+    unreachable from another machine and a container cannot reach one; with the three
+    rules the README gives, both work again."""
+    remote = RemoteNS(hostns)
+    try:
+        www = tmp_path / "www"
+        www.mkdir()
+        (www / "index.html").write_text("through the firewall\n")
+        hostns.ok("run", "-d", "-p", "8080:80", "-v", f"{www}:/www", "busybox", "httpd", "-f",
+                  "-p", "80", "-h", "/www")
+        fetch = "timeout 3 busybox wget -qO- http://192.0.2.1:8080/"
+        ping = ["run", "--rm", "busybox", "ping", "-c1", "-W2", "192.0.2.2"]
+        eventually(lambda: remote.sh(fetch, check=False).stdout == "through the firewall\n",
+                   what="the published port to answer the other machine")
+        assert hostns.fb(*ping).returncode == 0
+        hostns.sh("nft add table inet filter && nft add chain inet filter forward "
+                  "'{ type filter hook forward priority 0; policy drop; }'")
+        assert remote.sh(fetch, check=False).returncode != 0
+        assert hostns.fb(*ping).returncode != 0
+        for rule in ('iifname "fastbox0" accept',
+                     'oifname "fastbox0" ct state established,related accept',
+                     'oifname "fastbox0" ct status dnat accept'):
+            hostns.sh(f"nft add rule inet filter forward {rule}")
+        assert remote.sh(fetch).stdout == "through the firewall\n"
+        assert hostns.fb(*ping).returncode == 0
+    finally:
+        remote.remove()
