@@ -6,6 +6,10 @@ which may be gone (netavark#1451). A record whose owner is dead is swept by the 
 command that touches the network (a start on a full network, `fastbox network`, `rm`,
 the janitor of a dead `run`).
 
+A container on more than one network (`fastbox network connect`) has one more record per
+network, named <id>+<network id's first 12>: its lease holds that name, its veth is named
+after both ids, and it goes with the container's own (release, owner, sweep).
+
 The record is plain "key value" lines: no json import on the start path."""
 import os
 
@@ -33,10 +37,12 @@ def my_owner():
 
 class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
-                 "mtu", "host_if", "ports", "names", "bridge_index", "binds")
+                 "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
+                 "extra_keys")
 
     def __init__(self, **fields):
-        self.ports, self.names, self.binds, self.bridge_index = [], [], [], 0
+        self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
+        self.extra_keys = ()  # the records of the other networks attached at this start
         for k, v in fields.items():
             setattr(self, k, v)
 
@@ -46,6 +52,8 @@ class Endpoint:
                  f"gateway {self.gateway}", f"mtu {self.mtu}", f"host_if {self.host_if}"]
         lines += [f"port {p} {ip} {hp} {cp}" for p, ip, hp, cp in self.ports]
         lines += [f"name {n}" for n in self.names]
+        if self.if_name != "eth0":
+            lines.append(f"if_name {self.if_name}")
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -63,6 +71,20 @@ class Endpoint:
             elif key in cls.__slots__:
                 setattr(ep, key, value.strip())
         return ep
+
+    @property
+    def container(self):
+        """The container's id (an extra network's record is named <id>+<network>)."""
+        return self.id.partition("+")[0]
+
+
+def extra_key(cid, net):
+    return f"{cid}+{net.id[:12]}"
+
+
+def extras(cid):
+    """The records of the networks cid was connected to besides its first."""
+    return [ep for ep in (load(k) for k in all_ids() if k.startswith(cid + "+")) if ep is not None]
 
 
 def _path(cid):
@@ -138,12 +160,30 @@ def set_owner(ep, pid):
     """The container runs: it owns its endpoint from now on (its init's pid and start).
     One write in place: "owner " and a fixed-width field open the record."""
     ep.owner = f"{pid}-{process.start_time(pid)}"
+    for key in (ep.id, *ep.extra_keys):
+        _write_owner(key, ep.owner)
+
+
+def hand_over(key, owner):
+    """A connected network's record, owned from now on by owner (the container's init)."""
+    _write_owner(key, owner)
+
+
+def release_dead_extras(cid):
+    """The connected networks of a container that has stopped: its monitor released only
+    its first network's endpoint (it knew no other)."""
+    for ep in extras(cid):
+        if not owner_alive(ep.owner):
+            release(ep.id)
+
+
+def _write_owner(key, owner):
     try:
-        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(_path(key), os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:  # it exited already, and its monitor released it
         return
     try:
-        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
+        os.pwrite(fd, f"owner {owner:<{OWNER_WIDTH}}".encode(), 0)
     finally:
         os.close(fd)
 
@@ -165,9 +205,14 @@ def release(cid, locked=False, unplug=True):
     container's namespace is gone or going with its last process, and the kernel removes
     the veth with it, batched, off our path (deleting it ourselves waits ~25 ms for an
     RCU grace period under the rtnl lock)."""
+    extra = "+" in cid
+    if not extra:
+        for other in extras(cid):
+            release(other.id, locked=False, unplug=unplug)
     ep = load(cid)
     if ep is None:
-        files.remove(cid)
+        if not extra:
+            files.remove(cid)
         return False
     from fastbox.runtime import network as applied
     if ep.ports and getattr(ep, "ip", None):
@@ -184,7 +229,8 @@ def release(cid, locked=False, unplug=True):
         else:
             with ipam.Locked(net):
                 _free(net, ep)
-    files.remove(cid)
+    if not extra:
+        files.remove(cid)
     try:
         os.unlink(_path(cid))
     except FileNotFoundError:
@@ -195,7 +241,11 @@ def release(cid, locked=False, unplug=True):
 def _free(net, ep):
     ipam.free(net, ep.ip, ep.id)
     if ep.names:
-        files.leave_names(net, ep.id)
+        if "+" in ep.id:  # it stays on its other networks
+            files.drop_own(ep.container, ep.ip)
+            files.leave_names(net, ep.container, also=(ep.container,))
+        else:
+            files.leave_names(net, ep.container)
 
 
 def sweep():
@@ -246,7 +296,7 @@ def _adopted_by_container(ep):
     owner now, and its endpoint stays."""
     import json
     try:
-        with open(os.path.join(config.containers_dir(), ep.id, "started.json")) as f:
+        with open(os.path.join(config.containers_dir(), ep.container, "started.json")) as f:
             started = json.load(f)
         pid, start = int(started["pid"]), int(started["pid_start"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -254,14 +304,7 @@ def _adopted_by_container(ep):
     if not process.alive(pid, start):
         return False
     ep.owner = f"{pid}-{start}"
-    try:
-        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
-    finally:
-        os.close(fd)
+    _write_owner(ep.id, ep.owner)
     return True
 
 

@@ -91,43 +91,88 @@ def join_names(net, cid, ip, names):
     rewrite_hosts(net)
 
 
-def leave_names(net, cid):
+def leave_names(net, cid, also=()):
+    """also: containers whose hosts change too (one that leaves only this network)."""
     try:
         os.unlink(os.path.join(names_dir(net), cid))
     except FileNotFoundError:
         return
-    rewrite_hosts(net)
+    rewrite_hosts(net, also)
 
 
-def rewrite_hosts(net):
+def rewrite_hosts(net, also=()):
+    """Every member's hosts: its own lines, then the members of every network it is on
+    (a container connected to more than one sees the names of each)."""
     d = names_dir(net)
     try:
         members = sorted(os.listdir(d))
     except FileNotFoundError:
         return
-    lines = {}
-    for m in members:
+    top = os.path.dirname(d)
+    nets = {}  # network dir -> {member: its line}
+    for n in os.listdir(top):
+        nets[n] = {}
         try:
-            with open(os.path.join(d, m)) as f:
-                lines[m] = f.read()
-        except FileNotFoundError:
-            pass
-    for m in lines:
-        fdir = files_dir(m)
-        try:
-            with open(os.path.join(fdir, "hosts.base")) as f:
-                base = f.read()
+            entries = os.listdir(os.path.join(top, n))
         except FileNotFoundError:
             continue
-        peers = "".join(text for other, text in lines.items() if other != m)
-        try:  # in place: the container's bind mount shows this inode
-            fd = os.open(os.path.join(fdir, "hosts"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
+        for m in entries:
+            try:
+                with open(os.path.join(top, n, m)) as f:
+                    nets[n][m] = f.read()
+            except FileNotFoundError:
+                pass
+    for m in members + [a for a in also if a not in members]:
+        peers = {}
+        for lines in nets.values():
+            if m in lines:
+                peers.update((other, text) for other, text in lines.items() if other != m)
+        _rewrite(m, "".join(peers.values()))
+
+
+def _rewrite(cid, peers):
+    fdir = files_dir(cid)
+    try:
+        with open(os.path.join(fdir, "hosts.base")) as f:
+            base = f.read()
+    except FileNotFoundError:
+        return
+    try:  # in place: the container's bind mount shows this inode
+        fd = os.open(os.path.join(fdir, "hosts"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.write(fd, (base + peers).encode())
+    finally:
+        os.close(fd)
+
+
+def add_own(cid, ip, hostname):
+    """A connected network's address, under the container's hostname (as Docker's
+    connect adds it), in the part of hosts that is the container's own. A container
+    whose first network has no names keeps its hosts as that part."""
+    fdir = files_dir(cid)
+    base = os.path.join(fdir, "hosts.base")
+    try:
+        with open(base) as f:
+            text = f.read()
+    except FileNotFoundError:
         try:
-            os.write(fd, (base + peers).encode())
-        finally:
-            os.close(fd)
+            with open(os.path.join(fdir, "hosts")) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+    _put(base, text + f"{ip}\t{hostname}\n")
+
+
+def drop_own(cid, ip):
+    base = os.path.join(files_dir(cid), "hosts.base")
+    try:
+        with open(base) as f:
+            lines = f.read().splitlines(True)
+    except FileNotFoundError:
+        return
+    _put(base, "".join(l for l in lines if l.split("\t", 1)[0] != ip))
 
 
 def remove(cid):

@@ -88,7 +88,7 @@ def _removal(cid, spec, store):
     """--rm: the monitor deletes the record, its files and the name at exit (the log's
     rotated files too: it knows how many there are)."""
     files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
-             "started.json.tmp"]
+             "started.json.tmp", "networks"]
     args = ["--lock", os.path.join(store.container_dir(cid), "lock"), "--names", store.names,
             "--id", cid]
     for name in files:
