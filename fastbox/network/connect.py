@@ -160,6 +160,8 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
             ipam.allocate_locked(net, key, endpoints.reclaim, record)
         files.add_own(cid, ep.ip, hostname)
         files.join_names(net, cid, ep.ip, ep.names)
+        from fastbox.network import dns
+        dns.ensure(net)
     return ep
 
 

@@ -38,11 +38,12 @@ def my_owner():
 class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
                  "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
-                 "extra_keys")
+                 "extra_keys", "dns")
 
     def __init__(self, **fields):
         self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
         self.extra_keys = ()  # the records of the other networks attached at this start
+        self.dns = []  # --dns: the servers its network's name server forwards to
         for k, v in fields.items():
             setattr(self, k, v)
 
@@ -52,6 +53,7 @@ class Endpoint:
                  f"gateway {self.gateway}", f"mtu {self.mtu}", f"host_if {self.host_if}"]
         lines += [f"port {p} {ip} {hp} {cp}" for p, ip, hp, cp in self.ports]
         lines += [f"name {n}" for n in self.names]
+        lines += [f"dns {d}" for d in self.dns]
         if self.if_name != "eth0":
             lines.append(f"if_name {self.if_name}")
         return "\n".join(lines) + "\n"
@@ -66,6 +68,8 @@ class Endpoint:
                 ep.ports.append((p, ip, int(hp), int(cp)))
             elif key == "name":
                 ep.names.append(value)
+            elif key == "dns":
+                ep.dns.append(value)
             elif key in ("prefix", "mtu"):
                 setattr(ep, key, int(value))
             elif key in cls.__slots__:
@@ -142,7 +146,8 @@ def plan(cid, spec, hostname, ports, host_if=None):
             names.append(hostname)
     ep = Endpoint(id=cid, owner=my_owner(), network=net.name, network_id=net.id,
                   bridge=net.bridge, prefix=net.prefix, gateway=net.gateway, mtu=net.mtu,
-                  host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index)
+                  host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index,
+                  dns=list(spec.dns) if names else [])
 
     def record(ip):
         ep.ip = ip
@@ -150,9 +155,13 @@ def plan(cid, spec, hostname, ports, host_if=None):
 
     with ipam.Locked(net):
         ip = ipam.allocate_locked(net, cid, reclaim, record)
-        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names))
+        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
+                               dns_at=net.gateway if names else None)
         if names:
             files.join_names(net, cid, ip, names)
+            from fastbox.network import dns
+            if not dns.ensure(net):  # no name server: the host's resolvers
+                files.write_resolv(cid, spec.dns)
     return ep
 
 
@@ -269,7 +278,10 @@ def sweep():
         ep = load(cid)
         if ep is not None and not owner_alive(ep.owner) and not _adopted_by_container(ep):
             n += release(cid)
-    return n + _sweep_unrecorded_leases()
+    n += _sweep_unrecorded_leases()
+    from fastbox.network import dns
+    dns.sweep()
+    return n
 
 
 def _sweep_unrecorded_leases():

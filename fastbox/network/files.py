@@ -22,9 +22,10 @@ def names_dir(net):
     return os.path.join(config.run_dir(), "net", "names", net.id[:12])
 
 
-def write(cid, ip, hostname, spec, names=False):
+def write(cid, ip, hostname, spec, names=False, dns_at=None):
     """The three files; returns [(host path, container path)] to bind. names: the
-    network has names (hosts.base keeps what is the container's own)."""
+    network has names (hosts.base keeps what is the container's own); dns_at: the
+    address of its name server (fastbox.network.dns)."""
     d = files_dir(cid)
     try:
         os.mkdir(d, 0o700)
@@ -38,9 +39,14 @@ def write(cid, ip, hostname, spec, names=False):
     if names:
         _put(os.path.join(d, "hosts.base"), BASE + extra + own)
     _put(os.path.join(d, "hosts"), BASE + extra + own)
-    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns))
+    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns, dns_at))
     _put(os.path.join(d, "hostname"), hostname + "\n")
     return [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
+
+
+def write_resolv(cid, dns):
+    """resolv.conf again, in place, naming the host's resolvers (or --dns's)."""
+    _put(os.path.join(files_dir(cid), "resolv.conf"), resolv_conf(dns))
 
 
 def _put(path, text):
@@ -54,22 +60,23 @@ def _put(path, text):
 _resolv = {}  # (dns, host file's inode, mtime) -> text
 
 
-def resolv_conf(dns):
+def resolv_conf(dns, dns_at=None):
     """The host's resolv.conf without loopback resolvers (unreachable from the
-    container's namespace), or --dns's servers instead of its nameservers. Made again
-    only when the host's file changes."""
+    container's namespace), or --dns's servers instead of its nameservers. dns_at: the
+    network's name server instead, as Docker's 127.0.0.11 (it forwards to those). Made
+    again only when the host's file changes."""
     try:
         st = os.stat(HOST_RESOLV)
-        key = (tuple(dns), st.st_ino, st.st_mtime_ns)
+        key = (tuple(dns), dns_at, st.st_ino, st.st_mtime_ns)
     except OSError:
-        key = (tuple(dns), 0, 0)
+        key = (tuple(dns), dns_at, 0, 0)
     if key not in _resolv:
         _resolv.clear()
-        _resolv[key] = _make_resolv(dns)
+        _resolv[key] = _make_resolv(dns, dns_at)
     return _resolv[key]
 
 
-def _make_resolv(dns):
+def _make_resolv(dns, dns_at=None):
     try:
         with open(HOST_RESOLV) as f:
             lines = f.read().splitlines()
@@ -80,6 +87,9 @@ def _make_resolv(dns):
                             and len(l.split()) > 1 and not l.split()[1].startswith("127.")
                             and l.split()[1] != "::1"]
     servers = servers or list(FALLBACK_DNS)
+    if dns_at:  # as Docker writes it: where names go, and where the rest is forwarded
+        return (f"nameserver {dns_at}\n" + "".join(l + "\n" for l in keep)
+                + f"# ExtServers: [{' '.join(dns) if dns else 'host'}]\n")
     return "".join(f"nameserver {s}\n" for s in servers) + "".join(l + "\n" for l in keep)
 
 
