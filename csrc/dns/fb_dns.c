@@ -639,13 +639,14 @@ static int write_pidfile(void)
     char tmp[4200], text[64];
     snprintf(tmp, sizeof tmp, "%s.tmp", opt.pidfile);
     int n = snprintf(text, sizeof text, "%d %lld\n", getpid(), start_time_of_self());
+    /* locked for as long as we live (the fd stays open): fastbox asks whether we run
+     * with one flock, and the kernel drops it however we die */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, text, (size_t)n) != n) {
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || write(fd, text, (size_t)n) != n) {
         if (fd >= 0)
             close(fd);
         return -1;
     }
-    close(fd);
     return rename(tmp, opt.pidfile);
 }
 

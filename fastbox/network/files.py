@@ -119,12 +119,15 @@ def rewrite_hosts(net, also=()):
     except FileNotFoundError:
         return
     top = os.path.dirname(d)
-    nets = {}  # network dir -> {member: its line}
+    ours = set(members) | set(also)
+    nets = {}  # network dir -> {member: its line}, of the networks our members are on
     for n in os.listdir(top):
         nets[n] = {}
         try:
             entries = os.listdir(os.path.join(top, n))
         except FileNotFoundError:
+            continue
+        if n != os.path.basename(d) and ours.isdisjoint(entries):
             continue
         for m in entries:
             try:
@@ -133,11 +136,9 @@ def rewrite_hosts(net, also=()):
             except FileNotFoundError:
                 pass
     for m in members + [a for a in also if a not in members]:
-        peers = {}
-        for lines in nets.values():
-            if m in lines:
-                peers.update((other, text) for other, text in lines.items() if other != m)
-        _rewrite(m, "".join(peers.values()))
+        peers = [text for lines in nets.values() if m in lines
+                 for other, text in lines.items() if other != m]
+        _rewrite(m, "".join(peers))
 
 
 def _rewrite(cid, peers):
