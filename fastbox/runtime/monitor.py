@@ -39,6 +39,8 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
         if plan.endpoint is not None:
             from fastbox.runtime import network
             monitor_argv += network.monitor_release_args(plan.endpoint)
+            from fastbox.network import endpoints  # and the networks connected to it
+            monitor_argv += ["--net-extras", endpoints.endpoints_dir()]
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         elif spec.restart != "no":

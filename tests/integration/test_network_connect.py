@@ -27,6 +27,15 @@ def addr_of(ns, name, dev):
     return out.split()[3].split("/")[0]
 
 
+def dead(pid):
+    """Gone, or a zombie (its monitor killed, it is the test process's to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def networks(ns, name):
     return json.loads(ns.ok("inspect", name))[0]["NetworkSettings"]["Networks"]
 
@@ -118,16 +127,38 @@ def test_address_in_use_is_refused(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
-def test_connected_network_of_a_killed_container_is_swept(hostns, fb_env):
-    """The container dies by SIGKILL (its monitor releases only its first network): the
-    next command that touches networks frees the connected one too."""
+def test_connected_network_is_released_when_the_container_exits(hostns, fb_env):
+    """Its monitor releases the connected network's lease, name and record with the
+    first network's, as Docker frees them when a container stops: no command needed."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "appnet", "b")
+    names = os.path.join(fb_env.run, "net", "names")
+    assert sum(len(os.listdir(os.path.join(names, d))) for d in os.listdir(names)) == 2
+    pid = json.loads(hostns.ok("inspect", "b"))[0]["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    eventually(lambda: len(leases(fb_env.run)) == 1, what="b's leases to be freed")
+    assert [e for e in os.listdir(os.path.join(fb_env.run, "net", "endpoints"))
+            if not e.startswith(json.loads(hostns.ok("inspect", "a"))[0]["Id"])] == []
+    assert sum(len(os.listdir(os.path.join(names, d))) for d in os.listdir(names)) == 1
+    # started again, it is connected again
+    hostns.ok("start", "b")
+    assert addr_of(hostns, "b", "eth1").startswith("10.67.0.")
+    hostns.ok("rm", "-f", "a", "b")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_connected_network_of_a_container_killed_with_its_monitor_is_swept(hostns, fb_env):
+    """Container and monitor both SIGKILLed: the next command that touches networks
+    frees the connected network too (its owner, the container's init, is dead)."""
     hostns.ok("network", "create", "appnet")
     hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")
     hostns.ok("network", "connect", "appnet", "b")
-    pid = json.loads(hostns.ok("inspect", "b"))[0]["State"]["Pid"]
-    os.kill(pid, signal.SIGKILL)
-    eventually(lambda: json.loads(hostns.ok("inspect", "b"))[0]["State"]["Status"] == "exited",
-               what="the container to exit")
+    state = json.loads(hostns.ok("inspect", "b"))[0]
+    os.kill(state["MonitorPid"], signal.SIGKILL)
+    os.kill(state["State"]["Pid"], signal.SIGKILL)
+    eventually(lambda: dead(state["State"]["Pid"]), what="the container to die")
     hostns.ok("network", "ls")
     assert leases(fb_env.run) == []
     assert os.listdir(os.path.join(fb_env.run, "net", "endpoints")) == []
