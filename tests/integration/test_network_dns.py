@@ -227,3 +227,41 @@ def test_other_names_are_forwarded_to_dns_servers_except_on_internal_networks(
     hostns.ok("rm", "-f", "cli")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
+
+
+TCP_QUERY = r"""
+import socket, struct, sys
+name = sys.argv[2]
+m = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+m += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0\0\1\0\1"
+try:
+    s = socket.create_connection((sys.argv[1], 53), timeout=5)
+    s.sendall(struct.pack(">H", len(m)) + m)
+    n = struct.unpack(">H", s.recv(2))[0]
+    r = b""
+    while len(r) < n:
+        r += s.recv(n - len(r))
+    print(r[3] & 15, struct.unpack(">H", r[6:8])[0], socket.inet_ntoa(r[-4:]))
+except OSError as e:
+    print("no answer", e)
+"""
+
+
+def test_tcp_queries_from_members_only(hostns, fb_env, tmp_path):
+    """Over TCP too; asked from the container's own network namespace (the test's
+    Python entering only that), and from the host, which is no member."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "web", "--network", "appnet", "busybox", "sleep", "1d")
+    gw = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Gateway"]
+    pid = json.loads(hostns.ok("inspect", "web"))[0]["State"]["Pid"]
+    script = tmp_path / "query.py"
+    script.write_text(TCP_QUERY)
+    r = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, str(script), gw, "web"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.split() == ["0", "1", ip_of(hostns, "web")], r.stdout + r.stderr
+    r = subprocess.run(hostns.cmd(sys.executable, str(script), gw, "web"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.startswith("no answer"), r.stdout + r.stderr
+    hostns.ok("rm", "-f", "web")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
