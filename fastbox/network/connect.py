@@ -103,6 +103,7 @@ def disconnect(net_ref, ref, force=False):
         raise ContainerStateError(f"container {c.id} is not connected to network {net.name}")
     _save_recorded(c.id, [i for i in items if i[0] != net.name])
     endpoints.release(key)
+    point_resolv(c.id)
 
 
 def _first_network(spec):
@@ -194,6 +195,7 @@ def _attach_running(c, net, ip, aliases, spec):
             endpoints.release(ep.id)
             raise
         endpoints.hand_over(ep.id, f"{pid}-{start}")
+        point_resolv(c.id)
     finally:
         os.close(fd)
 
@@ -227,6 +229,30 @@ def attach_recorded(cid, spec, hostname, netns_fd, first):
         keys.append(ep.id)
         first.extra_keys = tuple(keys)
         extra_networks.attach(ep, netns_fd)
+    point_resolv(cid)
+
+
+def point_resolv(cid):
+    """A container whose first network has no names (the default bridge) asks the name
+    server of the first network it is connected to, as Docker switches a container to
+    its embedded DNS when it joins a user network; the host's resolvers again once it
+    has none. Its --dns servers are what that name server forwards to."""
+    from fastbox.network import dns
+    first = endpoints.load(cid)
+    if first is None or first.names:
+        return
+    attached = {ep.network: ep for ep in endpoints.extras(cid)}
+    for name, _, _ in recorded(cid):
+        ep = attached.get(name)
+        if ep is not None and ep.names:
+            try:
+                net = store.get(name)
+            except SpecError:
+                continue
+            if dns.running(net):
+                files.write_resolv(cid, first.dns, ep.gateway)
+                return
+    files.write_resolv(cid, first.dns)
 
 
 def settings(cid):

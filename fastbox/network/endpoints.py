@@ -147,7 +147,7 @@ def plan(cid, spec, hostname, ports, host_if=None):
     ep = Endpoint(id=cid, owner=my_owner(), network=net.name, network_id=net.id,
                   bridge=net.bridge, prefix=net.prefix, gateway=net.gateway, mtu=net.mtu,
                   host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index,
-                  dns=list(spec.dns) if names else [])
+                  dns=list(spec.dns))
 
     def record(ip):
         ep.ip = ip

@@ -44,9 +44,12 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None):
     return [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
 
 
-def write_resolv(cid, dns):
-    """resolv.conf again, in place, naming the host's resolvers (or --dns's)."""
-    _put(os.path.join(files_dir(cid), "resolv.conf"), resolv_conf(dns))
+def write_resolv(cid, dns, dns_at=None):
+    """resolv.conf again, in place (the bind mount shows this inode): naming the host's
+    resolvers (or --dns's), or the name server at dns_at."""
+    path = os.path.join(files_dir(cid), "resolv.conf")
+    if os.path.exists(path):
+        _put(path, resolv_conf(dns, dns_at))
 
 
 def _put(path, text):

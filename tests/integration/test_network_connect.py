@@ -138,9 +138,9 @@ def test_connected_network_is_released_when_the_container_exits(hostns, fb_env):
     assert sum(len(os.listdir(os.path.join(names, d))) for d in os.listdir(names)) == 2
     pid = json.loads(hostns.ok("inspect", "b"))[0]["State"]["Pid"]
     os.kill(pid, signal.SIGKILL)
-    eventually(lambda: len(leases(fb_env.run)) == 1, what="b's leases to be freed")
-    assert [e for e in os.listdir(os.path.join(fb_env.run, "net", "endpoints"))
-            if not e.startswith(json.loads(hostns.ok("inspect", "a"))[0]["Id"])] == []
+    a_id = json.loads(hostns.ok("inspect", "a"))[0]["Id"]
+    eventually(lambda: len(leases(fb_env.run)) == 1 and os.listdir(
+        os.path.join(fb_env.run, "net", "endpoints")) == [a_id], what="b's leases and records to go")
     assert sum(len(os.listdir(os.path.join(names, d))) for d in os.listdir(names)) == 1
     # started again, it is connected again
     hostns.ok("start", "b")

@@ -237,7 +237,10 @@ m += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0\0\1\
 try:
     s = socket.create_connection((sys.argv[1], 53), timeout=5)
     s.sendall(struct.pack(">H", len(m)) + m)
-    n = struct.unpack(">H", s.recv(2))[0]
+    head = s.recv(2)
+    if len(head) < 2:
+        raise OSError("closed without an answer")
+    n = struct.unpack(">H", head)[0]
     r = b""
     while len(r) < n:
         r += s.recv(n - len(r))
@@ -263,5 +266,23 @@ def test_tcp_queries_from_members_only(hostns, fb_env, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.stdout.startswith("no answer"), r.stdout + r.stderr
     hostns.ok("rm", "-f", "web")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_a_bridge_container_connected_to_a_user_network_asks_its_name_server(hostns, fb_env):
+    """As Docker switches a container to its embedded DNS when it joins a user network."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "web", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "--dns", UPSTREAM, "busybox", "sleep", "1d")
+    gw = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Gateway"]
+    assert hostns.ok("exec", "b", "cat", "/etc/resolv.conf").startswith(f"nameserver {UPSTREAM}\n")
+    hostns.ok("network", "connect", "appnet", "b")
+    assert hostns.ok("exec", "b", "cat", "/etc/resolv.conf").startswith(f"nameserver {gw}\n")
+    code, out = nslookup(hostns, "b", "web")
+    assert code == 0 and answer_of(out) == [ip_of(hostns, "web")], out
+    hostns.ok("network", "disconnect", "appnet", "b")
+    assert hostns.ok("exec", "b", "cat", "/etc/resolv.conf").startswith(f"nameserver {UPSTREAM}\n")
+    hostns.ok("rm", "-f", "web", "b")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
