@@ -179,8 +179,8 @@ def hand_over(key, owner):
 
 
 def release_dead_extras(cid):
-    """The connected networks of a container that has stopped: its monitor released only
-    its first network's endpoint (it knew no other)."""
+    """The connected networks of a container that has stopped, if its monitor did not
+    release them (it died too, or it started before they were recorded)."""
     for ep in extras(cid):
         if not owner_alive(ep.owner):
             release(ep.id)
@@ -215,8 +215,8 @@ def release(cid, locked=False, unplug=True):
     the veth with it, batched, off our path (deleting it ourselves waits ~25 ms for an
     RCU grace period under the rtnl lock)."""
     extra = "+" in cid
-    if not extra:
-        for other in extras(cid):
+    if not extra and os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
+        for other in extras(cid):  # `network connect` recorded there (one stat if not)
             release(other.id, locked=False, unplug=unplug)
     ep = load(cid)
     if ep is None:
