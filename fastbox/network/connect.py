@@ -90,7 +90,14 @@ def connect(net_ref, ref, aliases=(), ip=None):
 def disconnect(net_ref, ref, force=False):
     from fastbox import containers
     c = containers.get(ref)
-    net = store.get(net_ref)
+    try:
+        net = store.get(net_ref)
+    except SpecError:  # removed while the container was stopped: forget it
+        items = recorded(c.id)
+        if not any(n == net_ref for n, _, _ in items):
+            raise
+        _save_recorded(c.id, [i for i in items if i[0] != net_ref])
+        return
     spec = c.attrs.get("spec") or {}
     if _first_network(spec) == net.id:
         raise ContainerStateError(f"cannot disconnect container {c.id[:12]} from {net.name}: "

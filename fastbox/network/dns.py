@@ -74,6 +74,9 @@ def _spawn(net):
         pid = os.posix_spawn(BINARY, argv, {}, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)], setsid=True)
+    except OSError as e:
+        os.close(r)
+        return _warn(net, f"{BINARY}: {e.strerror}")
     finally:
         os.close(w)
     try:
@@ -87,11 +90,15 @@ def _spawn(net):
         os.close(r)
     _, status = os.waitpid(pid, 0)
     if status != 0:
-        import sys
-        print(f"fastbox: warning: no name server for network {net.name}: "
-              f"{out.decode(errors='replace').strip()}", file=sys.stderr)
-        return False
+        return _warn(net, out.decode(errors="replace").strip())
     return True
+
+
+def _warn(net, why):
+    import sys
+    print(f"fastbox: warning: no name server for network {net.name} (names resolve "
+          f"through /etc/hosts only): {why}", file=sys.stderr)
+    return False
 
 
 def stop(net_id12):

@@ -181,3 +181,18 @@ def test_sigkill_of_connect_leaves_nothing_after_the_next_command(hostns, fb_env
         assert len(leases(fb_env.run)) == 1
     hostns.ok("rm", "-f", "b")
     assert_nothing_left(hostns, fb_env)
+
+
+def test_start_after_its_connected_network_was_removed(hostns, fb_env):
+    """Docker's way: the start fails naming the network; disconnect then forgets it."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("create", "--name", "c", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "appnet", "c")
+    hostns.ok("network", "rm", "appnet")
+    r = hostns.fb("start", "c")
+    assert r.returncode != 0 and "network appnet not found" in one_line_error(r)
+    assert leases(fb_env.run) == [] and os.listdir(os.path.join(fb_env.run, "net", "endpoints")) == []
+    hostns.ok("network", "disconnect", "appnet", "c")
+    hostns.ok("start", "c")
+    hostns.ok("rm", "-f", "c")
+    assert_nothing_left(hostns, fb_env)

@@ -286,3 +286,30 @@ def test_a_bridge_container_connected_to_a_user_network_asks_its_name_server(hos
     hostns.ok("rm", "-f", "web", "b")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
+
+
+def test_port_53_held_by_a_host_program_falls_back_to_the_hosts_resolvers(hostns, fb_env, tmp_path):
+    """A host resolver bound to 0.0.0.0:53 (dnsmasq's way) keeps the name server from
+    listening on the gateway: the start still works, with a warning, the container
+    gets the host's resolvers (or --dns's), and its peers' names through /etc/hosts."""
+    hostns.ok("network", "create", "appnet")
+    holder = subprocess.Popen(hostns.cmd(sys.executable, "-c",
+                                         "import socket, time; s = socket.socket(socket.AF_INET, "
+                                         "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 53)); "
+                                         "print('ready', flush=True); time.sleep(600)"),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        hostns.ok("run", "-d", "--name", "web", "--network", "appnet", "busybox", "sleep", "1d")
+        r = hostns.fb("run", "-d", "--name", "cli", "--network", "appnet", "--dns", UPSTREAM,
+                      "busybox", "sleep", "1d")
+        assert r.returncode == 0 and "no name server for network appnet" in r.stderr, r.stderr
+        assert responder(fb_env) is None
+        assert hostns.ok("exec", "cli", "cat", "/etc/resolv.conf").startswith(f"nameserver {UPSTREAM}\n")
+        hostns.ok("exec", "cli", "ping", "-c", "1", "-W", "2", "web")
+    finally:
+        holder.kill()
+        holder.wait()
+    hostns.ok("rm", "-f", "web", "cli")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
