@@ -23,7 +23,7 @@
  * or when the directory goes (network rm), removing its pidfile.
  *
  * argv: --gateway IP --names DIR --lock FILE --pidfile FILE --endpoints DIR
- *       [--resolv FILE] [--internal] */
+ *       [--resolv FILE] [--internal] [--retry-bind MS] */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -84,7 +84,7 @@ struct tcpconn {
 static struct {
     const char *names, *lock, *pidfile, *endpoints, *resolv;
     uint32_t gateway;
-    int internal;
+    int internal, retry_bind_ms;
 } opt = {.resolv = "/etc/resolv.conf"};
 
 static struct member *members;
@@ -689,6 +689,8 @@ static int parse_args(int argc, char **argv)
             opt.endpoints = v;
         else if (!strcmp(k, "--resolv"))
             opt.resolv = v;
+        else if (!strcmp(k, "--retry-bind"))
+            opt.retry_bind_ms = atoi(v);
         else
             return -1;
     }
@@ -780,7 +782,18 @@ int main(int argc, char **argv)
         tcp[i].fd = -1;
     char gw[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &opt.gateway, gw, sizeof gw);
-    if (bind_sockets(&udp_fd, &tcp_listen_fd) < 0) {
+    /* --retry-bind: our predecessor just died; the kernel may release its flock before
+     * its sockets, so the port can still be taken for a moment */
+    long long give_up = now_ms() + opt.retry_bind_ms;
+    int rc;
+    while ((rc = bind_sockets(&udp_fd, &tcp_listen_fd)) < 0 && errno == EADDRINUSE &&
+           now_ms() < give_up) {
+        int err = errno;
+        close(udp_fd), close(tcp_listen_fd);
+        usleep(5000);
+        errno = err;
+    }
+    if (rc < 0) {
         fprintf(stderr, "fastbox-dns: cannot listen on %s port 53: %s\n", gw, strerror(errno));
         return 1;
     }

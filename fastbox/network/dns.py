@@ -69,6 +69,9 @@ def _spawn(net):
     argv = [BINARY, "--gateway", net.gateway, "--names", files.names_dir(net),
             "--lock", os.path.join(ipam.leases_dir(net), ".lock"), "--pidfile", pid_path(net),
             "--endpoints", endpoints.endpoints_dir()] + (["--internal"] if net.internal else [])
+    stale = os.path.exists(pid_path(net))
+    if stale:  # its predecessor died: its port may be let go a moment after its flock
+        argv += ["--retry-bind", "500"]
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(BINARY, argv, {}, file_actions=[
@@ -90,6 +93,11 @@ def _spawn(net):
         os.close(r)
     _, status = os.waitpid(pid, 0)
     if status != 0:
+        if stale:  # the next start need not wait for a port someone else holds
+            try:
+                os.unlink(pid_path(net))
+            except FileNotFoundError:
+                pass
         return _warn(net, out.decode(errors="replace").strip())
     return True
 

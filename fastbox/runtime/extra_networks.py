@@ -4,9 +4,12 @@ container's namespace, up, with its address and no default route (the first netw
 keeps it, as in Docker). Undone from the host side alone by endpoints.release."""
 from fastbox import _core
 from fastbox.errors import StartError
-from fastbox.runtime.network import _ip4
 
 NO_ROUTE = b"\0\0\0\0"
+
+
+def _ip4(ip):
+    return bytes(int(x) for x in ip.split("."))
 
 
 def attach(ep, netns_fd):
