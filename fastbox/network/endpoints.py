@@ -278,7 +278,7 @@ def sweep():
         ep = load(cid)
         if ep is not None and not owner_alive(ep.owner) and not _adopted_by_container(ep):
             n += release(cid)
-    n += _sweep_unrecorded_leases()
+    n += _sweep_unrecorded_leases() + _sweep_unrecorded_names()
     from fastbox.network import dns
     dns.sweep()
     return n
@@ -300,6 +300,32 @@ def _sweep_unrecorded_leases():
                     ipam.free(net, ip, cid)
                     n += 1
     return n
+
+
+def _sweep_unrecorded_names():
+    """Names (what a network's name server answers) that no record holds: as with
+    leases, a record precedes its names and outlives them, under the network's lock."""
+    n = 0
+    for net in store.list_all():
+        try:
+            members = os.listdir(files.names_dir(net))
+        except FileNotFoundError:
+            continue
+        with ipam.Locked(net):
+            for cid in members:
+                if not _holds_names(cid, net):
+                    files.leave_names(net, cid)
+                    n += 1
+    return n
+
+
+def _holds_names(cid, net):
+    ep = load(cid)
+    if ep is not None and ep.network_id == net.id:
+        return True
+    key = extra_key(cid, net)
+    return load(key) is not None or os.path.exists(_path(key) + ".tmp") or os.path.exists(
+        _path(cid) + ".tmp")
 
 
 def _adopted_by_container(ep):

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from waiting import eventually
@@ -311,5 +310,26 @@ def test_port_53_held_by_a_host_program_falls_back_to_the_hosts_resolvers(hostns
         holder.kill()
         holder.wait()
     hostns.ok("rm", "-f", "web", "cli")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_a_name_no_record_holds_is_swept(hostns, fb_env):
+    """A name left in a network's names directory with no endpoint record (what a
+    process killed at the wrong moment could leave) is answered by no one after the
+    next command that touches networks."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "cli", "--network", "appnet", "busybox", "sleep", "1d")
+    names = os.path.join(fb_env.run, "net", "names")
+    (d,) = os.listdir(names)
+    with open(os.path.join(names, d, "f" * 64), "w") as f:
+        f.write("10.67.0.200\tghost\n")
+    code, out = nslookup(hostns, "cli", "ghost")
+    assert code == 0 and answer_of(out) == ["10.67.0.200"], out  # the planted name is live
+    hostns.ok("network", "ls")
+    assert os.listdir(os.path.join(names, d)) != [] and "f" * 64 not in os.listdir(os.path.join(names, d))
+    code, out = nslookup(hostns, "cli", "ghost")
+    assert code != 0 and answer_of(out) == [], out
+    hostns.ok("rm", "-f", "cli")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
