@@ -13,7 +13,7 @@
  *     read again when it changes), one at a time, 2 s each, then SERVFAIL. On an
  *     --internal network nothing is forwarded: SERVFAIL.
  * It reads only fastbox's records, never what a container can write. After binding it
- * drops every capability and sets no_new_privs.
+ * drops every capability, sets no_new_privs, and confines itself with Landlock.
  *
  * Lifetime: started by fastbox (fastbox/network/dns.py) when a member joins and none
  * runs, under the network's lease lock. It forks once bound: the child writes --pidfile
@@ -598,7 +598,7 @@ static void maybe_exit(void)
 {
     if (n_members > 0)
         return;
-    int lock = open(opt.lock, O_RDWR | O_CLOEXEC);
+    int lock = open(opt.lock, O_RDONLY | O_CLOEXEC);
     if (lock >= 0)
         flock(lock, LOCK_EX);
     if (reload() <= 0) {
@@ -617,6 +617,69 @@ static int drop_privileges(void)
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return -1;
     return (int)syscall(SYS_capset, &h, d);
+}
+
+/* Landlock (best effort; a kernel without it leaves us with the above): from here on we
+ * may only read FASTBOX_RUN/net (names, records, the lease lock) and the host's
+ * resolv.conf, remove our pid file, connect and bind no TCP port, and signal no process
+ * outside ourselves. uid 0 without capabilities could still write root's files or kill
+ * root's processes: this is what keeps a bug here from becoming a way out. The header
+ * of this build may predate the newer rights: their values are the kernel's ABI. */
+struct ll_ruleset { uint64_t fs, net, scoped; };
+struct ll_beneath { uint64_t allowed; int32_t fd; } __attribute__((packed));
+#define LL_FS_V1 0x1fffULL          /* execute .. make_sym */
+#define LL_FS_REFER (1ULL << 13)    /* ABI 2 */
+#define LL_FS_TRUNCATE (1ULL << 14) /* ABI 3 */
+#define LL_FS_IOCTL_DEV (1ULL << 15) /* ABI 5 */
+#define LL_NET_TCP 3ULL             /* bind, connect: ABI 4 */
+#define LL_SCOPE_ALL 3ULL           /* abstract unix sockets, signals: ABI 6 */
+
+static void ll_allow(int ruleset, const char *path, uint64_t rights)
+{
+    struct ll_beneath b = {rights, open(path, O_PATH | O_CLOEXEC)};
+    if (b.fd < 0)
+        return;
+    syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &b, 0);
+    close(b.fd);
+}
+
+static void confine(void)
+{
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1U /* VERSION */);
+    if (abi < 1)
+        return;
+    struct ll_ruleset r = {LL_FS_V1, 0, 0};
+    size_t size = sizeof r.fs;
+    if (abi >= 2)
+        r.fs |= LL_FS_REFER;
+    if (abi >= 3)
+        r.fs |= LL_FS_TRUNCATE;
+    if (abi >= 5)
+        r.fs |= LL_FS_IOCTL_DEV;
+    if (abi >= 4)
+        r.net = LL_NET_TCP, size = 2 * sizeof r.fs;
+    if (abi >= 6)
+        r.scoped = LL_SCOPE_ALL, size = sizeof r;
+    int fd = (int)syscall(SYS_landlock_create_ruleset, &r, size, 0);
+    if (fd < 0)
+        return;
+    char net[4096], dns[4096];
+    snprintf(net, sizeof net, "%s", opt.names);
+    for (int up = 0; up < 2; up++) { /* FASTBOX_RUN/net/names/<network> -> FASTBOX_RUN/net */
+        char *slash = strrchr(net, '/');
+        if (slash)
+            *slash = '\0';
+    }
+    snprintf(dns, sizeof dns, "%s", opt.pidfile);
+    char *slash = strrchr(dns, '/');
+    if (slash)
+        *slash = '\0';
+    uint64_t read = (1ULL << 2) | (1ULL << 3); /* read_file, read_dir */
+    ll_allow(fd, net, read);
+    ll_allow(fd, dns, read | (1ULL << 5));     /* remove_file: our pid file */
+    ll_allow(fd, opt.resolv, 1ULL << 2);
+    syscall(SYS_landlock_restrict_self, fd, 0);
+    close(fd);
 }
 
 static long long start_time_of_self(void)
@@ -836,6 +899,7 @@ int main(int argc, char **argv)
         if (null > 2)
             close(null);
     }
+    confine();
     if (write(ready[1], "k", 1) != 1)
         _exit(1);
     close(ready[1]);
