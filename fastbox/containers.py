@@ -73,9 +73,11 @@ def _log_config(spec):
                                  f"{config.config_file()} log-opts")
 
 
-def run(image, command=None, *, tty=False, interactive=False, **options):
+def run(image, command=None, *, tty=False, interactive=False, client_fd=-1, **options):
     """create + start: `fastbox run -d`. Ours from before the record is made: if we
-    die before the monitor has it, the next fastbox command sweeps what we made."""
+    die before the monitor has it, the next fastbox command sweeps what we made.
+    tty: True or the terminal's (rows, columns); client_fd: a socket the monitor takes
+    as an attached client from the start (`run -it`)."""
     from fastbox.runtime.container import new_id
     from fastbox.runtime import cgroup
     cid = new_id()
@@ -88,7 +90,7 @@ def run(image, command=None, *, tty=False, interactive=False, **options):
         claim.release()
         raise
     try:
-        c._start(claim)
+        c._start(claim, tty, client_fd)
     except BaseException:
         try:
             c._discard()
@@ -174,7 +176,7 @@ class Container:
             claim.release()
             raise
 
-    def _start(self, claim):
+    def _start(self, claim, tty=None, client_fd=-1):
         """Start under claim (our entry), then hand it to the monitor."""
         from fastbox.api import resolve_image
         from fastbox.runtime import monitor
@@ -194,9 +196,9 @@ class Container:
         spec = spec_from_dict(record["spec"])
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
-            self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
-            log_config=log_config, keep_fds=(claim.fd,),
-            interactive=record.get("interactive", False))
+            self.id, spec, resolve_image(spec.image), self._store,
+            tty=tty or record.get("tty", False), log_config=log_config, keep_fds=(claim.fd,),
+            interactive=record.get("interactive", False), client_fd=client_fd)
         monitor_start = process.start_time(monitor_pid)
         self._mark_running(pid, monitor_pid, monitor_start, cgroups,
                            owners.key_of(monitor_pid, monitor_start))

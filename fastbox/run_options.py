@@ -34,13 +34,19 @@ def labels(values):
 
 
 def read_label_file(path, dir_fd=None):
-    """--label-file: one KEY=VALUE per line, # comments and blank lines skipped."""
+    """--label-file: one KEY=VALUE per line."""
+    return read_option_lines(path, "--label-file", dir_fd)
+
+
+def read_option_lines(path, flag, dir_fd=None):
+    """The lines of an --env-file or --label-file (relative to the caller's directory
+    when dir_fd is given), # comments and blank lines skipped."""
     opener = None if dir_fd is None else (lambda p, flags: os.open(p, flags, dir_fd=dir_fd))
     try:
         with open(path, encoding="utf-8", opener=opener) as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise SpecError(f"cannot read --label-file {path!r}: {e.strerror}") from None
+        raise SpecError(f"cannot read {flag} {path!r}: {e.strerror}") from None
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
@@ -161,11 +167,12 @@ def mount_option(value):
         return "volume", f"{source}:{target}" + (":ro" if ro else "")
     if kind == "volume":
         fields.pop("volume-driver", None)
-        fields.pop("volume-nocopy", None)
+        nocopy = "volume-nocopy" in flags or fields.pop("volume-nocopy", "false") in ("true", "1")
         _no_more(fields, value)
         if source and source.startswith(("/", ".")):
             raise SpecError(f"invalid --mount {value!r}: a volume's source is a volume name")
-        return "volume", f"{source + ':' if source else ''}{target}" + (":ro" if ro else "")
+        options = ",".join(["ro"] * ro + ["nocopy"] * nocopy)
+        return "volume", f"{source + ':' if source else ''}{target}" + (":" + options if options else "")
     raise SpecError(f"invalid --mount {value!r}: type must be bind, volume or tmpfs")
 
 

@@ -34,11 +34,17 @@ class Volume(Frozen):
     """A host path bound into the container (-v SRC:DST[:ro]), or a volume: source is
     then its name (kind "volume"; anonymous for -v /path, fastbox.volumes)."""
 
-    __slots__ = ("source", "target", "readonly", "kind", "anonymous")
+    __slots__ = ("source", "target", "readonly", "kind", "anonymous", "nocopy")
 
-    def __init__(self, source, target, readonly=False, kind="bind", anonymous=False):
+    def __init__(self, source, target, readonly=False, kind="bind", anonymous=False,
+                 nocopy=False):
+        """nocopy: a new volume stays empty instead of taking the image's files."""
         self._set(source=source, target=target, readonly=readonly, kind=kind,
-                  anonymous=anonymous)
+                  anonymous=anonymous, nocopy=nocopy)
+
+    def options(self):
+        """-v's third field: ro and nocopy, or ''."""
+        return ",".join(["ro"] * self.readonly + ["nocopy"] * self.nocopy)
 
 
 class Tmpfs(Frozen):
@@ -158,7 +164,8 @@ class RunSpec(Frozen):
 def spec_to_dict(spec):
     """A JSON-able form of a RunSpec, for the records of created containers."""
     d = {k: getattr(spec, k) for k in RunSpec.__slots__}
-    d["volumes"] = [f"{v.source}:{v.target}" + (":ro" if v.readonly else "") for v in spec.volumes]
+    d["volumes"] = [f"{v.source}:{v.target}" + (":" + v.options() if v.options() else "")
+                    for v in spec.volumes]
     d["labels"] = dict(spec.labels)
     from fastbox.run_options import ulimit_strings
     d["ulimits"] = ulimit_strings(spec.ulimits)
@@ -412,10 +419,11 @@ def parse_pids(value):
 def parse_env(env, env_file=None, environ=None, dir_fd=None):
     """-e K=V, -e K (taken from environ, by default ours; dropped if unset), --env-file
     lines (a relative path from dir_fd, by default our working directory)."""
+    from fastbox.run_options import read_option_lines
     environ = os.environ if environ is None else environ
     items = []
     for path in ([env_file] if isinstance(env_file, str) else list(env_file or ())):
-        items.extend(_read_env_file(path, dir_fd))
+        items.extend(read_option_lines(path, "--env-file", dir_fd))
     if isinstance(env, dict):
         env = [f"{k}={v}" for k, v in env.items()]
     items.extend(env or ())
@@ -432,45 +440,46 @@ def parse_env(env, env_file=None, environ=None, dir_fd=None):
     return tuple(f"{k}={v}" for k, v in out.items())
 
 
-def _read_env_file(path, dir_fd=None):
-    opener = None if dir_fd is None else (lambda p, flags: os.open(p, flags, dir_fd=dir_fd))
-    try:
-        with open(path, encoding="utf-8", opener=opener) as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise SpecError(f"cannot read --env-file {path!r}: {e.strerror}") from None
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
 def parse_volume(value):
     """'/host/path:DST[:ro|rw]' (a bind), './relative:DST' (from our directory),
-    'NAME:DST' (a named volume), or '/DST' (an anonymous volume), as Docker's -v."""
+    'NAME:DST' (a named volume), or '/DST' (an anonymous volume), as Docker's -v; a
+    volume's options may add nocopy (ro,nocopy)."""
     if isinstance(value, Volume):
         return value
     parts = str(value).split(":")
-    mode = parts.pop() if len(parts) == 3 or (len(parts) == 2 and parts[1] in ("ro", "rw")) \
+    mode = parts.pop() if len(parts) == 3 or (len(parts) == 2 and _volume_options(parts[1])) \
         else "rw"
+    words = _volume_options(mode)
     if len(parts) == 1 and parts[0].startswith("/"):
         from fastbox.volumes.store import new_anonymous_name
         parts.insert(0, new_anonymous_name())
         anonymous = True
     else:
         anonymous = False
-    if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0]:
+    if len(parts) != 2 or words is None or {"ro", "rw"} <= words or not parts[0]:
         raise SpecError(f"invalid volume {value!r}: expected SOURCE:/container/path[:ro] (SOURCE "
                         "a host path or a volume name) or /container/path")
     source, target = parts
     if not target.startswith("/") or target == "/":
         raise SpecError(f"invalid volume {value!r}: the container path must be absolute and not /")
     if source.startswith(("/", ".", "~")):
+        if "nocopy" in words:
+            raise SpecError(f"invalid volume {value!r}: nocopy is for volumes, not host paths")
         if source.startswith("~"):
             source = os.path.expanduser(source)
-        return Volume(os.path.abspath(source), os.path.normpath(target), mode == "ro")
+        return Volume(os.path.abspath(source), os.path.normpath(target), "ro" in words)
     from fastbox.run_options import volume_name_ok
     if not volume_name_ok(source):
         raise SpecError(f"invalid volume {value!r}: {source!r} is neither a host path (absolute, "
                         "or relative from ./) nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
-    return Volume(source, os.path.normpath(target), mode == "ro", "volume", anonymous)
+    return Volume(source, os.path.normpath(target), "ro" in words, "volume", anonymous,
+                  "nocopy" in words)
+
+
+def _volume_options(text):
+    """The set of -v option words in text (ro, rw, nocopy), or None if it is not one."""
+    words = set(text.split(","))
+    return words if words <= {"ro", "rw", "nocopy"} else None
 
 
 def parse_tmpfs(value):

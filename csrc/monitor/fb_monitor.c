@@ -12,11 +12,18 @@
  *       [--tty FD] [--log-max-size BYTES --log-max-file N] [--cgroup DIR]... [--oom-file FILE]
  *       [--remove FILE]... [--remove-dir DIR]...
  *       [--lock FILE] [--names DIR --id ID] [--then PATH [--then-arg ARG]...]
- *       [--attach DIR] [--stdin FD]
+ *       [--attach DIR] [--stdin FD] [--client FD]
  * --attach: `fastbox attach` clients connect to DIR/attach.sock (root's 0700 directory):
  * they get the output as it comes, framed as Docker's attach stream (a byte 1 stdout or
  * 2 stderr, three zeros, a big-endian length), and what they send goes to the
  * container's input: the terminal with --tty, else the --stdin pipe (`run -d -i`).
+ * With --tty, a client's first frame (stream 1, empty) carries the terminal's master
+ * (SCM_RIGHTS), so that it can set the window size. The last frame, before the monitor
+ * closes the socket, is stream 4 with the exit code in decimal (a --rm container leaves
+ * no record to read it from).
+ * --client: a client connected from the start (the foreground `run -it` that started
+ * us, so none of the output is missed); the container's output waits for it as a
+ * program waits for a slow terminal, where any other client is dropped after a second.
  * --then (a --restart policy): once the exit is recorded, the monitor execs PATH with the
  * --then-args (fastbox.restarter), which decides whether and when to start the
  * container again; it keeps the monitor's pid, so the janitor still sees an owner.
@@ -89,7 +96,7 @@ struct args {
     const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
     int n_then;
     const char *attach_dir;
-    int in_fd;
+    int in_fd, client_fd;
 };
 
 static struct log lg = {.fd = -1};
@@ -317,7 +324,15 @@ static void flush_lines(struct stream *s, int final)
  * frame within a second is dropped, so a stalled client cannot stall the log. */
 #define MAX_CLIENTS 4
 static int clients[MAX_CLIENTS] = {-1, -1, -1, -1};
-static int listen_fd = -1, attach_dirfd = -1;
+static int listen_fd = -1, attach_dirfd = -1, term_fd = -1, primary_fd = -1;
+
+static void drop_client(int i)
+{
+    if (clients[i] == primary_fd)
+        primary_fd = -1;
+    close(clients[i]);
+    clients[i] = -1;
+}
 
 static int send_all(int fd, const void *p, size_t n)
 {
@@ -339,10 +354,60 @@ static void send_clients(int stream, const char *data, size_t n)
     unsigned char h[8] = {(unsigned char)stream, 0, 0, 0, (unsigned char)(n >> 24),
                           (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n};
     for (int i = 0; i < MAX_CLIENTS; i++)
-        if (clients[i] >= 0 && (send_all(clients[i], h, 8) < 0 || send_all(clients[i], data, n) < 0)) {
-            close(clients[i]);
-            clients[i] = -1;
+        if (clients[i] >= 0 && (send_all(clients[i], h, 8) < 0 || send_all(clients[i], data, n) < 0))
+            drop_client(i);
+}
+
+/* The first frame to a client of a terminal: empty, with the master attached. */
+static int send_master(int c)
+{
+    unsigned char h[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    struct iovec iov = {h, sizeof h};
+    union {
+        struct cmsghdr hdr;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (term_fd >= 0) {
+        memset(&u, 0, sizeof u);
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof u.buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &term_fd, sizeof(int));
+    }
+    return term_fd < 0 || sendmsg(c, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof h ? 0 : -1;
+}
+
+static void add_client(int c)
+{
+    struct timeval t = {1, 0};
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i] < 0) {
+            if (send_master(c) < 0)
+                break;
+            clients[i] = c;
+            return;
         }
+    close(c);
+}
+
+/* The container's output waits while the --client cannot take more (it reads as fast
+ * as its terminal shows): 1 if so. */
+static int primary_full(void)
+{
+    struct pollfd q = {primary_fd, POLLOUT, 0};
+    return primary_fd >= 0 && poll(&q, 1, 0) == 0;
+}
+
+static void send_exit(int code)
+{
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d", code);
+    send_clients(4, text, (size_t)n);
 }
 
 static void attach_listen(const struct args *a)
@@ -367,16 +432,8 @@ static void attach_listen(const struct args *a)
 static void attach_accept(void)
 {
     int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    if (c < 0)
-        return;
-    struct timeval t = {1, 0};
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        if (clients[i] < 0) {
-            clients[i] = c;
-            return;
-        }
-    close(c);
+    if (c >= 0)
+        add_client(c);
 }
 
 /* What a client sends goes to the container's input; EOF or an error drops it. */
@@ -385,8 +442,7 @@ static void attach_input(int i, int in_fd)
     char buf[4096];
     ssize_t n = read(clients[i], buf, sizeof buf);
     if (n <= 0) {
-        close(clients[i]);
-        clients[i] = -1;
+        drop_client(i);
         return;
     }
     if (in_fd >= 0)
@@ -397,7 +453,7 @@ static void attach_close(void)
 {
     for (int i = 0; i < MAX_CLIENTS; i++)
         if (clients[i] >= 0)
-            close(clients[i]);
+            drop_client(i);
     if (listen_fd >= 0) {
         close(listen_fd);
         unlinkat(attach_dirfd, "attach.sock", 0);
@@ -688,7 +744,7 @@ static void remove_leftovers(const struct args *a)
 static int parse_args(int argc, char **argv, struct args *a)
 {
     memset(a, 0, sizeof *a);
-    a->out_fd = a->err_fd = a->tty_fd = a->in_fd = -1;
+    a->out_fd = a->err_fd = a->tty_fd = a->in_fd = a->client_fd = -1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--pid"))
@@ -713,6 +769,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->attach_dir = v;
         else if (!strcmp(k, "--stdin"))
             a->in_fd = atoi(v);
+        else if (!strcmp(k, "--client"))
+            a->client_fd = atoi(v);
         else if (!strcmp(k, "--tty"))
             a->tty_fd = atoi(v);
         else if (!strcmp(k, "--log-max-size"))
@@ -804,20 +862,29 @@ int main(int argc, char **argv)
     out.fd = a.tty_fd >= 0 ? a.tty_fd : a.out_fd;
     err.fd = a.tty_fd >= 0 ? -1 : a.err_fd;
     int exited = 0, code = 255;
+    term_fd = a.tty_fd;
     attach_listen(&a);
+    if (a.client_fd >= 0) {
+        fcntl(a.client_fd, F_SETFD, FD_CLOEXEC);
+        primary_fd = a.client_fd;
+        add_client(a.client_fd);
+    }
     int in_fd = a.tty_fd >= 0 ? a.tty_fd : a.in_fd;
     /* The container may already be gone (a short program): reap before waiting. */
     if (reap(a.pid, &code))
         exited = 1;
     while (!exited || out.fd >= 0 || err.fd >= 0) {
-        struct pollfd p[4 + MAX_CLIENTS] = {{sfd, POLLIN, 0}, {out.fd, POLLIN, 0}, {err.fd, POLLIN, 0},
-                                            {exited ? -1 : listen_fd, POLLIN, 0}};
+        int held = !exited && primary_full();
+        struct pollfd p[5 + MAX_CLIENTS] = {{sfd, POLLIN, 0}, {held ? -1 : out.fd, POLLIN, 0},
+                                            {held ? -1 : err.fd, POLLIN, 0},
+                                            {exited ? -1 : listen_fd, POLLIN, 0},
+                                            {held ? primary_fd : -1, POLLOUT, 0}};
         for (int i = 0; i < MAX_CLIENTS; i++)
-            p[4 + i] = (struct pollfd){exited ? -1 : clients[i], POLLIN, 0};
+            p[5 + i] = (struct pollfd){exited ? -1 : clients[i], POLLIN, 0};
         /* Once the container is gone, drain what is buffered without waiting: a tty
          * master, or a pipe a leftover process still holds, must not keep us here. */
         int timeout = exited ? 0 : -1;
-        int n = poll(p, 4 + MAX_CLIENTS, timeout);
+        int n = poll(p, 5 + MAX_CLIENTS, timeout);
         if (n < 0 && errno != EINTR)
             break;
         if (n == 0 && exited)
@@ -831,7 +898,7 @@ int main(int argc, char **argv)
         if (p[3].revents)
             attach_accept();
         for (int i = 0; i < MAX_CLIENTS; i++)
-            if (clients[i] >= 0 && p[4 + i].revents)
+            if (clients[i] >= 0 && p[5 + i].revents)
                 attach_input(i, in_fd);
     }
     if (a.in_fd >= 0)
@@ -841,6 +908,7 @@ int main(int argc, char **argv)
     if (err.fd >= 0)
         flush_lines(&err, 1);
     log_flush();
+    send_exit(code);
     attach_close(); /* an attached client sees EOF, then waits for this process to go */
     int oom = oom_killed(a.oom_file);
     remove_cgroups(&a);

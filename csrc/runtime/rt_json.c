@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "rt.h"
 #include "rt_json.h"
 
 #define JS_MAX_DEPTH 64
@@ -244,32 +245,11 @@ struct js *js_parse(const char *text, char *err, size_t errlen)
 
 struct js *js_parse_file(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    char *buf = rt_read_file(path);
+    if (!buf) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return NULL;
     }
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *buf = xcalloc(cap + 1);
-    for (;;) {
-        if (len == cap) {
-            buf = realloc(buf, cap * 2 + 1);
-            if (!buf)
-                _exit(1);
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
     char perr[200];
     struct js *v = js_parse(buf, perr, sizeof perr);
     if (!v)

@@ -133,6 +133,8 @@ char *rt_read_file(const char *path)
     for (;;) {
         if (len == cap)
             buf = realloc(buf, (cap *= 2) + 1);
+        if (!buf)
+            _exit(1);
         ssize_t n = read(fd, buf + len, cap - len);
         if (n < 0 && errno == EINTR)
             continue;

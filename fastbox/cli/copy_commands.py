@@ -60,7 +60,7 @@ class _root_or_rerun:
         self.args = args  # this command's, to run again (sys.argv is an engine's in a worker)
 
     def __enter__(self):
-        from fastbox.runtime import offline_root
+        from fastbox.cli import offline_root
         from fastbox.runtime.container_files import NotRunning
         try:
             return self.root.__enter__()

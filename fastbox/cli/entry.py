@@ -16,10 +16,6 @@ def main():
         # Skip interpreter teardown (module GC, atexit): nothing is left to flush but stdio.
         flush_stdio()
         os._exit(code)
-    if args[:3] == ["engine", "serve", "--auto"]:
-        # The C client starting an engine for later commands: no typer to import.
-        from fastbox.engine.__main__ import main as engine_main
-        sys.exit(engine_main(args[2:]))
     _begin()
     from fastbox.cli.app import main as app_main
     app_main()

@@ -52,8 +52,8 @@ def _arch():
 
 def _engine_state():
     try:
-        from fastbox.engine import lifecycle
-        pid = lifecycle.running()
+        from fastbox.state import engine_process
+        pid = engine_process.running()
     except Exception:  # noqa: BLE001 - version must print whatever the engine's state
         pid = None
     return f"yes (pid {pid})" if pid else "no (commands run in-process)"

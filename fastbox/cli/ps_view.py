@@ -49,12 +49,19 @@ def _since(when, now):
     return max(0.0, now - timestamps.parse(when)) if when else 0.0
 
 
+def docker_state(record):
+    """Docker's State: a frozen running container is "paused"."""
+    state = record["status"]
+    return "paused" if state == "running" and record.get("paused") else state
+
+
 def status_text(record, now=None):
     """Docker's STATUS column for a record."""
     now = time.time() if now is None else now
     state = record["status"]
     if state == "running":
-        return "Up " + human_duration(_since(record.get("started_at"), now))
+        up = "Up " + human_duration(_since(record.get("started_at"), now))
+        return up + " (Paused)" if record.get("paused") else up
     if state == "exited":
         code = record.get("exit_code")
         if not record.get("finished_at"):
@@ -118,7 +125,7 @@ class ContainerRow:
 
     @property
     def State(self):
-        return self._r["status"]
+        return docker_state(self._r)
 
     @property
     def Status(self):
@@ -211,7 +218,7 @@ def _exited_matches(record, code):
 MATCHERS = {
     "name": _name_matches,
     "id": lambda r, v: r["id"].startswith(v),
-    "status": lambda r, v: r["status"] == v,
+    "status": lambda r, v: docker_state(r) == v,
     "label": _label_matches,
     "ancestor": _ancestor_matches,
     "exited": _exited_matches,

@@ -64,6 +64,8 @@ OPTIONS = (
     (("--log-opt",), "log_opts", "list", "Log option of -d: max-size=SIZE (10k, 10m), max-file=N"),
     (("-d", "--detach"), "detach", "flag", "Run in the background under a monitor; print the id"),
     (("-i", "--interactive"), "interactive", "flag", "Keep stdin attached"),
+    (("--detach-keys",), "detach_keys", "value",
+     "Keys that detach from a `run -it` container and leave it running (default ctrl-p,ctrl-q)"),
     (("-t", "--tty"), "tty", "flag", "Give the container a pseudo-terminal"),
     (("--timings",), "timings", "flag", "Print the per-phase start-up timings to stderr"),
     (("--help",), "help", "flag", "Show this message and exit"),

@@ -17,7 +17,7 @@ class Request:
     """A parsed `fastbox run`: the image, the command, RunSpec's options and the modes."""
 
     __slots__ = ("image", "command", "opts", "help", "timings", "interactive", "detach", "tty",
-                 "pull", "cidfile")
+                 "pull", "cidfile", "detach_keys")
 
     def __init__(self, args):
         opts, self.image, self.command = run_args.parse(args)
@@ -25,6 +25,7 @@ class Request:
         self.interactive, self.detach, self.tty = (opts.pop("interactive"), opts.pop("detach"),
                                                    opts.pop("tty"))
         self.pull, self.cidfile = opts.pop("pull") or "missing", opts.pop("cidfile")
+        self.detach_keys = opts.pop("detach_keys")
         if self.image is None and not self.help:
             raise SpecError("'fastbox run' requires at least 1 argument (an image); "
                             "see 'fastbox run --help'")
@@ -56,7 +57,8 @@ def main(args):
         req = Request(args)
     except FastboxError as e:
         return failed(e, 2)
-    if not req.detach and not req.help and req.own_network():
+    attached = req.tty and req.interactive  # under a monitor, as -d: no spare namespace
+    if not req.detach and not req.help and not attached and req.own_network():
         from fastbox.runtime import spare
         spare.make_early(req.opts.get("network", "none"))
     if req.tty and req.interactive and not req.detach and not req.help and not os.isatty(0):
@@ -66,6 +68,10 @@ def main(args):
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it
             _before_create(req, Caller())
+            if req.interactive:  # under its monitor, as Docker runs it: ^P^Q detaches
+                from fastbox.cli import attached_run
+                return attached_run.run(req.image, req.command, _as_caller(req.opts, Caller()),
+                                        forward_signals(), req.detach_keys, req.cidfile, Caller())
             return tty_session.run(req.image, req.command, req.interactive,
                                    _as_caller(req.opts, Caller()), forward_signals())
         except FastboxError as e:

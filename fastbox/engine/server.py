@@ -28,18 +28,13 @@ from fastbox.cli import exec_command, run_command
 from fastbox.engine import forkserver, protocol
 from fastbox.errors import FastboxError, EngineError
 from fastbox.runtime import spare, stdio
-from fastbox.state import owners
+from fastbox.state import engine_process, owners
 
-SOCKET_NAME = "engine.sock"
 # The namespaces a container's are made in or see through (new uts and ipc ones start
 # from nothing the caller set).
 NAMESPACES = ("mnt", "net", "pid", "user", "cgroup")
 RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 STOP_GRACE = 10.0  # seconds a container gets between SIGTERM and SIGKILL when we stop
-
-
-def socket_path():
-    return os.path.join(config.run_dir(), SOCKET_NAME)
 
 
 class Client:
@@ -400,7 +395,7 @@ def serve_forever(ready_fd=-1, auto=False):
     _warm_up()
     forks.wait_ready()
     server = Server(forks, idle)
-    path = socket_path()
+    path = engine_process.socket_path()
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wakeup_w)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -242,8 +242,10 @@ class RegistryClient:
             self._challenge = challenges[0] if r.status_code == 401 and challenges else None
             return
         hint = _reach_hint(last, self.insecure) if last is not None else None
+        # A refused connection or an unknown name says all there is; TLS keeps the detail.
+        detail = "" if hint in (REFUSED, UNRESOLVED) else _why(last)
         raise RegistryError(f"cannot reach registry {self.registry}: "
-                            f"{hint + ': ' + _why(last) if hint else _why(last)}")
+                            + ": ".join(x for x in (hint, detail) if x))
 
     def _authorization(self, scopes, fresh=False):
         if self._challenge is None:
@@ -478,6 +480,10 @@ def _error_text(e):
     return f"{code}: {message}".strip(": ")
 
 
+REFUSED = "connection refused (is a registry listening there?)"
+UNRESOLVED = "the host name does not resolve (check the name and this machine's DNS)"
+
+
 def _reach_hint(e, insecure):
     """Why a registry could not be reached, as a hint that fits: DNS, TLS, a refused
     connection (a plain-HTTP registry needs --insecure), a timeout."""
@@ -490,7 +496,7 @@ def _reach_hint(e, insecure):
     text = " ".join(str(x) for x in chain).lower()
     if any(isinstance(x, socket.gaierror) for x in chain) or "name or service not known" in text \
             or "temporary failure in name resolution" in text or "no address associated" in text:
-        return "the host name does not resolve (check the name and this machine's DNS)"
+        return UNRESOLVED
     if any(isinstance(x, ssl.SSLCertVerificationError) for x in chain) \
             or "certificate verify failed" in text:
         return ("its TLS certificate is not trusted (put its CA in /etc/docker/certs.d/HOST/ca.crt, "
@@ -500,7 +506,7 @@ def _reach_hint(e, insecure):
         return ("TLS failed" + ("" if insecure else
                                 " (if it serves plain HTTP, it must be an insecure registry: --insecure)"))
     if "refused" in text:
-        return "connection refused (is a registry listening there?)"
+        return REFUSED
     if isinstance(e, httpx.TimeoutException) or "timed out" in text:
         return "no answer in time"
     return None

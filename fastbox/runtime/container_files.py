@@ -17,6 +17,8 @@ from fastbox.errors import ContainerStateError, SpecError
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x02, 0x04, 0x08, 0x10
 SCOPED = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+# Set by fastbox.cli.offline_root to the stopped container's root it mounted.
+OFFLINE_ROOT_ENV = "FASTBOX_OFFLINE_ROOT"
 
 
 class _OpenHow(ctypes.Structure):
@@ -42,12 +44,12 @@ def openat2(dirfd, path, flags, resolve, mode=0):
 
 
 class NotRunning(ContainerStateError):
-    """A stopped container: its files are reached through fastbox.runtime.offline_root."""
+    """A stopped container: its files are reached through fastbox.cli.offline_root."""
 
 
 class ContainerRoot:
     """The root of a running container, pinned: `with ContainerRoot(record) as root:`;
-    of a stopped one inside fastbox.runtime.offline_root's mount namespace."""
+    of a stopped one inside fastbox.cli.offline_root's mount namespace."""
 
     def __init__(self, record):
         self.record = record
@@ -58,8 +60,7 @@ class ContainerRoot:
         from fastbox.state import process
         r = self.record
         if r.get("status") != "running" or not r.get("pid"):
-            from fastbox.runtime.offline_root import ENV
-            self.offline = os.environ.get(ENV)
+            self.offline = os.environ.get(OFFLINE_ROOT_ENV)
             if not self.offline:
                 raise NotRunning(f"container {r['id'][:12]} is not running")
             self.fd = os.open(self.offline, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -13,11 +13,13 @@ MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds=(),
-                   interactive=False):
+                   interactive=False, client_fd=-1):
     """Returns (pid, monitor_pid, times, cgroup dirs) once the program has been exec'd.
+    tty: True, or the terminal's (rows, columns) from the start.
     log_config: Docker's LogConfig ({"Type": "json-file", "Config": {"max-size": ...}}).
     keep_fds: more fds the monitor inherits (the janitor's entry lock, which it then
-    holds for as long as it lives)."""
+    holds for as long as it lives). client_fd: a socket attached from the start (the
+    foreground `run -it`, fastbox/cli/attached_run.py)."""
     from fastbox import log_options
     max_size, max_file = log_options.limits(log_config or {})
     ours, stdio, keep, mon_io = _pipes(tty, interactive)
@@ -26,10 +28,13 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
     try:
         plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)
         if tty:
-            console = container.Console(plan)
+            console = container.Console(plan, tty)
         monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
                         "--started", store.started_path(cid), *mon_io,
                         "--attach", store.container_dir(cid)]
+        if client_fd >= 0:
+            monitor_argv += ["--client", str(client_fd)]
+            keep.append(client_fd)
         if max_size:
             monitor_argv += ["--log-max-size", str(max_size), "--log-max-file", str(max_file)]
         for d in cg.dirs:

@@ -52,11 +52,21 @@ def plan(cid, layer_dirs, spec, ephemeral):
         # the upper layer); upper stays 0755: its mode is the container's "/".
         for sub in (p.upper, p.work, p.rootfs):
             os.makedirs(sub, mode=0o755, exist_ok=True)  # a restart keeps its upper layer
-    p.mounts = [_volume(v) for v in spec.volumes] + [
+    p.mounts = [_volume(v, p.lowers) for v in spec.volumes] + [
         (TMPFS, None, t.target, False, t.options) for t in spec.tmpfs]
     if spec.shm_size:  # --shm-size: a bigger /dev/shm over the core's 64 MiB one
         p.mounts.append((TMPFS, None, "/dev/shm", False, f"mode=1777,size={spec.shm_size}"))
     return p
+
+
+def _fill_volume(v, path, layer_dirs):
+    from fastbox.volumes import populate
+    try:
+        populate.from_image(path, layer_dirs, v.target)
+    except OSError as e:
+        from fastbox.errors import StartError
+        raise StartError(f"cannot copy the image's {v.target} into volume {v.source}: "
+                         f"{e.strerror or e}", "volumes", e.errno or 0) from None
 
 
 _scratch_made = set()
@@ -85,12 +95,16 @@ def _metacopy_supported():
     return True
 
 
-def _volume(v):
-    """Docker creates a missing host directory for -v, and a missing named volume; a
-    file is bound as a file."""
+def _volume(v, layer_dirs):
+    """Docker creates a missing host directory for -v, and a missing named volume (an
+    empty volume takes the image's files at its path, unless nocopy); a file is bound
+    as a file."""
     if v.kind == "volume":
         from fastbox.volumes import store
-        return (BIND_DIR, store.data_path(v.source, v.anonymous), v.target, v.readonly, None)
+        path = store.data_path(v.source, v.anonymous)
+        if not v.nocopy:
+            _fill_volume(v, path, layer_dirs)
+        return (BIND_DIR, path, v.target, v.readonly, None)
     try:
         is_dir = os.path.isdir(v.source) or not os.path.exists(v.source)
         if not os.path.exists(v.source):

@@ -16,6 +16,7 @@ import fastbox
 pytest.register_assert_rewrite("conftest_registry")
 from conftest_registry import busybox_layer, skopeo, tar_of, umoci  # noqa: E402
 from fastbox.images.store import ImageStore  # noqa: E402
+from test_lifecycle import ok  # noqa: F401
 
 pytest_plugins = ["conftest_registry"]
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
@@ -24,11 +25,6 @@ FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 def cli(*args, stdin=None):
     return subprocess.run([FASTBOX, *map(str, args)], capture_output=True, text=True,
                           stdin=stdin if stdin is not None else subprocess.DEVNULL)
-
-
-def ok(r):
-    assert r.returncode == 0, f"exit {r.returncode}: {r.stdout}{r.stderr}"
-    return r
 
 
 def members(path):

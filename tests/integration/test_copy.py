@@ -12,11 +12,7 @@ import tarfile
 import pytest
 
 from test_lifecycle import FASTBOX, cli, one_line_error, reap  # noqa: F401
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
+from test_lifecycle import ok  # noqa: F401
 
 
 @pytest.fixture

@@ -14,32 +14,15 @@ from waiting import eventually
 
 from fbtest import host_cgroup_dir, read
 from test_lifecycle import cli, one_line_error, reap  # noqa: F401
+from test_lifecycle import ok, inspect, cleanup  # noqa: F401
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
 
 
 def run_d(*args):
     r = ok(cli("run", "-d", *args))
     assert HEX64.match(r.stdout.strip())
     return r.stdout.strip()
-
-
-def inspect(ref):
-    (info,) = json.loads(ok(cli("inspect", ref)).stdout)
-    return info
-
-
-@pytest.fixture
-def cleanup():
-    made = []
-    yield made
-    for ref in made:
-        cli("rm", "-f", ref)
 
 
 # ------------------------------------------------------------------ version
@@ -88,6 +71,10 @@ def test_pause_freezes_every_process_and_unpause_thaws(busybox, cleanup):
     assert r.returncode != 0 and "paused" in one_line_error(r)
     r = cli("pause", "ticker")
     assert r.returncode != 0 and "already paused" in one_line_error(r)
+    # ps says so as Docker's does: "Up 2 seconds (Paused)", State paused, status=paused
+    row = ok(cli("ps", "--filter", "status=paused", "--format", "{{.State}}|{{.Status}}")).stdout
+    assert row.startswith("paused|Up ") and row.rstrip().endswith(" (Paused)"), row
+    assert ok(cli("ps", "-q", "--filter", "status=running")).stdout == ""
     # it stays frozen while we look (no tick for as long as three more `logs` take)
     for _ in range(3):
         assert _counter("ticker") == frozen_at

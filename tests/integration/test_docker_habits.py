@@ -11,6 +11,7 @@ import tarfile
 import time
 
 import pytest
+from test_lifecycle import ok  # noqa: F401
 
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 RFC3339_NANO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
@@ -21,11 +22,6 @@ def cli(*args, input=None):
     return subprocess.run([FASTBOX, *map(str, args)], capture_output=True, text=True,
                           input=input, stdin=None if input is not None else subprocess.DEVNULL,
                           timeout=120)
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
 
 
 def one_line(r):

@@ -31,6 +31,7 @@ from waiting import eventually
 from test_engine import (FASTBOX_PY, MISSING_PY, alive, ancestors, container_cgroups,  # noqa
                          container_pids, engine, engine_ctl, engine_with_secret, fd_count,
                          owner_slots, parity_engine, run_cli, running, served, status_field, watched)
+from test_lifecycle import ok  # noqa: F401
 
 pytestmark = pytest.mark.engine  # conftest: no FASTBOX_NO_ENGINE here
 
@@ -102,11 +103,6 @@ def signal_mask(pid, key):
 def py(*args, env=None, **kwargs):
     """The Python CLI itself."""
     return run_cli(*args, binary=FASTBOX_PY, env=env, **kwargs)
-
-
-def ok(r):
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return r
 
 
 def logged(name, text, env=None):

@@ -43,6 +43,27 @@ def cli(*args, input=None, timeout=120):
                           timeout=timeout)
 
 
+def ok(r):
+    """A command's result, which must have succeeded."""
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def inspect(ref):
+    """`fastbox inspect REF`'s one object."""
+    (info,) = json.loads(ok(cli("inspect", ref)).stdout)
+    return info
+
+
+@pytest.fixture
+def cleanup():
+    """A list of containers to `rm -f` after the test."""
+    made = []
+    yield made
+    for ref in made:
+        cli("rm", "-f", ref)
+
+
 def one_line_error(r):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastbox: "), r.stderr

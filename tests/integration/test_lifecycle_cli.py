@@ -21,7 +21,7 @@ from fastbox import containers
 
 from test_lifecycle import (FASTBOX, GO, pids_in, cli, eventually, kill_leftovers,  # noqa: F401
                             monitors_of, one_line_error, proc_stat, reap, reap_dead_children,
-                            record_dir, running, session_cgroups)
+                            record_dir, running, session_cgroups, inspect)
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 FREEZER = "/sys/fs/cgroup/freezer"
@@ -47,13 +47,6 @@ def ps_json(all=True):
     r = cli("ps", "--no-trunc", "--format", "json", *(["-a"] if all else []))
     assert r.returncode == 0, r.stderr
     return {rec["ID"]: rec for rec in map(json.loads, r.stdout.splitlines())}
-
-
-def inspect(ref):
-    r = cli("inspect", ref)
-    assert r.returncode == 0, r.stderr
-    (info,) = json.loads(r.stdout)
-    return info
 
 
 def cli_children():

@@ -17,6 +17,7 @@ from conftest_registry import (Layout, StallingProxy, build_big, busybox_layer, 
                                skopeo_push, tar_of)
 from fastbox.errors import ImageNotFound  # noqa: E402
 from fastbox.images.store import ImageStore  # noqa: E402
+from test_lifecycle import ok  # noqa: F401
 
 pytest_plugins = ["conftest_registry"]
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
@@ -25,11 +26,6 @@ FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
 def cli(*args):
     return subprocess.run([FASTBOX, *map(str, args)], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
-
-
-def ok(r):
-    assert r.returncode == 0, f"exit {r.returncode}: {r.stdout}{r.stderr}"
-    return r
 
 
 def listing(store):

@@ -15,6 +15,7 @@ pytest.register_assert_rewrite("conftest_registry")
 from conftest_registry import (PASSWORD, USER, Registry, TokenServer, busybox_layer,  # noqa: E402
                                skopeo, skopeo_push, tar_of, umoci)
 from fastbox.images.store import ImageStore  # noqa: E402
+from test_lifecycle import ok  # noqa: F401
 
 pytest_plugins = ["conftest_registry"]
 FASTBOX = os.path.join(os.path.dirname(sys.executable), "fastbox")
@@ -24,11 +25,6 @@ def cli(*args, input=None, env=None):
     return subprocess.run([FASTBOX, *map(str, args)], capture_output=True, text=True, input=input,
                           stdin=None if input is not None else subprocess.DEVNULL,
                           env=dict(os.environ, **(env or {})))
-
-
-def ok(r):
-    assert r.returncode == 0, f"exit {r.returncode}: {r.stdout}{r.stderr}"
-    return r
 
 
 def error_line(r):

@@ -14,26 +14,9 @@ import pytest
 from waiting import eventually
 
 from test_lifecycle import FASTBOX, cli, one_line_error, reap  # noqa: F401
+from test_lifecycle import ok, inspect, cleanup  # noqa: F401
 
 pytest_plugins = ["conftest_registry"]
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
-
-
-def inspect(ref):
-    (info,) = json.loads(ok(cli("inspect", ref)).stdout)
-    return info
-
-
-@pytest.fixture
-def cleanup():
-    made = []
-    yield made
-    for ref in made:
-        cli("rm", "-f", ref)
 
 
 def run_d(cleanup, *args):

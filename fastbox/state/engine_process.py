@@ -18,6 +18,14 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0  # the engine gives its containers 10 s after SIGTERM
 
 
+SOCKET_NAME = "engine.sock"
+
+
+def socket_path():
+    """Where the engine listens (the C client connects to the same path)."""
+    return os.path.join(config.run_dir(), SOCKET_NAME)
+
+
 def log_path():
     return os.path.join(config.run_dir(), "engine.log")
 

@@ -2,7 +2,7 @@
 in a mount namespace of our own, which ends with the process (nothing is ever mounted
 in the host's). `cp`/`export` re-run themselves here:
 
-    unshare --mount --propagation private python -I -m fastbox.runtime.offline_root \\
+    unshare --mount --propagation private python -I -m fastbox.cli.offline_root \\
         ID rw|ro -- CLI ARGS...
 
 The overlay goes on the container's own rootfs directory (root's, 0700 above it), with
@@ -11,14 +11,14 @@ import os
 import subprocess
 import sys
 
-ENV = "FASTBOX_OFFLINE_ROOT"
+from fastbox.runtime.container_files import OFFLINE_ROOT_ENV as ENV
 
 
 def rerun(cid, writable, args):
     """Run the CLI with args again in a private mount namespace holding the container's
     root; returns its exit code."""
     cmd = ["unshare", "--mount", "--propagation", "private", sys.executable, "-I", "-m",
-           "fastbox.runtime.offline_root", cid, "rw" if writable else "ro", "--", *args]
+           "fastbox.cli.offline_root", cid, "rw" if writable else "ro", "--", *args]
     return subprocess.call(cmd)
 
 
