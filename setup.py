@@ -47,7 +47,8 @@ RUNTIME_LIBS = ["-ldl", "-lpthread"]
 class BuildWithMonitor(build_ext):
     """Also links csrc/monitor/fb_monitor.c into fastbox/libexec/fastbox-monitor, the
     exec helper into fastbox/libexec/fastbox-enter, --init's PID 1 into
-    fastbox/libexec/fastbox-init, and the OCI runtime into fastbox/libexec/fastbox-runtime."""
+    fastbox/libexec/fastbox-init, a user network's name server into
+    fastbox/libexec/fastbox-dns, and the OCI runtime into fastbox/libexec/fastbox-runtime."""
 
     def run(self):
         super().run()
@@ -69,6 +70,12 @@ class BuildWithMonitor(build_ext):
                                         output_dir=os.path.join(self.build_temp, "init"),
                                         extra_postargs=CFLAGS)
         self.compiler.link_executable(objects, "fastbox-init", output_dir=out_dir,
+                                      extra_postargs=["-static"] + LDFLAGS)
+        # a user network's name server (csrc/dns/fb_dns.c): static, libc only
+        objects = self.compiler.compile(["csrc/dns/fb_dns.c"],
+                                        output_dir=os.path.join(self.build_temp, "dns"),
+                                        extra_postargs=CFLAGS)
+        self.compiler.link_executable(objects, "fastbox-dns", output_dir=out_dir,
                                       extra_postargs=["-static"] + LDFLAGS)
         objects = self.compiler.compile(RUNTIME_SOURCES, output_dir=os.path.join(self.build_temp, "runtime"),
                                         include_dirs=["csrc"], extra_postargs=CFLAGS)

@@ -259,6 +259,8 @@ class Container:
                     _kill_now(record)
                 self._wait_monitor(None)
             self._event("stop")
+        from fastbox.network import endpoints
+        endpoints.release_dead_extras(self.id)  # its monitor released its first network
         return self.reload().attrs.get("exit_code")
 
     def restart(self, timeout=None):
@@ -512,18 +514,20 @@ class Container:
 
 
 def _network_settings(cid):
-    """Docker's NetworkSettings, from the container's endpoint while it has one."""
-    from fastbox.network import endpoints
+    """Docker's NetworkSettings, from the container's endpoint while it has one; the
+    networks it was connected to (network connect) as well."""
+    from fastbox.network import connect, endpoints
     ep = endpoints.load(cid)
     if ep is None:
-        return {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {}}
+        return {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": connect.settings(cid)}
     ports = {}
     for proto, ip, hp, cp in ep.ports:
         ports.setdefault(f"{cp}/{proto}", []).append({"HostIp": ip, "HostPort": str(hp)})
     return {"IPAddress": ep.ip, "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, "Ports": ports,
             "Networks": {ep.network: {"NetworkID": ep.network_id, "IPAddress": ep.ip,
                                       "Gateway": ep.gateway, "IPPrefixLen": ep.prefix,
-                                      "Aliases": ep.names}}}
+                                      "Aliases": ep.names},
+                         **connect.settings(cid)}}
 
 
 ZERO_TIME = "0001-01-01T00:00:00Z"

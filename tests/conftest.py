@@ -12,8 +12,8 @@ After each test the `_isolated` fixture fails the test (as an error at teardown)
     subreaper, so a daemon that double-forked away from a `fastbox` CLI child is caught too);
   - (networks) a veth of fastbox's (fbv*) remains in the test process's network
     namespace, a network namespace named fb-net-<pid>-* made during the test remains, an
-    element remains in a map of fastbox's nft table, or a lease or endpoint record
-    remains under the test's FASTBOX_RUN;
+    element remains in a map of fastbox's nft table, or a lease, endpoint record or name
+    server's pid file remains under the test's FASTBOX_RUN;
   - an engine still runs for the test's FASTBOX_RUN.
 No test gets an engine it did not ask for: the `fastbox` C client starts one by itself
 when none runs, so every test runs with FASTBOX_NO_ENGINE=1, except those marked
@@ -148,9 +148,11 @@ def nft_elements_left():
 
 
 def network_state_left(run):
-    """Lease files and endpoint records under a FASTBOX_RUN."""
+    """Lease files, endpoint records and name servers' pid files under a FASTBOX_RUN
+    (a name server's process is a child of ours, the subreaper: caught as one)."""
     left = glob.glob(os.path.join(run, "net", "leases", "*", "*"))
     left += glob.glob(os.path.join(run, "net", "endpoints", "*"))
+    left += glob.glob(os.path.join(run, "net", "dns", "*"))
     return sorted(p for p in left if not p.endswith("/.lock"))
 
 

@@ -36,7 +36,8 @@
  * a container stops (fastbox/network/endpoints.py made the record): --nft-del
  * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch), --lease FILE (unlinked if it still
  * holds --id: a lease reclaimed and taken by another is theirs), --net-file FILE (its
- * record and /etc files, unlinked), --net-dir DIR (removed). Its veth goes with its
+ * record and /etc files, unlinked), --net-dir DIR (removed), --net-extras DIR (the
+ * records of the networks it was connected to: released too). Its veth goes with its
  * network namespace. */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,7 +91,7 @@ struct args {
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
-    const char *nft_del, *net_files[MAX_LIST], *lease, *net_dir;
+    const char *nft_del, *net_files[MAX_LIST], *lease, *net_dir, *net_extras;
     int n_net_files;
     const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
     int n_then;
@@ -651,8 +652,60 @@ static void delete_ports(const char *list)
     }
 }
 
+/* The networks `fastbox network connect` added (records DIR/<id>+<network>, written by
+ * fastbox/network/connect.py): each one's lease if it still holds the record's name, its
+ * name in the network, its record. Their veths go with the network namespace. */
+static void release_extras(const struct args *a)
+{
+    DIR *d = opendir(a->net_extras);
+    if (!d)
+        return;
+    char net[4096];
+    snprintf(net, sizeof net, "%s", a->net_extras);
+    char *slash = strrchr(net, '/');
+    if (slash)
+        *slash = '\0'; /* FASTBOX_RUN/net */
+    size_t idlen = strlen(a->id);
+    struct dirent *e;
+    while (slash && (e = readdir(d))) {
+        if (strncmp(e->d_name, a->id, idlen) || e->d_name[idlen] != '+' || strchr(e->d_name, '.'))
+            continue;
+        char path[8192], text[4096], ip[64] = "", nid[80] = "";
+        snprintf(path, sizeof path, "%s/%s", a->net_extras, e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        text[n > 0 ? n : 0] = '\0';
+        for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            if (!strncmp(line, "ip ", 3))
+                sscanf(line + 3, "%63s", ip);
+            else if (!strncmp(line, "network_id ", 11))
+                sscanf(line + 11, "%79s", nid);
+        }
+        if (ip[0] && strlen(nid) >= 12) {
+            char lease[8192], held[128] = "";
+            snprintf(lease, sizeof lease, "%s/leases/%.12s/%s", net, nid, ip);
+            int lf = open(lease, O_RDONLY | O_CLOEXEC);
+            if (lf >= 0) {
+                ssize_t r = read(lf, held, sizeof held - 1);
+                held[r > 0 ? r : 0] = '\0';
+                close(lf);
+                if (!strcmp(held, e->d_name))
+                    unlink(lease);
+            }
+            snprintf(lease, sizeof lease, "%s/names/%.12s/%s", net, nid, a->id);
+            unlink(lease);
+        }
+        unlink(path);
+    }
+    closedir(d);
+}
+
 static void release_network(const struct args *a)
 {
+    if (a->net_extras && a->id)
+        release_extras(a);
     delete_ports(a->nft_del);
     if (a->lease && a->id) {
         char held[80] = "";
@@ -736,6 +789,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->lease = v;
         else if (!strcmp(k, "--net-dir"))
             a->net_dir = v;
+        else if (!strcmp(k, "--net-extras"))
+            a->net_extras = v;
         else if (!strcmp(k, "--remove") && a->n_remove_files < MAX_LIST)
             a->remove_files[a->n_remove_files++] = v;
         else if (!strcmp(k, "--remove-dir") && a->n_remove_dirs < MAX_LIST)

@@ -12,6 +12,8 @@ def register(app):
     net.command("inspect")(inspect)
     net.command("rm")(rm)
     net.command("prune")(prune)
+    net.command("connect")(connect)
+    net.command("disconnect")(disconnect)
     app.add_typer(net, name="network")
     app.command("port")(port)
 
@@ -58,7 +60,7 @@ def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK...")):
     for name in names:
         n = store.get(name)
         d = n.as_dict()
-        d["Containers"] = {ep.id: {"IPv4Address": f"{ep.ip}/{ep.prefix}", "Names": ep.names,
+        d["Containers"] = {ep.container: {"IPv4Address": f"{ep.ip}/{ep.prefix}", "Names": ep.names,
                                    "HostInterface": ep.host_if}
                            for ep in endpoints.on_network(n)}
         out.append(d)
@@ -77,7 +79,7 @@ def rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")):
         users = endpoints.on_network(n)
         if users:
             raise ContainerStateError(f"error while removing network: network {n.name} id {n.id} "
-                                      f"has active endpoints ({', '.join(e.id[:12] for e in users)})")
+                                      f"has active endpoints ({', '.join(e.container[:12] for e in users)})")
         host.remove(n)
         store.delete(n)
         print(name)
@@ -92,6 +94,23 @@ def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask"))
             host.remove(n)
             store.delete(n)
             print(n.name)
+
+
+def connect(network: str = typer.Argument(..., metavar="NETWORK"),
+            container: str = typer.Argument(..., metavar="CONTAINER"),
+            alias: List[str] = typer.Option([], "--alias", help="A name for the container on this network"),
+            ip: Optional[str] = typer.Option(None, "--ip", help="Its IPv4 address on this network")):
+    """Connect a container to a network (a running one at once, else at its start)."""
+    from fastbox.network import connect as connecting
+    connecting.connect(network, container, alias, ip)
+
+
+def disconnect(network: str = typer.Argument(..., metavar="NETWORK"),
+               container: str = typer.Argument(..., metavar="CONTAINER"),
+               force: bool = typer.Option(False, "--force", "-f", help="No error if it is not connected")):
+    """Disconnect a container from a network it was connected to."""
+    from fastbox.network import connect as connecting
+    connecting.disconnect(network, container, force)
 
 
 def port(container: str, private: Optional[str] = typer.Argument(None, metavar="[PRIVATE_PORT[/PROTO]]")):

@@ -6,6 +6,10 @@ which may be gone (netavark#1451). A record whose owner is dead is swept by the 
 command that touches the network (a start on a full network, `fastbox network`, `rm`,
 the janitor of a dead `run`).
 
+A container on more than one network (`fastbox network connect`) has one more record per
+network, named <id>+<network id's first 12>: its lease holds that name, its veth is named
+after both ids, and it goes with the container's own (release, owner, sweep).
+
 The record is plain "key value" lines: no json import on the start path."""
 import os
 
@@ -33,10 +37,13 @@ def my_owner():
 
 class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
-                 "mtu", "host_if", "ports", "names", "bridge_index", "binds")
+                 "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
+                 "extra_keys", "dns")
 
     def __init__(self, **fields):
-        self.ports, self.names, self.binds, self.bridge_index = [], [], [], 0
+        self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
+        self.extra_keys = ()  # the records of the other networks attached at this start
+        self.dns = []  # --dns: the servers its network's name server forwards to
         for k, v in fields.items():
             setattr(self, k, v)
 
@@ -46,6 +53,9 @@ class Endpoint:
                  f"gateway {self.gateway}", f"mtu {self.mtu}", f"host_if {self.host_if}"]
         lines += [f"port {p} {ip} {hp} {cp}" for p, ip, hp, cp in self.ports]
         lines += [f"name {n}" for n in self.names]
+        lines += [f"dns {d}" for d in self.dns]
+        if self.if_name != "eth0":
+            lines.append(f"if_name {self.if_name}")
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -58,11 +68,27 @@ class Endpoint:
                 ep.ports.append((p, ip, int(hp), int(cp)))
             elif key == "name":
                 ep.names.append(value)
+            elif key == "dns":
+                ep.dns.append(value)
             elif key in ("prefix", "mtu"):
                 setattr(ep, key, int(value))
             elif key in cls.__slots__:
                 setattr(ep, key, value.strip())
         return ep
+
+    @property
+    def container(self):
+        """The container's id (an extra network's record is named <id>+<network>)."""
+        return self.id.partition("+")[0]
+
+
+def extra_key(cid, net):
+    return f"{cid}+{net.id[:12]}"
+
+
+def extras(cid):
+    """The records of the networks cid was connected to besides its first."""
+    return [ep for ep in (load(k) for k in all_ids() if k.startswith(cid + "+")) if ep is not None]
 
 
 def _path(cid):
@@ -120,7 +146,8 @@ def plan(cid, spec, hostname, ports, host_if=None):
             names.append(hostname)
     ep = Endpoint(id=cid, owner=my_owner(), network=net.name, network_id=net.id,
                   bridge=net.bridge, prefix=net.prefix, gateway=net.gateway, mtu=net.mtu,
-                  host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index)
+                  host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index,
+                  dns=list(spec.dns))
 
     def record(ip):
         ep.ip = ip
@@ -128,9 +155,13 @@ def plan(cid, spec, hostname, ports, host_if=None):
 
     with ipam.Locked(net):
         ip = ipam.allocate_locked(net, cid, reclaim, record)
-        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names))
+        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
+                               dns_at=net.gateway if names else None)
         if names:
             files.join_names(net, cid, ip, names)
+            from fastbox.network import dns
+            if not dns.ensure(net):  # no name server: the host's resolvers
+                files.write_resolv(cid, spec.dns)
     return ep
 
 
@@ -138,12 +169,30 @@ def set_owner(ep, pid):
     """The container runs: it owns its endpoint from now on (its init's pid and start).
     One write in place: "owner " and a fixed-width field open the record."""
     ep.owner = f"{pid}-{process.start_time(pid)}"
+    for key in (ep.id, *ep.extra_keys):
+        _write_owner(key, ep.owner)
+
+
+def hand_over(key, owner):
+    """A connected network's record, owned from now on by owner (the container's init)."""
+    _write_owner(key, owner)
+
+
+def release_dead_extras(cid):
+    """The connected networks of a container that has stopped, if its monitor did not
+    release them (it died too, or it started before they were recorded)."""
+    for ep in extras(cid):
+        if not owner_alive(ep.owner):
+            release(ep.id)
+
+
+def _write_owner(key, owner):
     try:
-        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(_path(key), os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:  # it exited already, and its monitor released it
         return
     try:
-        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
+        os.pwrite(fd, f"owner {owner:<{OWNER_WIDTH}}".encode(), 0)
     finally:
         os.close(fd)
 
@@ -167,10 +216,15 @@ def release(cid, locked=False, unplug=True, ep=None):
     RCU grace period under the rtnl lock). ep: the endpoint as its starter planned it (a
     foreground run's teardown): the same as its record, which then need not be read back,
     only be there (gone: someone released it, and its ports may be another's now)."""
+    extra = "+" in cid
+    if not extra and os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
+        for other in extras(cid):  # `network connect` recorded there (one stat if not)
+            release(other.id, locked=False, unplug=unplug)
     if ep is None or not os.path.exists(_path(cid)):
         ep = load(cid)
     if ep is None:
-        files.remove(cid)
+        if not extra:
+            files.remove(cid)
         return False
     from fastbox.runtime import network as applied
     if ep.ports and getattr(ep, "ip", None):
@@ -187,7 +241,8 @@ def release(cid, locked=False, unplug=True, ep=None):
         else:
             with ipam.Locked(net):
                 _free(net, ep)
-    files.remove(cid, names=bool(ep.names))
+    if not extra:
+        files.remove(cid, names=bool(ep.names))
     try:
         os.unlink(_path(cid))
     except FileNotFoundError:
@@ -198,7 +253,11 @@ def release(cid, locked=False, unplug=True, ep=None):
 def _free(net, ep):
     ipam.free(net, ep.ip, ep.id)
     if ep.names:
-        files.leave_names(net, ep.id)
+        if "+" in ep.id:  # it stays on its other networks
+            files.drop_own(ep.container, ep.ip)
+            files.leave_names(net, ep.container, also=(ep.container,))
+        else:
+            files.leave_names(net, ep.container)
 
 
 def sweep():
@@ -222,7 +281,10 @@ def sweep():
         ep = load(cid)
         if ep is not None and not owner_alive(ep.owner) and not _adopted_by_container(ep):
             n += release(cid)
-    return n + _sweep_unrecorded_leases()
+    n += _sweep_unrecorded_leases() + _sweep_unrecorded_names()
+    from fastbox.network import dns
+    dns.sweep()
+    return n
 
 
 def _sweep_unrecorded_leases():
@@ -243,13 +305,39 @@ def _sweep_unrecorded_leases():
     return n
 
 
+def _sweep_unrecorded_names():
+    """Names (what a network's name server answers) that no record holds: as with
+    leases, a record precedes its names and outlives them, under the network's lock."""
+    n = 0
+    for net in store.list_all():
+        try:
+            members = os.listdir(files.names_dir(net))
+        except FileNotFoundError:
+            continue
+        with ipam.Locked(net):
+            for cid in members:
+                if not _holds_names(cid, net):
+                    files.leave_names(net, cid)
+                    n += 1
+    return n
+
+
+def _holds_names(cid, net):
+    ep = load(cid)
+    if ep is not None and ep.network_id == net.id:
+        return True
+    key = extra_key(cid, net)
+    return load(key) is not None or os.path.exists(_path(key) + ".tmp") or os.path.exists(
+        _path(cid) + ".tmp")
+
+
 def _adopted_by_container(ep):
     """A detached start whose starter died between the start and handing the endpoint to
     the container: if the container runs (its monitor wrote started.json), it is the
     owner now, and its endpoint stays."""
     import json
     try:
-        with open(os.path.join(config.containers_dir(), ep.id, "started.json")) as f:
+        with open(os.path.join(config.containers_dir(), ep.container, "started.json")) as f:
             started = json.load(f)
         pid, start = int(started["pid"]), int(started["pid_start"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -257,14 +345,7 @@ def _adopted_by_container(ep):
     if not process.alive(pid, start):
         return False
     ep.owner = f"{pid}-{start}"
-    try:
-        fd = os.open(_path(ep.id), os.O_WRONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        os.pwrite(fd, f"owner {ep.owner:<{OWNER_WIDTH}}".encode(), 0)
-    finally:
-        os.close(fd)
+    _write_owner(ep.id, ep.owner)
     return True
 
 

@@ -22,9 +22,10 @@ def names_dir(net):
     return os.path.join(config.run_dir(), "net", "names", net.id[:12])
 
 
-def write(cid, ip, hostname, spec, names=False):
+def write(cid, ip, hostname, spec, names=False, dns_at=None):
     """The three files; returns [(host path, container path)] to bind. names: the
-    network has names (hosts.base keeps what is the container's own)."""
+    network has names (hosts.base keeps what is the container's own); dns_at: the
+    address of its name server (fastbox.network.dns)."""
     d = files_dir(cid)
     try:
         os.mkdir(d, 0o700)
@@ -38,9 +39,17 @@ def write(cid, ip, hostname, spec, names=False):
     if names:
         _put(os.path.join(d, "hosts.base"), BASE + extra + own)
     _put(os.path.join(d, "hosts"), BASE + extra + own)
-    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns))
+    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns, dns_at))
     _put(os.path.join(d, "hostname"), hostname + "\n")
     return [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
+
+
+def write_resolv(cid, dns, dns_at=None):
+    """resolv.conf again, in place (the bind mount shows this inode): naming the host's
+    resolvers (or --dns's), or the name server at dns_at."""
+    path = os.path.join(files_dir(cid), "resolv.conf")
+    if os.path.exists(path):
+        _put(path, resolv_conf(dns, dns_at))
 
 
 def _put(path, text):
@@ -54,22 +63,23 @@ def _put(path, text):
 _resolv = {}  # (dns, host file's inode, mtime) -> text
 
 
-def resolv_conf(dns):
+def resolv_conf(dns, dns_at=None):
     """The host's resolv.conf without loopback resolvers (unreachable from the
-    container's namespace), or --dns's servers instead of its nameservers. Made again
-    only when the host's file changes."""
+    container's namespace), or --dns's servers instead of its nameservers. dns_at: the
+    network's name server instead, as Docker's 127.0.0.11 (it forwards to those). Made
+    again only when the host's file changes."""
     try:
         st = os.stat(HOST_RESOLV)
-        key = (tuple(dns), st.st_ino, st.st_mtime_ns)
+        key = (tuple(dns), dns_at, st.st_ino, st.st_mtime_ns)
     except OSError:
-        key = (tuple(dns), 0, 0)
+        key = (tuple(dns), dns_at, 0, 0)
     if key not in _resolv:
         _resolv.clear()
-        _resolv[key] = _make_resolv(dns)
+        _resolv[key] = _make_resolv(dns, dns_at)
     return _resolv[key]
 
 
-def _make_resolv(dns):
+def _make_resolv(dns, dns_at=None):
     try:
         with open(HOST_RESOLV) as f:
             lines = f.read().splitlines()
@@ -80,6 +90,9 @@ def _make_resolv(dns):
                             and len(l.split()) > 1 and not l.split()[1].startswith("127.")
                             and l.split()[1] != "::1"]
     servers = servers or list(FALLBACK_DNS)
+    if dns_at:  # as Docker writes it: where names go, and where the rest is forwarded
+        return (f"nameserver {dns_at}\n" + "".join(l + "\n" for l in keep)
+                + f"# ExtServers: [{' '.join(dns) if dns else 'host'}]\n")
     return "".join(f"nameserver {s}\n" for s in servers) + "".join(l + "\n" for l in keep)
 
 
@@ -91,43 +104,89 @@ def join_names(net, cid, ip, names):
     rewrite_hosts(net)
 
 
-def leave_names(net, cid):
+def leave_names(net, cid, also=()):
+    """also: containers whose hosts change too (one that leaves only this network)."""
     try:
         os.unlink(os.path.join(names_dir(net), cid))
     except FileNotFoundError:
         return
-    rewrite_hosts(net)
+    rewrite_hosts(net, also)
 
 
-def rewrite_hosts(net):
+def rewrite_hosts(net, also=()):
+    """Every member's hosts: its own lines, then the members of every network it is on
+    (a container connected to more than one sees the names of each)."""
     d = names_dir(net)
     try:
         members = sorted(os.listdir(d))
     except FileNotFoundError:
         return
-    lines = {}
-    for m in members:
+    top = os.path.dirname(d)
+    ours = set(members) | set(also)
+    nets = {}  # network dir -> {member: its line}, of the networks our members are on
+    for n in os.listdir(top):
+        nets[n] = {}
         try:
-            with open(os.path.join(d, m)) as f:
-                lines[m] = f.read()
-        except FileNotFoundError:
-            pass
-    for m in lines:
-        fdir = files_dir(m)
-        try:
-            with open(os.path.join(fdir, "hosts.base")) as f:
-                base = f.read()
+            entries = os.listdir(os.path.join(top, n))
         except FileNotFoundError:
             continue
-        peers = "".join(text for other, text in lines.items() if other != m)
-        try:  # in place: the container's bind mount shows this inode
-            fd = os.open(os.path.join(fdir, "hosts"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        except FileNotFoundError:
+        if n != os.path.basename(d) and ours.isdisjoint(entries):
             continue
+        for m in entries:
+            try:
+                with open(os.path.join(top, n, m)) as f:
+                    nets[n][m] = f.read()
+            except FileNotFoundError:
+                pass
+    for m in members + [a for a in also if a not in members]:
+        peers = [text for lines in nets.values() if m in lines
+                 for other, text in lines.items() if other != m]
+        _rewrite(m, "".join(peers))
+
+
+def _rewrite(cid, peers):
+    fdir = files_dir(cid)
+    try:
+        with open(os.path.join(fdir, "hosts.base")) as f:
+            base = f.read()
+    except FileNotFoundError:
+        return
+    try:  # in place: the container's bind mount shows this inode
+        fd = os.open(os.path.join(fdir, "hosts"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.write(fd, (base + peers).encode())
+    finally:
+        os.close(fd)
+
+
+def add_own(cid, ip, hostname):
+    """A connected network's address, under the container's hostname (as Docker's
+    connect adds it), in the part of hosts that is the container's own. A container
+    whose first network has no names keeps its hosts as that part."""
+    fdir = files_dir(cid)
+    base = os.path.join(fdir, "hosts.base")
+    try:
+        with open(base) as f:
+            text = f.read()
+    except FileNotFoundError:
         try:
-            os.write(fd, (base + peers).encode())
-        finally:
-            os.close(fd)
+            with open(os.path.join(fdir, "hosts")) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+    _put(base, text + f"{ip}\t{hostname}\n")
+
+
+def drop_own(cid, ip):
+    base = os.path.join(files_dir(cid), "hosts.base")
+    try:
+        with open(base) as f:
+            lines = f.read().splitlines(True)
+    except FileNotFoundError:
+        return
+    _put(base, "".join(l for l in lines if l.split("\t", 1)[0] != ip))
 
 
 def remove(cid, names=True):

@@ -74,6 +74,8 @@ def _sysctl(name, value):
 def remove(net):
     """The bridge and the network's rules (network rm; the default bridge stays)."""
     import subprocess
+    from fastbox.network import dns
+    dns.stop(net.id[:12])
     subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
     if nft.table_exists():
         nft.remove_network(net)

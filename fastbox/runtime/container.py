@@ -135,12 +135,27 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=()):
         from fastbox.runtime import network
         try:
             plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
+            _connected_networks(plan, cid, spec, hostname, netns_fd)
         except BaseException:
             if plan.own_netns_fd is not None:
                 os.close(plan.own_netns_fd)
             raise
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
+
+
+def _connected_networks(plan, cid, spec, hostname, netns_fd):
+    """The networks `fastbox network connect` added to a created or stopped container:
+    one stat when there are none."""
+    from fastbox import config
+    if os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
+        from fastbox.network import connect
+        try:
+            connect.attach_recorded(cid, spec, hostname, netns_fd, plan.endpoint)
+        except BaseException:
+            from fastbox.runtime import network
+            network.release(cid)
+            raise
 
 
 def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):

@@ -44,6 +44,8 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
         if plan.endpoint is not None:
             from fastbox.runtime import network
             monitor_argv += network.monitor_release_args(plan.endpoint)
+            from fastbox.network import endpoints  # and the networks connected to it
+            monitor_argv += ["--net-extras", endpoints.endpoints_dir()]
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         elif spec.restart != "no":
@@ -93,7 +95,7 @@ def _removal(cid, spec, store):
     """--rm: the monitor deletes the record, its files and the name at exit (the log's
     rotated files too: it knows how many there are)."""
     files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
-             "started.json.tmp"]
+             "started.json.tmp", "networks"]
     args = ["--lock", os.path.join(store.container_dir(cid), "lock"), "--names", store.names,
             "--id", cid]
     for name in files:

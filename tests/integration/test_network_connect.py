@@ -1,0 +1,198 @@
+"""`fastbox network connect` / `disconnect` for real: a running container gains and loses
+an interface on a user network; a created one is attached at its start; everything is
+released on stop, rm and after a SIGKILL. Run in a namespace playing the host (HostNS of
+test_network)."""
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+from waiting import eventually
+
+from test_network import FASTBOX, HostNS, assert_nothing_left, leases, one_line_error
+
+
+@pytest.fixture
+def hostns(busybox):
+    ns = HostNS()
+    try:
+        yield ns
+    finally:
+        ns.remove()
+
+
+def addr_of(ns, name, dev):
+    out = ns.ok("exec", name, "ip", "-o", "-4", "addr", "show", "dev", dev)
+    return out.split()[3].split("/")[0]
+
+
+def dead(pid):
+    """Gone, or a zombie (its monitor killed, it is the test process's to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def networks(ns, name):
+    return json.loads(ns.ok("inspect", name))[0]["NetworkSettings"]["Networks"]
+
+
+def test_running_container_gains_and_loses_an_interface(hostns, fb_env):
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")  # on the default bridge
+    assert "eth1" not in hostns.ok("exec", "b", "ip", "-o", "link")
+    hostns.ok("network", "connect", "--alias", "bee", "appnet", "b")
+    ip = addr_of(hostns, "b", "eth1")
+    assert ip.startswith("10.67.0.")
+    # the default route stays on the first network
+    assert "dev eth0" in hostns.ok("exec", "b", "ip", "route", "show", "default")
+    # a peer finds it by name and alias, and reaches it
+    assert f"{ip}\t" in hostns.ok("exec", "a", "cat", "/etc/hosts")
+    for name in ("b", "bee"):
+        hostns.ok("exec", "a", "ping", "-c", "1", "-W", "2", name)
+    # and it finds its new peers
+    hostns.ok("exec", "b", "ping", "-c", "1", "-W", "2", "a")
+    nets = networks(hostns, "b")
+    assert set(nets) == {"bridge", "appnet"}
+    assert nets["appnet"]["IPAddress"] == ip and "bee" in nets["appnet"]["Aliases"]
+    members = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Containers"]
+    assert len(members) == 2
+    assert len(leases(fb_env.run)) == 3
+
+    hostns.ok("network", "disconnect", "appnet", "b")
+    assert "eth1" not in hostns.ok("exec", "b", "ip", "-o", "link")
+    assert ip not in hostns.ok("exec", "a", "cat", "/etc/hosts")
+    assert set(networks(hostns, "b")) == {"bridge"}
+    assert len(leases(fb_env.run)) == 2
+    hostns.ok("rm", "-f", "a", "b")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_created_container_is_attached_at_start_with_its_address(hostns, fb_env):
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "appnet")
+    hostns.ok("create", "--name", "c", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "--ip", "10.70.0.77", "appnet", "c")
+    nets = networks(hostns, "c")
+    assert nets["appnet"]["IPAddress"] == "" and leases(fb_env.run) == []
+    hostns.ok("start", "c")
+    assert addr_of(hostns, "c", "eth1") == "10.70.0.77"
+    assert networks(hostns, "c")["appnet"]["IPAddress"] == "10.70.0.77"
+    # stop releases it (the monitor knows only the first network; stop frees the rest)
+    hostns.ok("stop", "-t", "0", "c")
+    assert leases(fb_env.run) == []
+    assert os.listdir(os.path.join(fb_env.run, "net", "endpoints")) == []
+    # and the next start attaches it again
+    hostns.ok("start", "c")
+    assert addr_of(hostns, "c", "eth1") == "10.70.0.77"
+    hostns.ok("rm", "-f", "c")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["connect", "appnet", "a"], "endpoint with name a already exists in network appnet"),
+    (["connect", "appnet", "h"], "sharing network namespace"),
+    (["connect", "appnet", "n"], "private (none) mode"),
+    (["connect", "host", "a"], "host network"),
+    (["connect", "nosuch", "a"], "network nosuch not found"),
+    (["connect", "appnet", "nosuch"], "nosuch"),
+    (["connect", "--ip", "10.9.9.9", "other", "a"], "does not belong to the subnet"),
+    (["disconnect", "other", "a"], "is not connected to network other"),
+])
+def test_errors_are_docker_like_one_liners(hostns, args, words):
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("network", "create", "other")
+    hostns.ok("create", "--name", "a", "--network", "appnet", "busybox", "true")
+    hostns.ok("create", "--name", "h", "--network", "host", "busybox", "true")
+    hostns.ok("create", "--name", "n", "--network", "none", "busybox", "true")
+    r = hostns.fb("network", *args)
+    assert r.returncode == 1 and words in one_line_error(r)
+    assert hostns.fb("network", "disconnect", "-f", "other", "a").returncode == 0
+    hostns.ok("rm", "a", "h", "n")
+
+
+def test_address_in_use_is_refused(hostns, fb_env):
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")
+    r = hostns.fb("network", "connect", "--ip", addr_of(hostns, "a", "eth0"), "appnet", "b")
+    assert r.returncode == 1 and "Address already in use" in one_line_error(r)
+    assert "appnet" not in networks(hostns, "b")
+    hostns.ok("rm", "-f", "a", "b")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_connected_network_is_released_when_the_container_exits(hostns, fb_env):
+    """Its monitor releases the connected network's lease, name and record with the
+    first network's, as Docker frees them when a container stops: no command needed."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "appnet", "b")
+    names = os.path.join(fb_env.run, "net", "names")
+    assert sum(len(os.listdir(os.path.join(names, d))) for d in os.listdir(names)) == 2
+    pid = json.loads(hostns.ok("inspect", "b"))[0]["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    a_id = json.loads(hostns.ok("inspect", "a"))[0]["Id"]
+    eventually(lambda: len(leases(fb_env.run)) == 1 and os.listdir(
+        os.path.join(fb_env.run, "net", "endpoints")) == [a_id], what="b's leases and records to go")
+    assert sum(len(os.listdir(os.path.join(names, d))) for d in os.listdir(names)) == 1
+    # started again, it is connected again
+    hostns.ok("start", "b")
+    assert addr_of(hostns, "b", "eth1").startswith("10.67.0.")
+    hostns.ok("rm", "-f", "a", "b")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_connected_network_of_a_container_killed_with_its_monitor_is_swept(hostns, fb_env):
+    """Container and monitor both SIGKILLed: the next command that touches networks
+    frees the connected network too (its owner, the container's init, is dead)."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "appnet", "b")
+    state = json.loads(hostns.ok("inspect", "b"))[0]
+    os.kill(state["MonitorPid"], signal.SIGKILL)
+    os.kill(state["State"]["Pid"], signal.SIGKILL)
+    eventually(lambda: dead(state["State"]["Pid"]), what="the container to die")
+    hostns.ok("network", "ls")
+    assert leases(fb_env.run) == []
+    assert os.listdir(os.path.join(fb_env.run, "net", "endpoints")) == []
+    hostns.ok("rm", "b")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_sigkill_of_connect_leaves_nothing_after_the_next_command(hostns, fb_env):
+    """A connect killed at a random point: its record names it (not the container) as
+    owner until the veth is made, so the next sweep undoes it; or it completed."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "b", "busybox", "sleep", "1d")
+    for delay in (0.05, 0.15, 0.3):
+        p = subprocess.Popen(hostns.cmd("sh", "-c", f"{FASTBOX} network connect appnet b & "
+                                                    f"sleep {delay}; kill -9 $!"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.wait(30)
+        hostns.ok("network", "ls")
+        hostns.fb("network", "disconnect", "-f", "appnet", "b")
+        assert len(leases(fb_env.run)) == 1
+    hostns.ok("rm", "-f", "b")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_start_after_its_connected_network_was_removed(hostns, fb_env):
+    """Docker's way: the start fails naming the network; disconnect then forgets it."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("create", "--name", "c", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "appnet", "c")
+    hostns.ok("network", "rm", "appnet")
+    r = hostns.fb("start", "c")
+    assert r.returncode != 0 and "network appnet not found" in one_line_error(r)
+    assert leases(fb_env.run) == [] and os.listdir(os.path.join(fb_env.run, "net", "endpoints")) == []
+    hostns.ok("network", "disconnect", "appnet", "c")
+    hostns.ok("start", "c")
+    hostns.ok("rm", "-f", "c")
+    assert_nothing_left(hostns, fb_env)
