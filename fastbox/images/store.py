@@ -5,6 +5,12 @@
                              without one is a dangling image, listed as <none>)
     blobs/sha256/<hex>       verified content: manifests, configs, layer tarballs as given
     layers/<diffid-hex>/     each layer unpacked once, shared read-only by every container
+    layer-tars/<diffid-hex>  for a layer made here (a build step): how to make its tar again,
+                             {"size": bytes, "xattrs": bool}. Such a layer is kept as its
+                             directory alone (its descriptor's digest is its diffID, hashed
+                             while it was made); ensure_blob() writes the blob from the
+                             directory the first time a push or save needs it, checks it
+                             against the digest, and renames it into blobs/
     resolved/<manifest-hex>  marshal of what `run` needs from a manifest and its config
     refs/<quoted ref>        the manifest digest a tag names, for the run path
     ingest/                  pulls and loads in progress, owned through flocks (see ingest.py);
@@ -58,6 +64,7 @@ class ImageStore:
         self._layers = os.path.join(self.root, "layers", "")
         self._resolved = os.path.join(self.root, "resolved", "")
         self._refs = os.path.join(self.root, "refs", "")
+        self._tars = os.path.join(self.root, "layer-tars", "")
         self.ingest_dir = os.path.join(self.root, "ingest")
         self.build_cache_dir = os.path.join(self.root, "buildcache", "")
         self._lock = _WriterLock(os.path.join(self.root, "lock"), self._sweep)
@@ -321,7 +328,63 @@ class ImageStore:
         return self._blobs + index_doc.hex_of(digest)
 
     def has_blob(self, digest):
-        return os.path.isfile(self._blobs + index_doc.hex_of(digest))
+        """Whether the store holds the blob, or can make it from a layer of its own."""
+        return self.blob_size(digest) is not None
+
+    def blob_size(self, digest):
+        """The blob's size in bytes; None if the store neither holds nor can make it."""
+        hex_ = index_doc.hex_of(digest)
+        try:
+            return os.stat(self._blobs + hex_).st_size
+        except FileNotFoundError:
+            spec = self._tar_spec(hex_)
+            return spec["size"] if spec is not None else None
+
+    def _tar_spec(self, hex_):
+        """A layer made here whose tar is not written yet: its layer-tars/ record, or None."""
+        import json
+        try:
+            spec = json.loads(_read_file(self._tars + hex_))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(spec, dict) or not os.path.isdir(self._layers + hex_):
+            return None
+        return spec
+
+    def ensure_blob(self, digest):
+        """The path of the blob, written first if it is a layer kept as a directory alone:
+        made under ingest/ (a killed writer's half is swept, never seen), checked against
+        the digest and size, then renamed into blobs/ under the lock."""
+        hex_ = index_doc.hex_of(digest)
+        path = self._blobs + hex_
+        if os.path.isfile(path):
+            return path
+        spec = self._tar_spec(hex_)
+        if spec is None:
+            raise ImageError(f"blob {digest} is missing from the store")
+        from fastbox.images import layer_tar
+        from fastbox.images.ingest import Session
+        with Session(self.ingest_dir) as session:
+            tmp = session.path()
+            try:
+                got, size = layer_tar.write_tar(self._layers + hex_, tmp, spec.get("xattrs", True),
+                                                strip=False)
+            except OSError as e:
+                raise ImageError(f"cannot write the tar of layer {digest}: {e}") from None
+            if got != digest or size != spec["size"]:
+                raise DigestMismatch(f"layer {digest} has changed in the store: its tar is "
+                                     f"{got} ({size} bytes)")
+            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)  # a blob under its digest's name is whole, as pulled ones are
+            finally:
+                os.close(fd)
+            with self._lock:
+                if not os.path.isdir(self._layers + hex_):
+                    raise ImageError(f"layer {digest} was removed from the store meanwhile")
+                os.makedirs(self._blobs, 0o700, exist_ok=True)
+                os.rename(tmp, path)
+        return path
 
     def has_layer(self, diff_id):
         return os.path.isdir(self._layers + index_doc.hex_of(diff_id))
@@ -387,6 +450,9 @@ class ImageStore:
             os.makedirs(self._layers, 0o700, exist_ok=True)
             for layer in manifest["layers"]:
                 final = self._blobs + index_doc.hex_of(layer["digest"])
+                if not os.path.isfile(final) and layer["digest"] not in files and \
+                        self._tar_spec(index_doc.hex_of(layer["digest"])) is not None:
+                    continue  # a layer of ours, its tar made when needed
                 if not os.path.isfile(final):
                     if layer["digest"] not in files:
                         raise MissingContent(f"blob {layer['digest']} is no longer in the store")
@@ -528,26 +594,33 @@ class ImageStore:
                 os.rename(self._layers + name, doomed)  # never a half-deleted layer under its name
                 freed += fileops.disk_usage(doomed)
                 shutil.rmtree(doomed)
+        for name in fileops.listdir(self._tars):
+            if name not in layers and not name.startswith(".tmp-"):
+                fileops.unlink(self._tars + name)  # after its layer: never a layer without it
         return freed
 
     def locked(self):
         """The writer lock, for a caller that moves content in with add_layer()."""
         return self._lock
 
-    def add_layer(self, blob_path, digest, layer_dir, diff_id):
-        """Move a verified layer blob and its unpacked directory (both made by the caller
-        under ingest/, on this filesystem) into the store; the caller holds locked() and
-        references them (a build cache record) before releasing it, or the next collection
-        removes them."""
-        os.makedirs(self._blobs, 0o700, exist_ok=True)
+    def add_layer(self, layer_dir, diff_id, size, xattrs):
+        """Move a layer directory made by the caller under ingest/ (on this filesystem) into
+        the store, its tar not written: diff_id and size are those of the tar
+        layer_tar.write_tar(layer_dir, xattrs=xattrs) makes, which is also the blob's
+        digest (ensure_blob writes it when needed). The caller holds locked() and
+        references the layer (a build cache record) before releasing it, or the next
+        collection removes it."""
+        import json
         os.makedirs(self._layers, 0o700, exist_ok=True)
-        final_blob, final_dir = self._blobs + index_doc.hex_of(digest), self._layers + index_doc.hex_of(diff_id)
-        if os.path.isfile(final_blob):
-            fileops.unlink(blob_path)
-        else:
-            os.rename(blob_path, final_blob)
-        if not os.path.isdir(final_dir):
-            os.rename(layer_dir, final_dir)
+        hex_ = index_doc.hex_of(diff_id)
+        if os.path.isdir(self._layers + hex_):
+            return  # the same content again: the blob, if any, is already there
+        if not os.path.isfile(self._blobs + hex_):
+            os.makedirs(self._tars, 0o700, exist_ok=True)
+            # the record first: a layer directory is never without its way to a tar
+            fileops.write_atomic(self._tars + hex_,
+                                 json.dumps({"size": size, "xattrs": bool(xattrs)}).encode())
+        os.rename(layer_dir, self._layers + hex_)
 
     def collect(self):
         """Delete what no image and no build cache record uses; returns the bytes freed."""
@@ -578,7 +651,7 @@ class ImageStore:
             from fastbox.images import ingest
             ingest.sweep(self.ingest_dir)
         for parent in (os.path.join(self.root, ""), self._blobs, self._layers, self._resolved,
-                       self._refs, self.build_cache_dir):
+                       self._refs, self.build_cache_dir, self._tars):
             for name in fileops.listdir(parent):
                 if name.startswith(".tmp-"):
                     path = parent + name
