@@ -199,7 +199,8 @@ class Context:
         for name in sorted(os.listdir(path)):
             child_sub = f"{sub}/{name}" if sub else name
             full = f"{base}/{child_sub}".strip("/")
-            st = os.lstat(self.host_path(full))
+            host = f"{path}/{name}"  # one join per entry: a context may hold many
+            st = os.lstat(host)
             if self.rules.ignored(full):
                 if not stat.S_ISDIR(st.st_mode) or not self.rules.has_exceptions:
                     continue
@@ -207,10 +208,10 @@ class Context:
                 # which then comes with it
                 below = list(self._tree(base, child_sub))
                 if below:
-                    yield child_sub, self.host_path(full), st
+                    yield child_sub, host, st
                     yield from below
                 continue
-            yield child_sub, self.host_path(full), st
+            yield child_sub, host, st
             if stat.S_ISDIR(st.st_mode):
                 yield from self._tree(base, child_sub)
 

@@ -92,7 +92,7 @@ class Copier:
             self._threads = None
 
     def host(self, rel):
-        return os.path.join(self.dir, rel) if rel else self.dir
+        return f"{self.dir}/{rel}" if rel else self.dir  # rel: relative, no leading /
 
     def _dir(self, rel, uid, gid, mode, mtime_ns):
         """A directory of the layer gets its metadata once: the first source to make it
