@@ -497,8 +497,10 @@ class Builder(CopyInstructions):
         if not cached:
             d = self.session.new_dir()
             layer_dir = make(d)
-            # a RUN's upper layer may hold overlay's xattrs; what we wrote ourselves has none
-            record = self._commit_layer(key, layer_dir or d, xattrs=inst.cmd == "RUN")
+            # a RUN's upper layer may hold overlay's xattrs; what we wrote ourselves has
+            # only those a COPY keeps
+            record = self._commit_layer(key, layer_dir or d,
+                                        xattrs=True if inst.cmd == "RUN" else "copy")
         return self._apply(st, key, record, created_by, cached)
 
     def _show_step(self):
@@ -533,7 +535,7 @@ class Builder(CopyInstructions):
             return record
         digest, size = tar if tar is not None else layer_tar.digest_of(layer_dir, xattrs)
         record = {"blobs": [digest], "layers": [digest], "created": created, "size": size}
-        self.cache.commit(key, record, layer_dir, xattrs if tar is None else False)
+        self.cache.commit(key, record, layer_dir, xattrs if tar is None else "copy")
         return record
 
     def _run_env(self, st):

@@ -56,7 +56,7 @@ class BuildCache:
         os.makedirs(self.dir, 0o700, exist_ok=True)
         fileops.write_atomic(self.dir + key, json.dumps(record).encode())
 
-    def commit(self, key, record, layer_dir=None, xattrs=False):
+    def commit(self, key, record, layer_dir=None, xattrs="copy"):
         """Move a step's layer directory (none for an empty diff) into the store and record
         it, in one hold of the store's lock. record["layers"][0] and record["size"] are
         the diffID and size of the tar layer_tar.write_tar(layer_dir, xattrs=xattrs) makes."""

@@ -163,7 +163,7 @@ class CopyInstructions:
             copier.done()
         digest = tar.close()
         if not tar.canonical:
-            digest = layer_tar.digest_of(d, xattrs=False)
+            digest = layer_tar.digest_of(d, xattrs="copy")
         return copier, digest
 
     def memo(self):

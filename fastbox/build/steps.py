@@ -9,6 +9,7 @@ import stat
 import tarfile
 import time
 
+from fastbox.images import layer_tar
 from fastbox.images.layer_view import LayerView
 from fastbox.errors import FastboxError
 
@@ -94,19 +95,24 @@ class Copier:
     def host(self, rel):
         return f"{self.dir}/{rel}" if rel else self.dir  # rel: relative, no leading /
 
-    def _dir(self, rel, uid, gid, mode, mtime_ns):
+    def _dir(self, rel, uid, gid, mode, mtime_ns, like=None):
         """A directory of the layer gets its metadata once: the first source to make it
-        sets it (a tar entry for it twice would unpack differently by tool)."""
+        sets it (a tar entry for it twice would unpack differently by tool); like: the
+        directory whose kept xattrs it takes (layer_tar.COPY_XATTRS)."""
         if rel in self.made_dirs:
             return
         self.made_dirs.add(rel)
         path = self.host(rel)
         os.chown(path, uid, gid)
         os.chmod(path, mode)
+        xattrs = layer_tar.copied_xattrs(like) if like else None
+        for name, value in (xattrs or {}).items():
+            os.setxattr(path, name, value, follow_symlinks=False)
         self.dir_times[path] = mtime_ns
         self.real_dirs.add(rel)
         if self.tar:
-            self.tar.header(rel, mode, uid, gid, 0, mtime_ns // 10**9, tarfile.DIRTYPE)
+            self.tar.header(rel, mode, uid, gid, 0, mtime_ns // 10**9, tarfile.DIRTYPE,
+                            pax=layer_tar.pax_of(xattrs))
 
     def ensure_dir(self, rel, owner=None, mode=None):
         """rel and its parents as directories in the layer: an existing one of the stage
@@ -128,7 +134,8 @@ class Copier:
             self.made.add(sub)
             if below and stat.S_ISDIR(below[1].st_mode):
                 st = below[1]
-                self._dir(sub, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+                self._dir(sub, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                          below[0])  # as overlay's copy-up would make it
             else:
                 uid, gid = owner or (0, 0)
                 self._dir(sub, uid, gid, 0o755 if mode is None or n < len(parts) else mode,
@@ -201,7 +208,7 @@ class Copier:
         if stat.S_ISDIR(kind):
             if old is None or not stat.S_ISDIR(old.st_mode):
                 os.mkdir(path)
-            self._dir(dest, uid, gid, mode, st.st_mtime_ns)
+            self._dir(dest, uid, gid, mode, st.st_mtime_ns, src)
             return
         link = ""
         if stat.S_ISLNK(kind):
@@ -238,9 +245,12 @@ class Copier:
             try:
                 hasher = None if src in self.known else hashlib.sha256()
                 mtime = st.st_mtime_ns // 10**9
+                xattrs = layer_tar.copied_xattrs(fin)
+                pax = layer_tar.pax_of(xattrs)
                 if size >= _BIG:
                     if self.tar:
-                        self.tar.header(dest, mode, uid, gid, size, mtime, tarfile.REGTYPE)
+                        self.tar.header(dest, mode, uid, gid, size, mtime, tarfile.REGTYPE,
+                                        pax=pax)
                     self._copy_big(fin, fout, size, hasher, src)
                     if self.tar:
                         self.tar.pad(size)
@@ -251,13 +261,15 @@ class Copier:
                     if data:
                         _write_all(fout, data)
                     if self.tar:
-                        self.tar.file(dest, mode, uid, gid, mtime, data)
+                        self.tar.file(dest, mode, uid, gid, mtime, data, pax)
                     if hasher:
                         hasher.update(data)
                 if hasher:
                     self.digests[src] = hasher.hexdigest()
                 os.fchown(fout, uid, gid)
                 os.fchmod(fout, mode)
+                for name, value in xattrs.items():  # after fchown, which drops capabilities
+                    os.setxattr(fout, name, value)
                 os.utime(fout, ns=(mtime * 10**9, mtime * 10**9))
             finally:
                 os.close(fout)

@@ -22,6 +22,10 @@ import tarfile
 from fastbox.images.layer_view import OPAQUE_XATTR, is_opaque, is_whiteout
 
 OVERLAY_XATTR = "trusted.overlay."
+# What COPY keeps of a source's xattrs (cp -a keeps all it can): users' own and file
+# capabilities. Never trusted.* (overlay acts on trusted.overlay.* in a lower layer) nor
+# security labels, which belong to the host.
+COPY_XATTRS = ("user.", "security.capability")
 MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
 
@@ -43,8 +47,8 @@ class _HashingWriter:
 
 def write_tar(layer_dir, out_path, xattrs=True, strip=True, exclude=()):
     """Write layer_dir as an OCI layer tarball to out_path (new); strip overlay's xattrs
-    from layer_dir on the way (xattrs=False: the directory has none, as a COPY's, and none
-    are read; strip=False: overlay's are left out of the tar but left on the directory, which
+    from layer_dir on the way (xattrs=False: none are read; "copy": only the COPY_XATTRS
+    ones, those a COPY gives its files; strip=False: overlay's are left out of the tar but left on the directory, which
     is a live container's upperdir; exclude: relative paths left out, with what is below
     them). Returns (digest, size); the digest is also the diffID.
 
@@ -69,6 +73,31 @@ def _walk(layer_dir, out, xattrs, strip, exclude):
     return "sha256:" + out.hash.hexdigest(), out.size
 
 
+def copied_xattrs(path):
+    """{name: value} of the xattrs a COPY keeps of path (a path or an fd), sorted by
+    name (their order in the tar is part of the layer's digest)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False) if isinstance(path, str) \
+            else os.listxattr(path)
+    except OSError:
+        return {}
+    out = {}
+    for name in sorted(names):
+        if name.startswith(COPY_XATTRS):
+            try:
+                out[name] = os.getxattr(path, name, follow_symlinks=False) \
+                    if isinstance(path, str) else os.getxattr(path, name)
+            except OSError:
+                pass
+    return out
+
+
+def pax_of(xattrs):
+    """The pax records of xattrs ({name: value}), None if there are none."""
+    return {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+            for k, v in sorted(xattrs.items())} if xattrs else None
+
+
 class TarStream:
     """A layer tar made entry by entry as a COPY makes its files (steps.Copier): written to
     path, or (path None) only hashed.
@@ -85,9 +114,11 @@ class TarStream:
         self.out = _HashingWriter(self.raw)
         self.canonical, self._last = True, ()
 
-    def header(self, name, mode, uid, gid, size, mtime, kind, linkname="", devmajor=0, devminor=0):
+    def header(self, name, mode, uid, gid, size, mtime, kind, linkname="", devmajor=0, devminor=0,
+               pax=None):
         self._in_order(name)
-        self.out.write(_header(name, mode, uid, gid, size, mtime, kind, linkname, devmajor, devminor))
+        self.out.write(_header(name, mode, uid, gid, size, mtime, kind, linkname, devmajor,
+                               devminor, pax))
 
     def _in_order(self, name):
         key = tuple(name.split("/"))
@@ -98,10 +129,10 @@ class TarStream:
     def data(self, chunk):
         self.out.write(chunk)
 
-    def file(self, name, mode, uid, gid, mtime, data):
+    def file(self, name, mode, uid, gid, mtime, data, pax=None):
         """A small regular file's whole entry in one write (a layer of them has many)."""
         self._in_order(name)
-        self.out.write(_header(name, mode, uid, gid, len(data), mtime, tarfile.REGTYPE)
+        self.out.write(_header(name, mode, uid, gid, len(data), mtime, tarfile.REGTYPE, pax=pax)
                        + data + _ZEROS[:-len(data) % 512])
 
     def pad(self, size):
@@ -179,9 +210,7 @@ class _Walk:
         if rel in self.exclude:
             return
         mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
-        xattrs = self.xattrs(path)
-        pax = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
-               for k, v in xattrs.items()} if xattrs else None
+        pax = pax_of(self.xattrs(path))
         head = (perm, st.st_uid, st.st_gid)
         mtime = int(st.st_mtime)
         if stat.S_ISDIR(mode):
@@ -228,6 +257,8 @@ class _Walk:
         (all but opaque, which the caller reads)."""
         if not self.read_xattrs:
             return {}
+        if self.read_xattrs == "copy":
+            return copied_xattrs(path)
         try:
             names = os.listxattr(path, follow_symlinks=False)
         except OSError:

@@ -742,6 +742,47 @@ def test_a_save_killed_while_it_writes_a_layer_tar_leaves_no_half_blob(tmp_path,
     assert "sha256:" + h.hexdigest() == digest
 
 
+def test_copy_keeps_user_xattrs_and_capabilities_but_never_overlays(tmp_path, own_store):
+    """As cp -a keeps xattrs, COPY keeps user.* and file capabilities (in the layer and
+    its tar); overlay's own (trusted.overlay.opaque, .redirect) planted on context files
+    never reach a layer, where overlay would act on them."""
+    import struct
+    from fastbox.images.store import ImageStore
+    ctx = context(tmp_path, "FROM busybox\nCOPY data/ /data/\nCOPY etc/ /etc/\n",
+                  {"data/f": "f", "data/ping": "p", "data/d/g": "g", "etc/extra": "x"})
+    os.setxattr(ctx / "data/f", "user.fastbox", b"one")
+    os.setxattr(ctx / "data/d", "user.dir", b"two")
+    cap = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)  # v2, effective, CAP_NET_RAW
+    os.setxattr(ctx / "data/ping", "security.capability", cap)
+    os.setxattr(ctx / "etc", "trusted.overlay.opaque", b"y")
+    os.setxattr(ctx / "data/d", "trusted.overlay.opaque", b"y")
+    os.setxattr(ctx / "data/f", "trusted.overlay.redirect", b"/etc/shadow")
+    build(ctx, "-t", "fbtest/xattrs")
+    store = ImageStore()
+    d = store.describe("fbtest/xattrs")
+    data_layer = store.layer_path(d["config"]["rootfs"]["diff_ids"][-2])
+    assert os.getxattr(f"{data_layer}/data/f", "user.fastbox") == b"one"
+    assert os.getxattr(f"{data_layer}/data/d", "user.dir") == b"two"
+    assert os.getxattr(f"{data_layer}/data/ping", "security.capability") == cap
+    for path in ("data/f", "data/d", "data/ping"):
+        assert not any(n.startswith("trusted.") for n in os.listxattr(f"{data_layer}/{path}"))
+    etc_layer = store.layer_path(d["config"]["rootfs"]["diff_ids"][-1])
+    assert not any(n.startswith("trusted.") for n in os.listxattr(f"{etc_layer}/etc"))
+    assert run("fbtest/xattrs", "cat", "/etc/extra", "/etc/passwd")[1].startswith("xroot:")
+    with tarfile.open(store.ensure_blob(d["manifest"]["layers"][-2]["digest"])) as t:
+        pax = {m.name: m.pax_headers for m in t}
+    assert pax["data/f"]["SCHILY.xattr.user.fastbox"] == "one"
+    assert pax["data/d"]["SCHILY.xattr.user.dir"] == "two"
+    assert "SCHILY.xattr.security.capability" in pax["data/ping"]
+    assert not [k for h in pax.values() for k in h if k.startswith("SCHILY.xattr.trusted.")]
+    # an xattr is part of the COPY's key: changing only it re-runs the step
+    assert list(steps(build(ctx, "-t", "fbtest/xattrs").stdout).values()) == ["CACHED"] * 2
+    os.setxattr(ctx / "data/f", "user.fastbox", b"two")
+    assert list(steps(build(ctx, "-t", "fbtest/xattrs").stdout).values()) == ["DONE", "DONE"]
+    data_layer = store.layer_path(store.describe("fbtest/xattrs")["config"]["rootfs"]["diff_ids"][-2])
+    assert os.getxattr(f"{data_layer}/data/f", "user.fastbox") == b"two"
+
+
 def _size(path):
     try:
         return os.stat(path).st_size
