@@ -329,13 +329,15 @@ class ImageStore(ContentStore, Collector):
                 "size": self._info_of(image.manifest_digest)["size"]}
 
     def commit_image(self, name, manifest_data, media_type, config_data, files=None, dirs=None,
-                     annotations=None):
+                     annotations=None, made=None):
         """Make a fetched image part of the store in one hold of the lock: move in its verified
         blobs (`files`: digest -> path under ingest/) and unpacked layers (`dirs`: diff_id ->
-        dir under ingest/), unpack any other missing layer from its blob, store the manifest
-        and config, and write the run-path record, index.json and refs last. `name` None
-        leaves the image dangling. MissingContent if a blob the caller found in the store has
-        been removed since (a concurrent rmi): the caller fetches it and commits again."""
+        dir under ingest/), and the layers made here without a tar (`made`: diff_id ->
+        (dir under ingest/, tar size, xattrs), as add_layer takes them), unpack any other
+        missing layer from its blob, store the manifest and config, and write the run-path
+        record, index.json and refs last. `name` None leaves the image dangling.
+        MissingContent if a blob the caller found in the store has been removed since (a
+        concurrent rmi): the caller fetches it and commits again."""
         import io
         import json
         manifest, cfg = json.loads(manifest_data), json.loads(config_data)
@@ -343,6 +345,8 @@ class ImageStore(ContentStore, Collector):
         with self._lock:
             os.makedirs(self._blobs, 0o700, exist_ok=True)
             os.makedirs(self._layers, 0o700, exist_ok=True)
+            for diff_id, (layer_dir, size, xattrs) in (made or {}).items():
+                self.add_layer(layer_dir, diff_id, size, xattrs)
             for layer in manifest["layers"]:
                 final = self._blobs + index_doc.hex_of(layer["digest"])
                 if not os.path.isfile(final) and layer["digest"] not in files and \
