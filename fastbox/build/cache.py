@@ -10,8 +10,8 @@ WORKDIR's mkdir) have records:
 
 A record is written under the store's writer lock right after its layer directory was
 renamed in (ImageStore.add_layer: the directory alone, its tar written only when a push or
-save needs it), so the store's collection always sees it as used; a build killed before that leaves only its ingest/ session, which the next writer
-sweeps. `fastbox builder prune` removes the records and the context digests' memos
+save needs it), so the store's collection always sees it as used; a build killed before
+that leaves only its ingest/ session, which the next writer sweeps. `fastbox builder prune` removes the records and the context digests' memos
 (context.HashMemo), then what only the records kept.
 """
 import hashlib

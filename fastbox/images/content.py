@@ -2,8 +2,9 @@
 
     blobs/sha256/<hex>       verified content: manifests, configs, layer tarballs as given
     layers/<diffid-hex>/     each layer unpacked once, shared read-only by every container
-    layer-tars/<diffid-hex>  for a layer made here (a build step): how to make its tar again,
-                             {"size": bytes, "xattrs": true|false|"copy"}. Such a layer is kept as its
+    layer-tars/<diffid-hex>  for a layer made here (a build step, a commit): how to make its
+                             tar again, {"size": bytes, "xattrs": true|false|"copy"} (as
+                             layer_tar.write_tar takes them). Such a layer is kept as its
                              directory alone (its descriptor's digest is its diffID, hashed
                              while it was made); ensure_blob() writes the blob from the
                              directory the first time a push or save needs it, checks it
