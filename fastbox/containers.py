@@ -73,9 +73,12 @@ def _log_config(spec):
                                  f"{config.config_file()} log-opts")
 
 
-def run(image, command=None, *, tty=False, interactive=False, **options):
+def run(image, command=None, *, tty=False, interactive=False, on_started=None, **options):
     """create + start: `fastbox run -d`. Ours from before the record is made: if we
-    die before the monitor has it, the next fastbox command sweeps what we made."""
+    die before the monitor has it, the next fastbox command sweeps what we made.
+    on_started(container): called once the program runs and the record says so to any
+    reader (`ps`, `stop`), before the rest of the bookkeeping: the engine answers its
+    client there."""
     from fastbox.runtime.container import new_id
     from fastbox.runtime import cgroup
     cid = new_id()
@@ -88,8 +91,10 @@ def run(image, command=None, *, tty=False, interactive=False, **options):
         claim.release()
         raise
     try:
-        c._start(claim)
+        c._start(claim, on_started)
     except BaseException:
+        if c.attrs.get("status") == status.RUNNING:
+            raise  # it runs under its monitor, which holds the claim now
         try:
             c._discard()
         finally:
@@ -174,7 +179,7 @@ class Container:
             claim.release()
             raise
 
-    def _start(self, claim):
+    def _start(self, claim, on_started=None):
         """Start under claim (our entry), then hand it to the monitor."""
         from fastbox.api import resolve_image
         from fastbox.runtime import monitor
@@ -198,21 +203,27 @@ class Container:
             log_config=log_config, keep_fds=(claim.fd,),
             interactive=record.get("interactive", False))
         monitor_start = process.start_time(monitor_pid)
-        self._mark_running(pid, monitor_pid, monitor_start, cgroups,
-                           owners.key_of(monitor_pid, monitor_start))
+        started = {"pid": pid, "pid_start": process.start_time(pid), "monitor_pid": monitor_pid,
+                   "monitor_start": monitor_start, "started_at": _now()}
+        if on_started is not None:
+            # what the monitor writes too, written now: a reader adopts it (store.get)
+            self._store.write_started(self.id, started)
+            self.attrs = dict(self.attrs, status=status.RUNNING, **started)
         self._event("start")
+        if on_started is not None:
+            on_started(self)
+        self._mark_running(started, cgroups, owners.key_of(monitor_pid, monitor_start))
         # The record names the monitor as owner first: a sweep that finds the entry
         # under the monitor then finds them agreeing.
         claim.hand_to(monitor_pid, monitor_start)
         return self
 
-    def _mark_running(self, pid, monitor_pid, monitor_start, cgroups, owner):
+    def _mark_running(self, started, cgroups, owner):
+        """The record says this run runs, unless a reader has already seen it exit
+        (after on_started, a `stop` or `rm` may have come first)."""
         try:
-            self._store.update(self.id, status=status.RUNNING, pid=pid,
-                               pid_start=process.start_time(pid), monitor_pid=monitor_pid,
-                               monitor_start=monitor_start,
-                               cgroups=cgroups, started_at=_now(), owner=owner,
-                               stopped_by_user=False, paused=False)
+            self._store.mark_running(self.id, cgroups=cgroups, owner=owner,
+                                     stopped_by_user=False, paused=False, **started)
             self.reload()
         except (ContainerStateError, FileNotFoundError):
             # --rm: the monitor may already have removed a short-lived container.
@@ -472,8 +483,11 @@ class Container:
         return {
             "Id": r["id"], "Name": "/" + (r.get("name") or ""), "Created": r["created_at"],
             "Image": r.get("image_id"),
-            "State": {"Status": "paused" if _paused(r) else r["status"],
-                      "Running": r["status"] == status.RUNNING, "Paused": _paused(r),
+            # Docker: a container waiting out its restart back-off is Running and
+            # Restarting, Status "restarting"
+            "State": {"Status": status.docker_state(r),
+                      "Running": r["status"] == status.RUNNING or status.restarting(r),
+                      "Paused": _paused(r), "Restarting": status.restarting(r),
                       "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code") or 0,
                       "OOMKilled": bool(r.get("oom_killed")),
                       # Docker's zero time for what has not happened yet

@@ -5,7 +5,7 @@ minutes", "Exited (137) 2 minutes ago", "Created"), and --filter."""
 import time
 
 from fastbox.errors import SpecError
-from fastbox.state import timestamps
+from fastbox.state import status, timestamps
 
 DEFAULT_TABLE = ("{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
                  "{{.Ports}}\t{{.Names}}")
@@ -53,6 +53,9 @@ def status_text(record, now=None):
     """Docker's STATUS column for a record."""
     now = time.time() if now is None else now
     state = record["status"]
+    if status.restarting(record):  # Docker: "Restarting (1) 2 seconds ago"
+        return (f"Restarting ({record.get('exit_code')}) "
+                f"{human_duration(_since(record.get('finished_at'), now))} ago")
     if state == "running":
         return "Up " + human_duration(_since(record.get("started_at"), now))
     if state == "exited":
@@ -118,7 +121,7 @@ class ContainerRow:
 
     @property
     def State(self):
-        return self._r["status"]
+        return status.docker_state(self._r)
 
     @property
     def Status(self):
@@ -211,7 +214,7 @@ def _exited_matches(record, code):
 MATCHERS = {
     "name": _name_matches,
     "id": lambda r, v: r["id"].startswith(v),
-    "status": lambda r, v: r["status"] == v,
+    "status": lambda r, v: status.docker_state(r) == v,
     "label": _label_matches,
     "ancestor": _ancestor_matches,
     "exited": _exited_matches,

@@ -9,6 +9,7 @@ fails loudly; `watched` is a copy beside a `fastbox-py` that notes each fallback
 file before it execs the real Python CLI.
 """
 import array
+import json
 import contextlib
 import os
 import re
@@ -955,3 +956,36 @@ def test_a_raw_request_is_served_like_the_clients(engine, tmp_path):
     finally:
         for fd in (in_w, out_r, err_r):
             os.close(fd)
+
+
+def test_detached_answer_comes_with_a_record_that_says_running(engine, served):
+    """The engine answers `run -d` once the program runs and the record says so (before
+    it has finished its own bookkeeping): `inspect`, `ps` and `stop` right after the id
+    is printed see a running container, and the record is completed afterwards (its
+    owner the monitor, its start time the one `ps` showed)."""
+    for _ in range(5):
+        r = run_cli("run", "-d", PROBE, "sleep", "300", binary=served)
+        assert r.returncode == 0, r.stderr
+        ref = r.stdout.strip()
+        try:
+            (info,) = json.loads(run_cli("inspect", ref, binary=served).stdout)
+            assert info["State"]["Status"] == "running" and info["State"]["Pid"] > 0, info
+            assert info["MonitorPid"] and info["State"]["StartedAt"].endswith("Z")
+            assert alive(info["State"]["Pid"]) and alive(info["MonitorPid"])
+            assert ref[:12] in run_cli("ps", "-q", binary=served).stdout.split()
+            r = run_cli("stop", "-t", "0", ref, binary=served)
+            assert r.returncode == 0, r.stderr
+            (after,) = json.loads(run_cli("inspect", ref, binary=served).stdout)
+            assert after["State"]["Status"] == "exited", after["State"]
+            # the engine's late update never turns an exited record back to running
+            rec = eventually(lambda: (lambda d: d if d.get("owner", "").startswith(f"{info['MonitorPid']}-")
+                                      else None)(_record(engine, ref)), what="owner = monitor")
+            assert rec["status"] == "exited" and rec["started_at"] == info["State"]["StartedAt"]
+        finally:
+            run_cli("rm", "-f", ref, binary=served)
+
+
+def _record(engine, ref):
+    from fastbox import config
+    with open(os.path.join(config.containers_dir(), ref, "state.json")) as f:
+        return json.load(f)
