@@ -989,3 +989,41 @@ def _record(engine, ref):
     from fastbox import config
     with open(os.path.join(config.containers_dir(), ref, "state.json")) as f:
         return json.load(f)
+
+
+def test_detached_monitor_holds_nothing_of_the_engine_or_the_client(engine, served):
+    """The monitor of a served `run -d` starts in a process that shares the engine's
+    memory until it execs: once it runs, it is the small static monitor (its own
+    memory), in a session of its own, no child of the engine, and holds none of the
+    engine's fds (its socket, listener, spare namespaces) nor the client's stdio."""
+    r = subprocess.run([served, "run", "-d", PROBE, "sleep", "300"], capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    assert r.returncode == 0, r.stderr
+    ref = r.stdout.strip()
+    try:
+        (info,) = json.loads(run_cli("inspect", ref).stdout)
+        mon = info["MonitorPid"]
+        assert os.readlink(f"/proc/{mon}/exe").endswith("/fastbox-monitor")
+        assert int(status_field(mon, "VmRSS").split()[0]) < 4096
+        assert engine.pid not in ancestors(mon)
+        assert os.getsid(mon) not in (os.getsid(engine.pid), os.getsid(0))
+
+        def inodes(pid):
+            out = {}
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    st = os.stat(f"/proc/{pid}/fd/{fd}")
+                except FileNotFoundError:
+                    continue
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if not link.startswith("anon_inode:"):  # (one inode for all of a kind)
+                    out[(st.st_dev, st.st_ino)] = link
+            return out
+        null = os.stat("/dev/null")
+        shared = {k: v for k, v in inodes(mon).items() if k in inodes(engine.pid)
+                  and k != (null.st_dev, null.st_ino)}
+        assert shared == {}, shared
+        mine = set(inodes(os.getpid()))
+        assert not mine & set(inodes(mon)) - {(null.st_dev, null.st_ino)}
+    finally:
+        run_cli("rm", "-f", ref)
