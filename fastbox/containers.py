@@ -17,7 +17,9 @@ def create(image, command=None, *, tty=False, interactive=False, **options):
     """A container record with its spec, its name reserved; nothing runs yet.
     interactive (`-i`): its stdin stays open for `attach`."""
     from fastbox.runtime.container import new_id
-    return _create(new_id(), image, command, tty, options, interactive=interactive)
+    c = _create(new_id(), image, command, tty, options, interactive=interactive)
+    c._made = None  # a later start reads the record as it is then (update, rename)
+    return c
 
 
 def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
@@ -31,18 +33,20 @@ def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
     img = resolve_image(spec.image)
     store = StateStore()
     name = _reserve_name(store, spec, cid)
+    record = {"id": cid, "name": name, "image": spec.image, "image_id": img.id,
+              "command": list(spec.command or ()), "spec": spec_to_dict(spec),
+              "tty": bool(tty), "interactive": bool(interactive),
+              "status": status.CREATED, "exit_code": None,
+              "created_at": _now(), "started_at": None, "finished_at": None,
+              "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
+              "log_config": log_config}
     try:
-        store.create({"id": cid, "name": name, "image": spec.image, "image_id": img.id,
-                      "command": list(spec.command or ()), "spec": spec_to_dict(spec),
-                      "tty": bool(tty), "interactive": bool(interactive),
-                      "status": status.CREATED, "exit_code": None,
-                      "created_at": _now(), "started_at": None, "finished_at": None,
-                      "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
-                      "log_config": log_config})
+        store.create(record)
     except BaseException:
         store.release_name(name)
         raise
-    c = Container(cid, store)
+    c = Container(cid, store, record)
+    c._made = (spec, img)  # run's start uses them as they are, not read back
     c._event("create")
     return c
 
@@ -145,6 +149,7 @@ class Container:
         self.id = cid
         self._store = store
         self.attrs = record or store.get(cid)
+        self._made = None
 
     def __repr__(self):
         return f"<Container {self.id[:12]} {self.name or ''} {self.status}>"
@@ -185,7 +190,8 @@ class Container:
         from fastbox.runtime import monitor
         from fastbox.spec import spec_from_dict
         from fastbox.state import owners
-        record = self.reload().attrs
+        made, self._made = self._made, None  # `run`: the record just written, unread
+        record = self.attrs if made else self.reload().attrs
         if not status.can_start(record["status"]) or "spec" not in record:
             raise ContainerStateError(f"container {self.id[:12]} is {record['status']}: "
                                       "only a created or stopped container can be started")
@@ -196,10 +202,11 @@ class Container:
         if record.get("owner") != me or record.get("cgroups") != dirs:
             # the janitor sweeps it if we die now; its cgroups are named from the start
             self._store.update(self.id, owner=me, cgroups=dirs)
-        spec = spec_from_dict(record["spec"])
+        spec = made[0] if made else spec_from_dict(record["spec"])
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
-            self.id, spec, resolve_image(spec.image), self._store, tty=record.get("tty", False),
+            self.id, spec, made[1] if made else resolve_image(spec.image), self._store,
+            tty=record.get("tty", False),
             log_config=log_config, keep_fds=(claim.fd,),
             interactive=record.get("interactive", False))
         monitor_start = process.start_time(monitor_pid)

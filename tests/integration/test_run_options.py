@@ -254,12 +254,15 @@ def test_restarting_while_the_back_off_runs(busybox, cleanup):
                      "{{.State}}|{{.Status}}")).stdout.strip()
         return out if out.startswith("restarting|") else None
 
-    row = eventually(restarting_row, timeout=60, what="a Restarting row in ps")
+    def all_three():  # in one back-off window (they grow: 0.1 s, 0.2 s, 0.4 s, ...)
+        row = restarting_row()
+        listed = ok(cli("ps", "-q", "--filter", "status=restarting")).stdout.split()
+        state = inspect(ref)["State"]
+        return (row, state) if row and ref[:12] in listed and state["Restarting"] else None
+
+    row, state = eventually(all_three, timeout=90, what="restarting in ps, its filter, inspect")
     assert re.fullmatch(r"restarting\|Restarting \(3\) (Less than a second|\d+ seconds?) ago",
                         row), row
-    assert ref[:12] in ok(cli("ps", "-q", "--filter", "status=restarting")).stdout.split()
-    state = eventually(lambda: (lambda s: s if s["Restarting"] else None)(inspect(ref)["State"]),
-                       timeout=60, what="inspect says restarting")
     assert state["Status"] == "restarting" and state["Running"] and state["ExitCode"] == 3
     ok(cli("stop", "-t", "1", ref))
     eventually(lambda: not inspect(ref)["State"]["Restarting"], timeout=30, what="stopped")
