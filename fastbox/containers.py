@@ -178,15 +178,17 @@ class Container:
             self.attrs = dict(self.attrs, status=status.EXITED, pid=0)
         return self
 
-    def start(self):
+    def start(self, by_policy=False):
+        """by_policy: the restart policy's start (fastbox.restarter), which leaves a
+        user's stop in force; a user's start lifts it."""
         claim = _claim(self.id)
         try:
-            return self._start(claim)
+            return self._start(claim, by_policy=by_policy)
         except BaseException:
             claim.release()
             raise
 
-    def _start(self, claim, tty=None, client_fd=-1, on_started=None):
+    def _start(self, claim, tty=None, client_fd=-1, on_started=None, by_policy=False):
         """Start under claim (our entry), then hand it to the monitor."""
         from fastbox.api import resolve_image
         from fastbox.runtime import monitor
@@ -200,10 +202,12 @@ class Container:
         from fastbox.runtime import cgroup
         me, dirs = owners.my_key(), cgroup.dirs_for(self.id)
         if record["status"] == status.EXITED:
-            self._store.reset_for_restart(self.id, owner=me)
-        if record.get("owner") != me or record.get("cgroups") != dirs:
+            self._store.reset_for_restart(self.id, owner=me, by_policy=by_policy)
+        if record.get("owner") != me or record.get("cgroups") != dirs or (
+                record.get("stopped_by_user") and not by_policy):
             # the janitor sweeps it if we die now; its cgroups are named from the start
-            self._store.update(self.id, owner=me, cgroups=dirs)
+            fields = {} if by_policy else {"stopped_by_user": False}
+            self._store.update(self.id, owner=me, cgroups=dirs, **fields)
         spec = made[0] if made else spec_from_dict(record["spec"])
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
@@ -231,7 +235,7 @@ class Container:
         (after on_started, a `stop` or `rm` may have come first)."""
         try:
             self._store.mark_running(self.id, cgroups=cgroups, owner=owner,
-                                     stopped_by_user=False, paused=False, **started)
+                                     restarting=False, paused=False, **started)
             self.reload()
         except (ContainerStateError, FileNotFoundError):
             # --rm: the monitor may already have removed a short-lived container.
@@ -264,6 +268,7 @@ class Container:
         if spec.get("restart", "no") != "no":
             from fastbox.runtime import restart_policy
             restart_policy.mark_stopped(self._store, self.id)  # a pending restart too
+            record = self._await_restart(record)
         if record["status"] == status.RUNNING:
             if record.get("paused"):
                 _kill_now(record)
@@ -279,6 +284,17 @@ class Container:
         from fastbox.network import endpoints
         endpoints.release_dead_extras(self.id)  # its monitor released its first network
         return self.reload().attrs.get("exit_code")
+
+    def _await_restart(self, record, timeout=30.0):
+        """A restart past its back-off when our stop was marked goes on to a run (or
+        gives up): wait for that run, which this stop then stops."""
+        deadline = time.monotonic() + timeout
+        while (record.get("restarting") and record["status"] != status.RUNNING
+               and process.alive(record.get("monitor_pid"), record.get("monitor_start"))
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+            record = self.reload().attrs
+        return record
 
     def restart(self, timeout=None):
         """stop (if it runs), then start again on the same writable layer."""

@@ -31,17 +31,26 @@ def main(cid, root):
     except FastboxError:
         return 0
     if not _wait(store, cid, delay):
+        _done(store, cid)
         return 0
     from fastbox import containers
     try:
-        store.update(cid, restart_count=count + 1, restarting=False)
-        containers.Container(cid, store).start()
+        # "restarting" stays until the new run is recorded (or this fails): a stop that
+        # comes meanwhile waits for that run and stops it (Container.stop)
+        store.update(cid, restart_count=count + 1)
+        containers.Container(cid, store).start(by_policy=True)
     except FastboxError as e:
-        try:
-            store.update(cid, restarting=False, error=f"restart failed: {e}")
-        except FastboxError:
-            pass
+        _done(store, cid, None if "no restart" in str(e) else f"restart failed: {e}")
     return 0
+
+
+def _done(store, cid, error=None):
+    """No restart after all (stopped, removed, or the start failed)."""
+    from fastbox.errors import FastboxError
+    try:
+        store.update(cid, restarting=False, **({"error": error} if error else {}))
+    except FastboxError:
+        pass
 
 
 def after_sweep(store, record):
@@ -56,7 +65,7 @@ def after_sweep(store, record):
     try:
         c = containers.Container(record["id"], store)
         store.update(record["id"], restart_count=record.get("restart_count", 0) + 1)
-        c.start()
+        c.start(by_policy=True)
     except Exception:  # noqa: BLE001 - the sweeping command must go on whatever happens
         pass
 

@@ -199,11 +199,15 @@ class StateStore:
             record = self._reconcile(record)
         return record
 
-    def reset_for_restart(self, cid, owner=None):
+    def reset_for_restart(self, cid, owner=None, by_policy=False):
         """An exited container about to start again: its last run's exit and start
         records go, so that reconciling reads the new run's. owner: the starter's
-        fastbox.state.owners key, which the janitor checks before it sweeps."""
+        fastbox.state.owners key, which the janitor checks before it sweeps. by_policy:
+        the restart policy starts it, which a user's stop overrules, checked here under
+        the lock that the stop's mark takes too."""
         with self.locked(cid):
+            if by_policy and self._read(cid).get("stopped_by_user"):
+                raise ContainerStateError(f"container {cid[:12]} was stopped: no restart")
             for path in (self.exit_path(cid), self.started_path(cid)):
                 try:
                     os.unlink(path)

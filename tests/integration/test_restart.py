@@ -39,3 +39,29 @@ def test_foreground_kept_container_starts_again(busybox):
     c.start()
     assert c.wait() == 4
     c.remove()
+
+
+def test_a_stop_while_a_restart_is_under_way_sticks(busybox):
+    """Docker: `stop` of a restarting container ends its restarts, even when the restarter
+    is already past its back-off and starting it (that start must not undo the stop, and
+    the run it makes is stopped). Each stop lands right as a restart begins: when the
+    restarter has counted it."""
+    import time
+    from fastbox.state import status
+    c = containers.run("busybox", ["sh", "-c", "exit 3"], restart="always")
+    try:
+        for _ in range(4):
+            count = c.reload().attrs.get("restart_count", 0)
+            deadline = time.monotonic() + 60
+            while c.reload().attrs.get("restart_count", 0) == count:
+                assert time.monotonic() < deadline, "no restart in 60 s"
+                time.sleep(0.001)
+            c.stop(timeout=1)
+            time.sleep(0.4)  # not a timing assertion: no restart may follow a stop at all
+            record = c.reload().attrs
+            assert record["status"] == "exited" and not status.restarting(record), record
+            assert record.get("stopped_by_user")
+            c.start()  # a user's start lifts the stop: the restarts go on
+            assert not c.reload().attrs.get("stopped_by_user")
+    finally:
+        c.remove(force=True)
