@@ -170,3 +170,157 @@ def test_run_it_container_not_reading_its_input_cannot_stall_the_client(attack, 
     finally:
         _finish(p, master)
         _rm(name)
+
+
+# ------------------------------------------------------------------ 3. /etc/hosts rewrites
+
+@pytest.fixture
+def hostns(attack):
+    ns = HostNS()
+    try:
+        yield ns
+    finally:
+        ns.remove()
+
+
+def test_hosts_replaced_by_a_symlink_never_redirects_the_engines_writes(attack, hostns, fb_env,
+                                                                       tmp_path):
+    """A member replaces its /etc/hosts by a symlink to a host file (directly, or by
+    moving /etc aside and making a new one), then peers join and connect: every hosts
+    file is rewritten, and the host file stays as it was."""
+    canary = tmp_path / "canary"
+    canary.write_text("host's own\n")
+    os.chmod(tmp_path, 0o755)
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", attack.image, "sleep", "1d")
+    tried = hostns.fb("exec", "a", "sh", "-c",
+                      f"rm -f /etc/hosts; echo rm=$?; ln -sf {canary} /etc/hosts; echo ln=$?; "
+                      f"mv /etc/hosts /etc/h; echo mv=$?; mv /etc /etc.old; echo mvdir=$?; "
+                      f"mkdir -p /etc; ln -sf {canary} /etc/hosts; "
+                      f"ln -sf ../../../../../../../..{canary} /etc/resolv.conf; ls -l /etc")
+    assert "rm=1" in tried.stdout and "mv=1" in tried.stdout, tried  # a mount point: EBUSY
+    hostns.ok("run", "-d", "--name", "b", "--network", "appnet", attack.image, "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "c", attack.image, "sleep", "1d")
+    hostns.ok("network", "connect", "appnet", "c")
+    hostns.ok("network", "disconnect", "appnet", "c")
+    hostns.ok("rm", "-f", "b")
+    assert canary.read_text() == "host's own\n"
+    cid = hostns.ok("inspect", "-f", "{{.Id}}", "a").strip()
+    hosts = os.path.join(fb_env.run, "net", "files", cid, "hosts")
+    assert not os.path.islink(hosts) and os.path.isfile(hosts)
+
+
+# ------------------------------------------------------------------ 2. volumes filled from the image
+
+def _host_disk():
+    """(major, minor) of a block device of this host, from /proc/partitions."""
+    with open("/proc/partitions") as f:
+        for line in f.read().splitlines()[2:]:
+            major, minor, _, name = line.split()
+            if not name.startswith(("loop", "ram", "zram")):
+                return int(major), int(minor)
+    return None
+
+
+@pytest.fixture
+def hostile_image(attack, tmp_path):
+    """The attack image plus, at /data: the host's disk as a block and a char node (mode
+    0666), /dev/mem's node, a setuid-root copy of busybox, and one name of a pair of hard
+    links (the other at /etc/linked)."""
+    import tarfile
+    disk = _host_disk() or (1, 1)
+    out = str(tmp_path / "hostile.tar")
+    with tarfile.open(attack.tarball) as src, tarfile.open(out, "w") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+        d = tarfile.TarInfo("data")
+        d.type, d.mode = tarfile.DIRTYPE, 0o755
+        dst.addfile(d)
+        for name, kind, (major, minor) in [("data/disk", tarfile.BLKTYPE, disk),
+                                           ("data/disk-c", tarfile.CHRTYPE, disk),
+                                           ("data/mem", tarfile.CHRTYPE, (1, 1))]:
+            n = tarfile.TarInfo(name)
+            n.type, n.mode, n.devmajor, n.devminor = kind, 0o666, major, minor
+            dst.addfile(n)
+        import io
+        body = b"image's own\n"
+        f = tarfile.TarInfo("etc/linked")
+        f.mode, f.size = 0o644, len(body)
+        dst.addfile(f, io.BytesIO(body))
+        h = tarfile.TarInfo("data/linked")
+        h.type, h.linkname, h.mode = tarfile.LNKTYPE, "etc/linked", 0o644
+        dst.addfile(h)
+        with open("/bin/busybox", "rb") as b:
+            s = tarfile.TarInfo("data/suid")
+            s.mode, s.size = 0o4755, os.fstat(b.fileno()).st_size
+            dst.addfile(s, b)
+    ref = f"fastbox-test/hostile-{uuid.uuid4().hex[:8]}:latest"
+    attack.store.import_tar(out, ref)
+    yield ref, disk
+    attack.store.remove(ref)
+
+
+def _fb(*args, timeout=60):
+    return subprocess.run([FASTBOX_PY, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_volume_filled_with_device_nodes_setuid_and_hard_links(hostile_image, fb_env):
+    """Docker copies device nodes into a new volume, and so do we: the device controller
+    must still refuse them inside; a host user must reach nothing the copy made (the
+    world-writable node of the host's disk, the setuid binary); a hard link of the image
+    is copied, never shared with the image's layer."""
+    ref, disk = hostile_image
+    r = _fb("run", "--rm", "--network", "none", "-v", "vol:/data", ref, "sh", "-c",
+            "ls -ln /data; for n in disk disk-c mem; do head -c 1 /data/$n >/dev/null && "
+            "echo read-$n; echo hello >> /data/$n && echo wrote-$n; done; "
+            "echo changed > /data/linked; cat /data/linked")
+    assert r.returncode == 0, r
+    assert "read-" not in r.stdout and "wrote-" not in r.stdout, r.stdout  # device cgroup
+    assert "Operation not permitted" in r.stderr, r.stderr
+    assert re.search(r"^brw-rw-rw- .* %d, *%d .*disk$" % disk, r.stdout, re.M), r.stdout
+    r = _fb("run", "--rm", "--network", "none", ref, "cat", "/etc/linked")
+    assert r.stdout == "image's own\n", r  # the layer's file was not written through
+    import json
+    mountpoint = json.loads(_fb("volume", "inspect", "vol").stdout)[0]["Mountpoint"]
+    assert os.stat(os.path.join(mountpoint, "suid")).st_mode & 0o4000  # copied as Docker does
+    assert os.stat(os.path.join(mountpoint, "disk")).st_rdev == os.makedev(*disk)
+    # ... but no host user but root can reach them: some directory of fastbox's own
+    # between FASTBOX_ROOT and them lets no other user through
+    walk, d = [], os.path.dirname(os.path.join(mountpoint, "disk"))
+    while True:
+        walk.append((d, oct(os.stat(d).st_mode & 0o777)))
+        if d == fb_env.root:
+            break
+        d = os.path.dirname(d)
+    assert any(not int(mode, 8) & 0o001 for _, mode in walk), walk
+    _fb("volume", "rm", "vol")
+
+
+def test_volume_fill_races_a_container_planting_symlinks(hostile_image, fb_env, tmp_path):
+    """Another container holding the same volume empties it and plants symlinks (to a
+    host file, absolute and through ../..) under the names the copy is about to make,
+    while new containers start and fill it: a start may fail, but the host file's data,
+    mode and owner never change."""
+    ref, _ = hostile_image
+    canary = tmp_path / "canary"
+    canary.write_text("host's own\n")
+    os.chmod(canary, 0o600)
+    before = os.stat(canary)
+    ups = "../" * 24
+    names = "disk disk-c mem linked suid"
+    racer = _fb("run", "-d", "--network", "none", "-v", "vol:/v", ref, "sh", "-c",
+                f"while :; do rm -rf /v/* /v/.[!.]* 2>/dev/null; for n in {names}; do "
+                f"ln -s {canary} /v/$n 2>/dev/null; ln -s {ups}{canary} /v/$n 2>/dev/null; "
+                f"done; done")
+    assert racer.returncode == 0, racer
+    try:
+        for _ in range(15):
+            _fb("run", "--rm", "--network", "none", "-v", "vol:/data", ref, "true")
+    finally:
+        _fb("rm", "-f", racer.stdout.strip())
+        _fb("volume", "rm", "vol")
+    after = os.stat(canary)
+    assert canary.read_text() == "host's own\n"
+    assert (after.st_mode, after.st_uid, after.st_gid, after.st_rdev) == \
+        (before.st_mode, before.st_uid, before.st_gid, before.st_rdev)
