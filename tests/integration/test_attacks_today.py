@@ -324,3 +324,155 @@ def test_volume_fill_races_a_container_planting_symlinks(hostile_image, fb_env, 
     assert canary.read_text() == "host's own\n"
     assert (after.st_mode, after.st_uid, after.st_gid, after.st_rdev) == \
         (before.st_mode, before.st_uid, before.st_gid, before.st_rdev)
+
+
+# ------------------------------------------------------------------ 4. fastbox-dns
+
+DNS_FUZZ = r'''
+import json, random, socket, struct, sys, time
+gw, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(seed)
+
+def query(qname, qtype=1, qid=0x1234, flags=0x0100, qd=1):
+    body = b"".join(bytes([len(l)]) + l.encode() for l in qname.split(".")) + b"\0"
+    return struct.pack(">HHHHHH", qid, flags, qd, 0, 0, 0) + body + struct.pack(">HH", qtype, 1)
+
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect((gw, 53))
+sent = replies = 0
+
+def drain(wait):
+    global replies
+    u.settimeout(wait)
+    try:
+        while True:
+            r = u.recv(65536)
+            replies += 1
+            if len(r) > 512:
+                print(json.dumps({"big": len(r)}))
+            u.settimeout(0.001)
+    except (socket.timeout, BlockingIOError, ConnectionRefusedError):
+        pass
+
+def udp(pkt):
+    global sent
+    sent += 1
+    try:
+        u.send(pkt)
+    except OSError:  # EMSGSIZE, a full buffer: the next one
+        pass
+    drain(0.02 if sent % 20 == 0 else 0.0001)
+
+def answered(qname, via_tcp=False):
+    pkt = query(qname, qid=rng.randrange(65536))
+    if via_tcp:
+        t = socket.create_connection((gw, 53), timeout=5)
+        t.sendall(struct.pack(">H", len(pkt)) + pkt)
+        r = t.recv(4096)[2:]
+        t.close()
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        s.sendto(pkt, (gw, 53))
+        r = s.recv(4096)
+        s.close()
+    return r[:2] == pkt[:2] and struct.unpack(">H", r[6:8])[0] >= 1
+
+valid = query(name)
+cases = [b"", b"\0", valid[:5], valid[:11], valid[:12], valid[:13], valid[:-1], valid[:-4]]
+hdr = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+cases += [hdr + b"\xc0\x0c" + b"\0\1\0\1",                  # a pointer to itself
+          hdr + b"\x03abc\xc0\x0c\0\1\0\1",                  # a pointer back to the name
+          hdr + b"\xc0\x0e\xc0\x0c\0\1\0\1",                 # two pointers in a loop
+          hdr + b"\x3f" + b"a" * 63 + b"\x40" + b"b" * 64 + b"\0\0\1\0\1",
+          hdr + (b"\x3f" + b"a" * 63) * 8 + b"\0\0\1\0\1",   # a name over 255
+          hdr + b"\x3f" + b"a" * 10,                         # a label past the end
+          hdr + b"\x01" + b"\0" + b"\0\0\1\0\1",
+          query(name, qd=0), query(name, qd=2), query(name, qd=0xffff),
+          query(name, flags=0x8100), query(name, qtype=255), query(name, qtype=12),
+          query("2.0.67.10.in-addr.arpa", qtype=12), query("999999999999.1.1.1.in-addr.arpa", 12),
+          query(name) + b"\0" * 5000, b"\xff" * 65000]
+for c in cases:
+    udp(c)
+for _ in range(1500):
+    udp(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 600))))
+for _ in range(1500):
+    m = bytearray(valid + b"\0" * rng.randrange(0, 8))
+    for _ in range(rng.randrange(1, 6)):
+        m[rng.randrange(len(m))] = rng.randrange(256)
+    udp(bytes(m))
+
+# TCP: connections left open, with no data, a 65535 length, a zero length, half a query
+held = []
+for i in range(40):
+    try:
+        t = socket.create_connection((gw, 53), timeout=2)
+    except OSError:
+        continue
+    kind = i % 4
+    try:
+        if kind == 1:
+            t.send(b"\xff\xff" + b"x" * 100)
+        elif kind == 2:
+            t.send(b"\0\0")
+        elif kind == 3:
+            t.send(struct.pack(">H", len(valid)) + valid[:7])
+    except OSError:
+        pass
+    held.append(t)
+t0 = time.monotonic()
+udp_during = answered(name)
+udp_ms = (time.monotonic() - t0) * 1000
+for t in held:
+    t.close()
+time.sleep(0.2)
+tcp_after = False
+deadline = time.monotonic() + 10
+while not tcp_after and time.monotonic() < deadline:
+    try:
+        tcp_after = answered(name, via_tcp=True)
+    except OSError:
+        time.sleep(0.2)
+print(json.dumps({"udp_during_tcp_hog": udp_during, "udp_ms": udp_ms, "tcp_after": tcp_after,
+                  "udp_after": answered(name), "sent": sent, "replies": replies}))
+'''
+
+
+def _caps(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in f)
+                if k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")}
+
+
+def test_name_server_survives_a_members_fuzzing_and_holds_no_capability(attack, hostns, fb_env):
+    """A member sends it truncated headers, empty and oversized datagrams, compression
+    pointers that loop, names over 255 bytes, 3000 random and mutated packets, and leaves
+    40 TCP connections open (no data, a 65535 length prefix, a zero one, half a query):
+    the same process still answers, UDP at once while TCP is hogged and TCP again after;
+    no reply is larger than 512 bytes; it runs with no capability at all."""
+    import json
+    import sys
+    from test_network_dns import responder
+    hostns.ok("network", "create", "--internal", "fuzznet")
+    hostns.ok("run", "-d", "--name", "web", "--network", "fuzznet", attack.image, "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "fuzzer", "--network", "fuzznet", attack.image, "sleep", "1d")
+    gw = json.loads(hostns.ok("network", "inspect", "fuzznet"))[0]["Gateway"]
+    server = responder(fb_env)
+    assert server is not None
+    caps = _caps(server[0])
+    assert caps == {"CapInh": "0000000000000000", "CapPrm": "0000000000000000",
+                    "CapEff": "0000000000000000", "CapBnd": "0000000000000000",
+                    "CapAmb": "0000000000000000", "NoNewPrivs": "1"} or \
+        (caps["CapPrm"] == caps["CapEff"] == caps["CapAmb"] == "0000000000000000" and
+         caps["NoNewPrivs"] == "1"), caps
+    pid = json.loads(hostns.ok("inspect", "fuzzer"))[0]["State"]["Pid"]
+    r = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c", DNS_FUZZ,
+                        gw, "web", "7"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert not [x for x in lines if "big" in x], lines[:5]
+    result = lines[-1]
+    assert result["udp_during_tcp_hog"] and result["tcp_after"] and result["udp_after"], result
+    assert result["replies"] > 0, result  # it did parse and answer some of them
+    print(result)
+    assert responder(fb_env) == server, "the name server died and was started again"
