@@ -79,10 +79,18 @@ class Session:
                         continue
                     send, pending, detach = scan_for_keys(pending + data, self.keys)
                     outgoing += send
-                    if detach:
+                    if detach:  # what came before the keys goes, as far as it can now
+                        self._send_now(outgoing)
                         return True
         finally:
             self._stop_resizing()
+
+    def _send_now(self, data):
+        try:
+            while data:
+                data = data[self.sock.send(data, socket.MSG_DONTWAIT):]
+        except OSError:  # full (a container not reading) or gone
+            pass
 
     def _receive(self):
         data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
