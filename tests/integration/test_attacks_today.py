@@ -20,11 +20,23 @@ import time
 import uuid
 
 import pytest
-from test_breakout import Shell, attack  # noqa: F401  (the attack image fixture)
+from test_breakout import Shell, attack, engine  # noqa: F401  (fixtures)
+from test_engine import engine_ctl, served  # noqa: F401  (fixtures)
 from test_lifecycle import reap  # noqa: F401  (an autouse fixture)
 from test_network import FASTBOX, HostNS
 
+pytestmark = pytest.mark.engine  # the engine lanes start one (conftest: engine.off until then)
+
 FASTBOX_PY = FASTBOX + "-py"
+LANES = ["python", "engine"]
+
+
+def _client(request, lane):
+    """The Python CLI, or the C client served by an engine (a copy that cannot fall back)."""
+    if lane == "python":
+        return FASTBOX_PY
+    request.getfixturevalue("engine")
+    return request.getfixturevalue("served")
 
 
 @pytest.fixture
@@ -41,28 +53,32 @@ def _rm(name):
 
 # ------------------------------------------------------------------ 1. run -it
 
-def test_run_it_container_holds_only_its_own_terminal(attack, shell):
+@pytest.mark.parametrize("lane", LANES)
+def test_run_it_container_holds_only_its_own_terminal(request, lane, attack, shell):
     """Its first process sees fds 0-2 only, all on a pty of the container's own devpts
     (major 136), and is in a session of its own (sid 1 in its pid namespace): no fd of
     the monitor, of the CLI or of the socketpair between them."""
-    code, text = shell.command(f"{FASTBOX_PY} run --rm -it {attack.image} "
+    fb = _client(request, lane)
+    code, text = shell.command(f"{fb} run --rm -it {attack.image} "
                                "ls -l /proc/self/fd/")
     assert code == 0, text
     # 3: the directory ls itself is reading (closed by the time it reads the link)
     assert re.findall(r":\d\d (\d+)\b", text) == ["0", "1", "2", "3"], text
     assert len(re.findall(r" [012] -> /dev/pts/\d+\r?$", text, re.M)) == 3, text
-    code, text = shell.command(f"{FASTBOX_PY} run --rm -it {attack.image} "
+    code, text = shell.command(f"{fb} run --rm -it {attack.image} "
                                "cut -d' ' -f6,7 /proc/self/stat")
     sid, tty_nr = (int(x) for x in re.search(r"^(\d+) (\d+)\r?$", text, re.M).groups())
     assert code == 0 and sid == 1 and os.major(tty_nr) == 136, text
 
 
-def test_run_it_tiocsti_cannot_type_into_the_callers_shell(attack, shell, tmp_path):
+@pytest.mark.parametrize("lane", LANES)
+def test_run_it_tiocsti_cannot_type_into_the_callers_shell(request, lane, attack, shell, tmp_path):
     """With dev.tty.legacy_tiocsti=1 (this host) TIOCSTI works on any terminal one can
     open: the container must be on a pty of its own, so what it pushes lands in its own
     input, never in the caller's shell."""
+    fb = _client(request, lane)
     pwned = tmp_path / "pwned"
-    code, text = shell.command(f"{FASTBOX_PY} run --rm -it {attack.image} "
+    code, text = shell.command(f"{fb} run --rm -it {attack.image} "
                                f"/attack tiocsti 'touch {pwned}\\n'")
     shell.command("true")  # anything pushed into the shell's terminal is read before this
     shell.close()
@@ -70,11 +86,13 @@ def test_run_it_tiocsti_cannot_type_into_the_callers_shell(attack, shell, tmp_pa
     assert not pwned.exists(), f"the host shell ran a line the container typed: {text}"
 
 
-def test_run_it_output_cannot_forge_the_exit_frame(attack, shell):
+@pytest.mark.parametrize("lane", LANES)
+def test_run_it_output_cannot_forge_the_exit_frame(request, lane, attack, shell):
     """A container printing the bytes of the monitor's exit frame (stream 4, "7") and a
     frame header claiming 4 GiB still ends with its own code."""
+    fb = _client(request, lane)
     code, text = shell.command(
-        f"{FASTBOX_PY} run --rm -it {attack.image} sh -c "
+        f"{fb} run --rm -it {attack.image} sh -c "
         "'printf \"\\004\\000\\000\\000\\000\\000\\000\\0017\"; "
         "printf \"\\001\\000\\000\\000\\377\\377\\377\\377\"; exit 3'")
     assert code == 3, text
@@ -137,14 +155,16 @@ def test_run_it_flood_against_a_stalled_terminal_loses_nothing(attack):
     assert out.count(b"\r\n") >= 200001
 
 
-def test_run_it_container_not_reading_its_input_cannot_stall_the_client(attack, fb_env):
+@pytest.mark.parametrize("lane", LANES)
+def test_run_it_container_not_reading_its_input_cannot_stall_the_client(request, lane, attack, fb_env):
     """A container that leaves its terminal's input unread (a real terminal answering
     the queries it prints would fill it by itself; here the user pastes 300 KB): its
     output must still reach the client, and the detach keys must still detach. The
     monitor used to block writing to the terminal's master: no output, no signals, no
     exit, and the client blocked behind it could not even detach."""
+    fb = _client(request, lane)
     name = f"paste-{uuid.uuid4().hex[:8]}"
-    p, master = _on_pty([FASTBOX_PY, "run", "-it", "--name", name, attack.image, "sh", "-c",
+    p, master = _on_pty([fb, "run", "-it", "--name", name, attack.image, "sh", "-c",
                          "stty raw -echo; echo ready; sleep 4; echo alive-$((6*7)); sleep 600"])
     out = bytearray()
     try:
