@@ -112,9 +112,11 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
         except BaseException:
             claim.release()
             raise
+        actor = _event_actor(cid, spec)
         try:
             if started.record:
                 _mark_running(started.record, started)
+            _events(("create", actor, None, {}), ("start", actor, None, {}))
             code, out, err = container.supervise(started, io, on_terminal, on_start)
         finally:
             t_exit = container.now()
@@ -128,9 +130,25 @@ def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, st
                                           pid=0)
             finally:
                 claim.release()
+                code_seen = 137 if started.exit_code is None else started.exit_code  # killed
+                ended = [("die", actor, None, {"exitCode": code_seen})]
+                _events(*ended, *([("destroy", actor, None, {})] if remove else []))
     timings = container.timings(started, t_exit, container.now())
     timings["image"] = (t_image - t0) / 1e6
     return RunResult(cid, spec.name, code, out, err, timings, started.oom_killed)
+
+
+def _event_actor(cid, spec):
+    """What `fastbox events` shows of a foreground container (a --rm one has no record)."""
+    return {"id": cid, "name": spec.name, "image": spec.image,
+            "spec": {"labels": dict(spec.labels)} if spec.labels else None}
+
+
+def _events(*events):
+    """Docker's events of a foreground container, appended in one write (its create and
+    start once it runs, its die and destroy once it is gone)."""
+    from fastbox.state import events as log
+    log.append_many(events)
 
 
 def _start(cid, spec, img, io, t0, tty, cgroups, netns_fd):

@@ -17,7 +17,9 @@ def create(image, command=None, *, tty=False, interactive=False, **options):
     """A container record with its spec, its name reserved; nothing runs yet.
     interactive (`-i`): its stdin stays open for `attach`."""
     from fastbox.runtime.container import new_id
-    return _create(new_id(), image, command, tty, options, interactive=interactive)
+    c = _create(new_id(), image, command, tty, options, interactive=interactive)
+    c._made = None  # a later start reads the record as it is then (update, rename)
+    return c
 
 
 def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
@@ -31,18 +33,20 @@ def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
     img = resolve_image(spec.image)
     store = StateStore()
     name = _reserve_name(store, spec, cid)
+    record = {"id": cid, "name": name, "image": spec.image, "image_id": img.id,
+              "command": list(spec.command or ()), "spec": spec_to_dict(spec),
+              "tty": bool(tty), "interactive": bool(interactive),
+              "status": status.CREATED, "exit_code": None,
+              "created_at": _now(), "started_at": None, "finished_at": None,
+              "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
+              "log_config": log_config}
     try:
-        store.create({"id": cid, "name": name, "image": spec.image, "image_id": img.id,
-                      "command": list(spec.command or ()), "spec": spec_to_dict(spec),
-                      "tty": bool(tty), "interactive": bool(interactive),
-                      "status": status.CREATED, "exit_code": None,
-                      "created_at": _now(), "started_at": None, "finished_at": None,
-                      "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
-                      "log_config": log_config})
+        store.create(record)
     except BaseException:
         store.release_name(name)
         raise
-    c = Container(cid, store)
+    c = Container(cid, store, record)
+    c._made = (spec, img)  # run's start uses them as they are, not read back
     c._event("create")
     return c
 
@@ -73,11 +77,14 @@ def _log_config(spec):
                                  f"{config.config_file()} log-opts")
 
 
-def run(image, command=None, *, tty=False, interactive=False, client_fd=-1, **options):
+def run(image, command=None, *, tty=False, interactive=False, client_fd=-1, on_started=None,
+        **options):
     """create + start: `fastbox run -d`. Ours from before the record is made: if we
     die before the monitor has it, the next fastbox command sweeps what we made.
     tty: True or the terminal's (rows, columns); client_fd: a socket the monitor takes
-    as an attached client from the start (`run -it`)."""
+    as an attached client from the start (`run -it`). on_started(container): called once
+    the program runs and the record says so to any reader (`ps`, `stop`), before the rest
+    of the bookkeeping: the engine answers its client there."""
     from fastbox.runtime.container import new_id
     from fastbox.runtime import cgroup
     cid = new_id()
@@ -90,8 +97,10 @@ def run(image, command=None, *, tty=False, interactive=False, client_fd=-1, **op
         claim.release()
         raise
     try:
-        c._start(claim, tty, client_fd)
+        c._start(claim, tty, client_fd, on_started)
     except BaseException:
+        if c.attrs.get("status") == status.RUNNING:
+            raise  # it runs under its monitor, which holds the claim now
         try:
             c._discard()
         finally:
@@ -142,6 +151,7 @@ class Container:
         self.id = cid
         self._store = store
         self.attrs = record or store.get(cid)
+        self._made = None
 
     def __repr__(self):
         return f"<Container {self.id[:12]} {self.name or ''} {self.status}>"
@@ -176,13 +186,14 @@ class Container:
             claim.release()
             raise
 
-    def _start(self, claim, tty=None, client_fd=-1):
+    def _start(self, claim, tty=None, client_fd=-1, on_started=None):
         """Start under claim (our entry), then hand it to the monitor."""
         from fastbox.api import resolve_image
         from fastbox.runtime import monitor
         from fastbox.spec import spec_from_dict
         from fastbox.state import owners
-        record = self.reload().attrs
+        made, self._made = self._made, None  # `run`: the record just written, unread
+        record = self.attrs if made else self.reload().attrs
         if not status.can_start(record["status"]) or "spec" not in record:
             raise ContainerStateError(f"container {self.id[:12]} is {record['status']}: "
                                       "only a created or stopped container can be started")
@@ -193,28 +204,34 @@ class Container:
         if record.get("owner") != me or record.get("cgroups") != dirs:
             # the janitor sweeps it if we die now; its cgroups are named from the start
             self._store.update(self.id, owner=me, cgroups=dirs)
-        spec = spec_from_dict(record["spec"])
+        spec = made[0] if made else spec_from_dict(record["spec"])
         log_config = record.get("log_config") or _log_config(spec)  # older records have none
         pid, monitor_pid, times, cgroups = monitor.start_detached(
-            self.id, spec, resolve_image(spec.image), self._store,
+            self.id, spec, made[1] if made else resolve_image(spec.image), self._store,
             tty=tty or record.get("tty", False), log_config=log_config, keep_fds=(claim.fd,),
             interactive=record.get("interactive", False), client_fd=client_fd)
         monitor_start = process.start_time(monitor_pid)
-        self._mark_running(pid, monitor_pid, monitor_start, cgroups,
-                           owners.key_of(monitor_pid, monitor_start))
+        started = {"pid": pid, "pid_start": process.start_time(pid), "monitor_pid": monitor_pid,
+                   "monitor_start": monitor_start, "started_at": _now()}
+        if on_started is not None:
+            # what the monitor writes too, written now: a reader adopts it (store.get)
+            self._store.write_started(self.id, started)
+            self.attrs = dict(self.attrs, status=status.RUNNING, **started)
         self._event("start")
+        if on_started is not None:
+            on_started(self)
+        self._mark_running(started, cgroups, owners.key_of(monitor_pid, monitor_start))
         # The record names the monitor as owner first: a sweep that finds the entry
         # under the monitor then finds them agreeing.
         claim.hand_to(monitor_pid, monitor_start)
         return self
 
-    def _mark_running(self, pid, monitor_pid, monitor_start, cgroups, owner):
+    def _mark_running(self, started, cgroups, owner):
+        """The record says this run runs, unless a reader has already seen it exit
+        (after on_started, a `stop` or `rm` may have come first)."""
         try:
-            self._store.update(self.id, status=status.RUNNING, pid=pid,
-                               pid_start=process.start_time(pid), monitor_pid=monitor_pid,
-                               monitor_start=monitor_start,
-                               cgroups=cgroups, started_at=_now(), owner=owner,
-                               stopped_by_user=False, paused=False)
+            self._store.mark_running(self.id, cgroups=cgroups, owner=owner,
+                                     stopped_by_user=False, paused=False, **started)
             self.reload()
         except (ContainerStateError, FileNotFoundError):
             # --rm: the monitor may already have removed a short-lived container.
@@ -476,8 +493,11 @@ class Container:
         return {
             "Id": r["id"], "Name": "/" + (r.get("name") or ""), "Created": r["created_at"],
             "Image": r.get("image_id"),
-            "State": {"Status": "paused" if _paused(r) else r["status"],
-                      "Running": r["status"] == status.RUNNING, "Paused": _paused(r),
+            # Docker: a container waiting out its restart back-off is Running and
+            # Restarting, Status "restarting"
+            "State": {"Status": status.docker_state(r),
+                      "Running": r["status"] == status.RUNNING or status.restarting(r),
+                      "Paused": _paused(r), "Restarting": status.restarting(r),
                       "Pid": r.get("pid", 0), "ExitCode": r.get("exit_code") or 0,
                       "OOMKilled": bool(r.get("oom_killed")),
                       # Docker's zero time for what has not happened yet

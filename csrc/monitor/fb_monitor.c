@@ -595,13 +595,17 @@ static long long start_time(pid_t pid)
     return p ? atoll(p + 1) : -1;
 }
 
+/* The starter may write the same record (fastbox.state.store.write_started, through its
+ * own temp file) and answer its caller first; the two differ at most in started_at. */
 static void write_started(const char *path, pid_t pid)
 {
-    char body[256];
+    char body[320], when[48];
     long long ps = start_time(pid), ms = start_time(getpid());
+    when[now_rfc3339(when)] = '\0';
     int n = snprintf(body, sizeof body,
-                     "{\"pid\": %d, \"pid_start\": %lld, \"monitor_pid\": %d, \"monitor_start\": %lld}\n",
-                     (int)pid, ps, (int)getpid(), ms);
+                     "{\"pid\": %d, \"pid_start\": %lld, \"monitor_pid\": %d, \"monitor_start\": %lld, "
+                     "\"started_at\": \"%s\"}\n",
+                     (int)pid, ps, (int)getpid(), ms, when);
     write_record(path, body, n);
 }
 

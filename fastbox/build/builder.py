@@ -497,8 +497,10 @@ class Builder(CopyInstructions):
         if not cached:
             d = self.session.new_dir()
             layer_dir = make(d)
-            # a RUN's upper layer may hold overlay's xattrs; what we wrote ourselves has none
-            record = self._commit_layer(key, layer_dir or d, xattrs=inst.cmd == "RUN")
+            # a RUN's upper layer may hold overlay's xattrs; what we wrote ourselves has
+            # only those a COPY keeps
+            record = self._commit_layer(key, layer_dir or d,
+                                        xattrs=True if inst.cmd == "RUN" else "copy")
         return self._apply(st, key, record, created_by, cached)
 
     def _show_step(self):
@@ -523,20 +525,17 @@ class Builder(CopyInstructions):
         return cached
 
     def _commit_layer(self, key, layer_dir, xattrs=True, tar=None):
-        """Record the layer in layer_dir under key: its tar written now, or already
-        streamed (tar: (blob path, digest, size))."""
+        """Record the layer in layer_dir under key. Its tar is not written (the store
+        writes it if a push or save needs it): only hashed, now, or already while a COPY
+        made the files (tar: (digest, size))."""
         created = _now()
         if not os.listdir(layer_dir):
             record = {"blobs": [], "layers": [], "created": created, "size": 0}
             self.cache.commit(key, record)
             return record
-        if tar is None:
-            blob = self.session.path()
-            digest, size = layer_tar.write_tar(layer_dir, blob, xattrs)
-        else:
-            blob, digest, size = tar
+        digest, size = tar if tar is not None else layer_tar.digest_of(layer_dir, xattrs)
         record = {"blobs": [digest], "layers": [digest], "created": created, "size": size}
-        self.cache.commit(key, record, blob, layer_dir)
+        self.cache.commit(key, record, layer_dir, xattrs if tar is None else "copy")
         return record
 
     def _run_env(self, st):

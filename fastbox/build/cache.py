@@ -8,10 +8,10 @@ WORKDIR's mkdir) have records:
     <store>/buildcache/<key hex>   {"blobs": [layer digest], "layers": [diff_id],
                                     "created": RFC 3339, "size": bytes}  (empty lists: no diff)
 
-A record is written under the store's writer lock right after its blob and layer directory
-were renamed in (ImageStore.add_layer), so the store's collection always sees them as
-used; a build killed before that leaves only its ingest/ session, which the next writer
-sweeps. `fastbox builder prune` removes the records and the context digests' memos
+A record is written under the store's writer lock right after its layer directory was
+renamed in (ImageStore.add_layer: the directory alone, its tar written only when a push or
+save needs it), so the store's collection always sees it as used; a build killed before
+that leaves only its ingest/ session, which the next writer sweeps. `fastbox builder prune` removes the records and the context digests' memos
 (context.HashMemo), then what only the records kept.
 """
 import hashlib
@@ -43,10 +43,10 @@ class BuildCache:
         if not isinstance(record, dict):
             return None
         try:
-            blobs = [os.stat(self.store.blob_path(d)).st_size for d in record.get("blobs", ())]
-        except (OSError, ValueError):
+            blobs = [self.store.blob_size(d) for d in record.get("blobs", ())]
+        except (OSError, ValueError, TypeError):
             return None
-        if sum(blobs) == record.get("size", 0) and \
+        if None not in blobs and sum(blobs) == record.get("size", 0) and \
                 all(self.store.has_layer(d) for d in record.get("layers", ())):
             return record
         return None
@@ -56,13 +56,13 @@ class BuildCache:
         os.makedirs(self.dir, 0o700, exist_ok=True)
         fileops.write_atomic(self.dir + key, json.dumps(record).encode())
 
-    def commit(self, key, record, blob=None, layer_dir=None):
-        """Move a step's layer (blob path, layer dir; none for an empty diff) into the
-        store and record it, in one hold of the store's lock."""
+    def commit(self, key, record, layer_dir=None, xattrs="copy"):
+        """Move a step's layer directory (none for an empty diff) into the store and record
+        it, in one hold of the store's lock. record["layers"][0] and record["size"] are
+        the diffID and size of the tar layer_tar.write_tar(layer_dir, xattrs=xattrs) makes."""
         with self.store.locked():
-            if blob is not None:
-                digest = record["blobs"][0]
-                self.store.add_layer(blob, digest, layer_dir, record["layers"][0])
+            if layer_dir is not None:
+                self.store.add_layer(layer_dir, record["layers"][0], record["size"], xattrs)
             self.put(key, record)
 
     def prune(self):

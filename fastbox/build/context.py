@@ -14,6 +14,7 @@ import re
 import stat
 
 from fastbox.errors import SpecError
+from fastbox.images.layer_tar import copied_xattrs
 
 IGNORE_FILES = (".containerignore", ".dockerignore")
 _HASH_CHUNK = 1 << 20
@@ -199,7 +200,8 @@ class Context:
         for name in sorted(os.listdir(path)):
             child_sub = f"{sub}/{name}" if sub else name
             full = f"{base}/{child_sub}".strip("/")
-            st = os.lstat(self.host_path(full))
+            host = f"{path}/{name}"  # one join per entry: a context may hold many
+            st = os.lstat(host)
             if self.rules.ignored(full):
                 if not stat.S_ISDIR(st.st_mode) or not self.rules.has_exceptions:
                     continue
@@ -207,10 +209,10 @@ class Context:
                 # which then comes with it
                 below = list(self._tree(base, child_sub))
                 if below:
-                    yield child_sub, self.host_path(full), st
+                    yield child_sub, host, st
                     yield from below
                 continue
-            yield child_sub, self.host_path(full), st
+            yield child_sub, host, st
             if stat.S_ISDIR(st.st_mode):
                 yield from self._tree(base, child_sub)
 
@@ -234,10 +236,14 @@ def digests_of(entries):
 
 def fingerprint(h, entries, with_owner, digests):
     """Fold (relative path, host path, lstat) entries into hash h: type, mode, owner (when
-    it is kept), size, content digest (from digests), symlink target; never the mtime."""
+    it is kept), size, content digest (from digests), symlink target, the xattrs a COPY
+    keeps; never the mtime."""
     for rel, path, st in entries:
         owner = f"{st.st_uid}:{st.st_gid}" if with_owner else ""
         h.update(f"{rel}\0{st.st_mode:o}\0{owner}\0".encode("utf-8", "surrogateescape"))
+        if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            for name, value in copied_xattrs(path).items():
+                h.update(b"x\0" + name.encode() + b"\0" + value + b"\0")
         if stat.S_ISREG(st.st_mode):
             h.update(f"{st.st_size}\0{digests[path]}".encode())
         elif stat.S_ISLNK(st.st_mode):

@@ -151,19 +151,20 @@ class CopyInstructions:
                                plan.stage or "", h.hexdigest())
 
     def _copy_make(self, inst, plan, d, digests):
-        """The layer and its tar in one pass over the sources: (copier, (tar path, digest,
-        size))."""
-        tar = layer_tar.TarStream(self.session.path())
-        try:
-            copier = steps.Copier(d, plan.view, tar, digests)
+        """The layer and its tar's digest in one pass over the sources: (copier, (digest,
+        size)). The tar is only hashed, in the order the files are made; when that is not
+        the order of the tar the store writes later (sources that overlap), the finished
+        directory is hashed instead."""
+        tar = layer_tar.TarStream()
+        with steps.Copier(d, plan.view, tar, digests) as copier:
             for kind, name, data, _ in plan.items:
                 self._place(copier, plan.view, kind, name, data, plan.dest, plan.owner,
                             plan.chmod, plan.add, plan.from_view is None, inst)
             copier.done()
-        except BaseException:
-            tar.abandon()
-            raise
-        return copier, (tar.path, *tar.close())
+        digest = tar.close()
+        if not tar.canonical:
+            digest = layer_tar.digest_of(d, xattrs="copy")
+        return copier, digest
 
     def memo(self):
         if self._memo is None:

@@ -1,6 +1,7 @@
 """The steps that change a stage's filesystem, each writing one new layer directory:
 RUN (a fastbox container whose upper layer is the directory), COPY/ADD (files copied in,
 with their parents' metadata taken from the layers below), WORKDIR's mkdir."""
+import errno
 import hashlib
 import os
 import shutil
@@ -8,10 +9,12 @@ import stat
 import tarfile
 import time
 
+from fastbox.images import layer_tar
 from fastbox.images.layer_view import LayerView
 from fastbox.errors import FastboxError
 
 _CHUNK = 1 << 20
+_BIG = 4 << 20  # a file this large is copied by the kernel while its hashes are computed
 
 
 class BuildError(FastboxError):
@@ -60,11 +63,14 @@ def finish_upper(base):
 
 
 class Copier:
-    """Writes files into a new layer directory at paths of the stage's filesystem (view),
-    and, as it goes, the layer's tar (layer.TarStream): every source file is read once,
-    its bytes going to the layer's file, to the tar and, when its digest is not known yet,
-    to the hash that keys the cache. Whatever it makes it writes to the tar with the
-    metadata it gives the directory, so the tar unpacks to exactly the directory."""
+    """Writes files into a new (empty) layer directory at paths of the stage's filesystem
+    (view), and, as it goes, the layer's tar (layer_tar.TarStream, which may only hash it):
+    every source file is read once, its bytes going to the tar and, when its digest is not
+    known yet, to the hash that keys the cache, while the kernel copies them into the
+    layer's file (copy_file_range: a reflink where the filesystem has them). Whatever it
+    makes it gives the tar with the metadata it gives the directory, so the tar unpacks to
+    exactly the directory. Used as a context manager (a large file's hashes run in threads
+    of its own, the two hashes and the copy on different cores)."""
 
     def __init__(self, layer_dir, view: LayerView, tar=None, known=None):
         self.dir, self.view, self.tar = layer_dir, view, tar
@@ -74,23 +80,39 @@ class Copier:
         self.dir_times = {}        # layer path -> mtime ns, set last
         self.real_dirs = set()     # of the layer, checked with lstat during this copy
         self.made_dirs = set()     # made (and written to the tar) by this copy
+        self.made = set()          # every path this copy made (the directory starts empty)
+        self._threads = None
+        self._kernel_copy = True   # copy_file_range works here (until it says otherwise)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._threads is not None:
+            self._threads.shutdown()
+            self._threads = None
 
     def host(self, rel):
-        return os.path.join(self.dir, rel) if rel else self.dir
+        return f"{self.dir}/{rel}" if rel else self.dir  # rel: relative, no leading /
 
-    def _dir(self, rel, uid, gid, mode, mtime_ns):
+    def _dir(self, rel, uid, gid, mode, mtime_ns, like=None):
         """A directory of the layer gets its metadata once: the first source to make it
-        sets it (a tar entry for it twice would unpack differently by tool)."""
+        sets it (a tar entry for it twice would unpack differently by tool); like: the
+        directory whose kept xattrs it takes (layer_tar.COPY_XATTRS)."""
         if rel in self.made_dirs:
             return
         self.made_dirs.add(rel)
         path = self.host(rel)
         os.chown(path, uid, gid)
         os.chmod(path, mode)
+        xattrs = layer_tar.copied_xattrs(like) if like else None
+        for name, value in (xattrs or {}).items():
+            os.setxattr(path, name, value, follow_symlinks=False)
         self.dir_times[path] = mtime_ns
         self.real_dirs.add(rel)
         if self.tar:
-            self.tar.header(rel, mode, uid, gid, 0, mtime_ns // 10**9, tarfile.DIRTYPE)
+            self.tar.header(rel, mode, uid, gid, 0, mtime_ns // 10**9, tarfile.DIRTYPE,
+                            pax=layer_tar.pax_of(xattrs))
 
     def ensure_dir(self, rel, owner=None, mode=None):
         """rel and its parents as directories in the layer: an existing one of the stage
@@ -105,13 +127,15 @@ class Copier:
             if os.path.isdir(path) and not os.path.islink(path):
                 self.real_dirs.add(sub)
                 continue
-            if os.path.lexists(path):
+            if sub in self.made and os.path.lexists(path):
                 os.unlink(path)
             below = self.view.find(sub)
             os.mkdir(path)
+            self.made.add(sub)
             if below and stat.S_ISDIR(below[1].st_mode):
                 st = below[1]
-                self._dir(sub, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+                self._dir(sub, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                          below[0])  # as overlay's copy-up would make it
             else:
                 uid, gid = owner or (0, 0)
                 self._dir(sub, uid, gid, 0o755 if mode is None or n < len(parts) else mode,
@@ -165,10 +189,13 @@ class Copier:
             # a directory replaced by a file or link is no longer one
             self.real_dirs = {d for d in self.real_dirs if d != dest and not d.startswith(dest + "/")}
             self.made_dirs = {d for d in self.made_dirs if d != dest and not d.startswith(dest + "/")}
-        try:
-            old = os.lstat(path)
-        except FileNotFoundError:
-            old = None
+        old = None
+        if dest in self.made:  # else it cannot be there: the directory started empty
+            try:
+                old = os.lstat(path)
+            except FileNotFoundError:
+                pass
+        self.made.add(dest)
         if old is not None and not (stat.S_ISDIR(kind) and stat.S_ISDIR(old.st_mode)):
             if stat.S_ISDIR(old.st_mode):
                 shutil.rmtree(path)
@@ -181,7 +208,7 @@ class Copier:
         if stat.S_ISDIR(kind):
             if old is None or not stat.S_ISDIR(old.st_mode):
                 os.mkdir(path)
-            self._dir(dest, uid, gid, mode, st.st_mtime_ns)
+            self._dir(dest, uid, gid, mode, st.st_mtime_ns, src)
             return
         link = ""
         if stat.S_ISLNK(kind):
@@ -218,39 +245,106 @@ class Copier:
             try:
                 hasher = None if src in self.known else hashlib.sha256()
                 mtime = st.st_mtime_ns // 10**9
-                if self.tar:
-                    self.tar.header(dest, mode, uid, gid, size, mtime, tarfile.REGTYPE)
-                left = size
-                while left > 0:
-                    chunk = os.read(fin, min(left, _CHUNK))
-                    if not chunk:
-                        raise BuildError(f"{src} shrank while it was copied")
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fout, view):]
+                xattrs = layer_tar.copied_xattrs(fin)
+                pax = layer_tar.pax_of(xattrs)
+                if size >= _BIG:
                     if self.tar:
-                        self.tar.data(chunk)
+                        self.tar.header(dest, mode, uid, gid, size, mtime, tarfile.REGTYPE,
+                                        pax=pax)
+                    self._copy_big(fin, fout, size, hasher, src)
+                    if self.tar:
+                        self.tar.pad(size)
+                else:
+                    data = os.read(fin, size) if size else b""
+                    if len(data) != size:
+                        raise BuildError(f"{src} shrank while it was copied")
+                    if data:
+                        _write_all(fout, data)
+                    if self.tar:
+                        self.tar.file(dest, mode, uid, gid, mtime, data, pax)
                     if hasher:
-                        hasher.update(chunk)
-                    left -= len(chunk)
-                if self.tar:
-                    self.tar.pad(size)
+                        hasher.update(data)
                 if hasher:
                     self.digests[src] = hasher.hexdigest()
                 os.fchown(fout, uid, gid)
                 os.fchmod(fout, mode)
+                for name, value in xattrs.items():  # after fchown, which drops capabilities
+                    os.setxattr(fout, name, value)
                 os.utime(fout, ns=(mtime * 10**9, mtime * 10**9))
             finally:
                 os.close(fout)
         finally:
             os.close(fin)
 
+    def _copy_big(self, fin, fout, size, hasher, src):
+        """The kernel copies (copy_file_range; a reflink on XFS or btrfs) in one thread,
+        the content hash runs in another, the tar's hash here: sha256 is the cost of a
+        large file, and each of its two streams is serial."""
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._threads = ThreadPoolExecutor(2, thread_name_prefix="fastbox-copy")
+        copying = self._threads.submit(self._copy_range, fin, fout, size) \
+            if self._kernel_copy else None
+        try:
+            self._hash_big(fin, fout, size, hasher, src, write=copying is None)
+        finally:
+            copied = copying.result() if copying is not None else True  # its fds stay open until then
+        if not copied:
+            self._kernel_copy = False  # not on this filesystem: write what we read
+            os.ftruncate(fout, 0)
+            offset = 0
+            while offset < size:
+                chunk = os.pread(fin, min(size - offset, _CHUNK), offset)
+                if not chunk:
+                    raise BuildError(f"{src} shrank while it was copied")
+                os.pwrite(fout, chunk, offset)
+                offset += len(chunk)
+
+    def _hash_big(self, fin, fout, size, hasher, src, write):
+        hashing, offset = None, 0
+        try:
+            while offset < size:
+                chunk = os.pread(fin, min(size - offset, _CHUNK), offset)
+                if not chunk:
+                    raise BuildError(f"{src} shrank while it was copied")
+                if hashing is not None:
+                    hashing.result()
+                if hasher:  # hashlib lets go of the GIL on large buffers
+                    hashing = self._threads.submit(hasher.update, chunk)
+                if self.tar:
+                    self.tar.data(chunk)
+                if write:
+                    _write_all(fout, chunk)
+                offset += len(chunk)
+        finally:
+            if hashing is not None:
+                hashing.result()
+
+    @staticmethod
+    def _copy_range(fin, fout, size):
+        """copy_file_range the whole file; False if the filesystem cannot."""
+        offset = 0
+        while offset < size:
+            try:
+                n = os.copy_file_range(fin, fout, size - offset, offset, offset)
+            except OSError as e:
+                if e.errno in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) \
+                        and offset == 0:
+                    return False
+                raise
+            if n == 0:
+                raise BuildError("a source file shrank while it was copied")
+            offset += n
+        return True
+
     def write_file(self, dest, data, mode=0o644, owner=None, mtime_ns=None):
         """A file made from bytes (COPY <<EOF, ADD URL)."""
         dest = dest.strip("/")
         self.ensure_dir(dest.rpartition("/")[0], owner)
         path = self.host(dest)
-        if os.path.lexists(path):
+        made = dest in self.made
+        self.made.add(dest)
+        if made and os.path.lexists(path):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
@@ -276,6 +370,12 @@ class Copier:
                 os.utime(path, ns=(t, t), follow_symlinks=False)
             except FileNotFoundError:
                 pass
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def view_tree(view, rel):

@@ -133,7 +133,10 @@ def ps_lines(all=False, quiet=False, format=None, filter_=(), no_trunc=False, la
         last = 1
     # As Docker: -n and a status or exited filter look at stopped containers too.
     every = all or last > 0 or "status" in filters or "exited" in filters
-    records = [c.attrs for c in containers.list_containers(all=every)]
+    # Docker's default lists restarting containers (Running, waiting to start again) too
+    from fastbox.state import status
+    records = [c.attrs for c in containers.list_containers(all=True)
+               if every or c.status == status.RUNNING or status.restarting(c.attrs)]
     records.sort(key=lambda r: r.get("created_at") or "", reverse=True)
     records = [r for r in records if ps_view.matches(r, filters)]
     if last > 0:

@@ -5,7 +5,7 @@ minutes", "Exited (137) 2 minutes ago", "Created"), and --filter."""
 import time
 
 from fastbox.errors import SpecError
-from fastbox.state import timestamps
+from fastbox.state import status, timestamps
 
 DEFAULT_TABLE = ("{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
                  "{{.Ports}}\t{{.Names}}")
@@ -49,16 +49,13 @@ def _since(when, now):
     return max(0.0, now - timestamps.parse(when)) if when else 0.0
 
 
-def docker_state(record):
-    """Docker's State: a frozen running container is "paused"."""
-    state = record["status"]
-    return "paused" if state == "running" and record.get("paused") else state
-
-
 def status_text(record, now=None):
     """Docker's STATUS column for a record."""
     now = time.time() if now is None else now
     state = record["status"]
+    if status.restarting(record):  # Docker: "Restarting (1) 2 seconds ago"
+        return (f"Restarting ({record.get('exit_code')}) "
+                f"{human_duration(_since(record.get('finished_at'), now))} ago")
     if state == "running":
         up = "Up " + human_duration(_since(record.get("started_at"), now))
         return up + " (Paused)" if record.get("paused") else up
@@ -125,7 +122,7 @@ class ContainerRow:
 
     @property
     def State(self):
-        return docker_state(self._r)
+        return status.docker_state(self._r)
 
     @property
     def Status(self):
@@ -218,7 +215,7 @@ def _exited_matches(record, code):
 MATCHERS = {
     "name": _name_matches,
     "id": lambda r, v: r["id"].startswith(v),
-    "status": lambda r, v: docker_state(r) == v,
+    "status": lambda r, v: status.docker_state(r) == v,
     "label": _label_matches,
     "ancestor": _ancestor_matches,
     "exited": _exited_matches,

@@ -45,10 +45,14 @@ class Caller:
     environment `-e KEY` reads, the directory a relative --env-file is opened from (None:
     our own) and on_start(pid), called once the program runs."""
 
-    __slots__ = ("fds", "environ", "dir_fd", "on_start")
+    __slots__ = ("fds", "environ", "dir_fd", "on_start", "on_detached")
 
-    def __init__(self, fds=(0, 1, 2), environ=None, dir_fd=None, on_start=None):
+    def __init__(self, fds=(0, 1, 2), environ=None, dir_fd=None, on_start=None,
+                 on_detached=None):
         self.fds, self.environ, self.dir_fd, self.on_start = fds, environ, dir_fd, on_start
+        # on_detached(code): a detached start has printed the id (the engine answers its
+        # client then, and the fds are no longer the caller's to write to)
+        self.on_detached = on_detached
 
 
 def main(args):
@@ -93,12 +97,7 @@ def execute(req, caller):
         opts = _as_caller(req.opts, caller)
         _before_create(req, caller)
         if req.detach:
-            from fastbox import containers
-            c = containers.run(req.image, req.command, tty=req.tty, interactive=req.interactive,
-                               **opts)
-            _write_cidfile(req.cidfile, c.id, caller)
-            write(out, c.id + "\n")
-            return 0
+            return _detached(req, opts, caller)
         from fastbox import api
         if req.cidfile:
             from fastbox.runtime.container import new_id
@@ -107,10 +106,35 @@ def execute(req, caller):
         result = api.run(req.image, req.command, stdin=caller.fds[0] if req.interactive else None,
                          stdout=out, stderr=err, on_start=caller.on_start, **opts)
     except FastboxError as e:
-        return failed(e, err)
+        return failed(e, caller.fds[2])  # (-1 once a detached start has answered)
     if req.timings:
         write(err, timings_text(result.timings))
     return result.exit_code
+
+
+def _detached(req, opts, caller):
+    """`run -d`: the id is printed (and the caller told, on_detached) once the program
+    runs and its record says so; the monitor's bookkeeping finishes after."""
+    from fastbox import containers
+    code = [0]
+
+    def started(c):
+        try:
+            _write_cidfile(req.cidfile, c.id, caller)
+            write(caller.fds[1], c.id + "\n")
+        except FastboxError as e:
+            code[0] = failed(e, caller.fds[2])
+        if caller.on_detached is not None:
+            caller.on_detached(code[0])
+
+    if caller.on_detached is None:  # nobody to answer early: print once all is recorded
+        c = containers.run(req.image, req.command, tty=req.tty, interactive=req.interactive,
+                           **opts)
+        started(c)
+        return code[0]
+    containers.run(req.image, req.command, tty=req.tty, interactive=req.interactive,
+                   on_started=started, **opts)
+    return code[0]
 
 
 def _before_create(req, caller):

@@ -49,6 +49,7 @@ class Client:
         self.pidfd = None
         self.pending = []
         self.answered = self.hung_up = False
+        self.replied = False  # answered early (a detached start): answer() sends nothing
         self.refused = False  # not ours to serve: whatever it sends is dropped unread
 
     def started(self, pid):
@@ -82,12 +83,25 @@ class Client:
                 self.pidfd = None
             if self.request is not None:
                 self.request.close()
-            if not self.hung_up:
+            if not self.hung_up and not self.replied:
                 try:
                     self.conn.send(reply)
                 except OSError:
                     pass
             self._close_if_done()
+
+    def answer_early(self, reply):
+        """A detached start has printed its id: the client may exit now, while we finish
+        the record. Its fds are closed here (a shell's $(...) reads to their end)."""
+        with self.lock:
+            if self.request is not None:
+                self.request.close()
+            if not self.hung_up and not self.replied:
+                try:
+                    self.conn.send(reply)
+                except OSError:
+                    pass
+            self.replied = True
 
     def hang_up(self):
         """The client closed its end (exited, or was killed): kill a running container."""
@@ -183,15 +197,16 @@ class Server:
         first), run it, answer with the exit code."""
         try:
             owners.begin()
-            code = self.run(client.request, parsed, client.started)
+            code = self.run(client.request, parsed, client)
         except Exception:
             traceback.print_exc()
-            run_command.write(client.request.fds[2],
-                              f"fastbox: engine error: {sys.exc_info()[1]}\n")
+            if client.request.fds:  # (closed once answered early)
+                run_command.write(client.request.fds[2],
+                                  f"fastbox: engine error: {sys.exc_info()[1]}\n")
             code = 125
         client.answer(protocol.FALLBACK if code is None else protocol.exit_reply(code))
 
-    def run(self, req, parsed, on_start):
+    def run(self, req, parsed, client):
         """The client's `fastbox run` or `exec` (parsed by _thread_work), as the Python
         CLI would do it; None if the client has gone."""
         if isinstance(parsed, FastboxError):
@@ -203,7 +218,12 @@ class Server:
             cwd = _cwd_of(req.pid)
         except OSError:  # the client is gone
             return None
-        caller = run_command.Caller(req.fds, req.environ, cwd, on_start)
+        caller = run_command.Caller(req.fds, req.environ, cwd, client.started)
+
+        def detached(code):  # `run -d` has printed its id: the client may go
+            caller.fds = (-1, -1, -1)
+            client.answer_early(protocol.exit_reply(code))
+        caller.on_detached = detached
         try:
             if req.args[0] == "run":
                 return run_command.execute(parsed, caller)

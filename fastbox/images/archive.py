@@ -136,7 +136,7 @@ def _repositories(images):
 
 def _add_blob(tar, store, digest, size):
     """Copy a blob in, checking it on the way: a damaged store must not spread."""
-    path = store.blob_path(digest)
+    path = store.ensure_blob(digest)  # a built layer's tar is written now, once
     try:
         f = open(path, "rb")
     except FileNotFoundError:

@@ -8,6 +8,11 @@ copied up, never found by walking the lower layers (kaniko's cost). Writing the 
 whiteouts become `.wh.NAME`, opaque directories `.wh..wh..opq`, each written before its
 siblings; overlay's own xattrs (origin, impure, ...) are removed from the directory and
 never reach the tar. The tarball is uncompressed, so its digest is its diffID: one hash pass.
+
+A build step does not write its tar: it hashes the tar's bytes as they would be (digest_of,
+or TarStream without a file while a COPY makes its files) and the store keeps the layer as
+its directory. write_tar() makes the same bytes again from the directory when a push or a
+save needs the blob (ImageStore.ensure_blob), which checks them against the diffID.
 """
 import hashlib
 import os
@@ -17,18 +22,24 @@ import tarfile
 from fastbox.images.layer_view import OPAQUE_XATTR, is_opaque, is_whiteout
 
 OVERLAY_XATTR = "trusted.overlay."
+# What COPY keeps of a source's xattrs (cp -a keeps all it can): users' own and file
+# capabilities. Never trusted.* (overlay acts on trusted.overlay.* in a lower layer) nor
+# security labels, which belong to the host.
+COPY_XATTRS = ("user.", "security.capability")
 MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
 
 
 class _HashingWriter:
+    """Counts and hashes what it is given; writes it on to f unless f is None."""
+
     def __init__(self, f):
         self.f, self.hash, self.size = f, hashlib.sha256(), 0
 
     def write(self, data):
         self.hash.update(data)
         self.size += len(data)
-        return self.f.write(data)
+        return self.f.write(data) if self.f is not None else len(data)
 
     def tell(self):
         return self.size
@@ -36,8 +47,8 @@ class _HashingWriter:
 
 def write_tar(layer_dir, out_path, xattrs=True, strip=True, exclude=()):
     """Write layer_dir as an OCI layer tarball to out_path (new); strip overlay's xattrs
-    from layer_dir on the way (xattrs=False: the directory has none, as a COPY's, and none
-    are read; strip=False: overlay's are left out of the tar but left on the directory, which
+    from layer_dir on the way (xattrs=False: none are read; "copy": only the COPY_XATTRS
+    ones, those a COPY gives its files; strip=False: overlay's are left out of the tar but left on the directory, which
     is a live container's upperdir; exclude: relative paths left out, with what is below
     them). Returns (digest, size); the digest is also the diffID.
 
@@ -45,28 +56,84 @@ def write_tar(layer_dir, out_path, xattrs=True, strip=True, exclude=()):
     a container's upper layer), and a build killed at any point leaves the store
     consistent without it; the cache checks a blob's size before it trusts it."""
     with open(out_path, "xb", buffering=_CHUNK) as raw:
-        out = _HashingWriter(raw)
-        walk = _Walk(layer_dir, out)
-        walk.read_xattrs, walk.strip, walk.exclude = xattrs, strip, frozenset(exclude)
-        walk.dir("")
-        out.write(b"\0" * 1024)  # the end-of-archive blocks, padded to a record as tar does
-        out.write(b"\0" * (-out.size % tarfile.RECORDSIZE))
+        return _walk(layer_dir, _HashingWriter(raw), xattrs, strip, exclude)
+
+
+def digest_of(layer_dir, xattrs=True, strip=True):
+    """(digest, size) of the tar write_tar() would write, without writing it."""
+    return _walk(layer_dir, _HashingWriter(None), xattrs, strip, ())
+
+
+def _walk(layer_dir, out, xattrs, strip, exclude):
+    walk = _Walk(layer_dir, out)
+    walk.read_xattrs, walk.strip, walk.exclude = xattrs, strip, frozenset(exclude)
+    walk.dir("")
+    out.write(b"\0" * 1024)  # the end-of-archive blocks, padded to a record as tar does
+    out.write(b"\0" * (-out.size % tarfile.RECORDSIZE))
     return "sha256:" + out.hash.hexdigest(), out.size
 
 
+def copied_xattrs(path):
+    """{name: value} of the xattrs a COPY keeps of path (a path or an fd), sorted by
+    name (their order in the tar is part of the layer's digest)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False) if isinstance(path, str) \
+            else os.listxattr(path)
+    except OSError:
+        return {}
+    out = {}
+    for name in sorted(names):
+        if name.startswith(COPY_XATTRS):
+            try:
+                out[name] = os.getxattr(path, name, follow_symlinks=False) \
+                    if isinstance(path, str) else os.getxattr(path, name)
+            except OSError:
+                pass
+    return out
+
+
+def pax_of(xattrs):
+    """The pax records of xattrs ({name: value}), None if there are none."""
+    return {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+            for k, v in sorted(xattrs.items())} if xattrs else None
+
+
 class TarStream:
-    """A layer tar written entry by entry as a COPY makes its files (steps.Copier)."""
+    """A layer tar made entry by entry as a COPY makes its files (steps.Copier): written to
+    path, or (path None) only hashed.
 
-    def __init__(self, path):
+    canonical stays True while the entries come in write_tar()'s order (names sorted at
+    each level, parents first) and each name once: the stream is then byte for byte what
+    write_tar() makes from the finished directory, so its digest is the layer's diffID.
+    Otherwise (overlapping sources, a later source replacing an earlier one's file) the
+    caller hashes the directory instead (digest_of)."""
+
+    def __init__(self, path=None):
         self.path = path
-        self.raw = open(path, "xb", buffering=_CHUNK)
+        self.raw = open(path, "xb", buffering=_CHUNK) if path else None
         self.out = _HashingWriter(self.raw)
+        self.canonical, self._last = True, ()
 
-    def header(self, name, mode, uid, gid, size, mtime, kind, linkname="", devmajor=0, devminor=0):
-        self.out.write(_header(name, mode, uid, gid, size, mtime, kind, linkname, devmajor, devminor))
+    def header(self, name, mode, uid, gid, size, mtime, kind, linkname="", devmajor=0, devminor=0,
+               pax=None):
+        self._in_order(name)
+        self.out.write(_header(name, mode, uid, gid, size, mtime, kind, linkname, devmajor,
+                               devminor, pax))
+
+    def _in_order(self, name):
+        key = tuple(name.split("/"))
+        if key <= self._last:
+            self.canonical = False
+        self._last = key
 
     def data(self, chunk):
         self.out.write(chunk)
+
+    def file(self, name, mode, uid, gid, mtime, data, pax=None):
+        """A small regular file's whole entry in one write (a layer of them has many)."""
+        self._in_order(name)
+        self.out.write(_header(name, mode, uid, gid, len(data), mtime, tarfile.REGTYPE, pax=pax)
+                       + data + _ZEROS[:-len(data) % 512])
 
     def pad(self, size):
         if size % 512:
@@ -76,11 +143,12 @@ class TarStream:
         """End the archive: (digest, size)."""
         self.out.write(b"\0" * 1024)
         self.out.write(b"\0" * (-self.out.size % tarfile.RECORDSIZE))
-        self.raw.close()
+        self.abandon()
         return "sha256:" + self.out.hash.hexdigest(), self.out.size
 
     def abandon(self):
-        self.raw.close()
+        if self.raw is not None:
+            self.raw.close()
 
 
 def _octal(n, width):
@@ -101,11 +169,17 @@ def _header(name, mode, uid, gid, size, mtime, kind, linkname="", devmajor=0, de
         info.devmajor, info.devminor = devmajor, devminor
         info.pax_headers = pax or {}
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    h = b"".join((bname.ljust(100, b"\0"), _octal(mode & 0o7777, 8), _octal(uid, 8), _octal(gid, 8),
-                  _octal(size, 12), _octal(mtime, 12), b" " * 8, kind, blink.ljust(100, b"\0"),
-                  b"ustar\x0000", b"\0" * 64, _octal(devmajor, 8), _octal(devminor, 8),
-                  b"\0" * 167))
-    return h[:148] + b"%06o\0 " % sum(h) + h[156:]
+    fields = b"".join((_octal(mode & 0o7777, 8), _octal(uid, 8), _octal(gid, 8),
+                       _octal(size, 12), _octal(mtime, 12)))
+    dev = _octal(devmajor, 8) + _octal(devminor, 8)
+    # the checksum of the parts, not of the 512 bytes (the rest is constant)
+    check = _CHECK_BASE + sum(bname) + sum(fields) + kind[0] + sum(blink) + sum(dev)
+    return b"".join((bname.ljust(100, b"\0"), fields, b"%06o\0 " % check, kind,
+                     blink.ljust(100, b"\0"), b"ustar\x0000", _ZEROS[:64], dev, _ZEROS[:167]))
+
+
+_CHECK_BASE = 8 * ord(" ") + sum(b"ustar\x0000")  # the checksum field counts as spaces
+_ZEROS = bytes(511)
 
 
 class _Walk:
@@ -136,9 +210,7 @@ class _Walk:
         if rel in self.exclude:
             return
         mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
-        xattrs = self.xattrs(path)
-        pax = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
-               for k, v in xattrs.items()} if xattrs else None
+        pax = pax_of(self.xattrs(path))
         head = (perm, st.st_uid, st.st_gid)
         mtime = int(st.st_mtime)
         if stat.S_ISDIR(mode):
@@ -185,6 +257,8 @@ class _Walk:
         (all but opaque, which the caller reads)."""
         if not self.read_xattrs:
             return {}
+        if self.read_xattrs == "copy":
+            return copied_xattrs(path)
         try:
             names = os.listxattr(path, follow_symlinks=False)
         except OSError:

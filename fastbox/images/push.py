@@ -63,7 +63,7 @@ class _Push:
                 self.progress.update(digest, f"Mounted from {source}")
                 return
         self.progress.update(digest, "Pushing")
-        path = self.store.blob_path(digest)
+        path = self.store.ensure_blob(digest)  # a built layer's tar is written now, once
         try:
             f = open(path, "rb")
         except FileNotFoundError:

@@ -1,18 +1,17 @@
-"""The local OCI image store, under config.images_dir().
+"""The local OCI image store, under config.images_dir(): images and their tags.
 
     oci-layout, index.json   an OCI image layout; index.json is the tag index (annotation
                              org.opencontainers.image.ref.name = normalized reference; an entry
                              without one is a dangling image, listed as <none>)
-    blobs/sha256/<hex>       verified content: manifests, configs, layer tarballs as given
-    layers/<diffid-hex>/     each layer unpacked once, shared read-only by every container
     resolved/<manifest-hex>  marshal of what `run` needs from a manifest and its config
     refs/<quoted ref>        the manifest digest a tag names, for the run path
-    ingest/                  pulls and loads in progress, owned through flocks (see ingest.py);
-                             commit_image() moves their verified results in under the lock
-    lock                     flock'ed by every writer; readers need none, every write is a rename
-
-Temporaries are ".tmp-*" names next to their destination and are made only under the lock, so
-any that a writer finds belong to a writer that died; it removes them.
+    blobs/, layers/, layer-tars/
+                             the content (content.py: ContentStore)
+    ingest/                  pulls, loads and builds in progress, owned through flocks (see
+                             ingest.py); commit_image() moves their verified results in under
+                             the lock
+    lock                     the writer lock; the sweep of dead writers' temporaries and the
+                             collection of unused content (collect.py: Collector)
 
 The run path reads refs/ and resolved/ through lookup.py alone (a tag resolves with a
 hand-written normalize, two small reads and marshal.loads, then one stat per later run in
@@ -25,9 +24,8 @@ import marshal
 import os
 
 from fastbox import config
-from fastbox.errors import DigestMismatch, ImageError, ImageNotFound, SpecError
+from fastbox.errors import ImageError, ImageNotFound, SpecError
 from fastbox.images.lookup import CACHE_VERSION as _CACHE_VERSION
-from fastbox.images.lookup import HEX as _HEX
 from fastbox.images.lookup import find, image_of
 from fastbox.images.lookup import is_full_id as _is_full_id
 from fastbox.images.lookup import quote as _quote
@@ -36,6 +34,8 @@ from fastbox.images.lookup import read_file as _read_file
 from fastbox.images.lookup import read_info
 from fastbox.images import files as fileops
 from fastbox.images import index as index_doc
+from fastbox.images.collect import Collector, WriterLock
+from fastbox.images.content import ContentStore
 from fastbox.images.reference import Reference, normalize, parse
 
 DEFAULT_REF = "docker.io/library/busybox:latest"
@@ -49,7 +49,7 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm"
          "i686": "386", "i386": "386"}
 
 
-class ImageStore:
+class ImageStore(ContentStore, Collector):
     """Not thread-safe: use one per thread. Processes coordinate through the lock file."""
 
     def __init__(self, root=None):
@@ -58,9 +58,10 @@ class ImageStore:
         self._layers = os.path.join(self.root, "layers", "")
         self._resolved = os.path.join(self.root, "resolved", "")
         self._refs = os.path.join(self.root, "refs", "")
+        self._tars = os.path.join(self.root, "layer-tars", "")
         self.ingest_dir = os.path.join(self.root, "ingest")
         self.build_cache_dir = os.path.join(self.root, "buildcache", "")
-        self._lock = _WriterLock(os.path.join(self.root, "lock"), self._sweep)
+        self._lock = WriterLock(os.path.join(self.root, "lock"), self._sweep)
 
     # The run path: no json, no hashing.
 
@@ -274,24 +275,6 @@ class ImageStore:
         index["manifests"] = kept
         self._write_index(index)
 
-    def users(self):
-        """{image id: [container ids]} from the records of kept containers
-        ($FASTBOX_ROOT/containers/<id>/state.json, "image_id"): their layers must stay."""
-        import json
-        found = {}
-        containers = config.containers_dir()
-        for cid in fileops.listdir(containers):
-            if len(cid) != 64 or not _HEX.issuperset(cid):
-                continue
-            try:
-                record = json.loads(_read_file(os.path.join(containers, cid, "state.json")))
-            except (OSError, ValueError):
-                continue
-            image_id = record.get("image_id") if isinstance(record, dict) else None
-            if isinstance(image_id, str):
-                found.setdefault(image_id, []).append(cid)
-        return found
-
     def prune(self, all=False):
         """`image prune`: delete the dangling images (with `all`, every image) that no kept
         container uses, then every blob, layer, record and abandoned download that nothing
@@ -314,31 +297,6 @@ class ImageStore:
                 if name not in names:
                     fileops.unlink(self._refs + name)
             return lines, freed + ingest.sweep(self.ingest_dir, partial_blobs=True)
-
-    # Pull, load, push and save: the content-addressed parts of the store.
-
-    def blob_path(self, digest):
-        return self._blobs + index_doc.hex_of(digest)
-
-    def has_blob(self, digest):
-        return os.path.isfile(self._blobs + index_doc.hex_of(digest))
-
-    def has_layer(self, diff_id):
-        return os.path.isdir(self._layers + index_doc.hex_of(diff_id))
-
-    def layer_path(self, diff_id):
-        return self._layers + index_doc.hex_of(diff_id)
-
-    def read_blob(self, digest):
-        """A small blob's bytes (a manifest, a config), checked against its digest."""
-        import hashlib
-        try:
-            data = _read_file(self._blobs + index_doc.hex_of(digest))
-        except FileNotFoundError:
-            raise ImageError(f"blob {digest} is missing from the store") from None
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise DigestMismatch(f"blob {digest} is corrupt")
-        return data
 
     def entries(self):
         """index.json's entries: (normalized name or None, manifest descriptor)."""
@@ -371,13 +329,15 @@ class ImageStore:
                 "size": self._info_of(image.manifest_digest)["size"]}
 
     def commit_image(self, name, manifest_data, media_type, config_data, files=None, dirs=None,
-                     annotations=None):
+                     annotations=None, made=None):
         """Make a fetched image part of the store in one hold of the lock: move in its verified
         blobs (`files`: digest -> path under ingest/) and unpacked layers (`dirs`: diff_id ->
-        dir under ingest/), unpack any other missing layer from its blob, store the manifest
-        and config, and write the run-path record, index.json and refs last. `name` None
-        leaves the image dangling. MissingContent if a blob the caller found in the store has
-        been removed since (a concurrent rmi): the caller fetches it and commits again."""
+        dir under ingest/), and the layers made here without a tar (`made`: diff_id ->
+        (dir under ingest/, tar size, xattrs), as add_layer takes them), unpack any other
+        missing layer from its blob, store the manifest and config, and write the run-path
+        record, index.json and refs last. `name` None leaves the image dangling.
+        MissingContent if a blob the caller found in the store has been removed since (a
+        concurrent rmi): the caller fetches it and commits again."""
         import io
         import json
         manifest, cfg = json.loads(manifest_data), json.loads(config_data)
@@ -385,8 +345,13 @@ class ImageStore:
         with self._lock:
             os.makedirs(self._blobs, 0o700, exist_ok=True)
             os.makedirs(self._layers, 0o700, exist_ok=True)
+            for diff_id, (layer_dir, size, xattrs) in (made or {}).items():
+                self.add_layer(layer_dir, diff_id, size, xattrs)
             for layer in manifest["layers"]:
                 final = self._blobs + index_doc.hex_of(layer["digest"])
+                if not os.path.isfile(final) and layer["digest"] not in files and \
+                        self._tar_spec(index_doc.hex_of(layer["digest"])) is not None:
+                    continue  # a layer of ours, its tar made when needed
                 if not os.path.isfile(final):
                     if layer["digest"] not in files:
                         raise MissingContent(f"blob {layer['digest']} is no longer in the store")
@@ -441,47 +406,6 @@ class ImageStore:
         self._set_tag(name, desc, info)
         return image_of(self.root, info, name, desc["digest"])
 
-    def _put_blob(self, src, digest=None, size=None):
-        """Copy a binary stream into blobs/ and return (digest, size), verifying them first when
-        given: nothing unverified ever gets a content-addressed name."""
-        os.makedirs(self._blobs, 0o700, exist_ok=True)
-        tmp = fileops.tmp_name(self._blobs)
-        try:
-            got, total, _ = fileops.write_hashed(src, tmp)
-            if (digest is not None and got != digest) or (size is not None and total != size):
-                raise DigestMismatch(f"blob mismatch: expected {digest} ({size} bytes), "
-                                     f"got {got} ({total} bytes)")
-            os.replace(tmp, self._blobs + got[7:])
-        except BaseException:
-            fileops.unlink(tmp)
-            raise
-        return got, total
-
-    def _put_json(self, obj, media_type):
-        import io
-        import json
-        data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-        digest, size = self._put_blob(io.BytesIO(data))
-        return {"mediaType": media_type, "digest": digest, "size": size}
-
-    def _read_json(self, digest):
-        import json
-        return json.loads(self.read_blob(digest))
-
-    def _ensure_layer(self, blob_digest, diff_id):
-        """Unpack a layer blob once: into a .tmp- dir, then rename()d to layers/<diffid-hex>."""
-        final = self._layers + index_doc.hex_of(diff_id)
-        if os.path.isdir(final):
-            return
-        from fastbox.images.unpack import unpack_layer
-        os.makedirs(self._layers, 0o700, exist_ok=True)  # its setuid files: root's alone
-        tmp = fileops.tmp_name(self._layers)
-        try:
-            unpack_layer(self._blobs + index_doc.hex_of(blob_digest), tmp, diff_id)
-        except FileNotFoundError:
-            raise ImageError(f"layer blob {blob_digest} is missing from the store") from None
-        os.rename(tmp, final)
-
     def _set_tag(self, name, desc, info=None, annotations=None):
         """Point tag `name` at manifest `desc`. An image losing its last tag stays, dangling."""
         index = self._read_index() or index_doc.new_index()
@@ -501,91 +425,6 @@ class ImageStore:
         elif read_info(self.root, desc["digest"]) is None:
             self._rebuild(desc["digest"])
         self._write_ref(name, desc["digest"])
-
-    def _collect(self, kept):
-        """Delete blobs, layers and records that no index entry uses any more; return the
-        bytes freed."""
-        import shutil
-        manifests, freed = set(), 0
-        blobs, layers = self._build_cache_refs()  # fastbox build's cached steps keep theirs
-        for entry in kept:
-            manifest = self._read_json(entry["digest"])
-            cfg_digest = manifest["config"]["digest"]
-            manifests.add(index_doc.hex_of(entry["digest"]))
-            blobs.update(index_doc.hex_of(d) for d in [entry["digest"], cfg_digest]
-                         + [layer["digest"] for layer in manifest["layers"]])
-            layers.update(index_doc.hex_of(d) for d in self._read_json(cfg_digest)["rootfs"]["diff_ids"])
-        for name in fileops.listdir(self._blobs):
-            if name not in blobs:
-                freed += fileops.disk_usage(self._blobs + name)
-                fileops.unlink(self._blobs + name)
-        for name in fileops.listdir(self._resolved):
-            if name not in manifests:
-                fileops.unlink(self._resolved + name)
-        for name in fileops.listdir(self._layers):
-            if name not in layers and not name.startswith(".tmp-"):
-                doomed = fileops.tmp_name(self._layers)
-                os.rename(self._layers + name, doomed)  # never a half-deleted layer under its name
-                freed += fileops.disk_usage(doomed)
-                shutil.rmtree(doomed)
-        return freed
-
-    def locked(self):
-        """The writer lock, for a caller that moves content in with add_layer()."""
-        return self._lock
-
-    def add_layer(self, blob_path, digest, layer_dir, diff_id):
-        """Move a verified layer blob and its unpacked directory (both made by the caller
-        under ingest/, on this filesystem) into the store; the caller holds locked() and
-        references them (a build cache record) before releasing it, or the next collection
-        removes them."""
-        os.makedirs(self._blobs, 0o700, exist_ok=True)
-        os.makedirs(self._layers, 0o700, exist_ok=True)
-        final_blob, final_dir = self._blobs + index_doc.hex_of(digest), self._layers + index_doc.hex_of(diff_id)
-        if os.path.isfile(final_blob):
-            fileops.unlink(blob_path)
-        else:
-            os.rename(blob_path, final_blob)
-        if not os.path.isdir(final_dir):
-            os.rename(layer_dir, final_dir)
-
-    def collect(self):
-        """Delete what no image and no build cache record uses; returns the bytes freed."""
-        with self._lock:
-            index = self._read_index() or index_doc.new_index()
-            return self._collect(index["manifests"])
-
-    def _build_cache_refs(self):
-        """(blob hexes, layer hexes) the build cache's records name (fastbox/build/cache.py:
-        JSON with "blobs" and "layers" lists of digests)."""
-        import json
-        blobs, layers = set(), set()
-        for name in fileops.listdir(self.build_cache_dir):
-            if name.startswith(".tmp-"):
-                continue
-            try:
-                record = json.loads(_read_file(self.build_cache_dir + name))
-                blobs.update(index_doc.hex_of(d) for d in record.get("blobs", ()))
-                layers.update(index_doc.hex_of(d) for d in record.get("layers", ()))
-            except (OSError, ValueError, AttributeError, TypeError):
-                continue
-        return blobs, layers
-
-    def _sweep(self):
-        """Remove temporaries of writers that died (called with the lock just taken)."""
-        import shutil
-        if os.path.isdir(self.ingest_dir):
-            from fastbox.images import ingest
-            ingest.sweep(self.ingest_dir)
-        for parent in (os.path.join(self.root, ""), self._blobs, self._layers, self._resolved,
-                       self._refs, self.build_cache_dir):
-            for name in fileops.listdir(parent):
-                if name.startswith(".tmp-"):
-                    path = parent + name
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        fileops.unlink(path)
 
     def _read_index(self):
         try:
@@ -620,36 +459,6 @@ class ImageStore:
 
 class MissingContent(ImageError):
     """Content a commit counted on was removed meanwhile (by a concurrent rmi or prune)."""
-
-
-class _WriterLock:
-    """An exclusive flock on the store's lock file, re-entrant within one ImageStore."""
-
-    def __init__(self, path, on_acquire):
-        self.path, self.on_acquire = path, on_acquire
-        self.fd, self.depth = -1, 0
-
-    def __enter__(self):
-        if self.depth == 0:
-            import fcntl
-            # 0700: layers hold the images' setuid binaries, which host users must not reach.
-            os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                self.on_acquire()
-            except BaseException:
-                os.close(fd)
-                raise
-            self.fd = fd
-        self.depth += 1
-        return self
-
-    def __exit__(self, *exc):
-        self.depth -= 1
-        if self.depth == 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def _info(manifest, cfg):

@@ -242,7 +242,7 @@ def release(cid, locked=False, unplug=True, ep=None):
             with ipam.Locked(net):
                 _free(net, ep)
     if not extra:
-        files.remove(cid, names=bool(ep.names))
+        files.remove(cid)
     try:
         os.unlink(_path(cid))
     except FileNotFoundError:

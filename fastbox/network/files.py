@@ -189,11 +189,10 @@ def drop_own(cid, ip):
     _put(base, "".join(l for l in lines if l.split("\t", 1)[0] != ip))
 
 
-def remove(cid, names=True):
-    """names=False: the container was on a network without names (no hosts.base)."""
+def remove(cid):
+    # hosts.base too even for a default-bridge container: `network connect` may have made one
     d = files_dir(cid)
-    for n in ("hosts", "hosts.base", "resolv.conf", "hostname") if names else (
-            "hosts", "resolv.conf", "hostname"):
+    for n in ("hosts", "hosts.base", "resolv.conf", "hostname"):
         try:
             os.unlink(os.path.join(d, n))
         except FileNotFoundError:

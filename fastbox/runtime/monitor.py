@@ -5,7 +5,7 @@ killer struck), removes its cgroups."""
 import os
 
 from fastbox import _core
-from fastbox.runtime import cgroup, container
+from fastbox.runtime import cgroup, container, spare
 from fastbox.runtime.stdio import devnull
 
 MONITOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -25,8 +25,12 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
     ours, stdio, keep, mon_io = _pipes(tty, interactive)
     keep = keep + [fd for fd in keep_fds if fd >= 0]
     console = None
+    # a namespace (with its veth, for a bridge) made ahead of time, as a foreground
+    # start takes: the engine keeps one ready
+    sp = spare.netns(spec)
     try:
-        plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty)
+        plan, cg, _, argv = container.prepare(cid, spec, image, stdio, tty,
+                                              netns_fd=None if sp is None else sp.fd, spare=sp)
         if tty:
             console = container.Console(plan, tty)
         monitor_argv = [MONITOR, "--log", store.log_path(cid), "--exit", store.exit_path(cid),
@@ -70,6 +74,9 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
         if console:
             console.sent()
             console.ours.close()
+        if sp is not None:  # the container holds it now, or it dies unused
+            sp.close()
+    spare.started(spec)
     return pid, monitor_pid, times, cg.dirs
 
 
@@ -95,7 +102,7 @@ def _removal(cid, spec, store):
     """--rm: the monitor deletes the record, its files and the name at exit (the log's
     rotated files too: it knows how many there are)."""
     files = ["state.json", "state.json.tmp", "container.log", "exit.json.tmp", "started.json",
-             "started.json.tmp", "networks"]
+             "started.json.tmp", "started.json.new", "networks"]
     args = ["--lock", os.path.join(store.container_dir(cid), "lock"), "--names", store.names,
             "--id", cid]
     for name in files:

@@ -17,6 +17,16 @@ def log_path():
 def append(action, record, when_ns=None, **attributes):
     """Record action (create, start, die, stop, kill, destroy, pause, ...) for the
     container record; never fails the operation that reports it."""
+    append_many([(action, record, when_ns, attributes)])
+
+
+def append_many(events):
+    """Several events, (action, record, when_ns, attributes) each, in one write (a
+    foreground container's create and start, then its die and destroy)."""
+    _write(b"".join(_line(*e) for e in events))
+
+
+def _line(action, record, when_ns, attributes):
     when_ns = when_ns or time.time_ns()
     spec = record.get("spec") or {}
     attrs = {**(spec.get("labels") or {}), "image": record.get("image", ""),
@@ -26,7 +36,10 @@ def append(action, record, when_ns=None, **attributes):
              "Type": "container", "Action": action,
              "Actor": {"ID": record["id"], "Attributes": attrs}, "scope": "local",
              "time": when_ns // 10 ** 9, "timeNano": when_ns}
-    line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+
+def _write(line):
     try:
         if os.stat(log_path()).st_size > MAX_BYTES:  # bounded: the older history goes
             os.replace(log_path(), log_path() + ".1")

@@ -81,7 +81,7 @@ def layer_members(ref):
     d = store.describe(ref)
     out = []
     for layer in d["manifest"]["layers"]:
-        with tarfile.open(store.blob_path(layer["digest"])) as t:
+        with tarfile.open(store.ensure_blob(layer["digest"])) as t:
             out.append(t.getnames())
     return out
 
@@ -226,7 +226,7 @@ def test_deleted_files_and_opaque_dirs_become_oci_whiteouts(tmp_path):
     from fastbox.images.store import ImageStore
     store = ImageStore()
     for layer in image_config("fbtest/whiteouts")["manifest"]["layers"]:
-        with tarfile.open(store.blob_path(layer["digest"])) as t:
+        with tarfile.open(store.ensure_blob(layer["digest"])) as t:
             for m in t:
                 assert not any("overlay" in k for k in m.pax_headers), m.name
 
@@ -679,8 +679,127 @@ EOF
     d = store.describe("fbtest/layers")
     for i, (layer, diff_id) in enumerate(zip(d["manifest"]["layers"], d["config"]["rootfs"]["diff_ids"])):
         out = tmp_path / f"unpacked{i}"
-        unpack_layer(store.blob_path(layer["digest"]), str(out), diff_id)
+        unpack_layer(store.ensure_blob(layer["digest"]), str(out), diff_id)
         assert _tree(out) == _tree(store.layer_path(diff_id)), f"layer {i}"
+
+
+def test_a_built_layer_is_its_directory_until_a_save_needs_its_tar(tmp_path, own_store):
+    """A step's layer is kept once, as its directory (what a COPY costs is one copy): the
+    blob is written the first time something needs it, byte for byte what the digest says,
+    also where one COPY's sources overlap (its files made out of the tar's order)."""
+    import hashlib
+    from fastbox.images.store import ImageStore
+    ctx = context(tmp_path, "FROM busybox\nCOPY big /big\nCOPY one/ two/ /dst/\n"
+                            "RUN echo r > /r\n",
+                  {"big": os.urandom(6 << 20), "one/x": "1", "one/y/a": "a", "two/x": "2",
+                   "two/y/b": "b", "two/0": "0"})
+    build(ctx, "-t", "fbtest/lazy")
+    store = ImageStore()
+    d = store.describe("fbtest/lazy")
+    built = list(zip(d["manifest"]["layers"], d["config"]["rootfs"]["diff_ids"]))[-3:]
+    for layer, diff_id in built:
+        assert layer["digest"] == diff_id and store.has_layer(diff_id)
+        assert not os.path.exists(store.blob_path(diff_id))  # no tar written by the build
+        assert store.has_blob(diff_id) and store.blob_size(diff_id) == layer["size"]
+    assert cli("save", "-o", tmp_path / "out.tar", "fbtest/lazy").returncode == 0
+    for layer, diff_id in built:
+        with open(store.blob_path(diff_id), "rb") as f:
+            data = f.read()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id
+        assert len(data) == layer["size"]
+    assert run("fbtest/lazy", "cat", "/dst/x", "/dst/y/a", "/dst/y/b", "/r")[1] == "2abr\n"
+
+
+@pytest.mark.parametrize("written", [0, 8 << 20])
+def test_a_save_killed_while_it_writes_a_layer_tar_leaves_no_half_blob(tmp_path, own_store, written):
+    """SIGKILL while a built layer's tar is being written (at its start, and halfway): no
+    blob under its digest, nothing left once a writer has swept, and the next save
+    writes it whole."""
+    import hashlib
+    from fastbox.images.store import ImageStore
+    ctx = context(tmp_path, "FROM busybox\nCOPY big /big\n", {"big": os.urandom(48 << 20)})
+    build(ctx, "-t", "fbtest/lazykill")
+    store = ImageStore()
+    digest = store.describe("fbtest/lazykill")["manifest"]["layers"][-1]["digest"]
+    blob, ingest = store.blob_path(digest), own_store / "ingest"
+    p = subprocess.Popen([FASTBOX, "save", "-o", str(tmp_path / "out.tar"), "fbtest/lazykill"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while max(_session_bytes(ingest), _size(blob)) <= written:
+        assert p.poll() is None and time.monotonic() < deadline, "the tar was never begun"
+    p.kill()
+    p.wait()
+    assert not os.path.exists(blob)
+    assert cli("tag", "fbtest/lazykill", "fbtest/lazykill:2").returncode == 0  # a writer sweeps
+    assert os.listdir(ingest) == []
+    assert _store_consistent(own_store) == []
+    assert cli("save", "-o", tmp_path / "out.tar", "fbtest/lazykill").returncode == 0
+    h = hashlib.sha256()
+    with open(blob, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    assert "sha256:" + h.hexdigest() == digest
+
+
+def test_copy_keeps_user_xattrs_and_capabilities_but_never_overlays(tmp_path, own_store):
+    """As cp -a keeps xattrs, COPY keeps user.* and file capabilities (in the layer and
+    its tar); overlay's own (trusted.overlay.opaque, .redirect) planted on context files
+    never reach a layer, where overlay would act on them."""
+    import struct
+    from fastbox.images.store import ImageStore
+    ctx = context(tmp_path, "FROM busybox\nCOPY data/ /data/\nCOPY etc/ /etc/\n",
+                  {"data/f": "f", "data/ping": "p", "data/d/g": "g", "etc/extra": "x"})
+    os.setxattr(ctx / "data/f", "user.fastbox", b"one")
+    os.setxattr(ctx / "data/d", "user.dir", b"two")
+    cap = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)  # v2, effective, CAP_NET_RAW
+    os.setxattr(ctx / "data/ping", "security.capability", cap)
+    os.setxattr(ctx / "etc", "trusted.overlay.opaque", b"y")
+    os.setxattr(ctx / "data/d", "trusted.overlay.opaque", b"y")
+    os.setxattr(ctx / "data/f", "trusted.overlay.redirect", b"/etc/shadow")
+    build(ctx, "-t", "fbtest/xattrs")
+    store = ImageStore()
+    d = store.describe("fbtest/xattrs")
+    data_layer = store.layer_path(d["config"]["rootfs"]["diff_ids"][-2])
+    assert os.getxattr(f"{data_layer}/data/f", "user.fastbox") == b"one"
+    assert os.getxattr(f"{data_layer}/data/d", "user.dir") == b"two"
+    assert os.getxattr(f"{data_layer}/data/ping", "security.capability") == cap
+    for path in ("data/f", "data/d", "data/ping"):
+        assert not any(n.startswith("trusted.") for n in os.listxattr(f"{data_layer}/{path}"))
+    etc_layer = store.layer_path(d["config"]["rootfs"]["diff_ids"][-1])
+    assert not any(n.startswith("trusted.") for n in os.listxattr(f"{etc_layer}/etc"))
+    assert run("fbtest/xattrs", "cat", "/etc/extra", "/etc/passwd")[1].startswith("xroot:")
+    with tarfile.open(store.ensure_blob(d["manifest"]["layers"][-2]["digest"])) as t:
+        pax = {m.name: m.pax_headers for m in t}
+    assert pax["data/f"]["SCHILY.xattr.user.fastbox"] == "one"
+    assert pax["data/d"]["SCHILY.xattr.user.dir"] == "two"
+    assert "SCHILY.xattr.security.capability" in pax["data/ping"]
+    assert not [k for h in pax.values() for k in h if k.startswith("SCHILY.xattr.trusted.")]
+    # an xattr is part of the COPY's key: changing only it re-runs the step
+    assert list(steps(build(ctx, "-t", "fbtest/xattrs").stdout).values()) == ["CACHED"] * 2
+    os.setxattr(ctx / "data/f", "user.fastbox", b"two")
+    assert list(steps(build(ctx, "-t", "fbtest/xattrs").stdout).values()) == ["DONE", "DONE"]
+    data_layer = store.layer_path(store.describe("fbtest/xattrs")["config"]["rootfs"]["diff_ids"][-2])
+    assert os.getxattr(f"{data_layer}/data/f", "user.fastbox") == b"two"
+
+
+def _size(path):
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
+
+
+def _session_bytes(ingest):
+    """The size of the largest file of an ingest session (<id>.<n>), -1 if none."""
+    sizes = [-1]
+    for name in os.listdir(ingest) if ingest.exists() else ():
+        if name.rpartition(".")[2].isdigit():
+            try:
+                sizes.append((ingest / name).stat().st_size)
+            except FileNotFoundError:
+                pass
+    return max(sizes)
 
 
 def test_run_network_is_runs_default_unless_given(tmp_path):

@@ -3,6 +3,8 @@ overlay's whiteouts in the layer format (a deleted file -> .wh.NAME, a directory
 anew -> .wh..wh..opq, no overlay xattrs, whiteouts before their siblings), the -c
 changes in its config and -m in its history."""
 import json
+import os
+import stat
 import tarfile
 
 import pytest
@@ -14,7 +16,7 @@ from test_lifecycle import ok  # noqa: F401
 @pytest.fixture
 def changed(busybox):
     script = ("echo new > /new; rm /bin/vi; rm -rf /etc; mkdir /etc; echo x > /etc/only; "
-              "ln -s /new /link; touch /go; sleep 1000")
+              "ln -s /new /link; ln /new /hard; touch /go; sleep 1000")
     ref = ok(cli("run", "-d", "--network", "none", "busybox", "sh", "-c", script)).stdout.strip()  # no /etc binds: rm -rf /etc works
     ok(cli("exec", ref, "sh", "-c", "while [ ! -e /go ]; do sleep 0.02; done"))
     made = []
@@ -30,7 +32,7 @@ def top_layer(ref):
     image = store.resolve(ref)
     manifest = json.loads(store.read_blob(image.manifest_digest))
     config = json.loads(store.read_blob(manifest["config"]["digest"]))
-    return store.blob_path(manifest["layers"][-1]["digest"]), config
+    return store.ensure_blob(manifest["layers"][-1]["digest"]), config
 
 
 def test_commit_makes_an_image_of_the_changes(changed):
@@ -45,6 +47,19 @@ def test_commit_makes_an_image_of_the_changes(changed):
     network_files = {"hostname", "hosts", "resolv.conf"}  # bound there by the container's network
     assert [x for x in out.splitlines() if x not in network_files] == \
         ["ls: /bin/vi: No such file or directory", "only", "/new", "hi"]
+    # the layer is its directory, copied once from the upper (hardlinks kept); its tar is
+    # written when something needs it
+    from fastbox.images.store import ImageStore
+    store = ImageStore()
+    image = store.resolve("committed:v1")
+    diff_id = json.loads(store.read_blob(json.loads(store.read_blob(
+        image.manifest_digest))["config"]["digest"]))["rootfs"]["diff_ids"][-1]
+    assert not os.path.exists(store.blob_path(diff_id))
+    layer = store.layer_path(diff_id)
+    assert os.stat(f"{layer}/hard").st_ino == os.stat(f"{layer}/new").st_ino
+    assert stat.S_ISCHR(os.lstat(f"{layer}/bin/vi").st_mode)  # overlay's whiteout
+    assert os.getxattr(f"{layer}/etc", "trusted.overlay.opaque") == b"y"
+    assert not [n for n in os.listxattr(f"{layer}/etc") if n != "trusted.overlay.opaque"]
     path, config = top_layer("committed:v1")
     assert config["history"][-1]["comment"] == "my change" and config["author"] == "me"
     assert config["config"]["Cmd"] == ["cat", "/new"]
@@ -60,6 +75,8 @@ def test_commit_makes_an_image_of_the_changes(changed):
     assert not any("overlay" in k for m in members for k in m.pax_headers), "an overlay xattr"
     link = next(m for m in members if m.name == "link")
     assert link.issym() and link.linkname == "/new"
+    hard = next(m for m in members if m.name == "new")
+    assert hard.islnk() and hard.linkname == "hard"
     # the container runs on after the commit (paused only meanwhile)
     assert json.loads(ok(cli("inspect", changed)).stdout)[0]["State"]["Status"] == "running"
 

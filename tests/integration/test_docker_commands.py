@@ -244,6 +244,26 @@ def test_events_log_the_lifecycle(busybox):
     assert r.returncode != 0 and "invalid filter" in one_line_error(r)
 
 
+def test_events_of_foreground_containers(busybox):
+    """A foreground --rm container shows as Docker's do: create, start, die (its exit
+    code), destroy; a kept one create, start, die."""
+    r = cli("run", "--rm", "--name", "fg-rm", "--label", "team=z", "busybox", "sh", "-c",
+            "exit 5")
+    assert r.returncode == 5, r.stderr
+    lines = ok(cli("events", "--since", "10m", "--until", "0s", "-f",
+                   "container=fg-rm")).stdout.splitlines()
+    assert [line.split()[2] for line in lines] == ["create", "start", "die", "destroy"], lines
+    assert len({line.split()[3] for line in lines}) == 1
+    die = [line for line in lines if " die " in line][0]
+    assert die.endswith("(exitCode=5, image=busybox, name=fg-rm, team=z)"), die
+    r = cli("run", "--name", "fg-kept", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert _events("-f", "container=fg-kept") == ["create", "start", "die"]
+    finally:
+        ok(cli("rm", "fg-kept"))
+
+
 def test_events_follow_until_interrupted(busybox):
     import signal
     import subprocess

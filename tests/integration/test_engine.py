@@ -9,6 +9,7 @@ fails loudly; `watched` is a copy beside a `fastbox-py` that notes each fallback
 file before it execs the real Python CLI.
 """
 import array
+import json
 import contextlib
 import os
 import re
@@ -955,3 +956,74 @@ def test_a_raw_request_is_served_like_the_clients(engine, tmp_path):
     finally:
         for fd in (in_w, out_r, err_r):
             os.close(fd)
+
+
+def test_detached_answer_comes_with_a_record_that_says_running(engine, served):
+    """The engine answers `run -d` once the program runs and the record says so (before
+    it has finished its own bookkeeping): `inspect`, `ps` and `stop` right after the id
+    is printed see a running container, and the record is completed afterwards (its
+    owner the monitor, its start time the one `ps` showed)."""
+    for _ in range(5):
+        r = run_cli("run", "-d", PROBE, "sleep", "300", binary=served)
+        assert r.returncode == 0, r.stderr
+        ref = r.stdout.strip()
+        try:
+            (info,) = json.loads(run_cli("inspect", ref, binary=served).stdout)
+            assert info["State"]["Status"] == "running" and info["State"]["Pid"] > 0, info
+            assert info["MonitorPid"] and info["State"]["StartedAt"].endswith("Z")
+            assert alive(info["State"]["Pid"]) and alive(info["MonitorPid"])
+            assert ref[:12] in run_cli("ps", "-q", binary=served).stdout.split()
+            r = run_cli("stop", "-t", "0", ref, binary=served)
+            assert r.returncode == 0, r.stderr
+            (after,) = json.loads(run_cli("inspect", ref, binary=served).stdout)
+            assert after["State"]["Status"] == "exited", after["State"]
+            # the engine's late update never turns an exited record back to running
+            rec = eventually(lambda: (lambda d: d if d.get("owner", "").startswith(f"{info['MonitorPid']}-")
+                                      else None)(_record(engine, ref)), what="owner = monitor")
+            assert rec["status"] == "exited" and rec["started_at"] == info["State"]["StartedAt"]
+        finally:
+            run_cli("rm", "-f", ref, binary=served)
+
+
+def _record(engine, ref):
+    from fastbox import config
+    with open(os.path.join(config.containers_dir(), ref, "state.json")) as f:
+        return json.load(f)
+
+
+def test_detached_monitor_holds_nothing_of_the_engine_or_the_client(engine, served):
+    """The monitor of a served `run -d` starts in a process that shares the engine's
+    memory until it execs: once it runs, it is the small static monitor (its own
+    memory), in a session of its own, no child of the engine, and holds none of the
+    engine's fds (its socket, listener, spare namespaces) nor the client's stdio."""
+    r = subprocess.run([served, "run", "-d", PROBE, "sleep", "300"], capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    assert r.returncode == 0, r.stderr
+    ref = r.stdout.strip()
+    try:
+        (info,) = json.loads(run_cli("inspect", ref).stdout)
+        mon = info["MonitorPid"]
+        assert os.readlink(f"/proc/{mon}/exe").endswith("/fastbox-monitor")
+        assert int(status_field(mon, "VmRSS").split()[0]) < 4096
+        assert engine.pid not in ancestors(mon)
+        assert os.getsid(mon) not in (os.getsid(engine.pid), os.getsid(0))
+
+        def inodes(pid):
+            out = {}
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    st = os.stat(f"/proc/{pid}/fd/{fd}")
+                except FileNotFoundError:
+                    continue
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if not link.startswith("anon_inode:"):  # (one inode for all of a kind)
+                    out[(st.st_dev, st.st_ino)] = link
+            return out
+        null = os.stat("/dev/null")
+        shared = {k: v for k, v in inodes(mon).items() if k in inodes(engine.pid)
+                  and k != (null.st_dev, null.st_ino)}
+        assert shared == {}, shared
+        mine = set(inodes(os.getpid()))
+        assert not mine & set(inodes(mon)) - {(null.st_dev, null.st_ino)}
+    finally:
+        run_cli("rm", "-f", ref)

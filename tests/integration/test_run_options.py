@@ -225,6 +225,35 @@ def test_restart_after_the_monitor_is_sigkilled(busybox, cleanup):
         pass
 
 
+def test_restarting_while_the_back_off_runs(busybox, cleanup):
+    """Docker's wording while the monitor waits out the back-off: `ps` (without -a too)
+    shows "Restarting (CODE) N seconds ago", inspect State.Restarting and Status
+    "restarting" (Running too, as Docker says); once it is stopped, neither."""
+    import re
+    ref = run_d(cleanup, "--restart", "always", "busybox", "sh", "-c", "exit 3")
+
+    def restarting_row():
+        out = ok(cli("ps", "--filter", f"id={ref}", "--format",
+                     "{{.State}}|{{.Status}}")).stdout.strip()
+        return out if out.startswith("restarting|") else None
+
+    def all_three():  # in one back-off window (they grow: 0.1 s, 0.2 s, 0.4 s, ...)
+        row = restarting_row()
+        listed = ok(cli("ps", "-q", "--filter", "status=restarting")).stdout.split()
+        state = inspect(ref)["State"]
+        return (row, state) if row and ref[:12] in listed and state["Restarting"] else None
+
+    row, state = eventually(all_three, timeout=90, what="restarting in ps, its filter, inspect")
+    assert re.fullmatch(r"restarting\|Restarting \(3\) (Less than a second|\d+ seconds?) ago",
+                        row), row
+    assert state["Status"] == "restarting" and state["Running"] and state["ExitCode"] == 3
+    ok(cli("stop", "-t", "1", ref))
+    eventually(lambda: not inspect(ref)["State"]["Restarting"], timeout=30, what="stopped")
+    state = inspect(ref)["State"]
+    assert state["Status"] == "exited" and not state["Running"], state
+    assert ok(cli("ps", "-q")).stdout == ""
+
+
 def test_restart_policy_errors(busybox):
     for args, text in ((["--restart", "sometimes"], "invalid restart policy"),
                        (["--restart", "always:3"], "only on-failure"),

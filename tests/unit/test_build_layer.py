@@ -77,3 +77,46 @@ def test_layer_view_hides_what_upper_layers_delete(tmp_path):
     assert view.listdir("b") == [] and view.find("b/z") is None
     assert view.listdir("") == ["a", "b", "c", "link"]
     assert view.resolve("link/y") == "a/y"
+
+
+def test_the_hash_alone_is_the_tar_write_tar_writes(tmp_path):
+    """A build step hashes its tar without writing it (digest_of; TarStream without a
+    file): the store writes it later, and it must be those very bytes."""
+    upper = tmp_path / "upper"
+    _make_upper(upper)
+    os.setxattr(upper / "dir/file", "user.b", b"2")  # pax records in name order
+    for xattrs in (True, False, "copy"):
+        out = tmp_path / f"layer-{xattrs}.tar"
+        assert layer.digest_of(str(upper), xattrs, strip=False) == \
+            layer.write_tar(str(upper), str(out), xattrs, strip=False)
+    with tarfile.open(tmp_path / "layer-copy.tar") as t:
+        kept = {m.name: [k for k in m.pax_headers if k.startswith("SCHILY.xattr.")] for m in t}
+    kept = {name: keys for name, keys in kept.items() if keys}
+    assert kept == {"dir/file": ["SCHILY.xattr.user.b", "SCHILY.xattr.user.keep"],
+                    "dir/hard": ["SCHILY.xattr.user.b", "SCHILY.xattr.user.keep"]}
+
+
+def test_a_tar_stream_knows_when_it_left_the_tars_order(tmp_path):
+    def stream(*names):
+        s = layer.TarStream()
+        for name in names:
+            s.header(name, 0o755, 0, 0, 0, 0, tarfile.DIRTYPE)
+        s.close()
+        return s.canonical
+    assert stream("a", "a/b", "a/b/c", "a-b", "b")  # each level sorted, parents first
+    assert not stream("a-b", "a/b")  # "a" < "a-b" at the first level: a/b comes first
+    assert not stream("a", "b", "a/c")  # a later source back in an earlier directory
+    assert not stream("a", "a")  # a name twice: the second replaced the first
+    d = tmp_path / "d"
+    for name in ("a", "a/b", "a-b"):
+        os.mkdir(d / name) if d.exists() else os.makedirs(d / name)
+        os.utime(d / name, (0, 0))
+    s = layer.TarStream(str(tmp_path / "s.tar"))
+    for name in ("a", "a/b", "a-b"):
+        s.header(name, 0o755, 0, 0, 0, 0, tarfile.DIRTYPE)
+    got = s.close()
+    for name in ("a", "a/b", "a-b"):
+        os.chmod(d / name, 0o755)
+        os.chown(d / name, 0, 0)
+        os.utime(d / name, (0, 0))
+    assert s.canonical and got == layer.digest_of(str(d), xattrs=False)

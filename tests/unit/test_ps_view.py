@@ -104,3 +104,20 @@ def test_since_until_forms():
     assert timestamps.point_in_time("2026-12-07T04:31:04Z") == 1796617864.0
     with pytest.raises(ValueError):
         timestamps.point_in_time("soon")
+
+
+def test_restarting_wording_only_while_its_restarter_lives():
+    """Docker's "Restarting (CODE) N seconds ago" (State "restarting") while the process
+    that waits out the back-off (it keeps the monitor's pid) lives; a flag left by one
+    that died reads as the exit it is."""
+    import os
+    from fastbox.state import process
+    me = os.getpid()
+    waiting = record(status="exited", exit_code=3, finished_at=at(2), restarting=True,
+                     monitor_pid=me, monitor_start=process.start_time(me))
+    assert ps_view.status_text(waiting, NOW) == "Restarting (3) 2 seconds ago"
+    assert ps_view.ContainerRow(waiting, now=NOW).State == "restarting"
+    assert ps_view.matches(waiting, ps_view.parse_filters(["status=restarting"]))
+    dead = dict(waiting, monitor_start=waiting["monitor_start"] + 1)  # not that process
+    assert ps_view.status_text(dead, NOW) == "Exited (3) 2 seconds ago"
+    assert ps_view.matches(dead, ps_view.parse_filters(["status=exited"]))
