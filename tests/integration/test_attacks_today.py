@@ -496,3 +496,40 @@ def test_name_server_survives_a_members_fuzzing_and_holds_no_capability(attack, 
     assert result["replies"] > 0, result  # it did parse and answer some of them
     print(result)
     assert responder(fb_env) == server, "the name server died and was started again"
+
+
+# ------------------------------------------------------------------ 5. run -d (rund)
+
+def test_detached_starts_through_the_engine_never_share_or_misplace_a_namespace(
+        request, attack, hostns, fb_env):
+    """run -d through the engine takes the namespace its worker made ahead of time (with a
+    veth on the last bridge used): alternating the default bridge, an --internal network
+    and none, each container gets a namespace of its own, only its own network's
+    interface, and holds only fds 0-2."""
+    import json
+    hostns.ok("engine", "start")
+    try:
+        hostns.ok("network", "create", "--internal", "--subnet", "10.99.7.0/24", "inner")
+        kinds = ["bridge", "inner", "none"] * 3
+        for i, net in enumerate(kinds):
+            hostns.ok("run", "-d", "--name", f"d{i}", "--network", net, attack.image,
+                      "sleep", "1d")
+        seen = set()
+        for i, net in enumerate(kinds):
+            pid = json.loads(hostns.ok("inspect", f"d{i}"))[0]["State"]["Pid"]
+            ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+            assert ino not in seen, f"d{i} shares a network namespace"
+            seen.add(ino)
+            addrs = hostns.ok("exec", f"d{i}", "ip", "-o", "-4", "addr").split("\n")
+            ifs = sorted({line.split()[1] for line in addrs if line.strip()})
+            text = "\n".join(addrs)
+            if net == "none":
+                assert ifs == ["lo"], text
+            else:
+                assert ifs == ["eth0", "lo"], text
+                assert (" 10.99.7." in text) == (net == "inner"), text
+            fds = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
+            assert fds == ["0", "1", "2"], (net, fds)
+    finally:
+        hostns.fb("rm", "-f", *[f"d{i}" for i in range(9)])
+        hostns.fb("engine", "stop")
