@@ -230,6 +230,32 @@ def test_hosts_replaced_by_a_symlink_never_redirects_the_engines_writes(attack, 
     assert not os.path.islink(hosts) and os.path.isfile(hosts)
 
 
+def test_a_huge_or_garbled_hosts_file_costs_connect_nothing(attack, hostns, fb_env):
+    """A default-bridge container fills its /etc/hosts (100 MB, with bytes that are not
+    UTF-8), then is connected to a user network: the connect (the engine, when it serves
+    it) must not read it all into memory nor copy it, nor fail on it."""
+    import json
+    import sys
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("run", "-d", "--name", "c", attack.image, "sleep", "1d")
+    hostns.ok("exec", "c", "sh", "-c", "printf '\\377\\376\\n' >> /etc/hosts; "
+              "head -c 100000000 /dev/zero | tr '\\0' '#' >> /etc/hosts")
+    p = subprocess.Popen(hostns.cmd(FASTBOX_PY, "network", "connect", "appnet", "c"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    err = p.stderr.read().decode()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stdout.close(), p.stderr.close()
+    assert p.returncode == 0, err
+    cid = json.loads(hostns.ok("inspect", "c"))[0]["Id"]
+    base = os.path.join(fb_env.run, "net", "files", cid, "hosts.base")
+    assert os.path.getsize(base) < 1 << 20, os.path.getsize(base)
+    assert usage.ru_maxrss < 200 * 1024, f"connect grew to {usage.ru_maxrss} KB"
+    ip = json.loads(hostns.ok("inspect", "c"))[0]["NetworkSettings"]["Networks"]["appnet"]
+    hostns.ok("run", "-d", "--name", "peer", "--network", "appnet", attack.image, "sleep", "1d")
+    assert "\tpeer" in hostns.ok("exec", "c", "sh", "-c", "tail -c 2000 /etc/hosts"), ip
+
+
 # ------------------------------------------------------------------ 2. volumes filled from the image
 
 def _host_disk():
