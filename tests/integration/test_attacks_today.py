@@ -469,6 +469,14 @@ for i in range(40):
 t0 = time.monotonic()
 udp_during = answered(name)
 udp_ms = (time.monotonic() - t0) * 1000
+other = sys.argv[4]  # another member asks by TCP while ours are held
+import subprocess
+tcp_other = subprocess.run(["nsenter", "--net=/proc/%s/ns/net" % other, sys.executable, "-c",
+                            "import socket, struct, sys; p = bytes.fromhex(sys.argv[1]); "
+                            "t = socket.create_connection((sys.argv[2], 53), timeout=5); "
+                            "t.sendall(struct.pack('>H', len(p)) + p); "
+                            "r = t.recv(4096); sys.exit(0 if r[2:4] == p[:2] else 1)",
+                            query(name, qid=0x4242).hex(), gw]).returncode == 0
 for t in held:
     t.close()
 time.sleep(0.2)
@@ -480,6 +488,7 @@ while not tcp_after and time.monotonic() < deadline:
     except OSError:
         time.sleep(0.2)
 print(json.dumps({"udp_during_tcp_hog": udp_during, "udp_ms": udp_ms, "tcp_after": tcp_after,
+                  "tcp_of_another_member_during_hog": tcp_other,
                   "udp_after": answered(name), "sent": sent, "replies": replies}))
 '''
 
@@ -494,7 +503,8 @@ def test_name_server_survives_a_members_fuzzing_and_holds_no_capability(attack, 
     """A member sends it truncated headers, empty and oversized datagrams, compression
     pointers that loop, names over 255 bytes, 3000 random and mutated packets, and leaves
     40 TCP connections open (no data, a 65535 length prefix, a zero one, half a query):
-    the same process still answers, UDP at once while TCP is hogged and TCP again after;
+    the same process still answers, UDP at once while TCP is hogged, another member's
+    TCP query too (a member gets at most 4 of its 16 connections), and TCP again after;
     no reply is larger than 512 bytes; it runs with no capability at all."""
     import json
     import sys
@@ -512,13 +522,15 @@ def test_name_server_survives_a_members_fuzzing_and_holds_no_capability(attack, 
         (caps["CapPrm"] == caps["CapEff"] == caps["CapAmb"] == "0000000000000000" and
          caps["NoNewPrivs"] == "1"), caps
     pid = json.loads(hostns.ok("inspect", "fuzzer"))[0]["State"]["Pid"]
+    other = json.loads(hostns.ok("inspect", "web"))[0]["State"]["Pid"]
     r = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c", DNS_FUZZ,
-                        gw, "web", "7"], capture_output=True, text=True, timeout=300)
+                        gw, "web", "7", str(other)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert not [x for x in lines if "big" in x], lines[:5]
     result = lines[-1]
     assert result["udp_during_tcp_hog"] and result["tcp_after"] and result["udp_after"], result
+    assert result["tcp_of_another_member_during_hog"], result  # no member starves the others
     assert result["replies"] > 0, result  # it did parse and answer some of them
     print(result)
     assert responder(fb_env) == server, "the name server died and was started again"
