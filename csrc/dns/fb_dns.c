@@ -51,6 +51,7 @@
 
 #define MAX_PENDING 64
 #define MAX_TCP 16
+#define MAX_TCP_PER_MEMBER 4 /* so that one member holding connections open starves no other */
 #define MAX_UPSTREAMS 3
 #define MSG_MAX 4096
 #define FORWARD_MS 2000
@@ -76,6 +77,7 @@ struct pending {
 
 struct tcpconn {
     int fd, busy; /* busy: its query is forwarded, its answer to come */
+    uint32_t from; /* the member's address */
     long long deadline;
     size_t len;
     unsigned char buf[2 + MSG_MAX];
@@ -546,13 +548,17 @@ static void tcp_accept(int lfd)
     int fd = accept4(lfd, (struct sockaddr *)&from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
-    if (!member_at(from.sin_addr.s_addr)) {
+    int held = 0;
+    for (int i = 0; i < MAX_TCP; i++)
+        held += tcp[i].fd >= 0 && tcp[i].from == from.sin_addr.s_addr;
+    if (!member_at(from.sin_addr.s_addr) || held >= MAX_TCP_PER_MEMBER) {
         close(fd);
         return;
     }
     for (int i = 0; i < MAX_TCP; i++)
         if (tcp[i].fd < 0) {
             tcp[i].fd = fd;
+            tcp[i].from = from.sin_addr.s_addr;
             tcp[i].len = 0;
             tcp[i].busy = 0;
             tcp[i].deadline = now_ms() + TCP_MS;

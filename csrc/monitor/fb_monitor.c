@@ -436,17 +436,42 @@ static void attach_accept(void)
         add_client(c);
 }
 
+/* What clients send for the container's input, not yet taken by it. The input is
+ * non-blocking: a container that does not read its terminal (or stdin pipe) must not
+ * stop this process, which would stop its output, its signals and its exit (the
+ * clients then wait on us forever). While some is pending no client is read, so a
+ * client waits (as a writer to a full pipe does) and nothing is lost. */
+static char in_buf[4096];
+static size_t in_len, in_off;
+
+static void flush_input(int in_fd)
+{
+    while (in_off < in_len) {
+        ssize_t w = write(in_fd, in_buf + in_off, in_len - in_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return;
+        if (w <= 0)
+            break; /* the container's end is gone: its input goes nowhere */
+        in_off += (size_t)w;
+    }
+    in_len = in_off = 0;
+}
+
 /* What a client sends goes to the container's input; EOF or an error drops it. */
 static void attach_input(int i, int in_fd)
 {
-    char buf[4096];
-    ssize_t n = read(clients[i], buf, sizeof buf);
+    ssize_t n = read(clients[i], in_buf, sizeof in_buf);
     if (n <= 0) {
         drop_client(i);
         return;
     }
-    if (in_fd >= 0)
-        write_all(in_fd, buf, (size_t)n);
+    if (in_fd >= 0) {
+        in_len = (size_t)n;
+        in_off = 0;
+        flush_input(in_fd);
+    }
 }
 
 static void attach_close(void)
@@ -874,21 +899,25 @@ int main(int argc, char **argv)
         add_client(a.client_fd);
     }
     int in_fd = a.tty_fd >= 0 ? a.tty_fd : a.in_fd;
+    if (in_fd >= 0) /* the master's reads already take EAGAIN (pump) */
+        fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
     /* The container may already be gone (a short program): reap before waiting. */
     if (reap(a.pid, &code))
         exited = 1;
     while (!exited || out.fd >= 0 || err.fd >= 0) {
         int held = !exited && primary_full();
-        struct pollfd p[5 + MAX_CLIENTS] = {{sfd, POLLIN, 0}, {held ? -1 : out.fd, POLLIN, 0},
+        int stuck = in_len > 0 && !exited; /* input the container has not taken yet */
+        struct pollfd p[6 + MAX_CLIENTS] = {{sfd, POLLIN, 0}, {held ? -1 : out.fd, POLLIN, 0},
                                             {held ? -1 : err.fd, POLLIN, 0},
                                             {exited ? -1 : listen_fd, POLLIN, 0},
-                                            {held ? primary_fd : -1, POLLOUT, 0}};
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            p[5 + i] = (struct pollfd){exited ? -1 : clients[i], POLLIN, 0};
+                                            {held ? primary_fd : -1, POLLOUT, 0},
+                                            {stuck ? in_fd : -1, POLLOUT, 0}};
+        for (int i = 0; i < MAX_CLIENTS; i++) /* a hang-up is still seen while stuck */
+            p[6 + i] = (struct pollfd){exited ? -1 : clients[i], stuck ? 0 : POLLIN, 0};
         /* Once the container is gone, drain what is buffered without waiting: a tty
          * master, or a pipe a leftover process still holds, must not keep us here. */
         int timeout = exited ? 0 : -1;
-        int n = poll(p, 5 + MAX_CLIENTS, timeout);
+        int n = poll(p, 6 + MAX_CLIENTS, timeout);
         if (n < 0 && errno != EINTR)
             break;
         if (n == 0 && exited)
@@ -901,9 +930,16 @@ int main(int argc, char **argv)
             pump(&err);
         if (p[3].revents)
             attach_accept();
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            if (clients[i] >= 0 && p[5 + i].revents)
+        if (p[5].revents)
+            flush_input(in_fd);
+        for (int i = 0; i < MAX_CLIENTS; i++) {
+            if (clients[i] < 0 || !p[6 + i].revents)
+                continue;
+            if (!stuck)
                 attach_input(i, in_fd);
+            else if (p[6 + i].revents & (POLLHUP | POLLERR))
+                drop_client(i); /* gone: what it sent last goes nowhere */
+        }
     }
     if (a.in_fd >= 0)
         close(a.in_fd);

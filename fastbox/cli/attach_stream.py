@@ -11,6 +11,7 @@ from fastbox.errors import ContainerStateError, SpecError
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 STDERR, EXIT = 2, 4  # stream bytes of a frame (any other is stdout)
+MAX_OUTGOING = 1 << 20  # input held for a container that is not reading it
 
 
 def connect(container_dir):
@@ -43,12 +44,23 @@ class Session:
 
     def relay(self, stdin_fd):
         """True if detached by the keys (or our terminal is gone: nobody is left to
-        show the rest to), False once the container's output ended."""
-        watch = [self.sock] + ([stdin_fd] if stdin_fd is not None else [])
-        frames, pending = b"", b""
+        show the rest to), False once the container's output ended. Our input is sent
+        as the socket takes it, never waited for: a container that does not read its
+        input must not stop its output, nor the detach keys, from reaching us."""
+        frames, pending, outgoing = b"", b"", b""
+        reading = stdin_fd is not None
         try:
             while True:
-                ready, _, _ = select.select(watch, [], [])
+                watch = [self.sock] + ([stdin_fd] if reading and len(outgoing) < MAX_OUTGOING
+                                       else [])
+                ready, writable, _ = select.select(watch, [self.sock] if outgoing else [], [])
+                if writable:
+                    try:
+                        outgoing = outgoing[self.sock.send(outgoing, socket.MSG_DONTWAIT):]
+                    except BlockingIOError:
+                        pass
+                    except OSError:  # the monitor is gone: its EOF ends us below
+                        outgoing = b""
                 if self.sock in ready:
                     data = self._receive()
                     if not data:
@@ -57,21 +69,28 @@ class Session:
                         frames = self._write_frames(frames + data)
                     except OSError:  # EIO, EPIPE: our terminal or reader is gone
                         return True
-                if stdin_fd is not None and stdin_fd in ready:
+                if reading and stdin_fd in ready:
                     try:
                         data = os.read(stdin_fd, 4096)
                     except OSError:  # EIO: our terminal hung up
                         data = b""
                     if not data:
-                        watch.remove(stdin_fd)
+                        reading = False
                         continue
                     send, pending, detach = scan_for_keys(pending + data, self.keys)
-                    if send:
-                        self.sock.sendall(send)
-                    if detach:
+                    outgoing += send
+                    if detach:  # what came before the keys goes, as far as it can now
+                        self._send_now(outgoing)
                         return True
         finally:
             self._stop_resizing()
+
+    def _send_now(self, data):
+        try:
+            while data:
+                data = data[self.sock.send(data, socket.MSG_DONTWAIT):]
+        except OSError:  # full (a container not reading) or gone
+            pass
 
     def _receive(self):
         data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)

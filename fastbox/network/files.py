@@ -12,6 +12,7 @@ from fastbox import config
 HOST_RESOLV = "/etc/resolv.conf"
 FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")  # Docker's, when the host has only local resolvers
 BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+HOSTS_MAX = 64 * 1024  # of a container's own /etc/hosts kept when it joins a network
 
 
 def files_dir(cid):
@@ -171,11 +172,14 @@ def add_own(cid, ip, hostname):
         with open(base) as f:
             text = f.read()
     except FileNotFoundError:
-        try:
-            with open(os.path.join(fdir, "hosts")) as f:
-                text = f.read()
+        try:  # the container can write this one: as much of it as a hosts file needs, so a
+            # huge one costs us no memory and is not copied (nor re-read at every rewrite)
+            with open(os.path.join(fdir, "hosts"), errors="replace") as f:
+                text = f.read(HOSTS_MAX)
         except FileNotFoundError:
             return
+        if not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
     _put(base, text + f"{ip}\t{hostname}\n")
 
 
