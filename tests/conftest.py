@@ -156,6 +156,15 @@ def network_state_left(run):
     return sorted(p for p in left if not p.endswith("/.lock"))
 
 
+def _held_by(path):
+    """A lease file and what it names (the container id), for the leak report."""
+    try:
+        with open(path) as f:
+            return f"{path} ({f.read(80).strip()})"
+    except OSError:
+        return path
+
+
 def _clean_network(veths, netns, run):
     for v in veths:
         subprocess.run(["ip", "link", "del", v], capture_output=True)
@@ -351,7 +360,7 @@ def _isolated(monkeypatch, tmp_path, session_dirs, request):
     elements, state = nft_elements_left(), network_state_left(str(run))
     if veths or netns or elements or state:
         problems.append(f"network left: veths {veths}, netns {netns}, nft {elements}, "
-                        f"leases/endpoints {state}")
+                        f"leases/endpoints {[_held_by(p) for p in state]}")
         _clean_network(veths, netns, str(run))
     if problems:
         pytest.fail("leak after test: " + "; ".join(problems), pytrace=False)

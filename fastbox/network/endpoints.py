@@ -299,8 +299,9 @@ def _sweep_unrecorded_leases():
         with ipam.Locked(net):
             for ip in ipam.held(net):
                 cid = ipam.holder(net, ip)
-                if cid and load(cid) is None and not os.path.exists(_path(cid) + ".tmp"):
-                    ipam.free(net, ip, cid)
+                if cid == "" or (cid and load(cid) is None
+                                 and not os.path.exists(_path(cid) + ".tmp")):
+                    ipam.free(net, ip, cid)  # "": its writer died before naming it
                     n += 1
     return n
 

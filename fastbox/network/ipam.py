@@ -82,9 +82,10 @@ def holder(net, ip):
 
 def free(net, ip, cid):
     """Under net's lock: frees ip if cid holds it (a lease reclaimed and taken by another
-    is theirs)."""
+    is theirs), or if it is empty: its writer died between creating it and writing its
+    name (no live writer is ever seen under the lock)."""
     path = os.path.join(leases_dir(net), ip)
-    if holder(net, ip) == cid:
+    if holder(net, ip) in (cid, ""):
         try:
             os.unlink(path)
         except FileNotFoundError:

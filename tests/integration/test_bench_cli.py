@@ -124,7 +124,8 @@ def test_copyup_prints_a_table(busybox, fb_env):
     store = os.path.join(fb_env.root, "containers")
     assert set(os.listdir(store)) <= {"names"}  # names/: their generated names, all released
     assert not os.path.isdir(os.path.join(store, "names")) or os.listdir(os.path.join(store, "names")) == []
-    assert sorted(os.listdir(fb_env.root)) == [".private", "containers", "images"]  # .private: fastbox.state.modes
+    # .private: fastbox.state.modes; events.log: `fastbox events` (foreground containers too)
+    assert sorted(os.listdir(fb_env.root)) == [".private", "containers", "events.log", "images"]
 
 
 def test_copyup_json(busybox):

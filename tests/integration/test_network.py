@@ -350,6 +350,23 @@ def test_a_lease_that_no_record_names_is_swept(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_an_empty_lease_is_swept_with_its_dead_owners_record(hostns, fb_env):
+    """A start killed between creating its lease file (O_EXCL, under the network's lock)
+    and writing its name in it leaves an empty lease beside its record: the dead owner's
+    release frees it, and so does the sweep of unrecorded leases (CI saw such leases left
+    after an engine was SIGKILLed among run -d starts)."""
+    from fastbox.network import endpoints
+    hostns.ok("run", "-d", "--name", "live", "busybox", "sleep", "60")
+    [live] = leases(fb_env.run)
+    where = os.path.dirname(live)
+    for ip in ("10.66.255.253", "10.66.255.254"):
+        open(os.path.join(where, ip), "w").close()
+    assert endpoints.sweep() == 2
+    assert leases(fb_env.run) == [live]
+    hostns.ok("rm", "-f", "live")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_default_bridge_has_no_names(hostns):
     hostns.ok("run", "-d", "--name", "quiet", "busybox", "sleep", "60")
     r = hostns.fb("run", "--rm", "busybox", "ping", "-c1", "-W1", "quiet")
