@@ -147,6 +147,10 @@ def report(first, ready, times):
 
 
 def main(argv=None):
+    # the CLI's default network is the bridge: its bridge, veths, nft table and
+    # sysctls stay in a namespace of our own, never the host's
+    from fastbox.bench.private_netns import leave_host_netns
+    leave_host_netns("autostart_compare")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=5)

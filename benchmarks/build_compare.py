@@ -172,6 +172,10 @@ def _many_files(d, count):
 
 
 def main():
+    # the CLI's default network is the bridge: its bridge, veths, nft table and
+    # sysctls stay in a namespace of our own, never the host's
+    from fastbox.bench.private_netns import leave_host_netns
+    leave_host_netns("build_compare")
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=5, help="rounds")
     ap.add_argument("--size-mb", type=int, default=200)

@@ -10,6 +10,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
+from fastbox.bench.private_netns import leave_host_netns  # noqa: E402
+
+leave_host_netns("benchmarks/conftest")  # the CLI's bridge: never in the host's namespace
 
 
 def _fail_if(left, what):

@@ -433,6 +433,10 @@ def table_start(times, count):
 # ---------------------------------------------------------------- main
 
 def main(argv=None):
+    # the CLI's default network is the bridge: its bridge, veths, nft table and
+    # sysctls stay in a namespace of our own, never the host's
+    from fastbox.bench.private_netns import leave_host_netns
+    leave_host_netns("lifecycle_compare")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100, help="timed exec rounds")
     parser.add_argument("--warmup", type=int, default=5)

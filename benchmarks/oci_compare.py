@@ -202,6 +202,10 @@ def report(results, as_json):
 
 
 def main():
+    # the CLI's default network is the bridge: its bridge, veths, nft table and
+    # sysctls stay in a namespace of our own, never the host's
+    from fastbox.bench.private_netns import leave_host_netns
+    leave_host_netns("oci_compare")
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=3)

@@ -43,22 +43,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PR_SET_CHILD_SUBREAPER = 36
 PROBE_IMAGE = "fastbox-test/probe:latest"
 CGROUP_PARENT = f"fastbox-test-{os.getpid()}"
-CLONE_NEWNET = 0x40000000
 
 
 def _private_netns():
-    """Leave the host's network namespace for a new one with lo up (once, at import)."""
-    try:
-        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
-            return  # already in a namespace of our own (test.sh, a VM, a test netns)
-    except OSError:
-        return
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        raise SystemExit(f"conftest: cannot unshare a network namespace: "
-                         f"{os.strerror(ctypes.get_errno())}")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    from fastbox.bench.private_netns import leave_host_netns
+    leave_host_netns("conftest")
 
 
 _private_netns()
