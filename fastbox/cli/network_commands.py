@@ -37,8 +37,11 @@ def create(name: str,
     print(net.id)
 
 
-def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids")):
+def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"),
+       format: Optional[str] = typer.Option(None, "--format",
+                                            help="table, json, or a Go template: '{{.Name}}'")):
     """List networks."""
+    from fastbox.cli import go_template
     from fastbox.network import endpoints, store
     endpoints.sweep()
     nets = store.list_all()
@@ -46,10 +49,23 @@ def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"))
         for n in nets:
             print(n.id[:12])
         return
-    print(f"{'NETWORK ID':<14} {'NAME':<20} {'DRIVER':<8} {'SUBNET':<18} INTERNAL")
-    for n in nets:
-        print(f"{n.id[:12]:<14} {n.name:<20} {'bridge':<8} {n.subnet + '/' + str(n.prefix):<18} "
-              f"{str(n.internal).lower()}")
+    for line in go_template.format_rows(
+            format, [_row(n) for n in nets], titles=NETWORK_TITLES,
+            default="{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Internal}}"):
+        print(line)
+
+
+NETWORK_TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+                  "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+                  "CreatedAt": "CREATED AT", "Subnet": "SUBNET"}
+
+
+def _row(n):
+    """A network as `network ls --format` sees it: Docker's fields, and its subnet."""
+    return {"ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local",
+            "IPv6": "false", "Internal": str(n.internal).lower(), "Labels": "",
+            "CreatedAt": n.created or "",
+            "Subnet": f"{n.subnet}/{n.prefix}"}
 
 
 def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK...")):

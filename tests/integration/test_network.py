@@ -382,6 +382,12 @@ def test_user_network_with_subnet_gateway_and_internal(hostns):
     assert "drop" in hostns.sh("nft list chain ip fastbox forward").stdout
     r = hostns.fb("network", "create", "--subnet", "10.70.0.0/25", "other")
     assert r.returncode == 1 and "overlaps" in one_line_error(r)
+    # --format, as Docker's: its fields (and the subnet), an unknown one an error
+    rows = hostns.ok("network", "ls", "--format", "{{.Name}} {{.Subnet}} {{.Internal}}")
+    assert "priv 10.70.0.0/24 true" in rows.splitlines(), rows
+    assert hostns.ok("network", "ls", "--format", "table {{.Name}}").splitlines()[0] == "NAME"
+    r = hostns.fb("network", "ls", "--format", "{{.Nope}}")
+    assert r.returncode == 1 and "Nope" in one_line_error(r)
     hostns.ok("network", "prune", "-f")
     assert hostns.ok("network", "ls", "-q").split() == ["000000000000"]
     assert "drop" not in hostns.sh("nft list chain ip fastbox forward").stdout
