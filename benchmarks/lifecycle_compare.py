@@ -167,19 +167,26 @@ class OciPeer:
         return json.loads(r.stdout)["pid"] if r.returncode == 0 else None
 
     def delete_all(self):
+        deleted = list(self.ids)
         for cid in self.ids:
             with self.ns():
                 subprocess.run(self.argv("delete", "--force", cid), **QUIET)
         self.ids = []
         # The killed inits take a moment to go (and, unless we are their subreaper, to be
         # reaped by init: a zombie still names its cgroup in /proc/PID/cgroup).
+        # Only the deleted containers' cgroups are waited for: a container kept by the
+        # caller (autostart_compare's exec target) keeps the parent in use, and waiting
+        # for it cost 10 s a round.
+        gone = [f"{self.cgroup}/{cid}" for cid in deleted]
         for _ in range(500):
             reap()
-            peers.remove_cgroup_tree(self.cgroup)
-            if not peers.cgroup_dirs(self.cgroup) and \
-                    not peers.processes_matching([f"/{self.cgroup}/"]):
+            for path in gone:
+                peers.remove_cgroup_tree(path)
+            if not any(peers.cgroup_dirs(p) for p in gone) and \
+                    not peers.processes_matching([f"/{p}/" for p in gone]):
                 break
             time.sleep(0.02)
+        peers.remove_cgroup_tree(self.cgroup)  # the parent too, once nothing is left in it
 
 
 class Conmon:
