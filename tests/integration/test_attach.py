@@ -12,22 +12,9 @@ from waiting import eventually
 
 from fastbox.cli.attach_command import parse_detach_keys, scan_for_keys
 from fastbox.errors import SpecError
-from test_lifecycle import FASTBOX, cli, one_line_error, reap  # noqa: F401
+from test_lifecycle import FASTBOX, cleanup, cli, ok, one_line_error, reap  # noqa: F401
 
 ECHO = 'while read line; do echo "out $line"; echo "err $line" >&2; [ "$line" = quit ] && exit 5; done'
-
-
-def ok(r):
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    return r
-
-
-@pytest.fixture
-def cleanup():
-    made = []
-    yield made
-    for ref in made:
-        cli("rm", "-f", ref)
 
 
 def attach(ref, data, *flags):

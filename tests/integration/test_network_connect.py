@@ -10,16 +10,8 @@ import subprocess
 import pytest
 from waiting import eventually
 
-from test_network import FASTBOX, HostNS, assert_nothing_left, leases, one_line_error
-
-
-@pytest.fixture
-def hostns(busybox):
-    ns = HostNS()
-    try:
-        yield ns
-    finally:
-        ns.remove()
+from test_network import (FASTBOX, HostNS, assert_nothing_left, hostns, leases,  # noqa: F401
+                          one_line_error)
 
 
 def addr_of(ns, name, dev):

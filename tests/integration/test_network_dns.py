@@ -11,19 +11,10 @@ import sys
 import pytest
 from waiting import eventually
 
-from test_network import HostNS, assert_nothing_left
+from test_network import HostNS, assert_nothing_left, hostns  # noqa: F401  (a fixture)
 
 UPSTREAM = "192.0.2.53"  # a fake resolver on the host side (TEST-NET-1, on its lo)
 FAKE_ANSWER = "192.0.2.99"
-
-
-@pytest.fixture
-def hostns(busybox):
-    ns = HostNS()
-    try:
-        yield ns
-    finally:
-        ns.remove()
 
 
 def nslookup(ns, container, name, server=""):
