@@ -20,25 +20,40 @@ def read(path, follow=False, tail=None, running=lambda: False, offset=0):
     new run's output), or a byte offset in the current file. With follow, keeps yielding,
     from file to file as the log rotates, until the container has stopped and the log
     has nothing more."""
-    chain = _wait_for_chain(path, follow, running)
-    if not chain:
-        return
-    try:
-        chain = _from_offset(chain, offset)
-        current = chain.pop()
-        lines = [line for f in chain for line in f.readlines()]
-        lines += _complete_lines(current)
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            yield json.loads(line)
-    finally:
-        for f in chain:
-            f.close()
+    for _ in range(_OPEN_TRIES):
+        chain = _wait_for_chain(path, follow, running)
+        if not chain:
+            return
+        try:
+            chain = _from_offset(chain, offset)
+            current = chain.pop()
+            lines = [line for f in chain for line in f.readlines()]
+            lines += _complete_lines(current)
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            entries = _parsed(lines)
+        finally:
+            for f in chain:
+                f.close()
+        if entries is not None:
+            break
+        current.close()  # a torn view of a file in the middle of a rotation: read again
+    else:
+        raise OSError(f"{path}: the log rotates too fast to be read")
+    yield from entries
     if follow:
         yield from _follow(path, current, running)
     else:
         current.close()
+
+
+def _parsed(lines):
+    """The entries of whole JSON lines, or None if one is torn (CI once read a line cut
+    short in a file the monitor was rotating: never seen alone, so it is read again)."""
+    try:
+        return [json.loads(line) for line in lines]
+    except ValueError:
+        return None
 
 
 def _complete_lines(f):
