@@ -181,8 +181,9 @@ def test_podman_detached_exec_stop_rm(podman):
 
 
 def test_podman_run_it(podman):
-    # the sleep: conmon, like the shim, may drop a tty's last output when the process exits at once
-    r = podman("PODMAN run -it --rm FLAGS bb /bin/sh -c 'tty; sleep 0.5; exit 3'", tty=True)
+    # the sleeps: conmon, like the shim, may drop a tty's first output before podman has
+    # attached (seen once), and its last when the process exits at once
+    r = podman("PODMAN run -it --rm FLAGS bb /bin/sh -c 'sleep 0.5; tty; sleep 0.5; exit 3'", tty=True)
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert "/dev/pts/0" in r.stdout
 
