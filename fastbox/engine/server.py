@@ -81,27 +81,26 @@ class Client:
             if self.pidfd is not None:
                 os.close(self.pidfd)
                 self.pidfd = None
-            if self.request is not None:
-                self.request.close()
-            if not self.hung_up and not self.replied:
-                try:
-                    self.conn.send(reply)
-                except OSError:
-                    pass
+            self._reply(reply)
             self._close_if_done()
 
     def answer_early(self, reply):
         """A detached start has printed its id: the client may exit now, while we finish
         the record. Its fds are closed here (a shell's $(...) reads to their end)."""
         with self.lock:
-            if self.request is not None:
-                self.request.close()
-            if not self.hung_up and not self.replied:
-                try:
-                    self.conn.send(reply)
-                except OSError:
-                    pass
+            self._reply(reply)
             self.replied = True
+
+    def _reply(self, reply):
+        """Under the lock: the request's fds closed, the reply sent unless the client has
+        hung up or had its answer already."""
+        if self.request is not None:
+            self.request.close()
+        if not self.hung_up and not self.replied:
+            try:
+                self.conn.send(reply)
+            except OSError:
+                pass
 
     def hang_up(self):
         """The client closed its end (exited, or was killed): kill a running container."""
