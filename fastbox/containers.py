@@ -402,9 +402,24 @@ class Container:
         finally:
             os.close(fd)
 
+    def _wait_process_gone(self, record, timeout):
+        """Wait for the monitor's pid itself to end, whatever the status says."""
+        deadline = time.monotonic() + timeout
+        while (process.alive(record.get("monitor_pid"), record.get("monitor_start"))
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+
     def remove(self, force=False, volumes=False):
         """volumes (`rm -v`): its anonymous volumes go too."""
         record = self.reload().attrs
+        if not force and status.restarting(record):
+            raise ContainerStateError(
+                f"cannot remove restarting container {self.id[:12]}: stop it first or use -f")
+        under_policy = (record.get("spec") or {}).get("restart", "no") != "no"
+        if force and under_policy:
+            from fastbox.runtime import restart_policy
+            restart_policy.mark_stopped(self._store, self.id)
+            record = self._await_restart(record)
         if record["status"] == status.RUNNING:
             if not force:
                 raise ContainerStateError(
@@ -414,6 +429,10 @@ class Container:
                 self.unpause()
             self._wait_monitor(10)
             record = self.reload().attrs
+        if under_policy:
+            # its monitor became the restarter at the exit: it reads the stop and ends,
+            # but only once Python is up, which can take seconds on a slow machine
+            self._wait_process_gone(record, 10)
         self._discard(record)
         self._event("destroy")
         if volumes:

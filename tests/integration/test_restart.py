@@ -65,3 +65,25 @@ def test_a_stop_while_a_restart_is_under_way_sticks(busybox):
             assert not c.reload().attrs.get("stopped_by_user")
     finally:
         c.remove(force=True)
+
+
+def test_rm_f_of_a_restarting_container_ends_its_restarter(busybox):
+    """Docker's `rm -f` of a restarting container leaves nothing of it: the restarter
+    (the monitor's pid, now Python) is gone when rm returns, even when it is still
+    starting up; a plain `rm` refuses, as Docker's does."""
+    import time
+    from fastbox.state import process, status
+    c = containers.run("busybox", ["sh", "-c", "exit 3"], restart="always")
+    deadline = time.monotonic() + 30
+    while not status.restarting(c.reload().attrs):
+        assert time.monotonic() < deadline, "never restarting"
+        time.sleep(0.001)
+    with pytest.raises(ContainerStateError, match="cannot remove restarting container"):
+        c.remove()
+    # right at the exit: the restarter has just been exec'd
+    c.start()
+    while c.reload().status == "running":
+        time.sleep(0.001)
+    record = c.reload().attrs
+    c.remove(force=True)
+    assert not process.alive(record["monitor_pid"], record.get("monitor_start"))
