@@ -277,6 +277,16 @@ static void *inside(void *arg)
     return NULL;
 }
 
+/* One rx and one tx queue per end. veth's default is one of each per possible CPU, and
+ * every queue is a sysfs directory of its own, made with the device and removed with it:
+ * on a 64-CPU host that is 256 kobjects per pair. A container's veth gains nothing from
+ * more queues than one (they serve XDP and multi-queue GRO, which fastbox does not use). */
+static void one_queue(struct nlbuf *b)
+{
+    attr_u32(b, IFLA_NUM_TX_QUEUES, 1);
+    attr_u32(b, IFLA_NUM_RX_QUEUES, 1);
+}
+
 int fb_net_veth(const struct fb_net_link *l, struct fb_error *e)
 {
     struct nlbuf b;
@@ -291,6 +301,7 @@ int fb_net_veth(const struct fb_net_link *l, struct fb_error *e)
     if (l->mtu)
         attr_u32(&b, IFLA_MTU, (uint32_t)l->mtu);
     attr_u32(&b, IFLA_MASTER, (uint32_t)l->bridge_index);
+    one_queue(&b);
     nest_begin(&b, IFLA_LINKINFO);
     attr_str(&b, IFLA_INFO_KIND, "veth");
     nest_begin(&b, IFLA_INFO_DATA);
@@ -302,6 +313,7 @@ int fb_net_veth(const struct fb_net_link *l, struct fb_error *e)
     if (l->mtu)
         attr_u32(&b, IFLA_MTU, (uint32_t)l->mtu);
     attr_u32(&b, IFLA_NET_NS_FD, (uint32_t)l->netns_fd);
+    one_queue(&b);
     nest_end(&b);
     nest_end(&b);
     nest_end(&b);

@@ -52,7 +52,14 @@ def _ip(*args):
 
 
 def _make_bridge(net):
-    _ip("link", "add", net.bridge, "mtu", str(net.mtu), "type", "bridge")
+    # A MAC of its own (02:42 and the gateway's address, as the containers' follow from
+    # theirs), set at creation: a bridge left with the kernel's random one takes the
+    # lowest MAC among its ports instead, and changes it as containers come and go. The
+    # containers' neighbour entries for the gateway then name a MAC nobody answers to
+    # (their traffic stalls until ARP gives up on it), and each change is one more
+    # round of notifier work at a container's start and exit.
+    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in net.gateway.split("."))
+    _ip("link", "add", net.bridge, "address", mac, "mtu", str(net.mtu), "type", "bridge")
     try:
         _ip("addr", "add", f"{net.gateway}/{net.prefix}", "dev", net.bridge)
         _ip("link", "set", net.bridge, "up")

@@ -226,6 +226,25 @@ def test_an_address_given_again_answers_at_once(hostns):
     assert mac in hostns.sh(f"ip neigh show {ip}").stdout
 
 
+def test_the_gateways_mac_stays_as_containers_come_and_go(hostns):
+    """The bridge keeps one MAC: a bridge with the kernel's random MAC takes its lowest
+    port's (a veth's random host end) and changes it as containers start and exit, and
+    the running containers' neighbour entries for the gateway go stale. Checked from
+    inside a container that keeps running: its entry for the gateway is the bridge's."""
+    def bridge_mac():
+        return hostns.sh("ip -o link show fastbox0").stdout.split("link/ether")[1].split()[0]
+
+    keeper = hostns.ok("run", "-d", "busybox", "sleep", "60").strip()
+    mac = bridge_mac()
+    assert mac == "02:42:0a:42:00:01"  # the gateway 10.66.0.1's
+    ids = [hostns.ok("run", "-d", "busybox", "sleep", "60").strip() for _ in range(6)]
+    assert bridge_mac() == mac
+    hostns.ok("rm", "-f", *ids)
+    assert bridge_mac() == mac
+    seen = hostns.ok("exec", keeper, "sh", "-c", "ping -c1 -W2 10.66.0.1 >/dev/null; ip neigh")
+    assert mac in seen, seen
+
+
 def _http_status(ns, ip, tries=50):
     """The HTTP status busybox httpd answers at ip (404: it serves no index), trying
     `tries` times 3 s each."""
