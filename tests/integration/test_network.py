@@ -268,6 +268,8 @@ def test_no_ipv6_addresses_on_either_end_of_the_veth(hostns):
     assert names == ["lo"], names
     (veth,) = hostns.veths()
     assert hostns.sh(f"ip -6 addr show dev {veth}").stdout.strip() == ""
+    # one queue each way (veth's default, one per possible CPU, is a sysfs directory each)
+    assert "numtxqueues 1 numrxqueues 1" in hostns.sh(f"ip -d link show dev {veth}").stdout
     # and IPv4 still flows both ways over it
     assert "1 packets received" in hostns.ok("run", "--rm", "busybox", "ping", "-c1", "-W2", "10.66.0.1")
 
