@@ -70,10 +70,12 @@ def new_id():
     return os.urandom(32).hex()
 
 
-def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=None, spare=None):
+def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=None, spare=None,
+            late_spare=False):
     """The core's plan for this container, with the cgroup and rootfs plans it uses
     (cg, netns_fd: a pool's ready-made cgroups and network namespace instead of the
-    container's own)."""
+    container's own). late_spare: a bridge container's spare namespace is taken here,
+    just before its network is set up (plan.spare, which the caller closes)."""
     # first: a profile libseccomp refuses fails the start before anything is made
     prog = seccomp.filter_for(spec.seccomp_profile, spec.capability_mask)
     ident = user.resolve(spec.user or image.user, image.layer_dirs)
@@ -90,16 +92,16 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.devnodes = nodes
     if spec.init or spec.ulimits:
         _init_and_ulimits(plan, spec)
-    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed)
+    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare)
     return plan, cg, fs, argv
 
 
-def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=()):
+def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_spare=False):
     """The container's network namespace: made ahead of time (netns_fd: a spare or a
     pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
     address, route, ports, /etc files), made before the clone into that namespace.
     plan.endpoint and plan.own_netns_fd (ours to close) are set for the caller."""
-    plan.endpoint, plan.own_netns_fd = None, None
+    plan.endpoint, plan.own_netns_fd, plan.spare = None, None, None
     mode = spec.network
     if mode == "host":
         return
@@ -120,6 +122,11 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=()):
             plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                            for src, dst in ep.binds] + list(plan.mounts)
             return
+    if late_spare and endpoint and netns_fd is None:
+        # as late as can be: the worker makes it (its veth above all) while we get here
+        from fastbox.runtime import spare as spares  # (the argument `spare` is a Spare)
+        spare = plan.spare = spares.netns(spec)
+        netns_fd = spare.fd if spare is not None else None
     if spare is not None and spare.host_if:
         from fastbox.runtime import network
         if not network.fits(spare, spec):  # its veth is on another bridge
@@ -139,6 +146,8 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=()):
         except BaseException:
             if plan.own_netns_fd is not None:
                 os.close(plan.own_netns_fd)
+            if plan.spare is not None:
+                plan.spare.close()
             raise
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
@@ -161,19 +170,20 @@ def _connected_networks(plan, cid, spec, hostname, netns_fd):
 def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):
     """Build and start the container as our child; returns once its program has been
     exec'd."""
-    sp = spare.netns(spec) if netns_fd is None else None
+    # a `none` container's namespace now; a bridge one's in prepare (late_spare)
+    sp = spare.netns(spec) if netns_fd is None and spec.network == "none" else None
     try:
         s = _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if sp is None else sp.fd, sp)
         s.pooled_netns = netns_fd is not None
     finally:
         if sp is not None:  # the container holds it now, or it dies unused
             sp.close()
-    spare.started(spec)
+    spare.started(spec, foreground=True)
     return s
 
 
 def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd, sp=None):
-    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd, sp)
+    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd, sp, late_spare=True)
     console = Console(plan, tty) if tty else None
     try:
         pid, pidfd, times = _core.spawn(plan)
@@ -188,6 +198,8 @@ def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd, sp=None):
             console.sent()
         if plan.own_netns_fd is not None:
             os.close(plan.own_netns_fd)
+        if plan.spare is not None:  # the container holds it now, or it dies unused
+            plan.spare.close()
     # The endpoint stays ours: the container dies with us (its owner pidfd), and we
     # release it at its exit. A detached one is handed to its init (monitor.py).
     s = Started()
@@ -266,6 +278,7 @@ def teardown(s):
     """Remove the container's cgroups; the mount namespace went with its last process.
     First, whether the OOM killer struck (Docker's State.OOMKilled): read when a record
     keeps it or the program died of SIGKILL, as the OOM killer's victims do."""
+    spare.exited()  # the next spare is made while this one is torn down
     if s.oom_file and (s.record is not None or s.exit_code == 137):
         s.oom_killed = cgroup.oom_killed(s.oom_file)
     if s.endpoint is not None:  # Docker frees the address and ports when it stops
