@@ -70,6 +70,23 @@ static int make_netns(int *home, int *sock, int bridge)
     return fd;
 }
 
+/* A netlink socket inside a plain spare made earlier, for the veth it now gets: into
+ * the namespace and back home, as make_netns. */
+static int sock_inside(int *home, int netns_fd)
+{
+    if (*home < 0 || setns(netns_fd, CLONE_NEWNET) < 0)
+        return -1;
+    int sock = fb_net_socket();
+    if (setns(*home, CLONE_NEWNET) < 0) {
+        if (sock >= 0)
+            close(sock);
+        close(*home); /* stuck in it: no more spare namespaces from this worker */
+        *home = -1;
+        return -1;
+    }
+    return sock;
+}
+
 /* The pair for a spare: the host end's name is fbv and 12 random hex digits. */
 static void make_veth(struct fb_spare *sp, int bridge, int mtu)
 {
@@ -87,29 +104,56 @@ static void make_veth(struct fb_spare *sp, int bridge, int mtu)
     }
 }
 
+/* Must hold the lock: whether the ready spare is of the kind last asked for. */
+static int ready_as_wanted(void)
+{
+    return ready.netns_fd >= 0 && ready.bridge_index == want_bridge &&
+           (want_bridge == 0 || ready.mtu == want_mtu);
+}
+
+/* Makes the ready spare what was last asked for: a new namespace, with a veth if a
+ * bridge was asked for; or, when a plain one is ready and a bridge is asked for, only
+ * its veth (a bridge container asks for the plain namespace as it starts and for the
+ * veth once it has exited: the two halves run at different times, neither during the
+ * container's short run nor beside its own address and route). A request that comes
+ * while one is being made is seen when it is done. */
 static void *worker_main(void *arg)
 {
     (void)arg;
     int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     pthread_mutex_lock(&lock);
     for (;;) {
-        if (netns_wanted) {
-            int bridge = want_bridge, mtu = want_mtu;
+        if (!netns_wanted) {
+            pthread_cond_wait(&wake, &lock);
+            continue;
+        }
+        int bridge = want_bridge, mtu = want_mtu;
+        struct fb_spare sp = {-1, -1, 0, 0, ""};
+        if (!ready_as_wanted()) {
+            if (ready.netns_fd >= 0 && ready.bridge_index == 0 && bridge > 0) {
+                sp = ready; /* plain: only its veth is missing */
+                ready.netns_fd = ready.sock = -1;
+            } else if (ready.netns_fd >= 0) {
+                discard(&ready); /* made for another kind of container */
+            }
             pthread_mutex_unlock(&lock);
-            struct fb_spare sp = {-1, -1, 0, 0, ""};
-            sp.netns_fd = make_netns(&home, &sp.sock, bridge);
+            if (sp.netns_fd < 0)
+                sp.netns_fd = make_netns(&home, &sp.sock, bridge);
+            else
+                sp.sock = sock_inside(&home, sp.netns_fd);
             if (sp.netns_fd >= 0 && bridge > 0)
                 make_veth(&sp, bridge, mtu);
             pthread_mutex_lock(&lock);
-            netns_wanted = 0;
             if (sp.netns_fd >= 0 && ready.netns_fd < 0)
                 ready = sp;
             else
                 discard(&sp);
-            pthread_cond_broadcast(&made);
-        } else {
-            pthread_cond_wait(&wake, &lock);
         }
+        /* done, or it failed (the next request tries again): unless asked for another
+         * kind meanwhile */
+        if (bridge == want_bridge && mtu == want_mtu)
+            netns_wanted = 0;
+        pthread_cond_broadcast(&made);
     }
     return NULL;
 }
@@ -195,9 +239,7 @@ void fb_spare_request(int bridge_index, int mtu)
     pthread_mutex_lock(&lock);
     want_bridge = bridge_index;
     want_mtu = mtu;
-    if (ready.netns_fd >= 0 && ready.bridge_index != bridge_index)
-        discard(&ready);  /* made for another kind of container */
-    if (ready.netns_fd < 0 && !netns_wanted && ensure_worker() == 0) {
+    if (!ready_as_wanted() && ensure_worker() == 0) {
         netns_wanted = 1;
         pthread_cond_signal(&wake);
     }

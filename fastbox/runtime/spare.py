@@ -14,22 +14,23 @@ _more = []  # a container has started in this process: keep a spare for the next
 def started(spec=None, foreground=False):
     """A container has started: from the next one on, a spare is kept ready. A bridge
     container's next spare is asked for once the start is over (made during the start,
-    its rtnl work, the veth, would hold up the container's own address and route); for a
-    foreground one, once it has exited (exited()): made during its run, the veth's kernel
-    work (under the rtnl lock, as is its namespace's removal) held the run up by as much
-    as it saved; made during its teardown it is ready for the next start, which takes it
-    only just before its network is set up (container.prepare's late_spare). A `none`
-    one's was asked for as the start began (netns())."""
+    its rtnl work would hold up the container's own address and route). For a
+    foreground one, in two halves: the plain namespace now, its veth once the container
+    has exited (exited()), while it is torn down: made during the short run, the veth's
+    rtnl work held the run up by as much as it saved. The next start takes it only just
+    before its network is set up (container.prepare's late_spare). A `none` one's was
+    asked for as the start began (netns())."""
     if not _more:
         _more.append(True)
     elif spec is not None and _bridged(spec):
         if foreground:
+            _core.request_spare(0, 0)
             _deferred[:] = [True]
         else:
             _core.request_spare(*_bridge)
 
 
-_deferred = []  # a foreground bridge container's next spare, asked for at its exit
+_deferred = []  # a foreground bridge container's next veth, asked for at its exit
 
 
 def exited():

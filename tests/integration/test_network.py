@@ -414,6 +414,46 @@ def test_user_network_with_subnet_gateway_and_internal(hostns):
     assert "drop" not in hostns.sh("nft list chain ip fastbox forward").stdout
 
 
+SPARES_SCRIPT = r"""
+import json, os, fastbox
+from fastbox.runtime import spare
+made = []
+take = spare.netns
+def netns(spec):
+    sp = take(spec)
+    made.append(sp is not None and sp.host_if is not None)
+    return sp
+spare.netns = netns
+host = os.readlink("/proc/thread-self/ns/net")
+outs = []
+for _ in range(8):
+    r = fastbox.run("busybox", ["sh", "-c", "readlink /proc/self/ns/net; ls /sys/class/net; "
+                                "ip -o -4 addr show eth0 | wc -l"], network="bridge",
+                    capture_output=True)
+    outs.append(r.stdout.decode().split())
+tasks = {os.readlink(f"/proc/self/task/{t}/ns/net") for t in os.listdir("/proc/self/task")}
+print(json.dumps({"outs": outs, "made": made, "home": tasks == {host}}))
+"""
+
+
+def test_back_to_back_bridge_runs_each_get_a_new_namespace_and_veth(hostns):
+    """A process's foreground bridge containers take spares made in two halves: the
+    namespace during the previous container's run, its veth once that one exited (the
+    worker enters the namespace for a netlink socket, and comes back). Each container's
+    namespace is new, holds only lo and its eth0 with one address, and no thread of the
+    process stays in a namespace it handed out."""
+    r = subprocess.run(hostns.cmd(PYTHON, "-I", "-c", SPARES_SCRIPT), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    spaces = [o[0] for o in got["outs"]]
+    assert len(set(spaces)) == len(spaces)
+    assert all(o[1:] == ["eth0", "lo", "1"] for o in got["outs"]), got["outs"]
+    assert sum(got["made"][2:]) >= 4, got["made"]  # most took a spare with its veth made
+    assert got["home"]
+    eventually(lambda: hostns.veths() == [], what="the veths to go")
+
+
 def test_network_container_mode_shares_the_namespace(hostns):
     hostns.ok("run", "-d", "--name", "first", "busybox", "sleep", "60")
     a = hostns.ok("exec", "first", "ip", "-o", "-4", "addr", "show", "eth0").split()[3]
