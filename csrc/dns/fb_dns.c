@@ -10,8 +10,10 @@
  *   - PTR for a member's address; other types of a member's name: no data;
  *   - anything else is forwarded unchanged to the querying container's --dns servers
  *     (its endpoint record's "dns" lines) or the host's resolvers (/etc/resolv.conf,
- *     read again when it changes), one at a time, 2 s each, then SERVFAIL. On an
- *     --internal network nothing is forwarded: SERVFAIL.
+ *     read again when it changes), one at a time, 2 s each, then SERVFAIL; a query that
+ *     came over TCP goes upstream over TCP (an answer too big for UDP comes back whole,
+ *     where over UDP it would come truncated, and the client, already on TCP, would not
+ *     retry). On an --internal network nothing is forwarded: SERVFAIL.
  * It reads only fastbox's records, never what a container can write. After binding it
  * drops every capability, sets no_new_privs, and confines itself with Landlock.
  *
@@ -71,8 +73,11 @@ struct pending {
     long long deadline;
     uint32_t up[MAX_UPSTREAMS];
     int n_up, at;
+    int stream;             /* the upstream socket is TCP (the client's query came so) */
+    size_t sent, got;       /* TCP: bytes of the framed query sent, of the reply read */
     size_t len;
     unsigned char q[MSG_MAX];
+    unsigned char r[2 + MSG_MAX]; /* TCP: the reply, framed */
 };
 
 struct tcpconn {
@@ -419,21 +424,60 @@ static int upstreams(const struct member *asker, uint32_t *out)
     return n_host_up;
 }
 
+/* To the next upstream: 0 once the query is on its way (UDP: sent; TCP: connecting,
+ * sent when writable, stream_out), -1 when none is left. */
 static int send_upstream(struct pending *p)
 {
     while (p->at < p->n_up) {
         if (p->fd >= 0)
             close(p->fd);
-        p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        p->stream = p->tcp >= 0;
+        p->sent = p->got = 0;
+        p->fd = socket(AF_INET, (p->stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(53),
                                  .sin_addr.s_addr = p->up[p->at++]};
-        if (p->fd >= 0 && connect(p->fd, (struct sockaddr *)&to, sizeof to) == 0 &&
-            send(p->fd, p->q, p->len, 0) == (ssize_t)p->len) {
+        int rc = p->fd >= 0 ? connect(p->fd, (struct sockaddr *)&to, sizeof to) : -1;
+        if (p->stream ? rc == 0 || errno == EINPROGRESS
+                      : rc == 0 && send(p->fd, p->q, p->len, 0) == (ssize_t)p->len) {
             p->deadline = now_ms() + FORWARD_MS;
             return 0;
         }
     }
     return -1;
+}
+
+/* TCP upstream, writable: the query, framed with its length (connect's result first). */
+static int stream_out(struct pending *p)
+{
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (p->sent == 0 && (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err))
+        return -1;
+    unsigned char frame[2 + MSG_MAX];
+    frame[0] = (unsigned char)(p->len >> 8), frame[1] = (unsigned char)p->len;
+    memcpy(frame + 2, p->q, p->len);
+    ssize_t n = send(p->fd, frame + p->sent, p->len + 2 - p->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -1;
+    p->sent += (size_t)n;
+    return 0;
+}
+
+/* TCP upstream, readable: 1 once the whole reply is in p->r, 0 for more, -1 failed. */
+static int stream_in(struct pending *p)
+{
+    ssize_t n = recv(p->fd, p->r + p->got, sizeof p->r - p->got, 0);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -1;
+    if (n == 0)
+        return -1; /* closed before the whole reply */
+    p->got += (size_t)n;
+    if (p->got < 2)
+        return 0;
+    size_t want = (size_t)(p->r[0] << 8 | p->r[1]);
+    if (want < 12 || want > MSG_MAX)
+        return -1;
+    return p->got >= 2 + want ? 1 : 0;
 }
 
 static void reply_tcp(int i, const unsigned char *r, size_t n);
@@ -494,8 +538,28 @@ static void forward(const unsigned char *m, size_t len, const struct member *ask
     }
 }
 
-static void upstream_reply(struct pending *p)
+static void upstream_stream(struct pending *p, short revents)
 {
+    int rc = 0;
+    if (p->sent < p->len + 2 && (revents & (POLLOUT | POLLERR | POLLHUP)))
+        rc = stream_out(p);
+    else if (revents & (POLLIN | POLLERR | POLLHUP))
+        rc = stream_in(p);
+    if (rc == 1 && p->r[2] == p->q[0] && p->r[3] == p->q[1]) {
+        deliver(p, p->r + 2, (size_t)(p->r[0] << 8 | p->r[1]));
+        p->len = 0;
+    } else if (rc != 0 && send_upstream(p) < 0) {
+        fail_pending(p); /* refused, cut short or not ours: the next one, or SERVFAIL */
+        p->len = 0;
+    }
+}
+
+static void upstream_reply(struct pending *p, short revents)
+{
+    if (p->stream) {
+        upstream_stream(p, revents);
+        return;
+    }
     unsigned char r[MSG_MAX];
     ssize_t n = recv(p->fd, r, sizeof r, 0);
     if (n < 12 || r[0] != p->q[0] || r[1] != p->q[1]) {
@@ -627,12 +691,13 @@ static int drop_privileges(void)
 
 /* Landlock (best effort; a kernel without it leaves us with the above): from here on we
  * may only read FASTBOX_RUN/net (names, records, the lease lock) and the host's
- * resolv.conf, remove our pid file, connect and bind no TCP port, and signal no process
- * outside ourselves. uid 0 without capabilities could still write root's files or kill
+ * resolv.conf, remove our pid file, bind no TCP port and connect to none but 53 (the
+ * upstream name servers), and signal no process outside ourselves. uid 0 without capabilities could still write root's files or kill
  * root's processes: this is what keeps a bug here from becoming a way out. The header
  * of this build may predate the newer rights: their values are the kernel's ABI. */
 struct ll_ruleset { uint64_t fs, net, scoped; };
 struct ll_beneath { uint64_t allowed; int32_t fd; } __attribute__((packed));
+struct ll_port { uint64_t allowed, port; };
 #define LL_FS_V1 0x1fffULL          /* execute .. make_sym */
 #define LL_FS_REFER (1ULL << 13)    /* ABI 2 */
 #define LL_FS_TRUNCATE (1ULL << 14) /* ABI 3 */
@@ -684,6 +749,10 @@ static void confine(void)
     ll_allow(fd, net, read);
     ll_allow(fd, dns, read | (1ULL << 5));     /* remove_file: our pid file */
     ll_allow(fd, opt.resolv, 1ULL << 2);
+    if (abi >= 4) {
+        struct ll_port dns53 = {1ULL << 1 /* connect_tcp */, 53};
+        syscall(SYS_landlock_add_rule, fd, 2 /* LANDLOCK_RULE_NET_PORT */, &dns53, 0);
+    }
     syscall(SYS_landlock_restrict_self, fd, 0);
     close(fd);
 }
@@ -796,7 +865,8 @@ static void serve(int ino)
         for (int i = 0; i < MAX_TCP; i++)
             p[n++] = (struct pollfd){tcp[i].busy ? -1 : tcp[i].fd, POLLIN, 0};
         for (int i = 0; i < MAX_PENDING; i++)
-            p[n++] = (struct pollfd){pend[i].fd, POLLIN, 0};
+            p[n++] = (struct pollfd){pend[i].fd,
+                                     pend[i].stream && pend[i].sent < pend[i].len + 2 ? POLLOUT : POLLIN, 0};
         int wait = (int)(next - now);
         if (wait > 1000)
             wait = 1000;
@@ -833,7 +903,7 @@ static void serve(int ino)
                 tcp_read(i);
         for (int i = 0; i < MAX_PENDING; i++)
             if (pend[i].fd >= 0 && p[3 + MAX_TCP + i].revents)
-                upstream_reply(&pend[i]);
+                upstream_reply(&pend[i], p[3 + MAX_TCP + i].revents);
     }
 }
 

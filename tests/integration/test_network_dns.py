@@ -324,3 +324,80 @@ def test_a_name_no_record_holds_is_swept(hostns, fb_env):
     hostns.ok("rm", "-f", "cli")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
+
+
+BIG_RESOLVER = r"""
+import socket, struct, sys, threading
+COUNT = 40  # 40 A records: 665 bytes, more than a plain UDP answer may hold (512)
+
+def reply(q, whole):
+    end = 12
+    while q[end]:
+        end += 1 + q[end]
+    end += 5
+    if not whole:  # over UDP: truncated (TC), no answer, as a real server would
+        return q[:2] + b"\x83\x80" + q[4:6] + b"\x00\x00\x00\x00\x00\x00" + q[12:end]
+    r = q[:2] + b"\x81\x80" + q[4:6] + struct.pack(">HHH", COUNT, 0, 0) + q[12:end]
+    for i in range(COUNT):
+        r += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, i + 1])
+    return r
+
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], 53))
+    while True:
+        q, peer = s.recvfrom(4096)
+        s.sendto(reply(q, False), peer)
+        print("udp", flush=True)
+
+def tcp(listener):
+    while True:
+        c, _ = listener.accept()
+        with c:
+            n = struct.unpack(">H", c.recv(2))[0]
+            q = b""
+            while len(q) < n:
+                q += c.recv(n - len(q))
+            r = reply(q, True)
+            c.sendall(struct.pack(">H", len(r)) + r)
+            print("tcp", flush=True)
+
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind((sys.argv[1], 53))
+listener.listen()
+threading.Thread(target=udp, daemon=True).start()
+print("ready", flush=True)
+tcp(listener)
+"""
+
+
+def test_a_tcp_query_goes_upstream_over_tcp_and_gets_the_whole_answer(hostns, fb_env, tmp_path):
+    """An answer too big for UDP: the upstream truncates it over UDP (TC), so a client
+    asks again over TCP (glibc does), and the network's name server must then ask over
+    TCP too: over UDP it would hand the client the truncated answer once more."""
+    hostns.sh(f"ip addr add {UPSTREAM}/32 dev lo")
+    (tmp_path / "big.py").write_text(BIG_RESOLVER)
+    (tmp_path / "query.py").write_text(TCP_QUERY)
+    log = open(tmp_path / "big.log", "w+")
+    server = subprocess.Popen(hostns.cmd(sys.executable, str(tmp_path / "big.py"), UPSTREAM),
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        eventually(lambda: "ready" in (tmp_path / "big.log").read_text(), what="the resolver")
+        hostns.ok("network", "create", "appnet")
+        hostns.ok("run", "-d", "--name", "cli", "--network", "appnet", "--dns", UPSTREAM,
+                  "busybox", "sleep", "1d")
+        gw = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Gateway"]
+        pid = json.loads(hostns.ok("inspect", "cli"))[0]["State"]["Pid"]
+        r = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable,
+                            str(tmp_path / "query.py"), gw, "big.test"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout.split() == ["0", "40", "192.0.2.40"], r.stdout + r.stderr
+        assert "tcp" in (tmp_path / "big.log").read_text()
+    finally:
+        server.kill()
+        server.wait()
+        log.close()
+    hostns.ok("rm", "-f", "cli")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
