@@ -107,4 +107,9 @@ def _removal(cid, spec, store):
             "--id", cid]
     for name in files:
         args += ["--remove", os.path.join(store.container_dir(cid), name)]
-    return args + ["--remove-dir", store.container_dir(cid)]
+    args += ["--remove-dir", store.container_dir(cid)]
+    if any(v.anonymous for v in spec.volumes):  # and its anonymous volumes, as Docker's
+        from fastbox.spec import spec_to_dict
+        from fastbox.volumes import store as volumes
+        args += volumes.release_args(spec_to_dict(spec)["volumes"])
+    return args

@@ -1,10 +1,15 @@
 """Volumes on disk: $FASTBOX_ROOT/volumes/<name>/{_data/, volume.json}, as Docker's
 local driver lays them out. A volume is made whole or not at all (built under a
-hidden name, then renamed), and removed only while no container record names it."""
+hidden name, then renamed), and removed only while no container record names it.
+
+`python -I -m fastbox.volumes.store ROOT VOLUME...` (its -v strings): a detached --rm container's
+monitor runs this once it has exited and its record is gone (release_args): its
+anonymous volumes go, as `docker run --rm` removes them."""
 import datetime
 import json
 import os
 import shutil
+import sys
 
 from fastbox import config
 from fastbox.errors import ContainerStateError, SpecError
@@ -108,7 +113,10 @@ def remove(name, force=False):
         raise ContainerStateError(f"remove {name}: volume is in use - "
                                   f"[{', '.join(c[:12] for c in in_use)}]")
     gone = os.path.join(volumes_dir(), f"{_BUILDING}0-{name}")
-    os.rename(_dir(name), gone)
+    try:
+        os.rename(_dir(name), gone)
+    except FileNotFoundError:  # removed meanwhile (a --rm container's monitor and its CLI)
+        raise VolumeNotFound(f"no such volume: {name}") from None
     shutil.rmtree(gone, ignore_errors=True)
 
 
@@ -135,3 +143,16 @@ def remove_anonymous(volume_strings):
                 remove(name)
         except (VolumeNotFound, ContainerStateError):
             continue
+
+
+def release_args(volume_strings):
+    """The monitor's --then for a detached --rm container with anonymous volumes."""
+    args = ["--then", sys.executable]
+    for a in ("-I", "-m", "fastbox.volumes.store", config.root(), *volume_strings):
+        args += ["--then-arg", a]
+    return args
+
+
+if __name__ == "__main__":
+    os.environ["FASTBOX_ROOT"] = sys.argv[1]
+    remove_anonymous(sys.argv[2:])

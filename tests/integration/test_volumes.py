@@ -77,6 +77,17 @@ def test_anonymous_volumes_go_with_rm_v_and_run_rm(busybox):
     assert names() == []
 
 
+def test_a_detached_rm_containers_anonymous_volumes_go_when_it_exits(busybox):
+    """`run -d --rm -v /x`: its monitor removes the record at exit, and then its
+    anonymous volumes (a named one stays, as with Docker)."""
+    from waiting import eventually
+    ok(cli("run", "-d", "--rm", "-v", "/scratch", "-v", "kept:/kept", "busybox", "sh", "-c",
+           "echo x > /scratch/x; sleep 0.2"))
+    eventually(lambda: names() == ["kept"], what="the anonymous volume to go")
+    assert ok(cli("ps", "-aq")).stdout == ""
+    ok(cli("volume", "rm", "kept"))
+
+
 def test_volume_prune_removes_unused_anonymous_volumes(busybox):
     ok(cli("volume", "create", "named"))
     ref = ok(cli("create", "-v", "/a", "busybox", "true")).stdout.strip()
