@@ -79,6 +79,7 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     t0 = container.now()
     spec = RunSpec(image, command, remove=remove, **options)
     img = resolve_image(spec.image)
+    spec.add_image_volumes(img.volumes)
     try:
         return run_spec(spec, img, t0, capture_output=capture_output, stdin=stdin,
                         stdout=stdout, stderr=stderr, on_start=on_start, tty=tty,

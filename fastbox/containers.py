@@ -29,8 +29,9 @@ def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
     owners.begin_once()
     spec = RunSpec(image, command, **options)
     log_config = _log_config(spec)
-    _make_volumes(spec)
     img = resolve_image(spec.image)
+    spec.add_image_volumes(img.volumes)
+    _make_volumes(spec)
     store = StateStore()
     name = _reserve_name(store, spec, cid)
     record = {"id": cid, "name": name, "image": spec.image, "image_id": img.id,

@@ -125,6 +125,15 @@ class RunSpec(Frozen):
                                network_alias),
         )
 
+    def add_image_volumes(self, paths):
+        """The image's VOLUME paths, as Docker has them: an anonymous volume at each one
+        that no -v, --mount or --tmpfs of the container takes (what those mount goes
+        there instead). Called once, where the spec meets its image."""
+        taken = {v.target for v in self.volumes} | {t.target for t in self.tmpfs}
+        extra = tuple(parse_volume(p) for p in paths if p not in taken)
+        if extra:
+            self._set(volumes=self.volumes + extra)
+
     @property
     def cgroup_limits(self):
         """The limits beyond memory, cpus and pids_limit that are set, as keyword

@@ -15,7 +15,7 @@ from fastbox.images.reference import normalize
 CACHE_VERSION = 1
 # A record without one of these (written by an older fastbox) is rebuilt from the blobs.
 INFO_KEYS = frozenset(("v", "id", "layers", "env", "entrypoint", "cmd", "working_dir", "user",
-                       "created", "size", "exposed"))
+                       "created", "size", "exposed", "volumes"))
 HEX = frozenset("0123456789abcdef")
 
 
@@ -23,10 +23,10 @@ class Image:
     """What a container needs from an image; read-only."""
 
     __slots__ = ("id", "ref", "manifest_digest", "layer_dirs", "env", "entrypoint", "cmd",
-                 "working_dir", "user", "exposed")
+                 "working_dir", "user", "exposed", "volumes")
 
     def __init__(self, id, ref, manifest_digest, layer_dirs, env, entrypoint, cmd, working_dir, user,
-                 exposed=()):
+                 exposed=(), volumes=()):
         put = object.__setattr__
         put(self, "id", id)
         put(self, "ref", ref)
@@ -38,6 +38,7 @@ class Image:
         put(self, "working_dir", working_dir)
         put(self, "user", user)
         put(self, "exposed", exposed)  # EXPOSE's ports, "80/tcp": what -P publishes
+        put(self, "volumes", volumes)  # VOLUME's paths: an anonymous volume each
 
     def __setattr__(self, name, value):
         raise AttributeError(f"Image.{name} is read-only")
@@ -92,7 +93,7 @@ def image_of(root, info, ref, digest):
     layers = f"{root}/layers/"
     return Image(info["id"], ref, digest, tuple([layers + h for h in info["layers"]]),
                  info["env"], info["entrypoint"], info["cmd"], info["working_dir"], info["user"],
-                 info["exposed"])
+                 info["exposed"], info["volumes"])
 
 
 def read_info(root, digest):

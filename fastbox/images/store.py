@@ -474,9 +474,18 @@ def _info(manifest, cfg):
         "working_dir": c.get("WorkingDir") or "",
         "user": c.get("User") or "",
         "exposed": _exposed(c.get("ExposedPorts")),
+        "volumes": _volumes(c.get("Volumes")),
         "created": cfg.get("created") or "",
         "size": manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"]),
     }
+
+
+def _volumes(volumes):
+    """An image's VOLUME paths ({"/data": {}, ...}) as ("/data", ...): where a container
+    gets an anonymous volume (a relative or root path is left out, as Docker refuses
+    them at build)."""
+    out = {os.path.normpath(str(p)) for p in volumes or () if str(p).startswith("/")}
+    return tuple(sorted(out - {"/"}))
 
 
 def _exposed(ports):

@@ -132,3 +132,31 @@ def test_bad_volume_arguments_are_one_line(busybox, arg):
     r = cli("run", "--rm", "-v", arg, "busybox", "true")
     assert r.returncode == 125
     assert "invalid volume" in one_line_error(r)
+
+
+def test_an_images_volume_paths_get_anonymous_volumes(busybox, tmp_path):
+    """VOLUME in an image: each container gets an anonymous volume there, filled with
+    the image's files, unless its own -v or --tmpfs takes the path; `run --rm` and
+    `rm -v` remove it, as Docker's."""
+    (tmp_path / "Containerfile").write_text(
+        "FROM busybox\nRUN mkdir -p /data && echo seed > /data/seed\nVOLUME /data\n")
+    ok(cli("build", "-q", "-t", "withvol", str(tmp_path)))
+    try:
+        out = ok(cli("run", "--rm", "withvol", "sh", "-c",
+                     "cat /data/seed; grep -c ' /data ' /proc/self/mounts")).stdout.split()
+        assert out == ["seed", "1"]  # the image's file, in a volume mounted there
+        assert names() == []  # run --rm took it away
+        ref = ok(cli("run", "-d", "withvol", "sh", "-c", "echo new > /data/new")).stdout.strip()
+        ok(cli("wait", ref))
+        (anon,) = names()
+        (info,) = json.loads(ok(cli("volume", "inspect", anon)).stdout)
+        assert sorted(os.listdir(info["Mountpoint"])) == ["new", "seed"]
+        ok(cli("rm", "-v", ref))
+        assert names() == []
+        # the container's own volume or tmpfs at that path: no anonymous one
+        ok(cli("run", "--rm", "-v", "mine:/data", "withvol", "true"))
+        ok(cli("run", "--rm", "--tmpfs", "/data", "withvol", "true"))
+        assert names() == ["mine"]
+        ok(cli("volume", "rm", "mine"))
+    finally:
+        ok(cli("rmi", "withvol"))
