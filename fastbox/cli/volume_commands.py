@@ -55,10 +55,19 @@ def _row(v):
             "Links": "N/A", "Size": "N/A", "CreatedAt": v.get("CreatedAt", "")}
 
 
-def inspect(names: List[str] = typer.Argument(..., metavar="VOLUME...")):
-    """Volumes' details as JSON."""
+def inspect(names: List[str] = typer.Argument(..., metavar="VOLUME..."),
+            format: Optional[str] = typer.Option(None, "--format", "-f",
+                                                 help="A Go-template subset: {{.Mountpoint}}")):
+    """Volumes' details as JSON, or each through --format."""
     from fastbox.volumes import store
-    print(json.dumps([store.inspect(n) for n in names], indent=4))
+    found = [store.inspect(n) for n in names]
+    if format:
+        from fastbox.cli import go_template
+        template = go_template.Template(go_template.unescape(format))
+        for v in found:
+            print(template.execute(v))
+    else:
+        print(json.dumps(found, indent=4))
 
 
 def rm(names: List[str] = typer.Argument(..., metavar="VOLUME..."),

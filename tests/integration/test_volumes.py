@@ -29,6 +29,10 @@ def test_volume_create_ls_inspect_rm():
     (info,) = json.loads(ok(cli("volume", "inspect", "data")).stdout)
     assert (info["Name"], info["Driver"], info["Scope"]) == ("data", "local", "local")
     assert os.path.isdir(info["Mountpoint"]) and info["Mountpoint"].endswith("/data/_data")
+    assert ok(cli("volume", "inspect", "-f", "{{.Name}} {{.Mountpoint}}", "data")).stdout == \
+        f"data {info['Mountpoint']}\n"
+    r = cli("volume", "inspect", "--format", "{{.Nope}}", "data")
+    assert r.returncode != 0 and "Nope" in one_line_error(r)
     assert ok(cli("volume", "rm", "data", anon)).stdout == f"data\n{anon}\n"
     assert names() == []
     r = cli("volume", "rm", "data")
