@@ -209,6 +209,9 @@ int fb_spare_take(struct fb_spare *out);
  * the kind asked for (bridge > 0: with a veth; 0: a plain namespace). */
 int fb_spare_take_wait(struct fb_spare *out, int bridge);
 void fb_spare_request(int bridge_index, int mtu);
+/* For a next container on this bridge, its namespace alone for now (its veth comes with
+ * fb_spare_request later): nothing if one with its veth is ready or being made. */
+void fb_spare_request_plain_first(int bridge_index, int mtu);
 
 /* Start the container under a new fastbox-monitor process that is no child of the
  * caller (fb_detach.c); *monitor_pid is the monitor's pid, report->pid the container's. */

@@ -234,15 +234,31 @@ int fb_spare_netns_take(void)
     return sp.netns_fd;
 }
 
-void fb_spare_request(int bridge_index, int mtu)
+/* Must hold the lock. */
+static void request_locked(int bridge_index, int mtu)
 {
-    pthread_mutex_lock(&lock);
     want_bridge = bridge_index;
     want_mtu = mtu;
     if (!ready_as_wanted() && ensure_worker() == 0) {
         netns_wanted = 1;
         pthread_cond_signal(&wake);
     }
+}
+
+void fb_spare_request_plain_first(int bridge_index, int mtu)
+{
+    pthread_mutex_lock(&lock);
+    int have = ready.netns_fd >= 0 ? ready.bridge_index == bridge_index && ready.mtu == mtu
+                                   : netns_wanted && want_bridge == bridge_index && want_mtu == mtu;
+    if (!have)
+        request_locked(0, 0);
+    pthread_mutex_unlock(&lock);
+}
+
+void fb_spare_request(int bridge_index, int mtu)
+{
+    pthread_mutex_lock(&lock);
+    request_locked(bridge_index, mtu);
     pthread_mutex_unlock(&lock);
 }
 

@@ -112,6 +112,7 @@ cdef extern from "fb_plan.h":
     int fb_spare_take(fb_spare *out) nogil
     int fb_spare_take_wait(fb_spare *out, int bridge) nogil
     void fb_spare_request(int bridge_index, int mtu) nogil
+    void fb_spare_request_plain_first(int bridge_index, int mtu) nogil
     int fb_spawn_detached(const fb_plan *plan, const fb_monitor_args *monitor,
                           fb_report *report, pid_t *monitor_pid) nogil
 

@@ -336,6 +336,12 @@ def request_spare(int bridge_index=0, int mtu=0):
     fb_spare_request(bridge_index, mtu)
 
 
+def request_spare_plain_first(int bridge_index, int mtu):
+    """The next spare is for this bridge, but only its namespace is made now (its veth
+    at a later request_spare), unless one with its veth is ready or being made."""
+    fb_spare_request_plain_first(bridge_index, mtu)
+
+
 def net_link_del(name):
     """Delete a link by name in our network namespace (a veth takes its peer); a link
     that is gone already is no error."""

@@ -24,7 +24,7 @@ def started(spec=None, foreground=False):
         _more.append(True)
     elif spec is not None and _bridged(spec):
         if foreground:
-            _core.request_spare(0, 0)
+            _core.request_spare_plain_first(*_bridge)
             _deferred[:] = [True]
         else:
             _core.request_spare(*_bridge)
