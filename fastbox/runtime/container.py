@@ -143,6 +143,9 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         try:
             plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
             _connected_networks(plan, cid, spec, hostname, netns_fd)
+            if late_spare:
+                from fastbox.runtime import spare as spares
+                spares.network_ready()
         except BaseException:
             if plan.own_netns_fd is not None:
                 os.close(plan.own_netns_fd)

@@ -14,20 +14,26 @@ _more = []  # a container has started in this process: keep a spare for the next
 def started(spec=None, foreground=False):
     """A container has started: from the next one on, a spare is kept ready. A bridge
     container's next spare is asked for once the start is over (made during the start,
-    its rtnl work would hold up the container's own address and route). For a
-    foreground one, in two halves: the plain namespace now, its veth once the container
-    has exited (exited()), while it is torn down: made during the short run, the veth's
-    rtnl work held the run up by as much as it saved. The next start takes it only just
-    before its network is set up (container.prepare's late_spare). A `none` one's was
-    asked for as the start began (netns())."""
+    its rtnl work would hold up the container's own address and route); a foreground
+    one's in two halves: its namespace as this one's network is set up (network_ready),
+    its veth once this one has exited (exited()). Made during the short run, the veth's
+    kernel work held the run up by as much as it saved, and so did the namespace's; the
+    next start takes it only just before its own network is set up (container.prepare's
+    late_spare). A `none` one's was asked for as the start began (netns())."""
     if not _more:
         _more.append(True)
     elif spec is not None and _bridged(spec):
         if foreground:
-            _core.request_spare_plain_first(*_bridge)
             _deferred[:] = [True]
         else:
             _core.request_spare(*_bridge)
+
+
+def network_ready():
+    """A foreground bridge container's network is set up: the next one's namespace is
+    made now, beside this one's clone and mounts (unless one with its veth is ready)."""
+    if _more:
+        _core.request_spare_plain_first(*_bridge)
 
 
 _deferred = []  # a foreground bridge container's next veth, asked for at its exit
