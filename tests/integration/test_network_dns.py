@@ -394,6 +394,16 @@ def test_a_tcp_query_goes_upstream_over_tcp_and_gets_the_whole_answer(hostns, fb
                            capture_output=True, text=True, timeout=30)
         assert r.stdout.split() == ["0", "40", "192.0.2.40"], r.stdout + r.stderr
         assert "tcp" in (tmp_path / "big.log").read_text()
+        # an upstream that refuses TCP: SERVFAIL over the client's connection, at once
+        hostns.ok("rm", "-f", "cli")
+        hostns.sh("ip addr add 192.0.2.54/32 dev lo")
+        hostns.ok("run", "-d", "--name", "cli", "--network", "appnet", "--dns", "192.0.2.54",
+                  "busybox", "sleep", "1d")
+        pid = json.loads(hostns.ok("inspect", "cli"))[0]["State"]["Pid"]
+        r = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable,
+                            str(tmp_path / "query.py"), gw, "big.test"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout.split()[:2] == ["2", "0"], r.stdout + r.stderr
     finally:
         server.kill()
         server.wait()
