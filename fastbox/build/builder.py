@@ -556,7 +556,7 @@ class Builder(CopyInstructions):
         env_key = {k: v for k, v in env.items() if k not in PROXY_ARGS}
         args_used = sorted(f"{k}={v}" for k, v in st.args.items()
                            if k not in st.args_unset)
-        volumes, tmpfs, mount_keys = self._run_mounts(st, inst)
+        volumes, tmpfs, mount_keys, fills = self._run_mounts(st, inst)
         script = self._shebang_script(inst)
         if script is not None:  # BuildKit: a heredoc with #! runs as a file, by its interpreter
             volumes.append(f"{script}:{HEREDOC_SCRIPT}:ro")
@@ -568,6 +568,8 @@ class Builder(CopyInstructions):
             network = self.opts.network
 
         def make(d):
+            for fill in fills:
+                fill()
             lowers = st.layer_dirs or [self._empty_lower()]
             try:
                 code, out = self._run_container(argv, lowers, d, env, st, network, volumes, tmpfs)
@@ -624,7 +626,9 @@ class Builder(CopyInstructions):
         return shell + [script]
 
     def _run_mounts(self, st, inst):
-        volumes, tmpfs, keys = [], [], []
+        """(volumes, tmpfs, cache key parts, fills: what makes the volumes' sources, run
+        only when the step runs: a cache hit copies nothing)."""
+        volumes, tmpfs, keys, fills = [], [], [], []
         for m in inst.flags.get("mount", []):
             opts = {}
             for part in m.split(","):
@@ -646,10 +650,13 @@ class Builder(CopyInstructions):
                 os.makedirs(path, 0o755, exist_ok=True)
                 volumes.append(f"{path}:{target}")
                 keys.append(["cache", target, cid])
+            elif kind == "bind" and opts.get("from"):
+                host, digest, fill = self._bind_from(st, inst, opts)
+                volumes.append(f"{host}:{target}" + ("" if opts.get("rw") == "true" else ":ro"))
+                keys.append(["bind-from", target, digest])
+                fills.append(fill)
             elif kind == "bind":
                 src = opts.get("source") or opts.get("src") or ""
-                if opts.get("from"):
-                    raise self.err(inst, "--mount=type=bind,from=... is not supported yet")
                 if self.context.root is None:
                     raise self.err(inst, "--mount=type=bind needs a build context")
                 rel = self.context.resolve(ctx_mod._clean(src))  # never out of the context
@@ -663,7 +670,29 @@ class Builder(CopyInstructions):
                 keys.append(["bind", target, h.hexdigest()])
             else:
                 raise self.err(inst, f"--mount: unsupported type {kind!r}: use bind, cache or tmpfs")
-        return volumes, tmpfs, keys
+        return volumes, tmpfs, keys, fills
+
+    def _bind_from(self, st, inst, opts):
+        """--mount=type=bind,from=STAGE|IMAGE[,source=PATH]: that path of the stage or
+        image, copied for this step into a directory of the build session (a rw mount's
+        writes go nowhere, as BuildKit's): (host path, digest of its files for the key, the
+        copy to make before the step runs)."""
+        ref = self._expand(inst, opts["from"], self._scope(st))
+        view = self._from_view(ref, st, inst)
+        src = (opts.get("source") or opts.get("src") or "").strip("/")
+        rel = view.resolve(src) if src else ""
+        entries = list(steps.view_tree(view, rel))
+        if not entries:
+            raise self.err(inst, f"--mount=type=bind: {src!r} not found in {ref!r}")
+        h = ctx_mod.new_hash()
+        ctx_mod.fingerprint(h, entries, True, ctx_mod.digests_of(entries))
+        d = self.session.new_dir()
+
+        def fill():
+            with steps.Copier(d, LayerView([])) as copier:
+                copier.put("from", entries)
+                copier.done()
+        return os.path.join(d, "from"), h.hexdigest(), fill
 
     # -------------------------------------------------------------- the image
 

@@ -452,6 +452,33 @@ RUN ["/bin/sh", "-c", "echo exec-form > /exec"]
                    for layer in layer_members("fbtest/mounts") for n in layer)
 
 
+def test_run_mount_bind_from_a_stage(tmp_path):
+    """RUN --mount=type=bind,from=STAGE: the stage's files at the target for that step
+    only (read-only unless rw; a rw mount's writes go nowhere), nothing of them in the
+    layer; the key follows their content: a rebuild is cached, a changed file re-runs."""
+    text = """FROM busybox AS tools
+RUN mkdir -p /out && echo {v} > /out/version && echo helper > /out/helper
+FROM busybox
+RUN --mount=type=bind,from=tools,source=/out,target=/mnt cat /mnt/version > /got && \\
+    ! touch /mnt/new 2>/dev/null
+RUN --mount=type=bind,from=tools,source=/out/helper,target=/h,rw=true echo x >> /h && cat /h > /rw
+"""
+    ctx = context(tmp_path, text.format(v="one"))
+    build(ctx, "-t", "fbtest/bindfrom")
+    # the mounted files are not in the layer (the empty mount points are, as the context's)
+    assert run("fbtest/bindfrom", "sh", "-c", "cat /got /rw; ls -A /mnt | wc -l; wc -c < /h")[1] \
+        == "one\nhelper\nx\n0\n0\n"
+    again = build(ctx, "-t", "fbtest/bindfrom", "--progress", "plain")
+    assert set(steps(again.stdout + again.stderr).values()) == {"CACHED"}
+    ctx = context(tmp_path, text.format(v="two"), name="ctx2")
+    build(ctx, "-t", "fbtest/bindfrom")
+    assert run("fbtest/bindfrom", "cat", "/got")[1] == "two\n"
+    bad = context(tmp_path, "FROM busybox AS a\nFROM busybox\n"
+                  "RUN --mount=type=bind,from=a,source=/nope,target=/m true\n", name="bad")
+    r = build(bad, ok=False)
+    assert r.returncode == 1 and "'nope' not found in 'a'" in r.stderr, r.stderr
+
+
 # ---------------------------------------------------------------- failures
 
 def test_malformed_files_stop_with_their_line_number(tmp_path):
