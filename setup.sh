@@ -23,8 +23,7 @@ fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-# A regular (not editable) install: the editable finder adds ~20 ms to every start.
-.venv/bin/pip install -q .
+./build.sh
 
 # --network none: the default bridge network would make a bridge, an nft table and a
 # sysctl change in the host's network namespace (this also runs in CI on a shared host).

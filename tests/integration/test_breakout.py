@@ -450,8 +450,10 @@ def test_container_cannot_read_the_users_keystrokes_from_its_stdout(request, att
         request.getfixturevalue("engine")
     secret = f"#typed-{uuid.uuid4().hex[:12]}"
     begun = shell.begin(f"{_client(lane, served)} run --rm {attack.image} sh -c "
-                        "'echo reading-$((1+1)); read -t 5 x <&1; echo \"got-[$x]\"'")
+                        "'echo reading-$((1+1)); read -t 2 x <&1; echo \"got-[$x]\"'")
     shell.expect(r"reading-2", since=begun[1])
+    # typed at once, into the terminal's input queue: a read that could take it (blocked
+    # on it already) would have it within milliseconds, well inside its 2 s
     shell.type(secret + "\n")
     _, text = shell.end(begun)
     assert f"got-[{secret}]" not in text, f"{lane}: it read {secret!r} from its stdout"

@@ -151,7 +151,7 @@ def test_update_changes_a_running_containers_cgroups(busybox, cleanup):
     assert (host["Memory"], host["MemorySwap"], host["PidsLimit"], host["NanoCpus"]) == \
         (64 << 20, 128 << 20, 50, 500_000_000)
     # the limit holds inside: a 51st process cannot be made
-    r = cli("exec", "limited", "sh", "-c", "for i in $(seq 60); do sleep 5 & done; wait")
+    r = cli("exec", "limited", "sh", "-c", "for i in $(seq 60); do sleep 2 & done; wait")
     assert r.returncode != 0 or "can't fork" in r.stderr or "Resource" in r.stderr
 
 

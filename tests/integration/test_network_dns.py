@@ -17,8 +17,12 @@ UPSTREAM = "192.0.2.53"  # a fake resolver on the host side (TEST-NET-1, on its 
 FAKE_ANSWER = "192.0.2.99"
 
 
-def nslookup(ns, container, name, server=""):
-    r = ns.fb("exec", container, "timeout", "10", "nslookup", name, *([server] if server else []))
+def nslookup(ns, container, name, server="", wait=5):
+    """busybox nslookup in container; wait: its own timeout in seconds (its default is 5).
+    A lookup that must get no answer waits 2 s: an answer from a name server on this host
+    comes within milliseconds, and three such waits made one test take 16 s."""
+    r = ns.fb("exec", container, "timeout", "10", "nslookup", f"-timeout={wait}", name,
+              *([server] if server else []))
     return r.returncode, r.stdout + r.stderr
 
 
@@ -78,7 +82,7 @@ def test_members_resolve_each_other_by_name_and_alias(hostns, fb_env):
     assert f"{gw}:53" in listening and "0.0.0.0:53" not in listening and "*:53" not in listening
     # once removed, its name is gone from DNS
     hostns.ok("rm", "-f", "web")
-    code, out = nslookup(hostns, "cli", "web")
+    code, out = nslookup(hostns, "cli", "web", wait=2)
     assert code != 0 and answer_of(out) == [], out
     # the last member gone, the name server goes (and its pid file)
     hostns.ok("rm", "-f", "cli")
@@ -93,13 +97,13 @@ def test_default_bridge_has_no_names_and_non_members_get_no_answer(hostns, fb_en
     hostns.ok("run", "-d", "--name", "outsider", "busybox", "sleep", "1d")  # default bridge
     gw = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Gateway"]
     assert gw not in hostns.ok("exec", "outsider", "cat", "/etc/resolv.conf")
-    code, out = nslookup(hostns, "outsider", "web")
+    code, out = nslookup(hostns, "outsider", "web", wait=2)
     assert code != 0 and answer_of(out) == [], out
     # asked directly, appnet's name server does not answer a container that is not on it
-    code, out = nslookup(hostns, "outsider", "web", gw)
+    code, out = nslookup(hostns, "outsider", "web", gw, wait=2)
     assert code != 0 and answer_of(out) == [], out
     # nor the host itself
-    r = hostns.sh(f"timeout 10 busybox nslookup web {gw}", check=False)
+    r = hostns.sh(f"timeout 10 busybox nslookup -timeout=2 web {gw}", check=False)
     assert r.returncode != 0 and answer_of(r.stdout) == [], r.stdout
     hostns.ok("rm", "-f", "web", "outsider")
     hostns.ok("network", "rm", "appnet")
@@ -115,7 +119,7 @@ def test_sigkilled_name_server_is_restored_by_the_next_command(hostns, fb_env):
         pid, _ = responder(fb_env)
         os.kill(pid, signal.SIGKILL)
         eventually(lambda: not alive(pid), what="the name server to die")
-        code, out = nslookup(hostns, "cli", "web")
+        code, out = nslookup(hostns, "cli", "web", wait=2)
         assert code != 0, out  # nothing answers now
         hostns.ok(*command)
         new, _ = responder(fb_env)
@@ -147,14 +151,14 @@ def test_a_container_on_two_networks_resolves_names_of_both(hostns, fb_env):
     hostns.ok("network", "create", "back")
     hostns.ok("run", "-d", "--name", "db", "--network", "back", "busybox", "sleep", "1d")
     hostns.ok("run", "-d", "--name", "app", "--network", "front", "busybox", "sleep", "1d")
-    code, out = nslookup(hostns, "app", "db")
+    code, out = nslookup(hostns, "app", "db", wait=2)
     assert code != 0, out
     hostns.ok("network", "connect", "back", "app")
     db = ip_of(hostns, "db")
     code, out = nslookup(hostns, "app", "db")
     assert code == 0 and answer_of(out) == [db], out
     hostns.ok("network", "disconnect", "back", "app")
-    code, out = nslookup(hostns, "app", "db")
+    code, out = nslookup(hostns, "app", "db", wait=2)
     assert code != 0, out
     hostns.ok("rm", "-f", "db", "app")
     hostns.ok("network", "rm", "front", "back")
@@ -319,7 +323,7 @@ def test_a_name_no_record_holds_is_swept(hostns, fb_env):
     assert code == 0 and answer_of(out) == ["10.67.0.200"], out  # the planted name is live
     hostns.ok("network", "ls")
     assert os.listdir(os.path.join(names, d)) != [] and "f" * 64 not in os.listdir(os.path.join(names, d))
-    code, out = nslookup(hostns, "cli", "ghost")
+    code, out = nslookup(hostns, "cli", "ghost", wait=2)
     assert code != 0 and answer_of(out) == [], out
     hostns.ok("rm", "-f", "cli")
     hostns.ok("network", "rm", "appnet")

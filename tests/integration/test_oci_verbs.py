@@ -187,12 +187,17 @@ def test_exec_ps_pause_resume_update_events_list(rt, fb_env):
     assert ev["type"] == "stats" and ev["data"]["pids"]["current"] == 2
     listed = json.loads(rt.run("list", "--format", "json", check=True).stdout)
     assert [(c["id"], c["status"], c["pid"]) for c in listed] == [("c6", "running", init)]
-    rt.run("delete", "--force", "c6", check=True)
-    # the exec'd process first: a pid namespace's init does not finish exiting until the
-    # other processes in it are reaped, and we (a subreaper) reap that one
+    # Reaped while delete runs, as a shim reaps its children: a pid namespace's init does
+    # not finish exiting until the other processes in it are reaped, and we (a subreaper)
+    # reap the exec'd one; delete waits for the init (up to 10 s, the whole test's time
+    # when the reaping came after it).
+    deleting = subprocess.Popen(rt.argv("delete", "--force", "c6"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for pid in (epid, init):
         eventually(lambda: gone(pid))
         os.waitpid(pid, 0)
+    _, err = deleting.communicate(timeout=30)
+    assert deleting.returncode == 0, err
 
 
 def test_cgroups_path_resolves_under_the_hierarchy_roots(rt, fb_env):

@@ -3,6 +3,7 @@
 # kernel with a pure cgroup v2 hierarchy (the host may be hybrid, v1 or v2, and newer).
 #
 #   tests/vm/run.sh          # after ./setup.sh (it uses the checkout's .venv)
+#   tests/vm/run.sh --deps   # only install what it lacks (CI, before the lanes run side by side)
 #
 # Installs what it lacks (apt: qemu-system-x86, linux-image-amd64; PyPI: virtme-ng into
 # .venv), boots the kernel with virtme-ng under TCG (nested KVM hangs here), and runs
@@ -35,6 +36,7 @@ fi
 KERNEL=${FB_VM_KERNEL:-$(kernel)}
 [ -r "$KERNEL" ] || { echo "vm lane: FAILED: no 6.1 kernel image in /boot"; exit 1; }
 [ -x .venv/bin/vng ] || .venv/bin/pip install -q "virtme-ng==1.42"
+[ "${1:-}" != "--deps" ] || exit 0
 t_install=$(elapsed "$t0")
 
 DIR=$(mktemp -d /tmp/fastbox-vm.XXXXXX)
