@@ -237,8 +237,11 @@ class StateStore:
 
     def _reconcile(self, record):
         exited = self._exit_record(record["id"])
-        if exited is None and process.alive(record.get("monitor_pid"), record.get("monitor_start")):
-            return record
+        if exited is None:
+            if process.alive(record.get("monitor_pid"), record.get("monitor_start")):
+                return record
+            # it writes the exit record, then exits: between our two reads, the record came
+            exited = self._exit_record(record["id"])
         fields = exited or {"exit_code": UNKNOWN_EXIT, "finished_at": None,
                             "error": "the container's monitor died"}
         with self.locked(record["id"]):

@@ -97,3 +97,22 @@ def test_writer_killed_at_random_points_leaves_whole_records(root, mode):
         assert whole_or_nothing(root) == [], f"after kill {kills}"
     # Something was written: the kills did land mid-work, not before it began.
     assert mode == "remove" or len(entries(root)) > 0
+
+
+def test_an_exit_recorded_just_before_the_monitor_went_is_read(root, monkeypatch):
+    """The monitor writes exit.json and then exits. A reader that found no exit record
+    and then no monitor must look once more: the record came in between (CI saw the
+    exit code read as 255, "the monitor died", for a container that exited 3)."""
+    from fastbox.state import process
+    store = StateStore(root)
+    cid = "c" * 64
+    store.create({"id": cid, "name": None, "status": "running", "pid": 1,
+                  "monitor_pid": 1, "monitor_start": 1})
+
+    def monitor_exits_right_now(pid, start):  # the window between the reader's two looks
+        with open(store.exit_path(cid), "w") as f:
+            f.write('{"exit_code": 3, "finished_at": "2026-12-07T00:00:00Z"}')
+        return False
+    monkeypatch.setattr(process, "alive", monitor_exits_right_now)
+    got = store.get(cid)
+    assert (got["status"], got["exit_code"]) == ("exited", 3), got
