@@ -430,6 +430,16 @@ def unescape(fmt):
     return fmt.replace("\\t", "\t").replace("\\n", "\n")
 
 
+def inspect_text(fmt, objects):
+    """What an `inspect` prints: the objects as an indented JSON list or, given --format,
+    the template run on each, a line each."""
+    if not fmt:
+        import json
+        return json.dumps(objects, indent=4)
+    template = Template(unescape(fmt))
+    return "\n".join(template.execute(o) for o in objects)
+
+
 def format_rows(fmt, rows, *, default, titles):
     """The lines --format FMT prints for rows: "table" / "table TEMPLATE" (a header row
     of titles, then the rows, aligned as Docker's tabwriter aligns them), "json" (each

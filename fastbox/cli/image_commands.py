@@ -198,13 +198,8 @@ def inspect(names: List[str] = typer.Argument(..., help="Images"),
             found.append(describe(name))
         except ImageNotFound:
             raise ImageNotFound(f"no such object: {name}") from None
-    if format:
-        from fastbox.cli import go_template
-        template = go_template.Template(go_template.unescape(format))
-        for obj in found:
-            print(template.execute(obj))
-    else:
-        print(json.dumps(found, indent=4))
+    from fastbox.cli import go_template
+    print(go_template.inspect_text(format, found))
 
 
 def inspect_image(ref):

@@ -1,5 +1,4 @@
 """`fastbox volume create/ls/inspect/rm/prune` (fastbox.volumes.store)."""
-import json
 from typing import List, Optional
 
 import typer
@@ -59,15 +58,9 @@ def inspect(names: List[str] = typer.Argument(..., metavar="VOLUME..."),
             format: Optional[str] = typer.Option(None, "--format", "-f",
                                                  help="A Go-template subset: {{.Mountpoint}}")):
     """Volumes' details as JSON, or each through --format."""
+    from fastbox.cli import go_template
     from fastbox.volumes import store
-    found = [store.inspect(n) for n in names]
-    if format:
-        from fastbox.cli import go_template
-        template = go_template.Template(go_template.unescape(format))
-        for v in found:
-            print(template.execute(v))
-    else:
-        print(json.dumps(found, indent=4))
+    print(go_template.inspect_text(format, [store.inspect(n) for n in names]))
 
 
 def rm(names: List[str] = typer.Argument(..., metavar="VOLUME..."),
