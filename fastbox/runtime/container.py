@@ -101,6 +101,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
     pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
     address, route, ports, /etc files), made before the clone into that namespace.
     plan.endpoint and plan.own_netns_fd (ours to close) are set for the caller."""
+    from fastbox.runtime import spare as spares  # (the argument `spare` is a Spare)
     plan.endpoint, plan.own_netns_fd, plan.spare = None, None, None
     mode = spec.network
     if mode == "host":
@@ -124,7 +125,6 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             return
     if late_spare and endpoint and netns_fd is None:
         # as late as can be: the worker makes it (its veth above all) while we get here
-        from fastbox.runtime import spare as spares  # (the argument `spare` is a Spare)
         spare = plan.spare = spares.netns(spec)
         netns_fd = spare.fd if spare is not None else None
     if spare is not None and spare.host_if:
@@ -144,7 +144,6 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
             _connected_networks(plan, cid, spec, hostname, netns_fd)
             if late_spare:
-                from fastbox.runtime import spare as spares
                 spares.network_ready()
         except BaseException:
             if plan.own_netns_fd is not None:

@@ -54,7 +54,7 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
             monitor_argv += _removal(cid, spec, store)
         elif spec.restart != "no":
             from fastbox.runtime import restart_policy
-            monitor_argv += restart_policy.monitor_args(cid, store)
+            monitor_argv += _then_python("fastbox.restarter", cid, store.root)
         try:
             pid, monitor_pid, times = _core.spawn_detached(
                 plan, monitor_argv, keep, console.ours.fileno() if console else -1)
@@ -109,7 +109,18 @@ def _removal(cid, spec, store):
         args += ["--remove", os.path.join(store.container_dir(cid), name)]
     args += ["--remove-dir", store.container_dir(cid)]
     if any(v.anonymous for v in spec.volumes):  # and its anonymous volumes, as Docker's
+        from fastbox import config
         from fastbox.spec import spec_to_dict
-        from fastbox.volumes import store as volumes
-        args += volumes.release_args(spec_to_dict(spec)["volumes"])
+        args += _then_python("fastbox.volumes.store", config.root(),
+                             *spec_to_dict(spec)["volumes"])
     return args
+
+
+def _then_python(module, *args):
+    """The monitor's --then: once the container has exited and its exit is recorded (or,
+    with --rm, its record removed), it execs `python -I -m module args...`."""
+    import sys
+    out = ["--then", sys.executable]
+    for a in ("-I", "-m", module, *args):
+        out += ["--then-arg", a]
+    return out

@@ -28,11 +28,3 @@ def delay(previous_delay, ran_for):
     if ran_for >= RESET_AFTER or not previous_delay:
         return BACKOFF_START
     return min(previous_delay * 2, BACKOFF_MAX)
-
-
-def monitor_args(cid, store):
-    """The monitor's --then: this Python runs fastbox.restarter once the
-    container has exited and its exit is recorded."""
-    import sys
-    return ["--then", sys.executable, "--then-arg", "-I", "--then-arg", "-m", "--then-arg",
-            "fastbox.restarter", "--then-arg", cid, "--then-arg", store.root]

@@ -3,7 +3,7 @@ local driver lays them out. A volume is made whole or not at all (built under a
 hidden name, then renamed), and removed only while no container record names it.
 
 `python -I -m fastbox.volumes.store ROOT VOLUME...` (its -v strings): a detached --rm container's
-monitor runs this once it has exited and its record is gone (release_args): its
+monitor runs this once it has exited and its record is gone (runtime/monitor.py): its
 anonymous volumes go, as `docker run --rm` removes them."""
 import datetime
 import json
@@ -143,14 +143,6 @@ def remove_anonymous(volume_strings):
                 remove(name)
         except (VolumeNotFound, ContainerStateError):
             continue
-
-
-def release_args(volume_strings):
-    """The monitor's --then for a detached --rm container with anonymous volumes."""
-    args = ["--then", sys.executable]
-    for a in ("-I", "-m", "fastbox.volumes.store", config.root(), *volume_strings):
-        args += ["--then-arg", a]
-    return args
 
 
 if __name__ == "__main__":
