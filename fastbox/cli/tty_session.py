@@ -82,6 +82,11 @@ class _Relay:
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
 
     def _pump(self):
+        # Signals are the main thread's to take: Python runs their handlers (which
+        # forward them to the container) only there, and one the kernel hands to this
+        # thread leaves the main thread asleep in its wait, the signal unforwarded (CI
+        # once saw `run -t` ignore a SIGTERM).
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP})
         watch = [self.master] + ([0] if self.interactive else [])
         while True:
             ready, _, _ = select.select(watch, [], [])
