@@ -34,7 +34,9 @@
  * name in --names that still points to --id (a rename may have moved it).
  * The network options release a bridge container's endpoint at exit, as Docker does when
  * a container stops (fastbox/network/endpoints.py made the record): --nft-del
- * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch), --lease FILE (unlinked if it still
+ * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch, and
+ * only while its record --net-record is there: `network disconnect` from the container's
+ * first network released them, and they may be another's now), --lease FILE (unlinked if it still
  * holds --id: a lease reclaimed and taken by another is theirs), --net-file FILE (its
  * record and /etc files, unlinked), --net-dir DIR (removed), --net-extras DIR (the
  * records of the networks it was connected to: released too). Its veth goes with its
@@ -91,7 +93,7 @@ struct args {
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
-    const char *nft_del, *net_files[MAX_LIST], *lease, *net_dir, *net_extras;
+    const char *nft_del, *net_record, *net_files[MAX_LIST], *lease, *net_dir, *net_extras;
     int n_net_files;
     const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
     int n_then;
@@ -735,7 +737,8 @@ static void release_network(const struct args *a)
 {
     if (a->net_extras && a->id)
         release_extras(a);
-    delete_ports(a->nft_del);
+    if (!a->net_record || access(a->net_record, F_OK) == 0)
+        delete_ports(a->nft_del);
     if (a->lease && a->id) {
         char held[80] = "";
         int fd = open(a->lease, O_RDONLY | O_CLOEXEC);
@@ -812,6 +815,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->cgroups[a->n_cgroups++] = v;
         else if (!strcmp(k, "--nft-del"))
             a->nft_del = v;
+        else if (!strcmp(k, "--net-record"))
+            a->net_record = v;
         else if (!strcmp(k, "--net-file") && a->n_net_files < MAX_LIST)
             a->net_files[a->n_net_files++] = v;
         else if (!strcmp(k, "--lease"))

@@ -38,7 +38,7 @@ def recorded(cid):
     return out
 
 
-def _save_recorded(cid, items):
+def save_recorded(cid, items):
     path = recorded_path(cid)
     if not items:
         try:
@@ -77,13 +77,13 @@ def connect(net_ref, ref, aliases=(), ip=None):
     if ip:
         ip = _check_ip(net, ip)
     items.append((net.name, ip or "", aliases))
-    _save_recorded(c.id, items)
+    save_recorded(c.id, items)
     if c.status != "running":
         return
     try:
         _attach_running(c, net, ip, aliases, spec)
     except BaseException:
-        _save_recorded(c.id, [i for i in recorded(c.id) if i[0] != net.name])
+        save_recorded(c.id, [i for i in recorded(c.id) if i[0] != net.name])
         raise
 
 
@@ -96,19 +96,20 @@ def disconnect(net_ref, ref, force=False):
         items = recorded(c.id)
         if not any(n == net_ref for n, _, _ in items):
             raise
-        _save_recorded(c.id, [i for i in items if i[0] != net_ref])
+        save_recorded(c.id, [i for i in items if i[0] != net_ref])
         return
     spec = c.attrs.get("spec") or {}
     if _first_network(spec) == net.id:
-        raise ContainerStateError(f"cannot disconnect container {c.id[:12]} from {net.name}: "
-                                  "it is the network it was created on (fastbox keeps it)")
+        from fastbox.network import first_network
+        first_network.disconnect(c, net, spec)
+        return
     items = recorded(c.id)
     key = endpoints.extra_key(c.id, net)
     if not any(n == net.name for n, _, _ in items) and endpoints.load(key) is None:
         if force:
             return
         raise ContainerStateError(f"container {c.id} is not connected to network {net.name}")
-    _save_recorded(c.id, [i for i in items if i[0] != net.name])
+    save_recorded(c.id, [i for i in items if i[0] != net.name])
     endpoints.release(key)
     point_resolv(c.id)
 
@@ -239,13 +240,16 @@ def attach_recorded(cid, spec, hostname, netns_fd, first):
     point_resolv(cid)
 
 
-def point_resolv(cid):
+def point_resolv(cid, dns_servers=None):
     """A container whose first network has no names (the default bridge) asks the name
     server of the first network it is connected to, as Docker switches a container to
     its embedded DNS when it joins a user network; the host's resolvers again once it
-    has none. Its --dns servers are what that name server forwards to."""
+    has none. Its --dns servers are what that name server forwards to. dns_servers: a
+    container disconnected from its first network (no record of it left): its --dns."""
     from fastbox.network import dns
     first = endpoints.load(cid)
+    if first is None and dns_servers is not None:
+        first = endpoints.Endpoint(id=cid, dns=list(dns_servers))
     if first is None or first.names:
         return
     attached = {ep.network: ep for ep in endpoints.extras(cid)}
@@ -264,10 +268,13 @@ def point_resolv(cid):
 
 def settings(cid):
     """inspect's NetworkSettings.Networks entries of the connected networks: with the
-    address while attached, empty while the container does not run."""
+    address while attached, empty while the container does not run. One attached but no
+    longer listed is the network that took over from a disconnected first one."""
     out = {}
     attached = {ep.network: ep for ep in endpoints.extras(cid)}
-    for name, _, aliases in recorded(cid):
+    listed = [(name, aliases) for name, _, aliases in recorded(cid)]
+    listed += [(name, ()) for name in attached if name not in {n for n, _ in listed}]
+    for name, aliases in listed:
         ep = attached.get(name)
         try:
             nid = store.get(name).id

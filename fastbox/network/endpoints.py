@@ -208,16 +208,18 @@ def reclaim(net, leases):
             release(cid, locked=True)
 
 
-def release(cid, locked=False, unplug=True, ep=None):
+def release(cid, locked=False, unplug=True, ep=None, alone=False):
     """Undo cid's endpoint from its record alone: port mappings, host veth, lease, names,
     files, then the record. Each step tolerates what is already gone. unplug=False: the
     container's namespace is gone or going with its last process, and the kernel removes
     the veth with it, batched, off our path (deleting it ourselves waits ~25 ms for an
     RCU grace period under the rtnl lock). ep: the endpoint as its starter planned it (a
     foreground run's teardown): the same as its record, which then need not be read back,
-    only be there (gone: someone released it, and its ports may be another's now)."""
+    only be there (gone: someone released it, and its ports may be another's now).
+    alone: this record only, of a container that keeps running on its other networks
+    (`network disconnect` from its first): they and its /etc files stay."""
     extra = "+" in cid
-    if not extra and os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
+    if not extra and not alone and os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
         for other in extras(cid):  # `network connect` recorded there (one stat if not)
             release(other.id, locked=False, unplug=unplug)
     if ep is None or not os.path.exists(_path(cid)):
@@ -237,11 +239,11 @@ def release(cid, locked=False, unplug=True, ep=None):
         net = None
     if net is not None and net.id == ep.network_id and getattr(ep, "ip", None):
         if locked:
-            _free(net, ep)
+            _free(net, ep, alone)
         else:
             with ipam.Locked(net):
-                _free(net, ep)
-    if not extra:
+                _free(net, ep, alone)
+    if not extra and not alone:
         files.remove(cid)
     try:
         os.unlink(_path(cid))
@@ -250,10 +252,10 @@ def release(cid, locked=False, unplug=True, ep=None):
     return True
 
 
-def _free(net, ep):
+def _free(net, ep, alone=False):
     ipam.free(net, ep.ip, ep.id)
     if ep.names:
-        if "+" in ep.id:  # it stays on its other networks
+        if "+" in ep.id or alone:  # it stays on its other networks
             files.drop_own(ep.container, ep.ip)
             files.leave_names(net, ep.container, also=(ep.container,))
         else:

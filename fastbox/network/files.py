@@ -193,6 +193,31 @@ def drop_own(cid, ip):
     _put(base, "".join(l for l in lines if l.split("\t", 1)[0] != ip))
 
 
+def forget_address(cid, ip):
+    """cid holds ip no more (disconnected from its first network): its line leaves the
+    container's own part of hosts (the caller then rewrites hosts from it), or hosts
+    itself, in place, when the container has no such part."""
+    d = files_dir(cid)
+    if os.path.exists(os.path.join(d, "hosts.base")):
+        drop_own(cid, ip)
+        return
+    path = os.path.join(d, "hosts")
+    try:  # the container can write this one: as much of it as a hosts file needs
+        with open(path, errors="replace") as f:
+            text = f.read(HOSTS_MAX)
+    except FileNotFoundError:
+        return
+    kept = "".join(l for l in text.splitlines(True) if l.split("\t", 1)[0] != ip)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.write(fd, kept.encode())
+    finally:
+        os.close(fd)
+
+
 def remove(cid):
     # hosts.base too even for a default-bridge container: `network connect` may have made one
     d = files_dir(cid)

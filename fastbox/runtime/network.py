@@ -196,9 +196,10 @@ def monitor_release_args(ep):
     side (csrc/monitor/fb_monitor.c): its port mappings, lease, record and files."""
     from fastbox.network import endpoints, files, ipam, nft, store
     args = ["--id", ep.id]
-    if ep.ports:
+    if ep.ports:  # deleted only while the record is there (a disconnect may have released them)
         args += ["--nft-del", ",".join(f"{name}={key.hex()}"
-                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip))]
+                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip)),
+                 "--net-record", os.path.join(endpoints.endpoints_dir(), ep.id)]
     net = store.get(ep.network)
     args += ["--lease", os.path.join(ipam.leases_dir(net), ep.ip)]
     d = files.files_dir(ep.id)

@@ -188,3 +188,64 @@ def test_start_after_its_connected_network_was_removed(hostns, fb_env):
     hostns.ok("start", "c")
     hostns.ok("rm", "-f", "c")
     assert_nothing_left(hostns, fb_env)
+
+
+# ------------------------------------------------------------------ its first network
+
+def test_disconnect_from_the_first_network_of_a_running_container(hostns, fb_env):
+    """As Docker's: the network connected next takes over (default route, name server,
+    and every later start); the first one's ports, veth, address and hosts line go at
+    once. Its monitor, told at the start to delete those ports at the exit, leaves them
+    alone: by then they are another container's."""
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "-p", "8085:80", "busybox", "sleep", "1d")
+    first_ip = addr_of(hostns, "b", "eth0")
+    hostns.ok("network", "connect", "--alias", "bee", "appnet", "b")
+    assert len(hostns.nft_elements()) == 1
+
+    hostns.ok("network", "disconnect", "bridge", "b")
+    links = hostns.ok("exec", "b", "ip", "-o", "link")
+    assert "eth0" not in links and "eth1" in links
+    assert "via 10.70.0.1 dev eth1" in hostns.ok("exec", "b", "ip", "route", "show", "default")
+    assert first_ip not in hostns.ok("exec", "b", "cat", "/etc/hosts")
+    hostns.ok("exec", "b", "ping", "-c", "1", "-W", "2", "a")
+    assert hostns.nft_elements() == [] and hostns.ok("port", "b").strip() == ""
+    assert len(leases(fb_env.run)) == 2  # a's and b's on appnet
+    info = json.loads(hostns.ok("inspect", "b"))[0]
+    assert set(info["NetworkSettings"]["Networks"]) == {"appnet"}
+    assert info["HostConfig"]["NetworkMode"] == "appnet"
+
+    # the port is c's now: b's exit must not take it away
+    hostns.ok("run", "-d", "--name", "c", "-p", "8085:80", "busybox", "sleep", "1d")
+    hostns.ok("stop", "-t", "0", "b")
+    assert len(hostns.nft_elements()) == 1 and "8085" in hostns.ok("port", "c")
+
+    # every later start is on appnet, as eth0, with the alias it was connected with, and
+    # publishes its ports there (as Docker's: the port bindings are the container's)
+    hostns.ok("rm", "-f", "c")
+    hostns.ok("start", "b")
+    assert addr_of(hostns, "b", "eth0").startswith("10.70.0.")
+    assert "eth1" not in hostns.ok("exec", "b", "ip", "-o", "link")
+    hostns.ok("exec", "a", "ping", "-c", "1", "-W", "2", "bee")
+    assert hostns.ok("port", "b").strip() == "80/tcp -> 0.0.0.0:8085"
+    hostns.ok("rm", "-f", "a", "b")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_disconnect_from_the_only_network_leaves_lo_alone(hostns, fb_env):
+    hostns.ok("create", "--name", "d", "-p", "8086:80", "busybox", "sleep", "1d")
+    hostns.ok("network", "disconnect", "bridge", "d")
+    hostns.ok("start", "d")
+    assert [l.split(":")[1].strip() for l in hostns.ok("exec", "d", "ip", "-o", "link").splitlines()] == ["lo"]
+    info = json.loads(hostns.ok("inspect", "d"))[0]
+    assert info["HostConfig"]["NetworkMode"] == "none" and info["NetworkSettings"]["Ports"] == {}
+    assert hostns.nft_elements() == [] and leases(fb_env.run) == []
+    # and a running one, disconnected from it, keeps only lo
+    hostns.ok("run", "-d", "--name", "e", "busybox", "sleep", "1d")
+    hostns.ok("network", "disconnect", "bridge", "e")
+    assert "eth0" not in hostns.ok("exec", "e", "ip", "-o", "link")
+    assert leases(fb_env.run) == []
+    hostns.ok("rm", "-f", "d", "e")
+    assert_nothing_left(hostns, fb_env)
