@@ -253,7 +253,9 @@ def point_resolv(cid, dns_servers=None):
     if first is None or first.names:
         return
     attached = {ep.network: ep for ep in endpoints.extras(cid)}
-    for name, _, _ in recorded(cid):
+    listed = [name for name, _, _ in recorded(cid)]
+    # first, one attached but no longer listed: the network that took over from the first
+    for name in [n for n in attached if n not in listed] + listed:
         ep = attached.get(name)
         if ep is not None and ep.names:
             try:

@@ -209,6 +209,8 @@ def test_disconnect_from_the_first_network_of_a_running_container(hostns, fb_env
     assert "eth0" not in links and "eth1" in links
     assert "via 10.70.0.1 dev eth1" in hostns.ok("exec", "b", "ip", "route", "show", "default")
     assert first_ip not in hostns.ok("exec", "b", "cat", "/etc/hosts")
+    # names through appnet's name server now (it is b's first network from now on)
+    assert "nameserver 10.70.0.1\n" in hostns.ok("exec", "b", "cat", "/etc/resolv.conf")
     hostns.ok("exec", "b", "ping", "-c", "1", "-W", "2", "a")
     assert hostns.nft_elements() == [] and hostns.ok("port", "b").strip() == ""
     assert len(leases(fb_env.run)) == 2  # a's and b's on appnet
@@ -248,4 +250,24 @@ def test_disconnect_from_the_only_network_leaves_lo_alone(hostns, fb_env):
     assert "eth0" not in hostns.ok("exec", "e", "ip", "-o", "link")
     assert leases(fb_env.run) == []
     hostns.ok("rm", "-f", "d", "e")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_disconnect_from_a_first_network_with_names(hostns, fb_env):
+    """Its peers there lose its name, it loses theirs, and it asks the name server of the
+    network that took over."""
+    hostns.ok("network", "create", "--subnet", "10.71.0.0/24", "appnet")
+    hostns.ok("network", "create", "--subnet", "10.72.0.0/24", "othernet")
+    hostns.ok("run", "-d", "--name", "x", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "y", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "othernet", "x")
+    assert "nameserver 10.71.0.1\n" in hostns.ok("exec", "x", "cat", "/etc/resolv.conf")
+    hostns.ok("network", "disconnect", "appnet", "x")
+    assert "nameserver 10.72.0.1\n" in hostns.ok("exec", "x", "cat", "/etc/resolv.conf")
+    assert "\ty " not in hostns.ok("exec", "x", "cat", "/etc/hosts")
+    assert "\tx " not in hostns.ok("exec", "y", "cat", "/etc/hosts")
+    assert hostns.fb("exec", "y", "ping", "-c", "1", "-W", "1", "x").returncode != 0
+    assert "default via 10.72.0.1 dev eth1" in hostns.ok("exec", "x", "ip", "route")
+    hostns.ok("rm", "-f", "x", "y")
+    hostns.ok("network", "rm", "appnet", "othernet")
     assert_nothing_left(hostns, fb_env)
