@@ -23,6 +23,7 @@ import shutil
 
 from fastbox.errors import DigestMismatch
 from fastbox.images.files import disk_usage, listdir, unlink
+from fastbox.state import process
 
 _BLOB_PREFIX = "sha256-"
 
@@ -171,7 +172,7 @@ def sweep(ingest_dir, partial_blobs=False):
     """Remove what dead processes left: sessions whose lock is free, with their files, and
     (for `image prune`) partial blobs nobody holds. Returns the bytes freed."""
     names = listdir(ingest_dir)
-    live = {n[:-5] for n in names if n.endswith(".lock") and _held(os.path.join(ingest_dir, n))}
+    live = {n[:-5] for n in names if n.endswith(".lock") and process.lock_held(os.path.join(ingest_dir, n))}
     freed = 0
     for name in names:
         path = os.path.join(ingest_dir, name)
@@ -185,21 +186,6 @@ def sweep(ingest_dir, partial_blobs=False):
             freed += disk_usage(path)
             _remove(path)
     return freed
-
-
-def _held(path):
-    """Whether a live process holds `path`'s flock."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def _unlink_if_free(path):

@@ -12,7 +12,6 @@ once: later starts only check that it lives (one small read). It exits by itself
 the last member's name goes, deciding under that same lock. The sweep (the next command
 that touches networks) stops one whose network is gone or empty and starts a dead one
 again, so a SIGKILL anywhere leaves nothing behind for long."""
-import fcntl
 import os
 
 from fastbox import config
@@ -43,17 +42,7 @@ def _recorded(path):
 def running(net):
     """Whether net's responder lives: it holds a flock on its pid file for as long as
     it does (one open and one flock, ~5 us, on the start path of a member)."""
-    try:
-        fd = os.open(pid_path(net), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return process.lock_held(pid_path(net), shared=True)
 
 
 def ensure(net):

@@ -8,11 +8,11 @@ point every entry is opened by name from its parent's fd, O_NOFOLLOW: a symlink 
 copied as a symlink, never followed. The host side is the user's own and is trusted.
 """
 import ctypes
-import errno
 import os
 import stat
 
 from fastbox.errors import ContainerStateError, SpecError
+from fastbox.file_copy import copy_fd
 
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x02, 0x04, 0x08, 0x10
@@ -232,15 +232,7 @@ def _copy_data(src, dst):
             if not chunk:
                 return
             os.write(dst, chunk)
-    while True:
-        try:
-            n = os.copy_file_range(src, dst, 1 << 30)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                raise
-            n = os.sendfile(dst, src, None, 1 << 30)
-        if n == 0:
-            return
+    copy_fd(src, dst)
 
 
 # ------------------------------------------------------------------ tar streams

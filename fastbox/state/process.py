@@ -39,3 +39,21 @@ def signal_process(pid, started, sig):
         return False
     finally:
         os.close(fd)
+
+
+def lock_held(path, shared=False):
+    """Whether a live process holds a flock on path (the kernel drops it when its holder
+    dies): ours cannot be taken without blocking. shared: the holder's is exclusive and
+    a shared one is what we try (a reader's probe); else we try an exclusive one."""
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

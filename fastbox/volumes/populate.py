@@ -15,6 +15,7 @@ import fcntl
 import os
 import stat
 
+from fastbox.file_copy import copy_fd
 from fastbox.images.layer_view import LayerView
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -129,15 +130,7 @@ class _TreeCopy:
 def _copy_data(src, out):
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        while True:
-            try:
-                n = os.copy_file_range(fd, out, 1 << 30)
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise
-                n = os.sendfile(out, fd, None, 1 << 30)
-            if n == 0:
-                return
+        copy_fd(fd, out)
     finally:
         os.close(fd)
 
