@@ -79,7 +79,7 @@ class RunSpec(Frozen):
                  "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
                  "device_cgroup_rules", "labels", "restart", "stop_signal", "stop_timeout",
                  "shm_size", "init", "ulimits", "publish", "publish_all", "expose", "dns",
-                 "add_host", "network_alias")
+                 "add_host", "network_alias", "ip")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -91,7 +91,7 @@ class RunSpec(Frozen):
                  device_cgroup_rules=(), labels=(), restart=None, stop_signal=None,
                  stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=(),
                  publish=(), publish_all=False, expose=(), dns=(), add_host=(),
-                 network_alias=()):
+                 network_alias=(), ip=None):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -122,7 +122,7 @@ class RunSpec(Frozen):
             device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
             **_run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits),
             **_network_options(network, publish, publish_all, expose, dns, add_host,
-                               network_alias),
+                               network_alias, ip),
         )
 
     def add_image_volumes(self, paths):
@@ -562,15 +562,19 @@ def _hostname(value):
     return value
 
 
-def _network_options(network, publish, publish_all, expose, dns, add_host, aliases):
+def _network_options(network, publish, publish_all, expose, dns, add_host, aliases, ip=None):
     """--network and the flags that need a network of the container's own
-    (fastbox.network.options parses them)."""
+    (fastbox.network.options parses them). --ip is checked against the network's subnet
+    when its address is taken."""
     from fastbox.network import options
     mode = options.network_mode(network)
     out = dict(network=mode, publish=options.parse_publish(publish),
                publish_all=bool(publish_all), expose=options.parse_expose(expose),
                dns=options.parse_dns(dns), add_host=options.parse_add_host(add_host),
-               network_alias=options.parse_aliases(aliases))
+               network_alias=options.parse_aliases(aliases),
+               ip=options.parse_ip(ip, "--ip") if ip not in (None, "") else None)
+    if out["ip"] and (mode == "bridge" or not options.own_endpoint(mode)):
+        raise SpecError("user specified IP address is supported on user defined networks only")
     if (out["publish"] or publish_all) and not options.own_endpoint(mode):
         raise SpecError(f"-p and -P need a network with addresses (bridge or a user network), "
                         f"not --network {mode}")

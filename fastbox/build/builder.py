@@ -8,7 +8,6 @@ committed to the store, tagged with every -t.
 """
 import copy
 import datetime
-import hashlib
 import json
 import os
 import sys

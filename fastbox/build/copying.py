@@ -335,7 +335,6 @@ def _is_archive(path):
 
 
 def _dir_tree(root):
-    import stat
     st = os.lstat(root)
     yield "", root, st
     for dirpath, dirnames, filenames in os.walk(root):

@@ -70,7 +70,7 @@ class _Lexer:
             if self.quotes and ch == "'":
                 end = self.s.find("'", self.i)
                 if end < 0:
-                    raise ExpandError(f"unexpected end of statement while looking for matching '")
+                    raise ExpandError("unexpected end of statement while looking for matching '")
                 out.append(self.s[self.i:end])
                 self.i = end + 1
             elif self.quotes and ch == '"':

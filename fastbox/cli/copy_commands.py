@@ -24,7 +24,6 @@ def cp(src: str = typer.Argument(..., metavar="SRC"),
     """Copy files between a container and the host: CONTAINER:SRC DEST, SRC CONTAINER:DEST
     ('-' for a tar stream on stdin or stdout)."""
     from fastbox import containers
-    from fastbox.runtime.container_files import ContainerRoot
     (src_ref, src_path), (dst_ref, dst_path) = _side(src), _side(dest)
     if bool(src_ref) == bool(dst_ref):
         raise SpecError("copying between containers or within the host is not supported: "
@@ -188,7 +187,6 @@ def export(container: str,
     """The container's filesystem (its merged root, without mounts) as a tar archive."""
     from fastbox import containers
     from fastbox.runtime import container_files as cf
-    from fastbox.runtime.container_files import ContainerRoot
     if output is None and sys.stdout.isatty():
         raise SpecError("cowardly refusing to save to a terminal: use the -o flag or redirect")
     record = containers.get(container).reload().attrs

@@ -3,7 +3,6 @@
 (Docker's default) until interrupted."""
 import json
 import re
-import sys
 import time
 from typing import List, Optional
 

@@ -74,7 +74,6 @@ def execute(opts, ref, command, caller):
     """A parsed `fastbox exec` (not on a terminal) for caller (fastbox.cli.run_command
     .Caller), by the Python CLI or the engine: `-e KEY` reads the caller's environment,
     the signals the caller gets go to the program (on_start), as `run` does."""
-    from fastbox.cli import run_command
     from fastbox.spec import parse_env
     err = caller.fds[2]
     try:

@@ -34,6 +34,7 @@ OPTIONS = (
     (("--dns",), "dns", "list", "A DNS server for /etc/resolv.conf"),
     (("--add-host",), "add_host", "list", "Add NAME:IP to /etc/hosts"),
     (("--network-alias",), "network_alias", "list", "Another name on a user-defined network"),
+    (("--ip",), "ip", "value", "Its IPv4 address on a user-defined network"),
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),
     (("--name",), "name", "value", "Name the container"),
     (("--storage-opt",), "storage_opts", "list", "Overlay option: volatile, metacopy=on"),

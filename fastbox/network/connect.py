@@ -75,7 +75,7 @@ def connect(net_ref, ref, aliases=(), ip=None):
         raise ContainerStateError(f"endpoint with name {name} already exists in network {net.name}")
     aliases = tuple(options.parse_aliases(list(aliases or ())))
     if ip:
-        ip = _check_ip(net, ip)
+        ip = ipam.check_ip(net, ip)
     items.append((net.name, ip or "", aliases))
     save_recorded(c.id, items)
     if c.status != "running":
@@ -128,17 +128,6 @@ def _first_network(spec):
         return mode
 
 
-def _check_ip(net, value):
-    ip = options.parse_ip(value, "--ip")
-    base, n = store.ip_to_int(net.subnet), store.ip_to_int(ip)
-    if store.network_of(ip, net.prefix) != net.subnet or n in (base, base + (1 << (32 - net.prefix)) - 1):
-        raise SpecError(f"invalid --ip {value}: it does not belong to the subnet of network "
-                        f"{net.name} ({net.subnet}/{net.prefix})")
-    if ip == net.gateway:
-        raise SpecError(f"invalid --ip {value}: it is the gateway of network {net.name}")
-    return ip
-
-
 def _names(cid, name, aliases, hostname):
     names = [n for n in (name, *aliases, cid[:12]) if n]
     if hostname not in names:
@@ -164,7 +153,7 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
 
     with ipam.Locked(net):
         if want_ip:
-            _take(net, key, want_ip, record)
+            ipam.take_locked(net, key, want_ip, endpoints.reclaim, record)
         else:
             ipam.allocate_locked(net, key, endpoints.reclaim, record)
         files.add_own(cid, ep.ip, hostname)
@@ -172,16 +161,6 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
         from fastbox.network import dns
         dns.ensure(net)
     return ep
-
-
-def _take(net, key, ip, record):
-    """Under net's lock: the requested address, reclaimed first from a dead owner."""
-    if ipam.holder(net, ip) is not None:
-        endpoints.reclaim(net, [ip])
-    if ipam.holder(net, ip) is not None:
-        raise ContainerStateError(f"Address already in use: {ip} in network {net.name}")
-    record(ip)
-    ipam.write_lease(ipam.leases_dir(net), ip, key)
 
 
 def _attach_running(c, net, ip, aliases, spec):

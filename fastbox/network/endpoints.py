@@ -153,8 +153,12 @@ def plan(cid, spec, hostname, ports, host_if=None):
         ep.ip = ip
         save(ep)
 
+    want = ipam.check_ip(net, spec.ip) if spec.ip else None
     with ipam.Locked(net):
-        ip = ipam.allocate_locked(net, cid, reclaim, record)
+        if want:  # run --ip: that one or none
+            ip = ipam.take_locked(net, cid, want, reclaim, record)
+        else:
+            ip = ipam.allocate_locked(net, cid, reclaim, record)
         ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
                                dns_at=net.gateway if names else None)
         if names:

@@ -14,8 +14,8 @@ record is still there (csrc/monitor/fb_monitor.c, --net-record): the ports may b
 another container's by then.
 
 Published ports go with a container that is left with no network (a `none` container
-cannot publish); the address asked for with `connect --ip` is not kept by the network
-that takes over (`run` has no --ip)."""
+cannot publish). The address asked for with `connect --ip` becomes the container's
+`--ip` on the network that takes over."""
 import os
 import subprocess
 
@@ -30,10 +30,12 @@ def disconnect(c, net, spec):
     items = connect.recorded(c.id)
     new = dict(spec)
     if items:
-        name, _, aliases = items[0]
-        new.update(network=name, network_alias=list(aliases) if name != store.DEFAULT_NAME else [])
+        name, ip, aliases = items[0]
+        user = name != store.DEFAULT_NAME  # aliases and --ip are for user networks only
+        new.update(network=name, network_alias=list(aliases) if user else [],
+                   ip=(ip or None) if user else None)
     else:
-        new.update(network="none", network_alias=[], publish=[], publish_all=False)
+        new.update(network="none", network_alias=[], ip=None, publish=[], publish_all=False)
     StateStore().update(c.id, spec=new)
     connect.save_recorded(c.id, items[1:])
     if c.status == status.RUNNING:

@@ -8,7 +8,7 @@ import fcntl
 import os
 
 from fastbox import config
-from fastbox.errors import StartError
+from fastbox.errors import ContainerStateError, StartError
 from fastbox.network.store import int_to_ip, ip_to_int
 
 
@@ -61,6 +61,34 @@ def allocate_locked(net, cid, reclaim, record):
                          f"({net.subnet}/{net.prefix})", "network", 28)
     record(ip)
     write_lease(where, ip, cid)
+    return ip
+
+
+def take_locked(net, key, ip, reclaim, record):
+    """Under net's lock: the address asked for (`run --ip`, `connect --ip`) for key,
+    reclaimed first from a dead owner. record(ip) as allocate_locked's."""
+    if holder(net, ip) is not None:
+        reclaim(net, [ip])
+    if holder(net, ip) is not None:
+        raise ContainerStateError(f"Address already in use: {ip} in network {net.name}")
+    record(ip)
+    write_lease(leases_dir(net), ip, key)
+    return ip
+
+
+def check_ip(net, value, what="--ip"):
+    """value as an address of net's for a container: in its subnet, neither the subnet's
+    own address nor its broadcast, nor the gateway."""
+    from fastbox.network import options
+    from fastbox.network.store import network_of
+    from fastbox.errors import SpecError
+    ip = options.parse_ip(value, what)
+    base, n = ip_to_int(net.subnet), ip_to_int(ip)
+    if network_of(ip, net.prefix) != net.subnet or n in (base, base + (1 << (32 - net.prefix)) - 1):
+        raise SpecError(f"invalid {what} {value}: it does not belong to the subnet of network "
+                        f"{net.name} ({net.subnet}/{net.prefix})")
+    if ip == net.gateway:
+        raise SpecError(f"invalid {what} {value}: it is the gateway of network {net.name}")
     return ip
 
 

@@ -53,7 +53,6 @@ def start_detached(cid, spec, image, store, tty=False, log_config=None, keep_fds
         if spec.remove:
             monitor_argv += _removal(cid, spec, store)
         elif spec.restart != "no":
-            from fastbox.runtime import restart_policy
             monitor_argv += _then_python("fastbox.restarter", cid, store.root)
         try:
             pid, monitor_pid, times = _core.spawn_detached(

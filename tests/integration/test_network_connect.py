@@ -201,7 +201,7 @@ def test_disconnect_from_the_first_network_of_a_running_container(hostns, fb_env
     hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "busybox", "sleep", "1d")
     hostns.ok("run", "-d", "--name", "b", "-p", "8085:80", "busybox", "sleep", "1d")
     first_ip = addr_of(hostns, "b", "eth0")
-    hostns.ok("network", "connect", "--alias", "bee", "appnet", "b")
+    hostns.ok("network", "connect", "--alias", "bee", "--ip", "10.70.0.9", "appnet", "b")
     assert len(hostns.nft_elements()) == 1
 
     hostns.ok("network", "disconnect", "bridge", "b")
@@ -227,7 +227,7 @@ def test_disconnect_from_the_first_network_of_a_running_container(hostns, fb_env
     # publishes its ports there (as Docker's: the port bindings are the container's)
     hostns.ok("rm", "-f", "c")
     hostns.ok("start", "b")
-    assert addr_of(hostns, "b", "eth0").startswith("10.70.0.")
+    assert addr_of(hostns, "b", "eth0") == "10.70.0.9"  # the address it was connected with
     assert "eth1" not in hostns.ok("exec", "b", "ip", "-o", "link")
     hostns.ok("exec", "a", "ping", "-c", "1", "-W", "2", "bee")
     assert hostns.ok("port", "b").strip() == "80/tcp -> 0.0.0.0:8085"
@@ -270,4 +270,34 @@ def test_disconnect_from_a_first_network_with_names(hostns, fb_env):
     assert "default via 10.72.0.1 dev eth1" in hostns.ok("exec", "x", "ip", "route")
     hostns.ok("rm", "-f", "x", "y")
     hostns.ok("network", "rm", "appnet", "othernet")
+    assert_nothing_left(hostns, fb_env)
+
+
+# ------------------------------------------------------------------ run --ip
+
+def test_run_ip_on_a_user_network(hostns, fb_env):
+    """`run --ip`, as Docker's: that address on a user network, or a one-line error."""
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "--ip", "10.70.0.50",
+              "busybox", "sleep", "1d")
+    assert addr_of(hostns, "a", "eth0") == "10.70.0.50"
+    assert "via 10.70.0.1 dev eth0" in hostns.ok("exec", "a", "ip", "route", "show", "default")
+    for args, words in ((["--network", "appnet", "--ip", "10.70.0.50"], "Address already in use"),
+                        (["--ip", "10.66.0.50"], "supported on user defined networks only"),
+                        (["--network", "appnet", "--ip", "10.9.9.9"], "does not belong to the subnet"),
+                        (["--network", "appnet", "--ip", "10.70.0.1"], "is the gateway"),
+                        (["--network", "appnet", "--ip", "10.70.0"], "expected an IPv4 address")):
+        r = hostns.fb("run", "--rm", *args, "busybox", "true")
+        assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
+    # a created container keeps it across starts; a stop frees it for another
+    hostns.ok("create", "--name", "b", "--network", "appnet", "--ip", "10.70.0.60", "busybox",
+              "sleep", "1d")
+    for _ in range(2):
+        hostns.ok("start", "b")
+        assert addr_of(hostns, "b", "eth0") == "10.70.0.60"
+        hostns.ok("stop", "-t", "0", "b")
+    assert hostns.ok("run", "--rm", "--network", "appnet", "--ip", "10.70.0.60", "busybox",
+                     "ip", "-o", "-4", "addr", "show", "dev", "eth0").split()[3] == "10.70.0.60/24"
+    hostns.ok("rm", "-f", "a", "b")
+    hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
