@@ -168,6 +168,9 @@ def pools_endpoints(spec):
     if spec.publish or spec.publish_all:
         from fastbox.errors import SpecError
         raise SpecError("a pool's containers cannot publish ports: each host port maps to one container")
+    if spec.ip:
+        from fastbox.errors import SpecError
+        raise SpecError("a pool's containers cannot share one --ip: each namespace has its own address")
     return True
 
 

@@ -69,6 +69,16 @@ def test_pool_setup_cost_is_visible(busybox):
         assert "netns" not in pool.setup_ms and pool.netns == "fresh"
 
 
+@pytest.mark.parametrize("options, words", [
+    ({"network": "bridge", "publish": ["8080:80"]}, "cannot publish ports"),
+    ({"network": "appnet", "ip": "10.70.0.5"}, "cannot share one --ip"),
+])
+def test_pool_refuses_what_one_address_or_port_cannot_serve(busybox, options, words):
+    """Refused before any veth or address is made (what the pool made goes with it)."""
+    with pytest.raises(SpecError, match=words):
+        fastbox.Pool("busybox", size=2, **options)
+
+
 def test_run_many_on_error_goes_on(busybox):
     errors = []
     with fastbox.Pool("busybox", size=2) as pool:
