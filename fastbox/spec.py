@@ -79,7 +79,7 @@ class RunSpec(Frozen):
                  "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
                  "device_cgroup_rules", "labels", "restart", "stop_signal", "stop_timeout",
                  "shm_size", "init", "ulimits", "publish", "publish_all", "expose", "dns",
-                 "add_host", "network_alias", "ip")
+                 "add_host", "network_alias", "ip", "dns_search", "dns_option")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -91,7 +91,7 @@ class RunSpec(Frozen):
                  device_cgroup_rules=(), labels=(), restart=None, stop_signal=None,
                  stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=(),
                  publish=(), publish_all=False, expose=(), dns=(), add_host=(),
-                 network_alias=(), ip=None):
+                 network_alias=(), ip=None, dns_search=(), dns_option=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -122,7 +122,7 @@ class RunSpec(Frozen):
             device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
             **_run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits),
             **_network_options(network, publish, publish_all, expose, dns, add_host,
-                               network_alias, ip),
+                               network_alias, ip, dns_search, dns_option),
         )
 
     def add_image_volumes(self, paths):
@@ -185,7 +185,7 @@ def spec_to_dict(spec):
     d["log_opts"] = dict(spec.log_opts)
     d["devices"] = [str(v) for v in spec.devices]
     d["device_cgroup_rules"] = list(spec.device_cgroup_rules)
-    for key in ("publish", "expose", "dns", "add_host", "network_alias"):
+    for key in ("publish", "expose", "dns", "add_host", "network_alias", "dns_search", "dns_option"):
         d[key] = list(d[key])
     return d
 
@@ -562,7 +562,8 @@ def _hostname(value):
     return value
 
 
-def _network_options(network, publish, publish_all, expose, dns, add_host, aliases, ip=None):
+def _network_options(network, publish, publish_all, expose, dns, add_host, aliases, ip=None,
+                     dns_search=(), dns_option=()):
     """--network and the flags that need a network of the container's own
     (fastbox.network.options parses them). --ip is checked against the network's subnet
     when its address is taken."""
@@ -572,7 +573,9 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
                publish_all=bool(publish_all), expose=options.parse_expose(expose),
                dns=options.parse_dns(dns), add_host=options.parse_add_host(add_host),
                network_alias=options.parse_aliases(aliases),
-               ip=options.parse_ip(ip, "--ip") if ip not in (None, "") else None)
+               ip=options.parse_ip(ip, "--ip") if ip not in (None, "") else None,
+               dns_search=options.parse_dns_search(dns_search),
+               dns_option=options.parse_dns_option(dns_option))
     if out["ip"] and (mode == "bridge" or not options.own_endpoint(mode)):
         raise SpecError("user specified IP address is supported on user defined networks only")
     if (out["publish"] or publish_all) and not options.own_endpoint(mode):

@@ -32,6 +32,8 @@ OPTIONS = (
     (("-P", "--publish-all"), "publish_all", "flag", "Publish every exposed port on a random host port"),
     (("--expose",), "expose", "list", "Expose a port or a range (for -P)"),
     (("--dns",), "dns", "list", "A DNS server for /etc/resolv.conf"),
+    (("--dns-search",), "dns_search", "list", "A DNS search domain for /etc/resolv.conf (. for none)"),
+    (("--dns-option", "--dns-opt"), "dns_option", "list", "A resolv.conf option (ndots:2, rotate)"),
     (("--add-host",), "add_host", "list", "Add NAME:IP to /etc/hosts"),
     (("--network-alias",), "network_alias", "list", "Another name on a user-defined network"),
     (("--ip",), "ip", "value", "Its IPv4 address on a user-defined network"),

@@ -219,16 +219,18 @@ def attach_recorded(cid, spec, hostname, netns_fd, first):
     point_resolv(cid)
 
 
-def point_resolv(cid, dns_servers=None):
+def point_resolv(cid, spec=None):
     """A container whose first network has no names (the default bridge) asks the name
     server of the first network it is connected to, as Docker switches a container to
     its embedded DNS when it joins a user network; the host's resolvers again once it
-    has none. Its --dns servers are what that name server forwards to. dns_servers: a
-    container disconnected from its first network (no record of it left): its --dns."""
+    has none. Its --dns servers are what that name server forwards to. spec: the spec (a
+    dict) of a container disconnected from its first network (no record of it left)."""
     from fastbox.network import dns
     first = endpoints.load(cid)
-    if first is None and dns_servers is not None:
-        first = endpoints.Endpoint(id=cid, dns=list(dns_servers))
+    if first is None and spec is not None:
+        first = endpoints.Endpoint(id=cid, dns=list(spec.get("dns") or ()),
+                                   dns_search=list(spec.get("dns_search") or ()),
+                                   dns_option=list(spec.get("dns_option") or ()))
     if first is None or first.names:
         return
     attached = {ep.network: ep for ep in endpoints.extras(cid)}
@@ -242,9 +244,9 @@ def point_resolv(cid, dns_servers=None):
             except SpecError:
                 continue
             if dns.running(net):
-                files.write_resolv(cid, first.dns, ep.gateway)
+                files.write_resolv(cid, first, ep.gateway)
                 return
-    files.write_resolv(cid, first.dns)
+    files.write_resolv(cid, first)
 
 
 def settings(cid):

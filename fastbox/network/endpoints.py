@@ -38,12 +38,13 @@ def my_owner():
 class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
                  "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
-                 "extra_keys", "dns")
+                 "extra_keys", "dns", "dns_search", "dns_option")
 
     def __init__(self, **fields):
         self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
         self.extra_keys = ()  # the records of the other networks attached at this start
         self.dns = []  # --dns: the servers its network's name server forwards to
+        self.dns_search, self.dns_option = [], []  # --dns-search, --dns-option
         for k, v in fields.items():
             setattr(self, k, v)
 
@@ -54,6 +55,8 @@ class Endpoint:
         lines += [f"port {p} {ip} {hp} {cp}" for p, ip, hp, cp in self.ports]
         lines += [f"name {n}" for n in self.names]
         lines += [f"dns {d}" for d in self.dns]
+        lines += [f"dns_search {d}" for d in self.dns_search]
+        lines += [f"dns_option {d}" for d in self.dns_option]
         if self.if_name != "eth0":
             lines.append(f"if_name {self.if_name}")
         return "\n".join(lines) + "\n"
@@ -68,8 +71,8 @@ class Endpoint:
                 ep.ports.append((p, ip, int(hp), int(cp)))
             elif key == "name":
                 ep.names.append(value)
-            elif key == "dns":
-                ep.dns.append(value)
+            elif key in ("dns", "dns_search", "dns_option"):
+                getattr(ep, key).append(value)
             elif key in ("prefix", "mtu"):
                 setattr(ep, key, int(value))
             elif key in cls.__slots__:
@@ -147,7 +150,8 @@ def plan(cid, spec, hostname, ports, host_if=None):
     ep = Endpoint(id=cid, owner=my_owner(), network=net.name, network_id=net.id,
                   bridge=net.bridge, prefix=net.prefix, gateway=net.gateway, mtu=net.mtu,
                   host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index,
-                  dns=list(spec.dns))
+                  dns=list(spec.dns), dns_search=list(spec.dns_search),
+                  dns_option=list(spec.dns_option))
 
     def record(ip):
         ep.ip = ip
@@ -165,7 +169,7 @@ def plan(cid, spec, hostname, ports, host_if=None):
             files.join_names(net, cid, ip, names)
             from fastbox.network import dns
             if not dns.ensure(net):  # no name server: the host's resolvers
-                files.write_resolv(cid, spec.dns)
+                files.write_resolv(cid, spec)
     return ep
 
 

@@ -40,17 +40,18 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None):
     if names:
         _put(os.path.join(d, "hosts.base"), BASE + extra + own)
     _put(os.path.join(d, "hosts"), BASE + extra + own)
-    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec.dns, dns_at))
+    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec, dns_at))
     _put(os.path.join(d, "hostname"), hostname + "\n")
     return [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
 
 
-def write_resolv(cid, dns, dns_at=None):
+def write_resolv(cid, conf, dns_at=None):
     """resolv.conf again, in place (the bind mount shows this inode): naming the host's
-    resolvers (or --dns's), or the name server at dns_at."""
+    resolvers (or --dns's), or the name server at dns_at. conf: the container's spec or
+    endpoint (its dns, dns_search and dns_option)."""
     path = os.path.join(files_dir(cid), "resolv.conf")
     if os.path.exists(path):
-        _put(path, resolv_conf(dns, dns_at))
+        _put(path, resolv_conf(conf, dns_at))
 
 
 def _put(path, text):
@@ -61,32 +62,40 @@ def _put(path, text):
         os.close(fd)
 
 
-_resolv = {}  # (dns, host file's inode, mtime) -> text
+_resolv = {}  # (dns, search, options, dns_at, host file's inode, mtime) -> text
 
 
-def resolv_conf(dns, dns_at=None):
+def resolv_conf(conf, dns_at=None):
     """The host's resolv.conf without loopback resolvers (unreachable from the
-    container's namespace), or --dns's servers instead of its nameservers. dns_at: the
-    network's name server instead, as Docker's 127.0.0.11 (it forwards to those). Made
-    again only when the host's file changes."""
+    container's namespace), or --dns's servers instead of its nameservers; its search
+    domains and options, or --dns-search's and --dns-option's instead. conf: the spec
+    or endpoint that has them. dns_at: the network's name server instead, as Docker's
+    127.0.0.11 (it forwards to those). Made again only when the host's file changes."""
+    dns, search, opts = tuple(conf.dns), tuple(conf.dns_search), tuple(conf.dns_option)
     try:
         st = os.stat(HOST_RESOLV)
-        key = (tuple(dns), dns_at, st.st_ino, st.st_mtime_ns)
+        key = (dns, search, opts, dns_at, st.st_ino, st.st_mtime_ns)
     except OSError:
-        key = (tuple(dns), dns_at, 0, 0)
+        key = (dns, search, opts, dns_at, 0, 0)
     if key not in _resolv:
         _resolv.clear()
-        _resolv[key] = _make_resolv(dns, dns_at)
+        _resolv[key] = _make_resolv(dns, dns_at, search, opts)
     return _resolv[key]
 
 
-def _make_resolv(dns, dns_at=None):
+def _make_resolv(dns, dns_at=None, search=(), opts=()):
     try:
         with open(HOST_RESOLV) as f:
             lines = f.read().splitlines()
     except OSError:
         lines = []
-    keep = [l for l in lines if l.split()[:1] in (["search"], ["options"], ["domain"])]
+    keep = [l for l in lines if l.split()[:1] in (["search"], ["options"], ["domain"])
+            and not (search and l.split()[0] in ("search", "domain"))
+            and not (opts and l.split()[0] == "options")]
+    if search and search != (".",):  # "." alone: no search domain at all, as Docker's
+        keep.append("search " + " ".join(s for s in search if s != "."))
+    if opts:
+        keep.append("options " + " ".join(opts))
     servers = list(dns) or [l.split()[1] for l in lines if l.split()[:1] == ["nameserver"]
                             and len(l.split()) > 1 and not l.split()[1].startswith("127.")
                             and l.split()[1] != "::1"]

@@ -58,7 +58,7 @@ def _detach_running(c, spec):
     taking_over = [e for e in extras if e.network == spec["network"]]
     if taking_over:
         _default_route(c, taking_over[0])
-    connect.point_resolv(c.id, spec.get("dns") or [])
+    connect.point_resolv(c.id, spec)
 
 
 def _default_route(c, ep):

@@ -108,5 +108,27 @@ def parse_dns(values):
     return tuple(parse_ip(str(v), "--dns") for v in values or ())
 
 
+def parse_dns_search(values):
+    """--dns-search DOMAIN ("." alone: no search domain)."""
+    out = []
+    for v in values or ():
+        v = str(v)
+        if not v or (v != "." and (len(v) > 253 or not all(c.isalnum() or c in "-._" for c in v))):
+            raise SpecError(f"invalid --dns-search {v!r}: expected a domain name (or .)")
+        out.append(v)
+    return tuple(out)
+
+
+def parse_dns_option(values):
+    """--dns-option OPTION, as resolv.conf's options line takes it (ndots:2, rotate)."""
+    out = []
+    for v in values or ():
+        v = str(v)
+        if not v or any(c.isspace() for c in v) or not v.isprintable():
+            raise SpecError(f"invalid --dns-option {v!r}: one resolv.conf option, such as ndots:2")
+        out.append(v)
+    return tuple(out)
+
+
 def parse_aliases(values):
     return tuple(check_name(str(v), "--network-alias") for v in values or ())

@@ -137,6 +137,18 @@ def test_container_gets_address_route_and_etc_files(hostns):
     assert out.rstrip().endswith("box")
 
 
+def test_dns_search_and_options_replace_the_hosts(hostns):
+    """--dns-search and --dns-option, as Docker's: they replace the host's search
+    domains and options ("." alone: no search domain)."""
+    out = hostns.ok("run", "--rm", "--dns-search", "a.example", "--dns-search", "b.example",
+                    "--dns-option", "ndots:2", "--dns-opt", "timeout:1", "busybox", "cat",
+                    "/etc/resolv.conf")
+    assert "search a.example b.example\n" in out and "options ndots:2 timeout:1\n" in out
+    assert out.count("search") == 1 and out.count("options") == 1
+    out = hostns.ok("run", "--rm", "--dns-search", ".", "busybox", "cat", "/etc/resolv.conf")
+    assert "search" not in out and "domain" not in out
+
+
 def test_container_reaches_the_host_through_the_gateway(hostns, tmp_path):
     hostns.ok("run", "--rm", "busybox", "true")  # the bridge exists from the first start
     (tmp_path / "greeting").write_text("host says hi\n")
@@ -306,6 +318,8 @@ def test_port_held_by_a_host_program_is_one_line_and_125(hostns):
     (["--network", "nosuch"], "not found"),
     (["--network", "none", "-p", "80"], "-p and -P need"),
     (["--add-host", "nohost"], "--add-host"),
+    (["--dns-search", "a b"], "--dns-search"),
+    (["--dns-option", "ndots: 2"], "--dns-option"),
 ])
 def test_bad_network_flags_are_one_line_and_125(hostns, args, words):
     r = hostns.fb("run", "--rm", *args, "busybox", "true")

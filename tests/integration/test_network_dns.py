@@ -268,7 +268,8 @@ def test_a_bridge_container_connected_to_a_user_network_asks_its_name_server(hos
     """As Docker switches a container to its embedded DNS when it joins a user network."""
     hostns.ok("network", "create", "appnet")
     hostns.ok("run", "-d", "--name", "web", "--network", "appnet", "busybox", "sleep", "1d")
-    hostns.ok("run", "-d", "--name", "b", "--dns", UPSTREAM, "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "--dns", UPSTREAM, "--dns-option", "timeout:2",
+              "busybox", "sleep", "1d")
     gw = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Gateway"]
     assert hostns.ok("exec", "b", "cat", "/etc/resolv.conf").startswith(f"nameserver {UPSTREAM}\n")
     hostns.ok("network", "connect", "appnet", "b")
@@ -276,7 +277,9 @@ def test_a_bridge_container_connected_to_a_user_network_asks_its_name_server(hos
     code, out = nslookup(hostns, "b", "web")
     assert code == 0 and answer_of(out) == [ip_of(hostns, "web")], out
     hostns.ok("network", "disconnect", "appnet", "b")
-    assert hostns.ok("exec", "b", "cat", "/etc/resolv.conf").startswith(f"nameserver {UPSTREAM}\n")
+    resolv = hostns.ok("exec", "b", "cat", "/etc/resolv.conf")
+    assert resolv.startswith(f"nameserver {UPSTREAM}\n")
+    assert "options timeout:2\n" in resolv  # its --dns-option survives each rewrite
     hostns.ok("rm", "-f", "web", "b")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
