@@ -4,7 +4,7 @@ Names, Labels, Label, Mounts, Networks, LocalVolumes), the STATUS wording ("Up 5
 minutes", "Exited (137) 2 minutes ago", "Created"), and --filter."""
 import time
 
-from fastbox.errors import SpecError
+from fastbox.errors import FastboxError, SpecError
 from fastbox.state import status, timestamps
 
 DEFAULT_TABLE = ("{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
@@ -182,6 +182,8 @@ def parse_filters(items):
                 int(value)
             except ValueError:
                 raise SpecError(f"invalid filter 'exited={value}': an exit code") from None
+        if key in ("publish", "expose"):
+            _port_filter(key, value)
         filters.setdefault(key, []).append(value)
     return filters
 
@@ -208,6 +210,57 @@ def _ancestor_matches(record, wanted):
             or (len(bare) >= 4 and short.startswith(bare)))
 
 
+def _port_filter(key, value):
+    """publish=/expose= PORT[-PORT][/tcp|udp] -> (lo, hi, proto), as Docker reads it."""
+    text, _, proto = value.partition("/")
+    lo, _, hi = text.partition("-")
+    if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("", "tcp", "udp"):
+        raise SpecError(f"invalid filter '{key}={value}': a port or a range, then /tcp or /udp")
+    return int(lo), int(hi or lo), proto or "tcp"
+
+
+def _published(record):
+    """(container port, proto) of each port the container publishes: its -p, and while it
+    has an endpoint, the ports -P took too."""
+    spec = record.get("spec") or {}
+    out = set()
+    for item in spec.get("publish") or ():
+        port, _, proto = item.rpartition(":")[2].partition("/")
+        out.add((int(port), proto))
+    if spec.get("publish_all") and record["status"] == "running":
+        from fastbox.network import endpoints
+        ep = endpoints.load(record["id"])
+        out |= {(cp, proto) for proto, _, _, cp in (ep.ports if ep else ())}
+    return out
+
+
+def _exposed(record):
+    exposed = set()
+    for item in (record.get("spec") or {}).get("expose") or ():
+        port, _, proto = item.partition("/")
+        exposed.add((int(port), proto))
+    return exposed | _published(record)
+
+
+def _ports_match(ports, key, wanted):
+    lo, hi, proto = _port_filter(key, wanted)
+    return any(p == proto and lo <= n <= hi for n, p in ports)
+
+
+def _network_matches(record, wanted):
+    """The container is on that network (a name, an id or its prefix): its first, or
+    one it was connected to."""
+    from fastbox.network import connect, options, store
+    names = {options.network_mode((record.get("spec") or {}).get("network"))}
+    names |= {name for name, _, _ in connect.recorded(record["id"])}
+    if wanted in names:
+        return True
+    try:
+        return store.get(wanted).name in names
+    except FastboxError:
+        return False
+
+
 def _exited_matches(record, code):
     return record["status"] == "exited" and record.get("exit_code") == int(code)
 
@@ -219,6 +272,9 @@ MATCHERS = {
     "label": _label_matches,
     "ancestor": _ancestor_matches,
     "exited": _exited_matches,
+    "network": _network_matches,
+    "publish": lambda r, v: _ports_match(_published(r), "publish", v),
+    "expose": lambda r, v: _ports_match(_exposed(r), "expose", v),
 }
 
 

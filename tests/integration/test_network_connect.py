@@ -301,3 +301,32 @@ def test_run_ip_on_a_user_network(hostns, fb_env):
     hostns.ok("rm", "-f", "a", "b")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
+
+
+def test_ps_filters_by_network_and_ports(hostns, fb_env):
+    """ps --filter network=, publish=, expose=, as Docker's."""
+    hostns.ok("network", "create", "appnet")
+    net_id = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Id"]
+    hostns.ok("run", "-d", "--name", "a", "--network", "appnet", "--expose", "9000-9001",
+              "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "b", "-p", "8087:80", "-p", "53/udp", "busybox", "sleep", "1d")
+    hostns.ok("create", "--name", "c", "busybox", "true")
+    hostns.ok("network", "connect", "appnet", "c")
+
+    def names(*filters):
+        args = [a for f in filters for a in ("--filter", f)]
+        return sorted(hostns.ok("ps", "-a", *args, "--format", "{{.Names}}").split())
+
+    assert names("network=appnet") == ["a", "c"]
+    assert names(f"network={net_id[:12]}") == ["a", "c"]
+    assert names("network=bridge") == ["b", "c"]
+    assert names("network=nosuch") == []
+    assert names("publish=80") == ["b"] and names("publish=80/udp") == []
+    assert names("publish=50-60/udp") == ["b"]
+    assert names("expose=9001") == ["a"] and names("expose=80") == ["b"]
+    assert names("network=appnet", "expose=9000") == ["a"]
+    r = hostns.fb("ps", "--filter", "publish=http")
+    assert r.returncode != 0 and "invalid filter 'publish=http'" in one_line_error(r)
+    hostns.ok("rm", "-f", "a", "b", "c")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
