@@ -40,7 +40,7 @@ def _create(cid, image, command, tty, options, cgroups=(), interactive=False):
               "status": status.CREATED, "exit_code": None,
               "created_at": _now(), "started_at": None, "finished_at": None,
               "pid": 0, "cgroups": list(cgroups), "owner": owners.my_key(),
-              "log_config": log_config}
+              "log_config": log_config, "image_exposed": list(img.exposed)}
     try:
         store.create(record)
     except BaseException:
@@ -546,10 +546,12 @@ class Container:
                        "Hostname": spec.get("hostname") or r["id"][:12], "Tty": r.get("tty"),
                        "Labels": dict(spec.get("labels") or {}),
                        "StopSignal": spec.get("stop_signal") or "SIGTERM",
-                       "StopTimeout": spec.get("stop_timeout")},
+                       "StopTimeout": spec.get("stop_timeout"),
+                       "ExposedPorts": _exposed_ports(r)},
             "HostConfig": {**_resources(spec), "Binds": spec.get("volumes"),
                            "Tmpfs": spec.get("tmpfs"), "ReadonlyRootfs": spec.get("read_only"),
                            "NetworkMode": spec.get("network"), "AutoRemove": spec.get("remove"),
+                           "PortBindings": _port_bindings(spec),
                            "SecurityOpt": spec.get("security_opt") or None,
                            "CapAdd": spec.get("cap_add") or None,
                            "CapDrop": spec.get("cap_drop") or None,
@@ -567,6 +569,21 @@ class Container:
             "Cgroups": r.get("cgroups"),
             "NetworkSettings": _network_settings(self.id),
         }
+
+
+def _exposed_ports(record):
+    """Docker's Config.ExposedPorts: the image's EXPOSE, --expose and -p's container ports."""
+    from fastbox.network import container_ports
+    return {f"{port}/{proto}": {} for port, proto in sorted(container_ports.exposed(record))} or None
+
+
+def _port_bindings(spec):
+    """Docker's HostConfig.PortBindings, from -p (a random host port is "")."""
+    out = {}
+    for item in spec.get("publish") or ():
+        ip, host, cport = item.split(":")
+        out.setdefault(cport, []).append({"HostIp": "" if ip == "0.0.0.0" else ip, "HostPort": host})
+    return out
 
 
 def _network_settings(cid):

@@ -5,6 +5,7 @@ minutes", "Exited (137) 2 minutes ago", "Created"), and --filter."""
 import time
 
 from fastbox.errors import FastboxError, SpecError
+from fastbox.network import container_ports
 from fastbox.state import status, timestamps
 
 DEFAULT_TABLE = ("{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
@@ -219,29 +220,6 @@ def _port_filter(key, value):
     return int(lo), int(hi or lo), proto or "tcp"
 
 
-def _published(record):
-    """(container port, proto) of each port the container publishes: its -p, and while it
-    has an endpoint, the ports -P took too."""
-    spec = record.get("spec") or {}
-    out = set()
-    for item in spec.get("publish") or ():
-        port, _, proto = item.rpartition(":")[2].partition("/")
-        out.add((int(port), proto))
-    if spec.get("publish_all") and record["status"] == "running":
-        from fastbox.network import endpoints
-        ep = endpoints.load(record["id"])
-        out |= {(cp, proto) for proto, _, _, cp in (ep.ports if ep else ())}
-    return out
-
-
-def _exposed(record):
-    exposed = set()
-    for item in (record.get("spec") or {}).get("expose") or ():
-        port, _, proto = item.partition("/")
-        exposed.add((int(port), proto))
-    return exposed | _published(record)
-
-
 def _ports_match(ports, key, wanted):
     lo, hi, proto = _port_filter(key, wanted)
     return any(p == proto and lo <= n <= hi for n, p in ports)
@@ -273,8 +251,8 @@ MATCHERS = {
     "ancestor": _ancestor_matches,
     "exited": _exited_matches,
     "network": _network_matches,
-    "publish": lambda r, v: _ports_match(_published(r), "publish", v),
-    "expose": lambda r, v: _ports_match(_exposed(r), "expose", v),
+    "publish": lambda r, v: _ports_match(container_ports.published(r), "publish", v),
+    "expose": lambda r, v: _ports_match(container_ports.exposed(r), "expose", v),
 }
 
 

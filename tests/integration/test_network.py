@@ -218,8 +218,18 @@ def test_publish_all_publishes_the_images_exposed_ports(hostns, tmp_path):
     assert f"0.0.0.0:{mapped['80/tcp']}->80/tcp" in hostns.ok("ps")
     assert hostns.fetch(f"http://127.0.0.1:{mapped['80/tcp']}/") == "exposed\n"
     # without -P an image's EXPOSE publishes nothing
-    other = hostns.ok("run", "-d", "fbtest/exposed", "sleep", "60").strip()
-    assert hostns.ok("port", other).strip() == ""
+    other = hostns.ok("run", "-d", "-p", "127.0.0.1:8089:80", "-p", "9000/udp", "fbtest/exposed",
+                      "sleep", "60").strip()
+    assert hostns.ok("port", other).strip().splitlines()[0] == "80/tcp -> 127.0.0.1:8089"
+    # inspect shows what it exposes and binds, ps --filter finds it by them, as Docker's
+    info = json.loads(hostns.ok("inspect", other))[0]
+    assert set(info["Config"]["ExposedPorts"]) == {"80/tcp", "5353/udp", "9000/udp"}
+    assert info["HostConfig"]["PortBindings"] == {
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8089"}],
+        "9000/udp": [{"HostIp": "", "HostPort": ""}]}
+    found = hostns.ok("ps", "-q", "--no-trunc", "--filter", "expose=5353/udp").split()
+    assert sorted(found) == sorted([cid, other])
+    assert hostns.ok("ps", "-q", "--no-trunc", "--filter", "publish=9000/udp").split() == [other]
 
 
 def test_an_address_given_again_answers_at_once(hostns):
