@@ -22,13 +22,23 @@ def create(name: str,
            subnet: Optional[str] = typer.Option(None, "--subnet", help="CIDR, e.g. 10.70.0.0/24"),
            gateway: Optional[str] = typer.Option(None, "--gateway", help="The bridge's address"),
            internal: bool = typer.Option(False, "--internal", help="No traffic in or out of the network"),
-           driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge")):
+           driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge"),
+           label: List[str] = typer.Option([], "--label", help="Set metadata: KEY=VALUE"),
+           opt: List[str] = typer.Option([], "--opt", "-o",
+                                         help="Driver option: com.docker.network.driver.mtu=N")):
     """Create a network; containers on it find each other by name."""
     from fastbox.errors import SpecError
     from fastbox.network import host, store
+    from fastbox.run_options import labels
     if driver != "bridge":
         raise SpecError(f"invalid --driver {driver!r}: only bridge")
-    net = store.create(name, subnet, gateway, internal)
+    opts = []
+    for o in opt:
+        key, sep, value = o.partition("=")
+        if not sep:
+            raise SpecError(f"invalid --opt {o!r}: expected KEY=VALUE")
+        opts.append((key, value))
+    net = store.create(name, subnet, gateway, internal, labels(label), opts)
     try:
         host.ensure(net)
     except BaseException:
@@ -39,12 +49,16 @@ def create(name: str,
 
 def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"),
        format: Optional[str] = typer.Option(None, "--format",
-                                            help="table, json, or a Go template: '{{.Name}}'")):
+                                            help="table, json, or a Go template: '{{.Name}}'"),
+       filter: List[str] = typer.Option([], "--filter", "-f",
+                                        help="name=, id=, driver=, label=KEY[=VALUE], type=custom|builtin, dangling=true|false")):
     """List networks."""
     from fastbox.cli import go_template
     from fastbox.network import endpoints, store
     endpoints.sweep()
-    nets = store.list_all()
+    wanted = _network_filters(filter)
+    nets = [n for n in store.list_all()
+            if all(any(_NETWORK_MATCHERS[k](n, v) for v in vs) for k, vs in wanted.items())]
     if quiet:
         for n in nets:
             print(n.id[:12])
@@ -60,10 +74,53 @@ NETWORK_TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope
                   "CreatedAt": "CREATED AT", "Subnet": "SUBNET"}
 
 
+def _network_filters(items):
+    """Docker's `network ls --filter`: values of one key or'ed, keys and'ed."""
+    from fastbox.errors import SpecError
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"bad format of filter (expected name=value): {item}")
+        if key not in _NETWORK_MATCHERS:
+            raise SpecError(f"invalid filter '{key}'")
+        if (key == "type" and value not in ("custom", "builtin")) or (
+                key == "dangling" and value not in ("true", "false", "1", "0")):
+            raise SpecError(f"invalid filter '{item}'")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _builtin(n):
+    from fastbox.network import store
+    return n.name == store.DEFAULT_NAME
+
+
+def _dangling(n):
+    from fastbox.network import endpoints
+    return not _builtin(n) and not endpoints.on_network(n)
+
+
+def _label_matches(n, wanted):
+    key, sep, value = wanted.partition("=")
+    return key in n.labels and (not sep or n.labels[key] == value)
+
+
+_NETWORK_MATCHERS = {
+    "name": lambda n, v: v in n.name,
+    "id": lambda n, v: n.id.startswith(v),
+    "driver": lambda n, v: v == "bridge",
+    "label": _label_matches,
+    "type": lambda n, v: _builtin(n) == (v == "builtin"),
+    "dangling": lambda n, v: _dangling(n) == (v in ("true", "1")),
+}
+
+
 def _row(n):
     """A network as `network ls --format` sees it: Docker's fields, and its subnet."""
     return {"ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local",
-            "IPv6": "false", "Internal": str(n.internal).lower(), "Labels": "",
+            "IPv6": "false", "Internal": str(n.internal).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
             "CreatedAt": n.created or "",
             "Subnet": f"{n.subnet}/{n.prefix}"}
 
@@ -101,11 +158,23 @@ def rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")):
         print(name)
 
 
-def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask")):
+def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask"),
+          filter: List[str] = typer.Option([], "--filter", help="label=KEY[=VALUE], label!=KEY[=VALUE]")):
     """Remove every user-defined network that no container uses."""
+    from fastbox.errors import SpecError
     from fastbox.network import endpoints, host, store
     endpoints.sweep()
+    keep, take = [], []
+    for item in filter:
+        key, sep, value = item.partition("=")
+        if key not in ("label", "label!") or not sep:
+            raise SpecError(f"invalid filter '{item}': prune takes label= and label!=")
+        (keep if key == "label!" else take).append(value)
     for n in store.list_all():
+        if take and not any(_label_matches(n, v) for v in take):
+            continue
+        if any(_label_matches(n, v) for v in keep):
+            continue
         if n.name != store.DEFAULT_NAME and not endpoints.on_network(n):
             host.remove(n)
             store.delete(n)

@@ -18,7 +18,7 @@ class Network:
     """One network as the start path reads it."""
 
     __slots__ = ("name", "id", "bridge", "subnet", "prefix", "gateway", "internal", "mtu",
-                 "dns", "created")
+                 "dns", "created", "labels", "options")
 
     def __init__(self, d):
         self.name, self.id, self.bridge = d["Name"], d["Id"], d["Bridge"]
@@ -26,12 +26,13 @@ class Network:
         self.subnet, self.prefix, self.gateway = net, int(prefix), d["Gateway"]
         self.internal, self.mtu = bool(d.get("Internal")), int(d.get("MTU") or DEFAULT_MTU)
         self.dns, self.created = bool(d.get("DNS")), d.get("Created")
+        self.labels, self.options = dict(d.get("Labels") or {}), dict(d.get("Options") or {})
 
     def as_dict(self):
         return {"Name": self.name, "Id": self.id, "Driver": "bridge", "Bridge": self.bridge,
                 "Subnet": f"{self.subnet}/{self.prefix}", "Gateway": self.gateway,
                 "Internal": self.internal, "MTU": self.mtu, "DNS": self.dns,
-                "Created": self.created}
+                "Created": self.created, "Labels": self.labels, "Options": self.options}
 
 
 def networks_dir():
@@ -118,8 +119,13 @@ def list_all():
     return out
 
 
-def create(name, subnet=None, gateway=None, internal=False):
-    """A user-defined network's definition (its bridge is made on first use)."""
+MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+def create(name, subnet=None, gateway=None, internal=False, labels=(), opts=()):
+    """A user-defined network's definition (its bridge is made on first use). labels:
+    (key, value) pairs; opts: Docker's driver options, of which the bridge's MTU is
+    known (-o com.docker.network.driver.mtu=1400)."""
     import datetime
     import json
     options.check_name(name)
@@ -142,10 +148,16 @@ def create(name, subnet=None, gateway=None, internal=False):
             raise SpecError(f"invalid --gateway {gateway}: not a host address of {net}/{prefix}")
     else:
         gw = int_to_ip(ip_to_int(net) + 1)
+    opts = dict(opts)
+    mtu = _mtu(opts.pop(MTU_OPTION, None))
+    if opts:
+        raise SpecError(f"invalid option {sorted(opts)[0]!r}: the bridge driver of fastbox knows "
+                        f"only {MTU_OPTION}")
     nid = os.urandom(32).hex()
     d = {"Name": name, "Id": nid, "Bridge": "fb-" + nid[:12], "Subnet": f"{net}/{prefix}",
-         "Gateway": gw, "Internal": bool(internal), "MTU": default().mtu, "DNS": True,
-         "Created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+         "Gateway": gw, "Internal": bool(internal), "MTU": mtu or default().mtu, "DNS": True,
+         "Created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+         "Labels": dict(labels), "Options": {MTU_OPTION: str(mtu)} if mtu else {}}
     config.private_dir(networks_dir())
     path = os.path.join(networks_dir(), name + ".json")
     tmp = path + ".tmp"
@@ -153,6 +165,14 @@ def create(name, subnet=None, gateway=None, internal=False):
         json.dump(d, f)
     os.rename(tmp, path)
     return Network(d)
+
+
+def _mtu(value):
+    if value is None:
+        return None
+    if not str(value).isdigit() or not 68 <= int(value) <= 65535:
+        raise SpecError(f"invalid {MTU_OPTION}={value}: 68 to 65535")
+    return int(value)
 
 
 def delete(net):

@@ -330,3 +330,40 @@ def test_ps_filters_by_network_and_ports(hostns, fb_env):
     hostns.ok("rm", "-f", "a", "b", "c")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)
+
+
+# ------------------------------------------------------------------ labels, options, filters
+
+def test_network_labels_mtu_option_and_filters(hostns, fb_env):
+    """network create --label / -o com.docker.network.driver.mtu, ls --filter, prune
+    --filter, as Docker's."""
+    hostns.ok("network", "create", "--label", "team=web", "--label", "tier", "-o",
+              "com.docker.network.driver.mtu=1400", "webnet")
+    hostns.ok("network", "create", "--label", "team=db", "dbnet")
+    info = json.loads(hostns.ok("network", "inspect", "webnet"))[0]
+    assert info["Labels"] == {"team": "web", "tier": ""}
+    assert info["Options"] == {"com.docker.network.driver.mtu": "1400"} and info["MTU"] == 1400
+    hostns.ok("run", "-d", "--name", "w", "--network", "webnet", "busybox", "sleep", "1d")
+    assert "mtu 1400" in hostns.ok("exec", "w", "ip", "link", "show", "eth0")
+
+    def names(*filters):
+        args = [a for f in filters for a in ("--filter", f)]
+        return sorted(hostns.ok("network", "ls", *args, "--format", "{{.Name}}").split())
+
+    assert names("label=team") == ["dbnet", "webnet"] and names("label=team=db") == ["dbnet"]
+    assert names("type=builtin") == ["bridge"] and names("type=custom") == ["dbnet", "webnet"]
+    assert names("dangling=true") == ["dbnet"] and names("name=net", "label=tier") == ["webnet"]
+    assert names(f"id={info['Id'][:6]}") == ["webnet"] and names("driver=bridge")[0] == "bridge"
+    assert "team=web,tier=" in hostns.ok("network", "ls", "--format", "{{.Labels}}")
+    for args, words in ((["ls", "--filter", "colour=red"], "invalid filter 'colour'"),
+                        (["create", "-o", "com.docker.network.driver.mtu=9", "x"], "68 to 65535"),
+                        (["create", "-o", "com.docker.network.bridge.name=eth0", "x"], "invalid option")):
+        r = hostns.fb("network", *args)
+        assert r.returncode != 0 and words in one_line_error(r), args
+    # prune keeps what its filter leaves out, and what a container uses
+    hostns.ok("network", "create", "--label", "team=db", "dbnet2")
+    assert sorted(hostns.ok("network", "prune", "-f", "--filter", "label!=team=db").split()) == []
+    assert sorted(hostns.ok("network", "prune", "-f", "--filter", "label=team=db").split()) == ["dbnet", "dbnet2"]
+    hostns.ok("rm", "-f", "w")
+    assert hostns.ok("network", "prune", "-f").split() == ["webnet"]
+    assert_nothing_left(hostns, fb_env)
