@@ -1,5 +1,4 @@
 """`fastbox network ...` and `fastbox port`: user-defined networks and published ports."""
-import json
 from typing import List, Optional
 
 import typer
@@ -125,19 +124,26 @@ def _row(n):
             "Subnet": f"{n.subnet}/{n.prefix}"}
 
 
-def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK...")):
+def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK..."),
+            format: Optional[str] = typer.Option(None, "--format", "-f",
+                                                 help="A Go template: '{{range .IPAM.Config}}{{.Subnet}}{{end}}'")):
     """Show networks as JSON, with their containers."""
+    from fastbox.cli import go_template
     from fastbox.network import endpoints, store
     endpoints.sweep()
     out = []
     for name in names:
         n = store.get(name)
         d = n.as_dict()
+        # Docker's shape as well, which scripts read (.IPAM.Config, .Scope, .EnableIPv6)
+        d.update(Scope="local", EnableIPv6=False, Attachable=False, Ingress=False,
+                 IPAM={"Driver": "default", "Options": None,
+                       "Config": [{"Subnet": d["Subnet"], "Gateway": d["Gateway"]}]})
         d["Containers"] = {ep.container: {"IPv4Address": f"{ep.ip}/{ep.prefix}", "Names": ep.names,
                                    "HostInterface": ep.host_if}
                            for ep in endpoints.on_network(n)}
         out.append(d)
-    print(json.dumps(out, indent=4))
+    print(go_template.inspect_text(format, out))
 
 
 def rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")):

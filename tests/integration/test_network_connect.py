@@ -342,6 +342,10 @@ def test_network_labels_mtu_option_and_filters(hostns, fb_env):
     hostns.ok("network", "create", "--label", "team=db", "dbnet")
     info = json.loads(hostns.ok("network", "inspect", "webnet"))[0]
     assert info["Labels"] == {"team": "web", "tier": ""}
+    # Docker's shape, which scripts read
+    subnet = hostns.ok("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+                       "webnet").strip()
+    assert subnet == f"{info['Subnet']} {info['Gateway']}" and info["Scope"] == "local"
     assert info["Options"] == {"com.docker.network.driver.mtu": "1400"} and info["MTU"] == 1400
     hostns.ok("run", "-d", "--name", "w", "--network", "webnet", "busybox", "sleep", "1d")
     assert "mtu 1400" in hostns.ok("exec", "w", "ip", "link", "show", "eth0")
