@@ -164,7 +164,7 @@ def plan(cid, spec, hostname, ports, host_if=None):
         else:
             ip = ipam.allocate_locked(net, cid, reclaim, record)
         ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
-                               dns_at=net.gateway if names else None)
+                               dns_at=net.gateway if names else None, gateway=net.gateway)
         if names:
             files.join_names(net, cid, ip, names)
             from fastbox.network import dns

@@ -23,10 +23,11 @@ def names_dir(net):
     return os.path.join(config.run_dir(), "net", "names", net.id[:12])
 
 
-def write(cid, ip, hostname, spec, names=False, dns_at=None):
+def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
     """The three files; returns [(host path, container path)] to bind. names: the
     network has names (hosts.base keeps what is the container's own); dns_at: the
-    address of its name server (fastbox.network.dns)."""
+    address of its name server (fastbox.network.dns); gateway: the network's, which
+    --add-host NAME:host-gateway names."""
     d = files_dir(cid)
     try:
         os.mkdir(d, 0o700)
@@ -35,7 +36,10 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None):
         os.mkdir(d, 0o700)
     except FileExistsError:
         pass
-    extra = "".join(f"{h.split(':', 1)[1]}\t{h.split(':', 1)[0]}\n" for h in spec.add_host)
+    extra = ""
+    for item in spec.add_host:
+        name, _, addr = item.partition(":")
+        extra += f"{gateway if addr == 'host-gateway' else addr}\t{name}\n"
     own = f"{ip}\t{hostname}\n" if ip else ""
     if names:
         _put(os.path.join(d, "hosts.base"), BASE + extra + own)

@@ -93,14 +93,18 @@ def parse_expose(values):
     return tuple(out)
 
 
+HOST_GATEWAY = "host-gateway"  # Docker's: the address of the container's gateway, the host
+
+
 def parse_add_host(values):
-    """--add-host NAME:IP (or NAME=IP) -> ("NAME:IP", ...)."""
+    """--add-host NAME:IP (or NAME=IP; IP host-gateway: the host, at the network's
+    gateway) -> ("NAME:IP", ...)."""
     out = []
     for value in values or ():
         name, sep, ip = str(value).partition("=") if "=" in str(value) else str(value).partition(":")
         if not sep or not name or not all(c.isalnum() or c in "-._" for c in name):
             raise SpecError(f"invalid --add-host {value!r}: expected NAME:IP")
-        out.append(f"{name}:{parse_ip(ip, '--add-host address')}")
+        out.append(f"{name}:{ip if ip == HOST_GATEWAY else parse_ip(ip, '--add-host address')}")
     return tuple(out)
 
 

@@ -137,6 +137,19 @@ def test_container_gets_address_route_and_etc_files(hostns):
     assert out.rstrip().endswith("box")
 
 
+def test_add_host_host_gateway_names_the_host(hostns):
+    """--add-host NAME:host-gateway, as Docker's (host.docker.internal): the network's
+    gateway, where the host answers."""
+    out = hostns.ok("run", "--rm", "--add-host", "host.docker.internal:host-gateway", "busybox",
+                    "sh", "-c", "cat /etc/hosts; ping -c 1 -W 2 host.docker.internal")
+    assert "10.66.0.1\thost.docker.internal\n" in out and "1 packets received" in out
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "appnet")
+    out = hostns.ok("run", "--rm", "--network", "appnet", "--add-host", "host:host-gateway",
+                    "busybox", "cat", "/etc/hosts")
+    assert "10.70.0.1\thost\n" in out
+    hostns.ok("network", "rm", "appnet")
+
+
 def test_dns_search_and_options_replace_the_hosts(hostns):
     """--dns-search and --dns-option, as Docker's: they replace the host's search
     domains and options ("." alone: no search domain)."""
