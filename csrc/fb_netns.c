@@ -67,3 +67,47 @@ int fb_netns_new(struct fb_error *e)
     pthread_join(t, NULL);
     return job.fd;
 }
+
+/* --sysctl net.*: written in the container's namespace before anything of the container
+ * runs there, from a short-lived thread that enters it (a /proc/sys/net file is the
+ * opener's namespace's). paths: "/proc/sys/net/..." (checked by the caller), values. */
+struct sysctl_job {
+    int netns_fd, n;
+    const char *const *paths, *const *values;
+    struct fb_error *e;
+    int rc;
+};
+
+static void *write_sysctls(void *arg)
+{
+    struct sysctl_job *job = arg;
+    if (setns(job->netns_fd, CLONE_NEWNET) < 0) {
+        job->rc = fb_fail(job->e, errno, FB_PHASE_NETWORK, "enter the container's network namespace", NULL);
+        return NULL;
+    }
+    for (int i = 0; i < job->n; i++) {
+        int fd = open(job->paths[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        size_t len = strlen(job->values[i]);
+        ssize_t w = fd < 0 ? -1 : write(fd, job->values[i], len);
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        if (fd < 0 || w != (ssize_t)len) {
+            job->rc = fb_fail(job->e, fd < 0 || w < 0 ? err : EIO, FB_PHASE_NETWORK, "--sysctl", job->paths[i]);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *values, int n,
+                     struct fb_error *e)
+{
+    struct sysctl_job job = {netns_fd, n, paths, values, e, 0};
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, write_sysctls, &job);
+    if (rc != 0)
+        return fb_fail(e, rc, FB_PHASE_NETWORK, "thread for --sysctl", NULL);
+    pthread_join(t, NULL);
+    return job.rc;
+}

@@ -185,6 +185,9 @@ int fb_netns_new(struct fb_error *e);
 
 /* The same, in the calling thread, which is left in the new namespace. */
 int fb_netns_unshare(struct fb_error *e);
+/* Write n sysctl files (paths under /proc/sys/net) in the network namespace netns_fd. */
+int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *values, int n,
+                     struct fb_error *e);
 
 /* The spare network namespace (fb_spare.c). take: a new, never-used namespace with lo
  * up, owned by the caller from then on, or -1 when none is ready. request: have the

@@ -101,6 +101,8 @@ cdef extern from "fb_plan.h":
         int console_fd
     int fb_spawn(const fb_plan *plan, fb_report *report) nogil
     int fb_netns_new(fb_error *e) nogil
+    int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *values, int n,
+                         fb_error *e) nogil
     int fb_spare_netns_take() nogil
     void fb_spare_netns_request() nogil
     struct fb_spare:

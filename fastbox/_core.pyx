@@ -258,6 +258,23 @@ def new_netns():
     return fd
 
 
+def netns_sysctls(int netns_fd, items):
+    """Write items, [(path under /proc/sys/net, value)], in the network namespace
+    netns_fd (--sysctl net.*). Raises CoreError naming the first that failed."""
+    cdef fb_error e
+    cdef int rc, n = <int>len(items)
+    cdef _Arena a = _Arena()
+    cdef const char **paths = <const char **>a.alloc(n, sizeof(char *))
+    cdef const char **values = <const char **>a.alloc(n, sizeof(char *))
+    for i, (path, value) in enumerate(items):
+        paths[i] = a.s(path)
+        values[i] = a.s(value)
+    with nogil:
+        rc = fb_netns_sysctls(netns_fd, paths, values, n, &e)
+    if rc < 0:
+        raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
+
+
 def load_device_program(rules):
     """Load a cgroup v2 device program (BPF_PROG_TYPE_CGROUP_DEVICE) that allows exactly
     rules, a sequence of (type, major, minor, access) as csrc/fb_devices.h defines them,

@@ -79,7 +79,7 @@ class RunSpec(Frozen):
                  "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
                  "device_cgroup_rules", "labels", "restart", "stop_signal", "stop_timeout",
                  "shm_size", "init", "ulimits", "publish", "publish_all", "expose", "dns",
-                 "add_host", "network_alias", "ip", "dns_search", "dns_option")
+                 "add_host", "network_alias", "ip", "dns_search", "dns_option", "sysctls")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -91,7 +91,7 @@ class RunSpec(Frozen):
                  device_cgroup_rules=(), labels=(), restart=None, stop_signal=None,
                  stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=(),
                  publish=(), publish_all=False, expose=(), dns=(), add_host=(),
-                 network_alias=(), ip=None, dns_search=(), dns_option=()):
+                 network_alias=(), ip=None, dns_search=(), dns_option=(), sysctls=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -122,7 +122,7 @@ class RunSpec(Frozen):
             device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
             **_run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits),
             **_network_options(network, publish, publish_all, expose, dns, add_host,
-                               network_alias, ip, dns_search, dns_option),
+                               network_alias, ip, dns_search, dns_option, sysctls),
         )
 
     def add_image_volumes(self, paths):
@@ -187,6 +187,7 @@ def spec_to_dict(spec):
     d["device_cgroup_rules"] = list(spec.device_cgroup_rules)
     for key in ("publish", "expose", "dns", "add_host", "network_alias", "dns_search", "dns_option"):
         d[key] = list(d[key])
+    d["sysctls"] = {k: v for k, v in spec.sysctls}
     return d
 
 
@@ -563,7 +564,7 @@ def _hostname(value):
 
 
 def _network_options(network, publish, publish_all, expose, dns, add_host, aliases, ip=None,
-                     dns_search=(), dns_option=()):
+                     dns_search=(), dns_option=(), sysctls=()):
     """--network and the flags that need a network of the container's own
     (fastbox.network.options parses them). --ip is checked against the network's subnet
     when its address is taken."""
@@ -575,7 +576,11 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
                network_alias=options.parse_aliases(aliases),
                ip=options.parse_ip(ip, "--ip") if ip not in (None, "") else None,
                dns_search=options.parse_dns_search(dns_search),
-               dns_option=options.parse_dns_option(dns_option))
+               dns_option=options.parse_dns_option(dns_option),
+               sysctls=options.parse_sysctls(sysctls))
+    if out["sysctls"] and (mode == "host" or mode.startswith("container:")):
+        raise SpecError(f"sysctl '{out['sysctls'][0][0]}' is not allowed: the container shares "
+                        f"another's network namespace (--network {mode})")
     if out["ip"] and (mode == "bridge" or not options.own_endpoint(mode)):
         raise SpecError("user specified IP address is supported on user defined networks only")
     if (out["publish"] or publish_all) and not options.own_endpoint(mode):

@@ -37,6 +37,7 @@ OPTIONS = (
     (("--add-host",), "add_host", "list", "Add NAME:IP to /etc/hosts"),
     (("--network-alias",), "network_alias", "list", "Another name on a user-defined network"),
     (("--ip",), "ip", "value", "Its IPv4 address on a user-defined network"),
+    (("--sysctl",), "sysctls", "list", "A network sysctl in its namespace: net.KEY=VALUE"),
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),
     (("--name",), "name", "value", "Name the container"),
     (("--storage-opt",), "storage_opts", "list", "Overlay option: volatile, metacopy=on"),

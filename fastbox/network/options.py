@@ -134,5 +134,24 @@ def parse_dns_option(values):
     return tuple(out)
 
 
+def parse_sysctls(values):
+    """--sysctl KEY=VALUE (a dict too) -> sorted ((key, value), ...). Only the network
+    namespace's (net.*), which fastbox writes in it before the container runs."""
+    items = list(values.items()) if isinstance(values, dict) else [
+        tuple(str(v).partition("=")[::2]) for v in values or ()]
+    out = {}
+    for key, value in items:
+        key, value = str(key), str(value)
+        parts = key.split(".")
+        if not key.startswith("net.") or not all(p and all(c.isalnum() or c in "_-" for c in p)
+                                                 for p in parts):
+            raise SpecError(f"invalid --sysctl {key!r}: fastbox sets the network namespace's "
+                            f"(net.*) only")
+        if not value or "\n" in value or "\0" in value:
+            raise SpecError(f"invalid --sysctl {key}={value!r}: expected KEY=VALUE")
+        out[key] = value
+    return tuple(sorted(out.items()))
+
+
 def parse_aliases(values):
     return tuple(check_name(str(v), "--network-alias") for v in values or ())

@@ -120,6 +120,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         if ep is not None:  # a pool's namespace, its network made once
             plan.ns_flags &= ~NEWNET
             plan.join_netns_fd, plan.loopback_up = netns_fd, False
+            _sysctls(spec, netns_fd)
             plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                            for src, dst in ep.binds] + list(plan.mounts)
             return
@@ -131,13 +132,21 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         from fastbox.runtime import network
         if not network.fits(spare, spec):  # its veth is on another bridge
             netns_fd = spare = None
-    if netns_fd is None and endpoint:
+    if netns_fd is None and (endpoint or spec.sysctls):
         from fastbox.runtime import network
         netns_fd = plan.own_netns_fd = network.new_netns()
     if netns_fd is None:
         return
     plan.ns_flags &= ~NEWNET
     plan.join_netns_fd, plan.loopback_up = netns_fd, False
+    try:
+        _sysctls(spec, netns_fd)
+    except BaseException:
+        if plan.own_netns_fd is not None:
+            os.close(plan.own_netns_fd)
+        if plan.spare is not None:
+            plan.spare.close()
+        raise
     if endpoint:
         from fastbox.runtime import network
         try:
@@ -153,6 +162,17 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             raise
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
+
+
+def _sysctls(spec, netns_fd):
+    """--sysctl net.*: written in the container's namespace before it runs there."""
+    if spec.sysctls:
+        try:
+            _core.netns_sysctls(netns_fd, [("/proc/sys/" + k.replace(".", "/"), v)
+                                           for k, v in spec.sysctls])
+        except _core.CoreError as e:
+            raise StartError(f"failed to set {e.what}: {os.strerror(e.errno)}", "network",
+                             e.errno) from None
 
 
 def _connected_networks(plan, cid, spec, hostname, netns_fd):

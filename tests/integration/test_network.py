@@ -150,6 +150,26 @@ def test_add_host_host_gateway_names_the_host(hostns):
     hostns.ok("network", "rm", "appnet")
 
 
+def test_sysctl_sets_the_containers_network_namespace_only(hostns, fb_env):
+    """--sysctl net.*, as Docker's: written in the container's namespace (bridge or none)
+    before it runs; the host's stays; anything else is refused in one line, 125."""
+    host_before = hostns.sh("cat /proc/sys/net/core/somaxconn").stdout
+    for net in ("bridge", "none"):
+        out = hostns.ok("run", "--rm", "--network", net, "--sysctl", "net.core.somaxconn=1234",
+                        "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "busybox", "cat",
+                        "/proc/sys/net/core/somaxconn", "/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        assert out.split() == ["1234", "80"], (net, out)
+    assert hostns.sh("cat /proc/sys/net/core/somaxconn").stdout == host_before
+    for args, words in ((["--sysctl", "kernel.shmmax=1"], "(net.*) only"),
+                        (["--sysctl", "net.core.somaxconn"], "expected KEY=VALUE"),
+                        (["--network", "host", "--sysctl", "net.core.somaxconn=1"], "not allowed"),
+                        (["--sysctl", "net.ipv4.nosuch=1"], "/proc/sys/net/ipv4/nosuch"),
+                        (["--sysctl", "net.core.somaxconn=x"], "net/core/somaxconn")):
+        r = hostns.fb("run", "--rm", *args, "busybox", "true")
+        assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_dns_search_and_options_replace_the_hosts(hostns):
     """--dns-search and --dns-option, as Docker's: they replace the host's search
     domains and options ("." alone: no search domain)."""
