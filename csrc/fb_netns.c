@@ -57,15 +57,23 @@ static void *make_netns(void *arg)
     return NULL;
 }
 
+/* fn(arg) on a short-lived thread, joined: what enters a namespace never leaves the
+ * caller's thread in it. 0, or the thread could not be made (e filled). */
+static int on_thread(void *(*fn)(void *), void *arg, struct fb_error *e, int phase, const char *what)
+{
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, fn, arg);
+    if (rc != 0)
+        return fb_fail(e, rc, phase, what, NULL);
+    pthread_join(t, NULL);
+    return 0;
+}
+
 int fb_netns_new(struct fb_error *e)
 {
     struct netns_job job = {-1, e};
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, make_netns, &job);
-    if (rc != 0)
-        return fb_fail(e, rc, FB_PHASE_CLONE, "thread for a network namespace", NULL);
-    pthread_join(t, NULL);
-    return job.fd;
+    int rc = on_thread(make_netns, &job, e, FB_PHASE_CLONE, "thread for a network namespace");
+    return rc < 0 ? rc : job.fd;
 }
 
 /* --sysctl net.*: written in the container's namespace before anything of the container
@@ -104,10 +112,6 @@ int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *
                      struct fb_error *e)
 {
     struct sysctl_job job = {netns_fd, n, paths, values, e, 0};
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, write_sysctls, &job);
-    if (rc != 0)
-        return fb_fail(e, rc, FB_PHASE_NETWORK, "thread for --sysctl", NULL);
-    pthread_join(t, NULL);
-    return job.rc;
+    int rc = on_thread(write_sysctls, &job, e, FB_PHASE_NETWORK, "thread for --sysctl");
+    return rc < 0 ? rc : job.rc;
 }

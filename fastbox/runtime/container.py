@@ -141,6 +141,12 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
     plan.join_netns_fd, plan.loopback_up = netns_fd, False
     try:
         _sysctls(spec, netns_fd)
+        if endpoint:
+            from fastbox.runtime import network
+            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
+            _connected_networks(plan, cid, spec, hostname, netns_fd)
+            if late_spare:
+                spares.network_ready()
     except BaseException:
         if plan.own_netns_fd is not None:
             os.close(plan.own_netns_fd)
@@ -148,18 +154,6 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             plan.spare.close()
         raise
     if endpoint:
-        from fastbox.runtime import network
-        try:
-            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
-            _connected_networks(plan, cid, spec, hostname, netns_fd)
-            if late_spare:
-                spares.network_ready()
-        except BaseException:
-            if plan.own_netns_fd is not None:
-                os.close(plan.own_netns_fd)
-            if plan.spare is not None:
-                plan.spare.close()
-            raise
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
 
