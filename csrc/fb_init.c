@@ -352,6 +352,23 @@ static int wait_for_start(struct fb_child *c)
     return r < 0 ? fb_fail(&c->report->err, r, FB_PHASE_EXEC, "exec.fifo", NULL) : 0;
 }
 
+/* --sysctl: in the container's own namespaces (net, IPC, UTS), through the /proc just
+ * mounted for it (its files are the kernel's: nothing of the image is resolved). */
+static int write_sysctls(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    for (int i = 0; i < p->n_sysctls; i++) {
+        long fd = FB_SYS3(SYS_openat, AT_FDCWD, p->sysctl_paths[i], O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        long n = (long)strlen(p->sysctl_values[i]);
+        long w = fd < 0 ? fd : FB_SYS3(SYS_write, fd, p->sysctl_values[i], n);
+        if (fd >= 0)
+            FB_SYS1(SYS_close, fd);
+        if (w < 0 || w != n)
+            return fb_fail(&c->report->err, w < 0 ? w : -EIO, FB_PHASE_MOUNTS, "--sysctl", p->sysctl_paths[i]);
+    }
+    return 0;
+}
+
 /* A new container: its own root filesystem, pivoted into, with the system mounts. */
 static int build_rootfs(struct fb_child *c)
 {
@@ -361,7 +378,8 @@ static int build_rootfs(struct fb_child *c)
     if (fb_pivot(c) < 0)
         return -1;
     fb_stamp(c, FB_T_PIVOT);
-    if (fb_mount_system(c) < 0 || fb_mount_volumes(c) < 0 || fb_mask_paths(c) < 0)
+    if (fb_mount_system(c) < 0 || write_sysctls(c) < 0 || fb_mount_volumes(c) < 0 ||
+        fb_mask_paths(c) < 0)
         return -1;
     if (fb_finish_rootfs(c) < 0)
         return -1;

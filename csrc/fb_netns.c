@@ -57,61 +57,13 @@ static void *make_netns(void *arg)
     return NULL;
 }
 
-/* fn(arg) on a short-lived thread, joined: what enters a namespace never leaves the
- * caller's thread in it. 0, or the thread could not be made (e filled). */
-static int on_thread(void *(*fn)(void *), void *arg, struct fb_error *e, int phase, const char *what)
-{
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, fn, arg);
-    if (rc != 0)
-        return fb_fail(e, rc, phase, what, NULL);
-    pthread_join(t, NULL);
-    return 0;
-}
-
 int fb_netns_new(struct fb_error *e)
 {
     struct netns_job job = {-1, e};
-    int rc = on_thread(make_netns, &job, e, FB_PHASE_CLONE, "thread for a network namespace");
-    return rc < 0 ? rc : job.fd;
-}
-
-/* --sysctl net.*: written in the container's namespace before anything of the container
- * runs there, from a short-lived thread that enters it (a /proc/sys/net file is the
- * opener's namespace's). paths: "/proc/sys/net/..." (checked by the caller), values. */
-struct sysctl_job {
-    int netns_fd, n;
-    const char *const *paths, *const *values;
-    struct fb_error *e;
-    int rc;
-};
-
-static void *write_sysctls(void *arg)
-{
-    struct sysctl_job *job = arg;
-    if (setns(job->netns_fd, CLONE_NEWNET) < 0) {
-        job->rc = fb_fail(job->e, errno, FB_PHASE_NETWORK, "enter the container's network namespace", NULL);
-        return NULL;
-    }
-    for (int i = 0; i < job->n; i++) {
-        int fd = open(job->paths[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        size_t len = strlen(job->values[i]);
-        ssize_t w = fd < 0 ? -1 : write(fd, job->values[i], len);
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        if (fd < 0 || w != (ssize_t)len) {
-            job->rc = fb_fail(job->e, fd < 0 || w < 0 ? err : EIO, FB_PHASE_NETWORK, "--sysctl", job->paths[i]);
-            return NULL;
-        }
-    }
-    return NULL;
-}
-
-int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *values, int n,
-                     struct fb_error *e)
-{
-    struct sysctl_job job = {netns_fd, n, paths, values, e, 0};
-    int rc = on_thread(write_sysctls, &job, e, FB_PHASE_NETWORK, "thread for --sysctl");
-    return rc < 0 ? rc : job.rc;
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, make_netns, &job);
+    if (rc != 0)
+        return fb_fail(e, rc, FB_PHASE_CLONE, "thread for a network namespace", NULL);
+    pthread_join(t, NULL);
+    return job.fd;
 }

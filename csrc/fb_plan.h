@@ -74,6 +74,11 @@ struct fb_plan {
     int n_masked_dirs;
     const char *const *readonly_paths;
     int n_readonly;
+    /* --sysctl: files under /proc/sys written in the container's namespaces (net, IPC,
+     * UTS) once its /proc is mounted, before /proc/sys is made read-only */
+    const char *const *sysctl_paths;
+    const char *const *sysctl_values;
+    int n_sysctls;
     int mount_cgroup2; /* mount a read-only cgroup2 at /sys/fs/cgroup */
     /* v1: hierarchies mounted read-only under a tmpfs at /sys/fs/cgroup, parallel lists:
      * directory name and mount options (the controllers), as Docker does */
@@ -185,9 +190,6 @@ int fb_netns_new(struct fb_error *e);
 
 /* The same, in the calling thread, which is left in the new namespace. */
 int fb_netns_unshare(struct fb_error *e);
-/* Write n sysctl files (paths under /proc/sys/net) in the network namespace netns_fd. */
-int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *values, int n,
-                     struct fb_error *e);
 
 /* The spare network namespace (fb_spare.c). take: a new, never-used namespace with lo
  * up, owned by the caller from then on, or -1 when none is ready. request: have the

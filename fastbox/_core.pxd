@@ -47,6 +47,9 @@ cdef extern from "fb_plan.h":
         int n_masked_dirs
         const char *const *readonly_paths
         int n_readonly
+        const char *const *sysctl_paths
+        const char *const *sysctl_values
+        int n_sysctls
         int mount_cgroup2
         const char *const *cgroup_v1_dirs
         const char *const *cgroup_v1_opts
@@ -101,8 +104,6 @@ cdef extern from "fb_plan.h":
         int console_fd
     int fb_spawn(const fb_plan *plan, fb_report *report) nogil
     int fb_netns_new(fb_error *e) nogil
-    int fb_netns_sysctls(int netns_fd, const char *const *paths, const char *const *values, int n,
-                         fb_error *e) nogil
     int fb_spare_netns_take() nogil
     void fb_spare_netns_request() nogil
     struct fb_spare:

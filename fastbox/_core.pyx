@@ -93,6 +93,10 @@ cdef void fill_rootfs(fb_plan *c, object p, _Arena a) except *:
     c.n_masked_dirs = <int>len(p.masked_dirs)
     c.readonly_paths = a.strv(p.readonly_paths)
     c.n_readonly = <int>len(p.readonly_paths)
+    sysctls = getattr(p, "sysctls", ())
+    c.sysctl_paths = a.strv([path for path, _ in sysctls])
+    c.sysctl_values = a.strv([value for _, value in sysctls])
+    c.n_sysctls = <int>len(sysctls)
     c.mount_cgroup2 = 1 if p.mount_cgroup2 else 0
     c.cgroup_v1_dirs = a.strv([d for d, _ in p.cgroup_v1_mounts])
     c.cgroup_v1_opts = a.strv([o for _, o in p.cgroup_v1_mounts])
@@ -256,23 +260,6 @@ def new_netns():
     if fd < 0:
         raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
     return fd
-
-
-def netns_sysctls(int netns_fd, items):
-    """Write items, [(path under /proc/sys/net, value)], in the network namespace
-    netns_fd (--sysctl net.*). Raises CoreError naming the first that failed."""
-    cdef fb_error e
-    cdef int rc, n = <int>len(items)
-    cdef _Arena a = _Arena()
-    cdef const char **paths = <const char **>a.alloc(n, sizeof(char *))
-    cdef const char **values = <const char **>a.alloc(n, sizeof(char *))
-    for i, (path, value) in enumerate(items):
-        paths[i] = a.s(path)
-        values[i] = a.s(value)
-    with nogil:
-        rc = fb_netns_sysctls(netns_fd, paths, values, n, &e)
-    if rc < 0:
-        raise CoreError(e.err, PHASES[e.phase], e.msg.decode(errors="replace"))
 
 
 def load_device_program(rules):

@@ -578,9 +578,10 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
                dns_search=options.parse_dns_search(dns_search),
                dns_option=options.parse_dns_option(dns_option),
                sysctls=options.parse_sysctls(sysctls))
-    if out["sysctls"] and (mode == "host" or mode.startswith("container:")):
-        raise SpecError(f"sysctl '{out['sysctls'][0][0]}' is not allowed: the container shares "
-                        f"another's network namespace (--network {mode})")
+    shared = [k for k, _ in out["sysctls"] if k.startswith("net.")]
+    if shared and (mode == "host" or mode.startswith("container:")):
+        raise SpecError(f"sysctl '{shared[0]}' is not allowed: the container shares another's "
+                        f"network namespace (--network {mode})")
     if out["ip"] and (mode == "bridge" or not options.own_endpoint(mode)):
         raise SpecError("user specified IP address is supported on user defined networks only")
     if (out["publish"] or publish_all) and not options.own_endpoint(mode):

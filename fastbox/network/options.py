@@ -134,19 +134,26 @@ def parse_dns_option(values):
     return tuple(out)
 
 
+# Docker's namespaced sysctls: the IPC namespace's, the UTS one's, the network's (net.*)
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
 def parse_sysctls(values):
-    """--sysctl KEY=VALUE (a dict too) -> sorted ((key, value), ...). Only the network
-    namespace's (net.*), which fastbox writes in it before the container runs."""
+    """--sysctl KEY=VALUE (a dict too) -> sorted ((key, value), ...). Only what the
+    container's own namespaces hold (its IPC's, UTS's kernel.domainname, its network's
+    net.*), which its init writes before /proc/sys is made read-only."""
     items = list(values.items()) if isinstance(values, dict) else [
         tuple(str(v).partition("=")[::2]) for v in values or ()]
     out = {}
     for key, value in items:
         key, value = str(key), str(value)
         parts = key.split(".")
-        if not key.startswith("net.") or not all(p and all(c.isalnum() or c in "_-" for c in p)
-                                                 for p in parts):
-            raise SpecError(f"invalid --sysctl {key!r}: fastbox sets the network namespace's "
-                            f"(net.*) only")
+        shaped = all(p and all(c.isalnum() or c in "_-" for c in p) for p in parts)
+        if not shaped or not (key in IPC_SYSCTLS or key == "kernel.domainname"
+                              or key.startswith(("net.", "fs.mqueue."))):
+            raise SpecError(f"invalid --sysctl {key!r}: not a namespaced sysctl (net.*, "
+                            f"fs.mqueue.*, kernel.shm*, kernel.msg*, kernel.sem, kernel.domainname)")
         if not value or "\n" in value or "\0" in value:
             raise SpecError(f"invalid --sysctl {key}={value!r}: expected KEY=VALUE")
         out[key] = value

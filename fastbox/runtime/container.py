@@ -120,7 +120,6 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         if ep is not None:  # a pool's namespace, its network made once
             plan.ns_flags &= ~NEWNET
             plan.join_netns_fd, plan.loopback_up = netns_fd, False
-            _sysctls(spec, netns_fd)
             plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                            for src, dst in ep.binds] + list(plan.mounts)
             return
@@ -132,41 +131,28 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         from fastbox.runtime import network
         if not network.fits(spare, spec):  # its veth is on another bridge
             netns_fd = spare = None
-    if netns_fd is None and (endpoint or spec.sysctls):
+    if netns_fd is None and endpoint:
         from fastbox.runtime import network
         netns_fd = plan.own_netns_fd = network.new_netns()
     if netns_fd is None:
         return
     plan.ns_flags &= ~NEWNET
     plan.join_netns_fd, plan.loopback_up = netns_fd, False
-    try:
-        _sysctls(spec, netns_fd)
-        if endpoint:
-            from fastbox.runtime import network
+    if endpoint:
+        from fastbox.runtime import network
+        try:
             plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
             _connected_networks(plan, cid, spec, hostname, netns_fd)
             if late_spare:
                 spares.network_ready()
-    except BaseException:
-        if plan.own_netns_fd is not None:
-            os.close(plan.own_netns_fd)
-        if plan.spare is not None:
-            plan.spare.close()
-        raise
-    if endpoint:
+        except BaseException:
+            if plan.own_netns_fd is not None:
+                os.close(plan.own_netns_fd)
+            if plan.spare is not None:
+                plan.spare.close()
+            raise
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
-
-
-def _sysctls(spec, netns_fd):
-    """--sysctl net.*: written in the container's namespace before it runs there."""
-    if spec.sysctls:
-        try:
-            _core.netns_sysctls(netns_fd, [("/proc/sys/" + k.replace(".", "/"), v)
-                                           for k, v in spec.sysctls])
-        except _core.CoreError as e:
-            raise StartError(f"failed to set {e.what}: {os.strerror(e.errno)}", "network",
-                             e.errno) from None
 
 
 def _connected_networks(plan, cid, spec, hostname, netns_fd):
@@ -362,7 +348,8 @@ def _plan(spec, image, ident, argv, env, cg, fs, stdio, hostname):
         envp=[f"{k}={v}" for k, v in env.items()], path=env.get("PATH", DEFAULT_PATH),
         cwd=spec.workdir or image.working_dir or "/", uid=ident.uid, gid=ident.gid,
         groups=ident.groups, caps=caps, no_new_privs=spec.no_new_privileges,
-        seccomp_filter=None, loopback_up=spec.network != "host", stdio=list(stdio))
+        seccomp_filter=None, loopback_up=spec.network != "host", stdio=list(stdio),
+        sysctls=[("/proc/sys/" + k.replace(".", "/"), v) for k, v in spec.sysctls])
 
 
 def start_error(e, argv):

@@ -150,17 +150,24 @@ def test_add_host_host_gateway_names_the_host(hostns):
     hostns.ok("network", "rm", "appnet")
 
 
-def test_sysctl_sets_the_containers_network_namespace_only(hostns, fb_env):
-    """--sysctl net.*, as Docker's: written in the container's namespace (bridge or none)
-    before it runs; the host's stays; anything else is refused in one line, 125."""
-    host_before = hostns.sh("cat /proc/sys/net/core/somaxconn").stdout
+def test_sysctl_sets_the_containers_own_namespaces_only(hostns, fb_env):
+    """--sysctl, as Docker's: the namespaced ones (net.*, IPC, kernel.domainname), written
+    in the container's own namespaces before it runs; the host's stay; anything else is
+    refused in one line, 125."""
+    files = ("/proc/sys/net/core/somaxconn", "/proc/sys/kernel/shmmax",
+             "/proc/sys/fs/mqueue/msg_max", "/proc/sys/kernel/domainname")
+    host_before = hostns.sh("cat " + " ".join(files)).stdout
     for net in ("bridge", "none"):
         out = hostns.ok("run", "--rm", "--network", net, "--sysctl", "net.core.somaxconn=1234",
-                        "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "busybox", "cat",
-                        "/proc/sys/net/core/somaxconn", "/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        assert out.split() == ["1234", "80"], (net, out)
-    assert hostns.sh("cat /proc/sys/net/core/somaxconn").stdout == host_before
-    for args, words in ((["--sysctl", "kernel.shmmax=1"], "(net.*) only"),
+                        "--sysctl", "kernel.shmmax=123456", "--sysctl", "fs.mqueue.msg_max=20",
+                        "--sysctl", "kernel.domainname=example.test", "busybox", "cat", *files)
+        assert out.split() == ["1234", "123456", "20", "example.test"], (net, out)
+    # the host network is the host's; its IPC namespace is still the container's own
+    out = hostns.ok("run", "--rm", "--network", "host", "--sysctl", "kernel.shmmax=4321",
+                    "busybox", "cat", "/proc/sys/kernel/shmmax")
+    assert out.strip() == "4321"
+    assert hostns.sh("cat " + " ".join(files)).stdout == host_before
+    for args, words in ((["--sysctl", "kernel.panic=1"], "not a namespaced sysctl"),
                         (["--sysctl", "net.core.somaxconn"], "expected KEY=VALUE"),
                         (["--network", "host", "--sysctl", "net.core.somaxconn=1"], "not allowed"),
                         (["--sysctl", "net.ipv4.nosuch=1"], "/proc/sys/net/ipv4/nosuch"),
