@@ -88,10 +88,17 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
                         stdout=stdout, stderr=stderr, on_start=on_start, tty=tty,
                         on_terminal=on_terminal, cid=cid)
     finally:
-        if spec.remove and any(v.anonymous for v in spec.volumes):  # as `docker run --rm`
-            from fastbox.spec import spec_to_dict
-            from fastbox.volumes import store
-            store.remove_anonymous(spec_to_dict(spec)["volumes"])
+        if spec.remove:
+            remove_anonymous_volumes(spec)
+
+
+def remove_anonymous_volumes(spec):
+    """What `docker run --rm` removes with the container: its anonymous volumes (an
+    image's VOLUME paths among them)."""
+    if any(v.anonymous for v in spec.volumes):
+        from fastbox.spec import spec_to_dict
+        from fastbox.volumes import store
+        store.remove_anonymous(spec_to_dict(spec)["volumes"])
 
 
 def run_spec(spec, img, t0, *, capture_output=False, stdin=None, stdout=None, stderr=None,

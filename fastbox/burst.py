@@ -118,8 +118,12 @@ class Pool:
             kwargs = dict(cgroups=slot.cgroups.reused(), capture_output=capture_output,
                           stdout=stdout, stderr=stderr, on_start=live.started)
             spec = RunSpec(self.image.ref, command, remove=True, **opts)
-            return api.run_spec(spec, self.image, t0,
-                                netns_fd=slot.netns if slot.netns >= 0 else None, **kwargs)
+            spec.add_image_volumes(self.image.volumes)  # its VOLUME paths, as run()'s
+            try:
+                return api.run_spec(spec, self.image, t0,
+                                    netns_fd=slot.netns if slot.netns >= 0 else None, **kwargs)
+            finally:
+                api.remove_anonymous_volumes(spec)
         finally:
             live.done()
             self._free.put(slot)

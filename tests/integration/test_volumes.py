@@ -162,5 +162,12 @@ def test_an_images_volume_paths_get_anonymous_volumes(busybox, tmp_path):
         ok(cli("run", "--rm", "--tmpfs", "/data", "withvol", "true"))
         assert names() == ["mine"]
         ok(cli("volume", "rm", "mine"))
+        # a Pool's (run_many's) containers too, each its own, removed with it
+        import fastbox
+        results = fastbox.run_many("withvol", ["sh", "-c", "cat /data/seed; echo x > /data/x; "
+                                   "grep -c ' /data ' /proc/self/mounts"], count=3,
+                                   capture_output=True)
+        assert [r.stdout.decode().split() for r in results] == [["seed", "1"]] * 3
+        assert names() == []
     finally:
         ok(cli("rmi", "withvol"))
