@@ -94,9 +94,9 @@ cdef void fill_rootfs(fb_plan *c, object p, _Arena a) except *:
     c.readonly_paths = a.strv(p.readonly_paths)
     c.n_readonly = <int>len(p.readonly_paths)
     sysctls = getattr(p, "sysctls", ())
-    c.sysctl_paths = a.strv([path for path, _ in sysctls])
-    c.sysctl_values = a.strv([value for _, value in sysctls])
     c.n_sysctls = <int>len(sysctls)
+    c.sysctl_paths = a.strv([path for path, _ in sysctls]) if sysctls else NULL
+    c.sysctl_values = a.strv([value for _, value in sysctls]) if sysctls else NULL
     c.mount_cgroup2 = 1 if p.mount_cgroup2 else 0
     c.cgroup_v1_dirs = a.strv([d for d, _ in p.cgroup_v1_mounts])
     c.cgroup_v1_opts = a.strv([o for _, o in p.cgroup_v1_mounts])

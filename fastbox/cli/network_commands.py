@@ -52,12 +52,11 @@ def ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show ids"),
        filter: List[str] = typer.Option([], "--filter", "-f",
                                         help="name=, id=, driver=, label=KEY[=VALUE], type=custom|builtin, dangling=true|false")):
     """List networks."""
-    from fastbox.cli import go_template
+    from fastbox.cli import filters, go_template
     from fastbox.network import endpoints, store
     endpoints.sweep()
     wanted = _network_filters(filter)
-    nets = [n for n in store.list_all()
-            if all(any(_NETWORK_MATCHERS[k](n, v) for v in vs) for k, vs in wanted.items())]
+    nets = [n for n in store.list_all() if filters.matches(n, wanted, _NETWORK_MATCHERS)]
     if quiet:
         for n in nets:
             print(n.id[:12])
@@ -74,19 +73,14 @@ NETWORK_TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope
 
 
 def _network_filters(items):
-    """Docker's `network ls --filter`: values of one key or'ed, keys and'ed."""
+    """Docker's `network ls --filter`, checked as Docker checks it."""
+    from fastbox.cli import filters
     from fastbox.errors import SpecError
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(f"bad format of filter (expected name=value): {item}")
-        if key not in _NETWORK_MATCHERS:
-            raise SpecError(f"invalid filter '{key}'")
-        if (key == "type" and value not in ("custom", "builtin")) or (
-                key == "dangling" and value not in ("true", "false", "1", "0")):
-            raise SpecError(f"invalid filter '{item}'")
-        out.setdefault(key, []).append(value)
+    out = filters.split(items, _NETWORK_MATCHERS)
+    for key, allowed in (("type", ("custom", "builtin")), ("dangling", ("true", "false", "1", "0"))):
+        for value in out.get(key, ()):
+            if value not in allowed:
+                raise SpecError(f"invalid filter '{key}={value}'")
     return out
 
 
@@ -101,8 +95,8 @@ def _dangling(n):
 
 
 def _label_matches(n, wanted):
-    key, sep, value = wanted.partition("=")
-    return key in n.labels and (not sep or n.labels[key] == value)
+    from fastbox.cli import filters
+    return filters.labels_match(n.labels, wanted)
 
 
 _NETWORK_MATCHERS = {

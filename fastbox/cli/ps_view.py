@@ -4,6 +4,7 @@ Names, Labels, Label, Mounts, Networks, LocalVolumes), the STATUS wording ("Up 5
 minutes", "Exited (137) 2 minutes ago", "Created"), and --filter."""
 import time
 
+from fastbox.cli import filters
 from fastbox.errors import FastboxError, SpecError
 from fastbox.network import container_ports
 from fastbox.state import status, timestamps
@@ -168,25 +169,19 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 def parse_filters(items):
     """["name=web", "status=exited"] -> {"name": ["web"], "status": ["exited"]}, checked
     as Docker checks them."""
-    filters = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep:
-            raise SpecError(f"bad format of filter (expected name=value): {item}")
-        if key not in MATCHERS:
-            raise SpecError(f"invalid filter '{key}'")
-        if key == "status" and value not in STATUSES:
+    found = filters.split(items, MATCHERS)
+    for value in found.get("status", ()):
+        if value not in STATUSES:
             raise SpecError(f"invalid filter 'status={value}': use one of {', '.join(STATUSES)}")
-        if key == "exited":
-            try:
-                int(value)
-            except ValueError:
-                raise SpecError(f"invalid filter 'exited={value}': an exit code") from None
-        if key in ("publish", "expose"):
+    for value in found.get("exited", ()):
+        try:
+            int(value)
+        except ValueError:
+            raise SpecError(f"invalid filter 'exited={value}': an exit code") from None
+    for key in ("publish", "expose"):
+        for value in found.get(key, ()):
             _port_filter(key, value)
-        filters.setdefault(key, []).append(value)
-    return filters
+    return found
 
 
 def _name_matches(record, pattern):
@@ -198,9 +193,7 @@ def _name_matches(record, pattern):
 
 
 def _label_matches(record, wanted):
-    labels = (record.get("spec") or {}).get("labels") or {}
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
+    return filters.labels_match((record.get("spec") or {}).get("labels") or {}, wanted)
 
 
 def _ancestor_matches(record, wanted):
@@ -256,6 +249,5 @@ MATCHERS = {
 }
 
 
-def matches(record, filters):
-    """Docker's rule: values of one key are or'ed, keys are and'ed."""
-    return all(any(MATCHERS[key](record, v) for v in values) for key, values in filters.items())
+def matches(record, wanted):
+    return filters.matches(record, wanted, MATCHERS)

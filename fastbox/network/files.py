@@ -165,12 +165,18 @@ def _rewrite(cid, peers):
             base = f.read()
     except FileNotFoundError:
         return
-    try:  # in place: the container's bind mount shows this inode
-        fd = os.open(os.path.join(fdir, "hosts"), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    _put_in_place(os.path.join(fdir, "hosts"), base + peers)
+
+
+def _put_in_place(path, text):
+    """A bound file rewritten in place (the container's bind mount shows this inode);
+    nothing if it is gone (its container was released meanwhile)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
-        os.write(fd, (base + peers).encode())
+        os.write(fd, text.encode())
     finally:
         os.close(fd)
 
@@ -220,15 +226,7 @@ def forget_address(cid, ip):
             text = f.read(HOSTS_MAX)
     except FileNotFoundError:
         return
-    kept = "".join(l for l in text.splitlines(True) if l.split("\t", 1)[0] != ip)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        os.write(fd, kept.encode())
-    finally:
-        os.close(fd)
+    _put_in_place(path, "".join(l for l in text.splitlines(True) if l.split("\t", 1)[0] != ip))
 
 
 def remove(cid):

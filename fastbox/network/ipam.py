@@ -8,8 +8,9 @@ import fcntl
 import os
 
 from fastbox import config
-from fastbox.errors import ContainerStateError, StartError
-from fastbox.network.store import int_to_ip, ip_to_int
+from fastbox.errors import ContainerStateError, SpecError, StartError
+from fastbox.network import options
+from fastbox.network.store import int_to_ip, ip_to_int, network_of
 
 
 def leases_dir(net):
@@ -79,9 +80,6 @@ def take_locked(net, key, ip, reclaim, record):
 def check_ip(net, value, what="--ip"):
     """value as an address of net's for a container: in its subnet, neither the subnet's
     own address nor its broadcast, nor the gateway."""
-    from fastbox.network import options
-    from fastbox.network.store import network_of
-    from fastbox.errors import SpecError
     ip = options.parse_ip(value, what)
     base, n = ip_to_int(net.subnet), ip_to_int(ip)
     if network_of(ip, net.prefix) != net.subnet or n in (base, base + (1 << (32 - net.prefix)) - 1):
