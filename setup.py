@@ -55,8 +55,9 @@ class BuildWithMonitor(build_ext):
         base = "fastbox" if self.inplace else os.path.join(self.build_lib, "fastbox")
         out_dir = os.path.join(base, "libexec")
         os.makedirs(out_dir, exist_ok=True)
-        # fb_net: the monitor releases a bridge container's port mappings at its exit
-        objects = self.compiler.compile(["csrc/monitor/fb_monitor.c", "csrc/fb_net.c", "csrc/fb_error.c"],
+        # fb_net, fb_net_release: the monitor releases a bridge container's endpoint at its exit
+        objects = self.compiler.compile(["csrc/monitor/fb_monitor.c", "csrc/fb_net.c", "csrc/fb_net_release.c",
+                                         "csrc/fb_error.c"],
                                         output_dir=os.path.join(self.build_temp, "monitor"),
                                         include_dirs=["csrc"], extra_postargs=CFLAGS)
         # static: its exec is on `run -d`'s path (the starter waits for it), and a static

@@ -15,7 +15,9 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -32,17 +34,52 @@
 #define BUF_SIZE 4096
 
 struct nlbuf {
-    char data[BUF_SIZE];
+    char small[BUF_SIZE];
+    char *data;     /* small, or on the heap once a growable buffer outgrows it */
+    size_t cap;     /* 0: small's size, fixed */
     size_t len;     /* bytes used */
     size_t msg;     /* offset of the current message */
     size_t nest[4]; /* offsets of open nested attributes */
     int depth, n_msgs, overflow;
 };
 
+/* Fixed at BUF_SIZE, or growable (on the heap past it; buf_free then). Only the
+ * header is cleared: put() clears what it hands out. */
+static void buf_init(struct nlbuf *b, int growable)
+{
+    memset(&b->data, 0, sizeof *b - offsetof(struct nlbuf, data));
+    b->data = b->small;
+    b->cap = growable ? BUF_SIZE : 0;
+}
+
+/* Only the nft batch grows (a large port range): never in a container's child. */
+static int grow(struct nlbuf *b, size_t need)
+{
+    size_t cap = b->cap * 2;
+    while (cap < need)
+        cap *= 2;
+    char *big = b->data == b->small ? malloc(cap) : realloc(b->data, cap);
+    if (!big)
+        return -1;
+    if (b->data == b->small)
+        memcpy(big, b->small, b->len);
+    b->data = big;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_free(struct nlbuf *b)
+{
+    if (b->data != b->small)
+        free(b->data);
+    b->data = b->small;
+}
+
 static void *put(struct nlbuf *b, size_t n)
 {
     size_t aligned = NLMSG_ALIGN(n);
-    if (b->len + aligned > BUF_SIZE) {
+    if (b->len + aligned > (b->cap ? b->cap : BUF_SIZE) &&
+        (!b->cap || grow(b, b->len + aligned) < 0)) {
         b->overflow = 1;
         return NULL;
     }
@@ -204,7 +241,7 @@ int fb_net_configure(int sock, const struct fb_net_link *l, struct fb_error *e)
     if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0)
         return fb_fail(e, errno, FB_PHASE_NETWORK, "find the container's interface", l->peer_if);
     int idx = ifr.ifr_ifindex;
-    memset(&b, 0, sizeof b);
+    buf_init(&b, 0);
     no_ipv6_addrs(&b, idx, NULL);
     struct ifinfomsg *ifi = msg_begin(&b, RTM_NEWLINK, NLM_F_ACK, sizeof *ifi);
     if (ifi) {
@@ -290,7 +327,7 @@ static void one_queue(struct nlbuf *b)
 int fb_net_veth(const struct fb_net_link *l, struct fb_error *e)
 {
     struct nlbuf b;
-    memset(&b, 0, sizeof b);
+    buf_init(&b, 0);
     struct ifinfomsg *ifi = msg_begin(&b, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
                                       sizeof *ifi);
     if (ifi) {
@@ -356,7 +393,7 @@ int fb_net_attach(const struct fb_net_link *l, int inner_sock, struct fb_error *
 int fb_net_link_del(const char *name, struct fb_error *e)
 {
     struct nlbuf b;
-    memset(&b, 0, sizeof b);
+    buf_init(&b, 0);
     struct ifinfomsg *ifi = msg_begin(&b, RTM_DELLINK, NLM_F_ACK, sizeof *ifi);
     if (ifi)
         ifi->ifi_family = AF_UNSPEC;
@@ -396,20 +433,26 @@ static void nfgen(struct nlbuf *b, int type, int flags, int family, int res_id)
     }
 }
 
+/* Elements per message: a message's element list is one attribute, whose length is 16 bits. */
+#define ELEMS_PER_MSG 512
+
 int fb_nft_elems(int add, const char *table, const struct fb_nft_elem *el, int n,
                  struct fb_error *e)
 {
     struct nlbuf b;
-    memset(&b, 0, sizeof b);
+    buf_init(&b, 1);
     nfgen(&b, NFNL_MSG_BATCH_BEGIN, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
     msg_end(&b);
     int type = (NFNL_SUBSYS_NFTABLES << 8) | (add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM);
-    /* EXCL on add: a port someone holds fails the whole batch, never replaced */
-    for (int i = 0; i < n; i++) {
-        nfgen(&b, type, NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), NFPROTO_IPV4, 0);
-        attr_str(&b, NFTA_SET_ELEM_LIST_TABLE, table);
-        attr_str(&b, NFTA_SET_ELEM_LIST_SET, el[i].set);
-        nest_begin(&b, NFTA_SET_ELEM_LIST_ELEMENTS);
+    /* One message per run of elements of the same map. EXCL on add: a port someone
+     * holds fails the whole batch, never replaced. */
+    for (int i = 0, in_msg = 0; i < n; i++) {
+        if (!in_msg) {
+            nfgen(&b, type, NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), NFPROTO_IPV4, 0);
+            attr_str(&b, NFTA_SET_ELEM_LIST_TABLE, table);
+            attr_str(&b, NFTA_SET_ELEM_LIST_SET, el[i].set);
+            nest_begin(&b, NFTA_SET_ELEM_LIST_ELEMENTS);
+        }
         nest_begin(&b, 1);
         nest_begin(&b, NFTA_SET_ELEM_KEY);
         attr(&b, NFTA_DATA_VALUE, el[i].key, (size_t)el[i].key_len);
@@ -420,8 +463,12 @@ int fb_nft_elems(int add, const char *table, const struct fb_nft_elem *el, int n
             nest_end(&b);
         }
         nest_end(&b);
-        nest_end(&b);
-        msg_end(&b);
+        in_msg++;
+        if (i + 1 == n || in_msg == ELEMS_PER_MSG || strcmp(el[i + 1].set, el[i].set)) {
+            nest_end(&b);
+            msg_end(&b);
+            in_msg = 0;
+        }
     }
     nfgen(&b, NFNL_MSG_BATCH_END, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
     msg_end(&b);
@@ -433,11 +480,18 @@ int fb_nft_elems(int add, const char *table, const struct fb_nft_elem *el, int n
     if (nft_sock < 0) {
         int err = errno;
         pthread_mutex_unlock(&nft_lock);
+        buf_free(&b);
         return fb_fail(e, err, FB_PHASE_NETWORK, "netlink socket", NULL);
+    }
+    if (b.len > 128 * 1024) { /* one sendto: a large range's batch outgrows the default */
+        int size = (int)(b.len + 4096);
+        if (setsockopt(nft_sock, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+            setsockopt(nft_sock, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     }
     /* On any failure the kernel aborts the whole batch: all of it, or nothing. */
     int rc = nl_talk(nft_sock, &b, !add && n == 1 ? IGNORE_MISSING : 0);
     pthread_mutex_unlock(&nft_lock);
+    buf_free(&b);
     return rc < 0 ? fb_fail(e, -rc, FB_PHASE_NETWORK, add ? "add port mappings to nft table"
                                                              : "delete port mappings from nft table",
                              table)

@@ -50,4 +50,20 @@ struct fb_nft_elem {
 int fb_nft_elems(int add, const char *table, const struct fb_nft_elem *elems, int n,
                  struct fb_error *e);
 
+/* What a container's endpoint holds on the host's side (fb_net_release.c). */
+struct fb_net_endpoint {
+    const char *id;                   /* the name its lease holds */
+    const char *record;               /* its record: ports and lease are its own while it is there */
+    const struct fb_nft_elem *ports;  /* its elements in the maps of table "fastbox" (keys) */
+    int n_ports;
+    const char *lease;                /* NULL: none */
+    const char *const *files;         /* unlinked in order: its /etc files, ..., its record */
+    int n_files;
+    const char *dir;                  /* removed last, if empty */
+};
+
+/* Its port mappings (while its record is there), its lease (if it still holds id), its
+ * files, its directory: each step tolerates what is gone already. */
+void fb_net_release(const struct fb_net_endpoint *ep);
+
 #endif

@@ -148,3 +148,13 @@ cdef extern from "fb_net.h":
     int fb_net_link_del(const char *name, fb_error *e) nogil
     int fb_net_configure(int sock, const fb_net_link *link, fb_error *e) nogil
     int fb_nft_elems(int add, const char *table, const fb_nft_elem *elems, int n, fb_error *e) nogil
+    struct fb_net_endpoint:
+        const char *id
+        const char *record
+        const fb_nft_elem *ports
+        int n_ports
+        const char *lease
+        const char *const *files
+        int n_files
+        const char *dir
+    void fb_net_release(const fb_net_endpoint *ep) nogil

@@ -376,3 +376,23 @@ def nft_elems(bint add, table, elems):
         rc = fb_nft_elems(1 if add else 0, t, el, n, &e)
     if rc < 0:
         raise _net_error(&e)
+
+
+def net_release(cid, record, elems, lease, files, dir):
+    """Release an endpoint from the host's side (csrc/fb_net_release.c): its map
+    elements (map name, key, _) and its lease (if it still holds cid), while its record
+    is there; then files, in order, and dir. Nothing raised: each step tolerates what is
+    gone already."""
+    cdef fb_net_endpoint ep
+    cdef int i, n = <int>len(elems)
+    cdef _Arena a = _Arena()
+    cdef fb_nft_elem *el = <fb_nft_elem *>a.alloc(n, sizeof(fb_nft_elem))
+    for i in range(n):
+        name, key, _ = elems[i]
+        el[i].set = a.s(name)
+        el[i].key, el[i].key_len = a.s(key), <int>len(key)
+    ep.id, ep.record, ep.lease, ep.dir = a.s(cid), a.s(record), a.s(lease), a.s(dir)
+    ep.ports, ep.n_ports = el, n
+    ep.files, ep.n_files = a.strv(files), <int>len(files)
+    with nogil:
+        fb_net_release(&ep)

@@ -34,10 +34,11 @@
  * name in --names that still points to --id (a rename may have moved it).
  * The network options release a bridge container's endpoint at exit, as Docker does when
  * a container stops (fastbox/network/endpoints.py made the record): --nft-del
- * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch, and
- * only while its record --net-record is there: `network disconnect` from the container's
- * first network released them, and they may be another's now), --lease FILE (unlinked if it still
- * holds --id: a lease reclaimed and taken by another is theirs), --net-file FILE (its
+ * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch) and
+ * --lease FILE (unlinked under its network's lease lock if it still holds --id: a lease
+ * reclaimed and taken by another is theirs), both only while its record --net-record
+ * is there (`network disconnect` from the container's first network released them, and
+ * they may be another's now), --net-file FILE (its
  * record and /etc files, unlinked), --net-dir DIR (removed), --net-extras DIR (the
  * records of the networks it was connected to: released too). Its veth goes with its
  * network namespace. */
@@ -650,37 +651,41 @@ static int unhex(const char *s, unsigned char *out, int max)
     return n;
 }
 
-/* The container's network endpoint, from the host's side alone. */
-#define MAX_PORTS 128 /* per batch; more go in further batches */
-
-static void delete_ports(const char *list)
+/* The container's network endpoint, from the host's side alone: its port mappings
+ * parsed from --nft-del (SET=HEXKEY,...), then the release shared with the engine's
+ * teardown (csrc/fb_net_release.c). */
+static void release_endpoint(const struct args *a)
 {
-    static unsigned char keys[MAX_PORTS][16];
-    static char sets[MAX_PORTS][16];
-    static struct fb_nft_elem el[MAX_PORTS];
-    struct fb_error e;
-    while (list && *list) {
-        int n = 0;
-        for (; *list && n < MAX_PORTS; n++) {
-            const char *eq = strchr(list, '='), *end = strchr(list, ',');
-            if (!end)
-                end = list + strlen(list);
-            size_t len = eq && eq < end ? (size_t)(eq - list) : 0;
-            if (!len || len >= sizeof sets[0])
-                return;
-            memcpy(sets[n], list, len);
-            sets[n][len] = '\0';
-            char hex[40] = "";
-            size_t hl = (size_t)(end - eq - 1) < sizeof hex - 1 ? (size_t)(end - eq - 1) : sizeof hex - 1;
-            memcpy(hex, eq + 1, hl);
-            el[n] = (struct fb_nft_elem){.set = sets[n], .key = keys[n],
-                                         .key_len = unhex(hex, keys[n], 16)};
-            list = *end ? end + 1 : end;
-        }
-        if (n && fb_nft_elems(0, "fastbox", el, n, &e) < 0)
-            for (int i = 0; i < n; i++)  /* one was gone already: the rest, one by one */
-                fb_nft_elems(0, "fastbox", &el[i], 1, &e);
+    int n = 0;
+    for (const char *p = a->nft_del; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+        n++;
+    unsigned char (*keys)[16] = n ? calloc((size_t)n, sizeof *keys) : NULL;
+    char (*sets)[16] = n ? calloc((size_t)n, sizeof *sets) : NULL;
+    struct fb_nft_elem *el = n ? calloc((size_t)n, sizeof *el) : NULL;
+    int got = 0;
+    for (const char *list = a->nft_del; el && keys && sets && list && *list && got < n;) {
+        const char *eq = strchr(list, '='), *end = strchr(list, ',');
+        if (!end)
+            end = list + strlen(list);
+        size_t len = eq && eq < end ? (size_t)(eq - list) : 0;
+        if (!len || len >= sizeof sets[0])
+            break;
+        memcpy(sets[got], list, len);
+        char hex[40] = "";
+        size_t hl = (size_t)(end - eq - 1) < sizeof hex - 1 ? (size_t)(end - eq - 1) : sizeof hex - 1;
+        memcpy(hex, eq + 1, hl);
+        el[got] = (struct fb_nft_elem){.set = sets[got], .key = keys[got],
+                                       .key_len = unhex(hex, keys[got], 16)};
+        got++;
+        list = *end ? end + 1 : end;
     }
+    struct fb_net_endpoint ep = {.id = a->id, .record = a->net_record, .ports = el, .n_ports = got,
+                                 .lease = a->id ? a->lease : NULL, .files = a->net_files,
+                                 .n_files = a->n_net_files, .dir = a->net_dir};
+    fb_net_release(&ep);
+    free(keys);
+    free(sets);
+    free(el);
 }
 
 /* The networks `fastbox network connect` added (records DIR/<id>+<network>, written by
@@ -737,23 +742,7 @@ static void release_network(const struct args *a)
 {
     if (a->net_extras && a->id)
         release_extras(a);
-    if (!a->net_record || access(a->net_record, F_OK) == 0)
-        delete_ports(a->nft_del);
-    if (a->lease && a->id) {
-        char held[80] = "";
-        int fd = open(a->lease, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t r = read(fd, held, sizeof held - 1);
-            held[r > 0 ? r : 0] = '\0';
-            close(fd);
-            if (!strcmp(held, a->id))
-                unlink(a->lease);
-        }
-    }
-    for (int i = 0; i < a->n_net_files; i++)
-        unlink(a->net_files[i]);
-    if (a->net_dir)
-        rmdir(a->net_dir);
+    release_endpoint(a);
 }
 
 static void remove_leftovers(const struct args *a)

@@ -20,7 +20,11 @@ def files_dir(cid):
 
 
 def names_dir(net):
-    return os.path.join(config.run_dir(), "net", "names", net.id[:12])
+    return names_dir_of(net.id)
+
+
+def names_dir_of(network_id):
+    return os.path.join(config.run_dir(), "net", "names", network_id[:12])
 
 
 def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):

@@ -17,6 +17,11 @@ def leases_dir(net):
     return os.path.join(config.run_dir(), "net", "leases", net.id[:12])
 
 
+def lease_path(network_id, ip):
+    """The lease of ip on the network with that id (an endpoint's record names both)."""
+    return os.path.join(config.run_dir(), "net", "leases", network_id[:12], ip)
+
+
 class Locked:
     """The network's lease lock, held for the with block."""
 

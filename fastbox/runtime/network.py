@@ -123,8 +123,37 @@ def unplug(host_if):
 
 
 def release(cid, unplug=True, ep=None):
+    """Undo cid's endpoint (fastbox.network.endpoints.release). ep: as its starter planned
+    it (a foreground run's teardown). One on a network without names, with no other
+    network connected, whose veth goes with its namespace, holds only ports, a lease
+    and files: released by the core, as its monitor releases a detached one."""
     from fastbox.network import endpoints
-    endpoints.release(cid, unplug=unplug, ep=ep)
+    if ep is None or unplug or ep.names or ep.extra_keys or _connected(cid):
+        endpoints.release(cid, unplug=unplug, ep=ep)
+        return
+    from fastbox.network import nft
+    record, lease, files, d = _release_paths(ep)
+    _core.net_release(cid, record, nft.port_elements(ep.ports, ep.ip) if ep.ports else (),
+                      lease, files, d)
+
+
+def _connected(cid):
+    """`fastbox network connect` recorded networks for cid (one stat if not)."""
+    from fastbox import config
+    return os.path.exists(os.path.join(config.containers_dir(), cid, "networks"))
+
+
+def _release_paths(ep):
+    """What releasing ep from the host's side touches: its record, its lease, the files
+    unlinked (its /etc files, its names on a network with names, its record last) and
+    their directory."""
+    from fastbox.network import endpoints, files, ipam
+    record = os.path.join(endpoints.endpoints_dir(), ep.id)
+    d = files.files_dir(ep.id)
+    unlinked = [os.path.join(d, n) for n in ("hosts", "hosts.base", "resolv.conf", "hostname")]
+    if ep.names:
+        unlinked.append(os.path.join(files.names_dir_of(ep.network_id), ep.id))
+    return record, ipam.lease_path(ep.network_id, ep.ip), unlinked + [record], d
 
 
 def owned_by(ep, pid):
@@ -196,19 +225,15 @@ def pool_endpoint_close(ep):
 
 def monitor_release_args(ep):
     """fastbox-monitor's options that release ep at the container's exit, from the host's
-    side (csrc/monitor/fb_monitor.c): its port mappings, lease, record and files."""
-    from fastbox.network import endpoints, files, ipam, nft, store
-    args = ["--id", ep.id]
-    if ep.ports:  # deleted only while the record is there (a disconnect may have released them)
+    side (csrc/monitor/fb_monitor.c, with the core's csrc/fb_net_release.c): its port
+    mappings and lease, only while its record is there (a disconnect may have released
+    them, and they may be another's now), its files and record."""
+    from fastbox.network import endpoints, nft
+    record, lease, files, d = _release_paths(ep)
+    args = ["--id", ep.id, "--net-record", record, "--lease", lease]
+    if ep.ports:
         args += ["--nft-del", ",".join(f"{name}={key.hex()}"
-                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip)),
-                 "--net-record", os.path.join(endpoints.endpoints_dir(), ep.id)]
-    net = store.get(ep.network)
-    args += ["--lease", os.path.join(ipam.leases_dir(net), ep.ip)]
-    d = files.files_dir(ep.id)
-    for n in ("hosts", "hosts.base", "resolv.conf", "hostname"):
-        args += ["--net-file", os.path.join(d, n)]
-    if ep.names:
-        args += ["--net-file", os.path.join(files.names_dir(net), ep.id)]
-    args += ["--net-file", os.path.join(endpoints.endpoints_dir(), ep.id), "--net-dir", d]
-    return args
+                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip))]
+    for f in files:
+        args += ["--net-file", f]
+    return args + ["--net-dir", d]

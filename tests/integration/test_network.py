@@ -239,6 +239,23 @@ def test_random_host_ports_and_publish_all(hostns):
     assert len(ports) == 3 and all(p >= 1024 for p in ports)
 
 
+def test_large_port_ranges_publish_in_one_transaction(hostns, fb_env):
+    """Docker takes ranges of any size: 1000 TCP ports and 1000 UDP ones here (their
+    mappings outgrow one netlink page; a 101-port range failed with EMSGSIZE before).
+    A foreground run's exit and a detached one's rm take every mapping away."""
+    r = hostns.fb("run", "--rm", "-p", "9000-9999:9000-9999", "-p",
+                  "127.0.0.1:20000-20999:20000-20999/udp", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    assert_nothing_left(hostns, fb_env)
+    cid = hostns.ok("run", "-d", "-p", "9000-9999:9000-9999", "busybox",
+                    "httpd", "-f", "-p", "9777", "-h", "/etc").strip()
+    assert hostns.fetch("http://127.0.0.1:9777/hostname").strip() == cid[:12]
+    lines = hostns.ok("port", cid).splitlines()
+    assert len(lines) == 1000 and "9999/tcp -> 0.0.0.0:9999" in lines
+    hostns.ok("rm", "-f", cid)
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_publish_all_publishes_the_images_exposed_ports(hostns, tmp_path):
     """-P publishes the image's EXPOSE ports (and --expose's) on random host ports, as
     Docker does; `port` and `ps` show them and the host reaches the server through one."""

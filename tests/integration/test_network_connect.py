@@ -253,6 +253,35 @@ def test_disconnect_from_the_only_network_leaves_lo_alone(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_foreground_run_disconnected_leaves_the_ports_it_lost_alone(hostns, fb_env):
+    """A foreground run releases its endpoint at its exit (the core's release, as a
+    detached one's monitor): not the ports and address a disconnect freed, which
+    another container holds by then."""
+    fg = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--name", "f", "-p", "8087:80",
+                                     "busybox", "sh", "-c", "sleep 3"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: hostns.fb("port", "f").stdout.strip() == "80/tcp -> 0.0.0.0:8087",
+                   what="f to publish its port")
+        f_ip = json.loads(hostns.ok("inspect", "f"))[0]["NetworkSettings"]["IPAddress"]
+        hostns.ok("network", "disconnect", "bridge", "f")
+        assert hostns.nft_elements() == [] and leases(fb_env.run) == []
+        # g takes the port and, as the lowest free address, the one f had
+        hostns.ok("run", "-d", "--name", "g", "-p", "8087:80", "busybox", "sleep", "1d")
+        assert json.loads(hostns.ok("inspect", "g"))[0]["NetworkSettings"]["IPAddress"] == f_ip
+        _, err = fg.communicate(timeout=30)
+        assert fg.returncode == 0, err
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+    assert len(hostns.nft_elements()) == 1 and "8087" in hostns.ok("port", "g")
+    assert len(leases(fb_env.run)) == 1
+    hostns.ok("exec", "g", "true")
+    hostns.ok("rm", "-f", "f", "g")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_disconnect_from_a_first_network_with_names(hostns, fb_env):
     """Its peers there lose its name, it loses theirs, and it asks the name server of the
     network that took over."""
