@@ -133,15 +133,17 @@ def owner_alive(owner):
     return pid.isdigit() and started.isdigit() and process.alive(int(pid), int(started))
 
 
-def plan(cid, spec, hostname, ports, host_if=None):
+def plan(cid, spec, hostname, ports, host_if=None, found=None):
     """Choose the network and an address for cid and record its endpoint (owned by us)
     before anything is made. ports: the resolved host port mappings; host_if: the host
-    end of a veth made ahead of time in the container's namespace (a spare's)."""
+    end of a veth made ahead of time in the container's namespace (a spare's); found:
+    (network, its bridge's ifindex or 0), if the caller looked them up already."""
     if os.path.exists(_path(cid)):  # a restart: what its last run held goes first
         release(cid)
-    net = store.get(spec.network)
-    from fastbox.network import host
-    index = host.ensure(net)
+    net, index = found if found and found[0] is not None else (store.get(spec.network), 0)
+    if not index:
+        from fastbox.network import host
+        index = host.ensure(net)
     names = []
     if net.dns:
         names = [n for n in (spec.name, *spec.network_alias, cid[:12]) if n]

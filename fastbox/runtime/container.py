@@ -127,9 +127,11 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         # as late as can be: the worker makes it (its veth above all) while we get here
         spare = plan.spare = spares.netns(spec)
         netns_fd = spare.fd if spare is not None else None
+    found = None
     if spare is not None and spare.host_if:
         from fastbox.runtime import network
-        if not network.fits(spare, spec):  # its veth is on another bridge
+        found = network.bridge_of(spec)
+        if not network.fits(spare, found):  # its veth is on another bridge
             netns_fd = spare = None
     if netns_fd is None and endpoint:
         from fastbox.runtime import network
@@ -141,7 +143,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
     if endpoint:
         from fastbox.runtime import network
         try:
-            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed)
+            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed, found)
             _connected_networks(plan, cid, spec, hostname, netns_fd)
             if late_spare:
                 spares.network_ready()

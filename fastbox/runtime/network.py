@@ -15,32 +15,40 @@ def _ip4(ip):
     return bytes(int(x) for x in ip.split("."))
 
 
-def fits(spare, spec):
-    """Whether a spare's veth is on the bridge (and has the MTU) spec's network uses."""
+def bridge_of(spec):
+    """spec's network and its bridge's ifindex, or (None, 0) if either is missing (the
+    start then reports it)."""
     from fastbox.network import store
     try:
         net = store.get(spec.network)
     except Exception:  # noqa: BLE001 - the start reports it
-        return False
+        return None, 0
     import _socket
     try:
-        index = _socket.if_nametoindex(net.bridge)
+        return net, _socket.if_nametoindex(net.bridge)
     except OSError:
-        return False
-    return spare.bridge_index == index and spare.mtu == net.mtu
+        return net, 0
 
 
-def setup(cid, spec, hostname, netns_fd, spare=None, exposed=()):
+def fits(spare, found):
+    """Whether a spare's veth is on the bridge (and has the MTU) of found, bridge_of's."""
+    net, index = found
+    return index != 0 and spare.bridge_index == index and spare.mtu == net.mtu
+
+
+def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
     """The network of a container that has an address of its own: returns its endpoint
     (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname). spare: the
     namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used.
-    exposed: the image's EXPOSE ports, which -P publishes with --expose's, as Docker."""
+    exposed: the image's EXPOSE ports, which -P publishes with --expose's, as Docker.
+    found: bridge_of(spec), if the caller looked it up already."""
     from fastbox.network import endpoints, ports
     from fastbox.runtime import spare as spares
     mapped = ports.resolve(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
         spec.publish or spec.publish_all) else []
     made = spare is not None and spare.host_if is not None
-    ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None)
+    ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None,
+                        found=found)
     spares.remember_bridge(ep.bridge_index, ep.mtu)
     try:
         try:
