@@ -371,6 +371,16 @@ def on_network(net):
     return out
 
 
+def held_ports(but=None):
+    """(proto, host port) of every recorded mapping, but those of the record `but`."""
+    out = set()
+    for key in all_ids():
+        ep = load(key) if key != but else None
+        if ep is not None:
+            out.update((proto, hp) for proto, _, hp, _ in ep.ports)
+    return out
+
+
 def ports_text(cid):
     """Docker's PORTS column for cid: 127.0.0.1:8080->80/tcp, ..."""
     ep = load(cid)

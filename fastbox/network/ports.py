@@ -1,11 +1,11 @@
 """Host ports: each is checked by binding it on the host address (as Docker and podman
 do) before a mapping is added, so that a port a host program listens on is refused with
-one line; a random one is the kernel's choice of a free ephemeral port."""
+one line; a random one is the kernel's choice of a free ephemeral port. A mapping holds
+no socket, so a port that is ours to choose (random, or one of a range) also skips the
+ports other containers map, and is chosen again if another start takes it first."""
 import _socket as socket  # the C module: `socket` imports enum and selectors
 
 from fastbox.errors import StartError
-
-RANDOM_TRIES = 8
 
 
 class PortInUse(StartError):
@@ -27,37 +27,66 @@ def _probe(proto, host_ip, port):
         s.close()
 
 
-def resolve(publish, publish_all=False, expose=(), avoid=()):
-    """[(proto, host_ip, host_port, container_port)] from RunSpec.publish (and -P with the
-    exposed ports): every host port fixed and found free. avoid: ports to skip when one is
-    chosen (those that just failed to be added)."""
-    wanted = list(publish)
+def wanted(publish, publish_all=False, expose=()):
+    """The normalized -p items (options.parse_publish's), with -P's exposed ports."""
+    items = list(publish)
     if publish_all:  # each exposed port once (the image's and --expose's may repeat)
-        have = {w.rsplit(":", 1)[1] for w in wanted}
-        wanted += [f"0.0.0.0::{e}" for e in dict.fromkeys(expose) if e not in have]
-    out = []
-    for item in wanted:
-        host_ip, host, rest = item.split(":")
-        cport, _, proto = rest.partition("/")
-        out.append((proto, host_ip, _host_port(proto, host_ip, host, item, avoid), int(cport)))
-    return out
+        have = {w.rsplit(":", 1)[1] for w in items}
+        items += [f"0.0.0.0::{e}" for e in dict.fromkeys(expose) if e not in have]
+    return items
+
+
+def chosen(item):
+    """Whether the host port of item is ours to choose: a random one, or one of a range."""
+    host = item.split(":")[1]
+    return not host or "-" in host
+
+
+def resolve(items, avoid=()):
+    """[(proto, host_ip, host_port, container_port)] for wanted()'s items: every host port
+    fixed and found free. avoid: (proto, port) pairs not to choose (other containers'
+    mappings, which hold no socket for a bind to meet)."""
+    return [resolve_item(item, avoid) for item in items]
+
+
+def resolve_item(item, avoid=()):
+    host_ip, host, rest = item.split(":")
+    cport, _, proto = rest.partition("/")
+    return proto, host_ip, _host_port(proto, host_ip, host, item, avoid), int(cport)
 
 
 def _host_port(proto, host_ip, host, item, avoid):
     where = "" if host_ip == "0.0.0.0" else host_ip + ":"
     if not host:
-        for _ in range(RANDOM_TRIES):
-            port = _probe(proto, host_ip, 0)
-            if port and port not in avoid:
+        port = _probe(proto, host_ip, 0)
+        if port and (proto, port) not in avoid:
+            return port
+        # the kernel's pick is mapped already (a mapping holds no socket): the next free
+        # one up from it, around the ephemeral range
+        lo, hi = _ephemeral_range()
+        start = port if port and lo <= port <= hi else lo
+        for i in range(1, hi - lo + 2):
+            port = lo + (start - lo + i) % (hi - lo + 1)
+            if (proto, port) not in avoid and _probe(proto, host_ip, port):
                 return port
         raise PortInUse(f"no free host port found for -p {item}")
     lo, _, hi = host.partition("-")
     for port in range(int(lo), int(hi or lo) + 1):
-        if port not in avoid and _probe(proto, host_ip, port):
+        if (not hi or (proto, port) not in avoid) and _probe(proto, host_ip, port):
             return port
     if hi:
         raise PortInUse(f"Bind for {host_ip}:{lo}-{hi} failed: every port in the range is in use")
     raise PortInUse(f"Bind for {where or '0.0.0.0:'}{lo} failed: port is already allocated")
+
+
+def _ephemeral_range():
+    """The kernel's range for random ports (this network namespace's)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def describe(ports):

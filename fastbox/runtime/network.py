@@ -44,8 +44,9 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
     found: bridge_of(spec), if the caller looked it up already."""
     from fastbox.network import endpoints, ports
     from fastbox.runtime import spare as spares
-    mapped = ports.resolve(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
+    items = ports.wanted(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
         spec.publish or spec.publish_all) else []
+    mapped = ports.resolve(items, endpoints.held_ports(cid) if any(map(ports.chosen, items)) else ())
     made = spare is not None and spare.host_if is not None
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None,
                         found=found)
@@ -70,7 +71,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
                              ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
                              False)
         if ep.ports:
-            _publish(ep, spec)
+            _publish(ep, items)
             udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]
             if udp:
                 from fastbox.network import conntrack
@@ -85,12 +86,14 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
     return ep
 
 
-def _publish(ep, spec):
+def _publish(ep, items):
     """The mappings in one transaction. A key someone holds (EEXIST): sweep the
-    endpoints of dead owners and try once more; a missing table (someone flushed it):
-    make it again."""
-    from fastbox.network import nft
-    for attempt in range(3):
+    endpoints of dead owners and try again; then choose again the host ports that were
+    ours to choose (a random one, one of a range), which another start may have taken
+    meanwhile. A missing table (someone flushed it): make it again."""
+    from fastbox.network import endpoints, nft
+    swept = False
+    for attempt in range(5):
         try:
             _core.nft_elems(True, nft.TABLE, nft.port_elements(ep.ports, ep.ip))
             return
@@ -98,14 +101,29 @@ def _publish(ep, spec):
             if e.errno == 2 and attempt == 0:  # ENOENT: no table or map
                 nft.ensure_table()
                 continue
-            if e.errno != 17 or attempt == 2:  # EEXIST
-                if e.errno == 17:
-                    from fastbox.network.ports import PortInUse
-                    where = ", ".join(f"{ip}:{hp}" for _, ip, hp, _ in ep.ports)
-                    raise PortInUse(f"Bind for {where} failed: port is already allocated") from None
+            if e.errno != 17:  # EEXIST
                 raise
-            from fastbox.network import endpoints
-            endpoints.sweep()
+            if attempt == 4 or (swept and not _choose_again(ep, items)):
+                from fastbox.network.ports import PortInUse
+                where = ", ".join(f"{ip}:{hp}" for _, ip, hp, _ in ep.ports)
+                raise PortInUse(f"Bind for {where} failed: port is already allocated") from None
+            if not swept:
+                endpoints.sweep()
+                swept = True
+
+
+def _choose_again(ep, items):
+    """Other host ports for ep's chosen ones, none that a container maps or that ep just
+    tried; recorded before they are applied. False: none of ep's ports was ours to choose."""
+    from fastbox.network import endpoints, ports
+    again = [i for i, item in enumerate(items) if ports.chosen(item)]
+    if not again:
+        return False
+    avoid = endpoints.held_ports(ep.id) | {(proto, hp) for proto, _, hp, _ in ep.ports}
+    for i in again:
+        ep.ports[i] = ports.resolve_item(items[i], avoid)
+    endpoints.save(ep)
+    return True
 
 
 def unpublish(ep):

@@ -256,6 +256,33 @@ def test_large_port_ranges_publish_in_one_transaction(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_chosen_host_ports_skip_the_ones_other_containers_map(hostns, fb_env):
+    """As Docker's allocator: a host range for one container port gives each container
+    the next port no one maps (a mapping holds no socket, so a bind probe alone found
+    the first port free and the start failed); a random port skips mapped ones too
+    (here the namespace's ephemeral range is two ports, one of them mapped)."""
+    got = []
+    for name in ("r1", "r2", "r3"):
+        hostns.ok("run", "-d", "--name", name, "-p", "9100-9102:80", "busybox", "sleep", "60")
+        got.append(hostns.ok("port", name).strip())
+    assert got == [f"80/tcp -> 0.0.0.0:{p}" for p in (9100, 9101, 9102)]
+    r = hostns.fb("run", "-d", "-p", "9100-9102:80", "busybox", "sleep", "60")
+    assert r.returncode == 125 and "every port in the range is in use" in one_line_error(r)
+    hostns.ok("rm", "-f", "r2")  # its port is free again
+    hostns.ok("run", "-d", "--name", "r4", "-p", "9100-9102:80", "busybox", "sleep", "60")
+    assert hostns.ok("port", "r4").strip() == "80/tcp -> 0.0.0.0:9101"
+
+    hostns.sh("sysctl -qw net.ipv4.ip_local_port_range='40000 40001'")
+    hostns.ok("run", "-d", "--name", "fixed", "-p", "40000:80", "busybox", "sleep", "60")
+    for i in range(4):  # the kernel picks either port: 40001 each time
+        r = hostns.fb("run", "--rm", "-p", "80", "busybox", "true")
+        assert r.returncode == 0, r.stderr
+    cid = hostns.ok("run", "-d", "-p", "80", "busybox", "sleep", "60").strip()
+    assert hostns.ok("port", cid).strip() == "80/tcp -> 0.0.0.0:40001"
+    hostns.ok("rm", "-f", cid, "fixed", "r1", "r3", "r4")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_publish_all_publishes_the_images_exposed_ports(hostns, tmp_path):
     """-P publishes the image's EXPOSE ports (and --expose's) on random host ports, as
     Docker does; `port` and `ps` show them and the host reaches the server through one."""
