@@ -584,6 +584,8 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
                         f"network namespace (--network {mode})")
     if out["ip"] and (mode == "bridge" or not options.own_endpoint(mode)):
         raise SpecError("user specified IP address is supported on user defined networks only")
+    if (out["publish"] or publish_all) and mode.startswith("container:"):
+        raise SpecError("conflicting options: port publishing and the container type network mode")
     if (out["publish"] or publish_all) and not options.own_endpoint(mode):
         raise SpecError(f"-p and -P need a network with addresses (bridge or a user network), "
                         f"not --network {mode}")

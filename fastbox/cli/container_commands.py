@@ -61,6 +61,7 @@ def create(ctx: typer.Context):
     req = _Created(image, opts.pop("pull", None), opts.pop("cidfile", None))
     interactive = opts.pop("interactive", False)
     caller = run_command.Caller()
+    run_command.discard_ports(opts, 2)
     run_command._before_create(req, caller)
     c = containers.create(image, command, tty=tty, interactive=interactive,
                           **run_command._as_caller(opts, caller))

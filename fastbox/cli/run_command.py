@@ -71,6 +71,7 @@ def main(args):
     if req.tty and not req.detach and not req.help:
         from fastbox.cli import tty_session
         try:  # its signals go to the container too: a SIGTERM must not orphan it
+            discard_ports(req.opts, 2)
             _before_create(req, Caller())
             if req.interactive:  # under its monitor, as Docker runs it: ^P^Q detaches
                 from fastbox.cli import attached_run
@@ -94,6 +95,7 @@ def execute(req, caller):
         if req.help:
             write(out, run_args.help_text() + "\n")
             return 0
+        discard_ports(req.opts, err)
         opts = _as_caller(req.opts, caller)
         _before_create(req, caller)
         if req.detach:
@@ -135,6 +137,14 @@ def _detached(req, opts, caller):
     containers.run(req.image, req.command, tty=req.tty, interactive=req.interactive,
                    on_started=started, **opts)
     return code[0]
+
+
+def discard_ports(opts, err):
+    """-p/-P with a network that gives the container no address of its own: dropped from
+    opts with Docker's warning on err, and the container runs."""
+    mode = opts.get("network", "none")
+    if mode in ("host", "none") and any([opts.pop("publish", None), opts.pop("publish_all", None)]):
+        write(err, f"WARNING: Published ports are discarded when using {mode} network mode\n")
 
 
 def _before_create(req, caller):

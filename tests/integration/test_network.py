@@ -410,7 +410,7 @@ def test_port_held_by_a_host_program_is_one_line_and_125(hostns):
     (["-p", "1.2.3:80:80"], "host address"),
     (["-p", "80/sctp"], "tcp or udp"),
     (["--network", "nosuch"], "not found"),
-    (["--network", "none", "-p", "80"], "-p and -P need"),
+    (["--network", "container:nosuch", "-p", "80"], "conflicting options: port publishing"),
     (["--add-host", "nohost"], "--add-host"),
     (["--dns-search", "a b"], "--dns-search"),
     (["--dns-option", "ndots: 2"], "--dns-option"),
@@ -419,6 +419,19 @@ def test_bad_network_flags_are_one_line_and_125(hostns, args, words):
     r = hostns.fb("run", "--rm", *args, "busybox", "true")
     assert r.returncode == 125
     assert words in one_line_error(r)
+
+
+@pytest.mark.parametrize("mode", ["host", "none"])
+def test_published_ports_are_discarded_with_a_warning_on_host_and_none(hostns, fb_env, mode):
+    """Docker's behaviour: the container runs, -p and -P are dropped with a warning."""
+    for flag in ("-p", "-P"):
+        args = [flag, "8080:80"] if flag == "-p" else [flag, "--expose", "80"]
+        r = hostns.fb("run", "--rm", "--network", mode, *args, "busybox", "echo", "ran")
+        assert (r.returncode, r.stdout) == (0, "ran\n"), r.stderr
+        assert r.stderr == f"WARNING: Published ports are discarded when using {mode} network mode\n"
+    cid = hostns.ok("create", "--network", mode, "-p", "8080:80", "busybox", "true").strip()
+    assert json.loads(hostns.ok("inspect", cid))[0]["HostConfig"]["PortBindings"] == {}
+    assert hostns.nft_elements() == []
 
 
 def test_ip_netns_exec_gives_one_line_error(hostns):
