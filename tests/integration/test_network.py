@@ -3,6 +3,7 @@ crash sweeps. Every test runs fastbox (the CLI) and its clients inside a network
 it makes, fb-net-<random>, which plays the host: the bridge, veths, nft table and sysctls
 all stay in it and vanish with it. Entered with nsenter --net (ip netns exec would remount
 /sys and hide cgroupfs)."""
+import io
 import json
 import os
 import random
@@ -123,6 +124,38 @@ def test_published_port_serves_a_page_to_the_host(hostns, fb_env, tmp_path):
     r = hostns.sh("timeout 2 busybox wget -qO- http://10.66.0.1:8080/", check=False)
     assert r.returncode != 0
     hostns.ok("rm", "-f", cid)
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_init_layer_holds_the_etc_files_and_nothing_is_copied_up(hostns, fb_env, tmp_path):
+    """Docker's init layer: the bound /etc/hosts, resolv.conf and hostname land on its
+    empty files, so a bridge container's start makes nothing in its upper layer (busybox
+    has none of them: each start copied /etc up and made them there), and the image's
+    /etc is all still there. An image whose /etc is a symlink gets no init layer, which
+    would hide it."""
+    out = hostns.ok("run", "--name", "k", "busybox", "sh", "-c",
+                    "cat /etc/hostname; head -1 /etc/passwd; grep -c nameserver /etc/resolv.conf")
+    cid = json.loads(hostns.ok("inspect", "k"))[0]["Id"]
+    assert out.split("\n")[:2] == [cid[:12], "root:x:0:0:root:/root:/bin/sh"]
+    assert os.listdir(os.path.join(fb_env.root, "containers", cid, "upper")) == []
+
+    import tarfile
+    tar = tmp_path / "etc-link.tar"
+    with tarfile.open(tar, "w") as t:
+        for name, kind, target in (("bin", tarfile.DIRTYPE, ""), ("cfg", tarfile.DIRTYPE, ""),
+                                   ("etc", tarfile.SYMTYPE, "cfg")):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.linkname = kind, 0o755, target
+            t.addfile(info)
+        t.add("/bin/busybox", "bin/sh")
+        info = tarfile.TarInfo("cfg/motd")
+        info.size = 6
+        t.addfile(info, io.BytesIO(b"hello\n"))
+    hostns.ok("import", str(tar), "fastbox-test/etc-is-a-link")
+    out = hostns.ok("run", "--rm", "--hostname", "linked", "fastbox-test/etc-is-a-link", "/bin/sh",
+                    "-c", "read m < /etc/motd; read h < /etc/hostname; echo $m $h")
+    assert out == "hello linked\n"
+    hostns.ok("rm", "k")
     assert_nothing_left(hostns, fb_env)
 
 
