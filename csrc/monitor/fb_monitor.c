@@ -34,7 +34,8 @@
  * name in --names that still points to --id (a rename may have moved it).
  * The network options release a bridge container's endpoint at exit, as Docker does when
  * a container stops (fastbox/network/endpoints.py made the record): --nft-del
- * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch) and
+ * SET=HEXKEY[,SET=HEXKEY]... (its port mappings, deleted in one nf_tables batch; given
+ * again for each chunk of a long list, as one argument may not pass 128 KiB) and
  * --lease FILE (unlinked under its network's lease lock if it still holds --id: a lease
  * reclaimed and taken by another is theirs), both only while its record --net-record
  * is there (`network disconnect` from the container's first network released them, and
@@ -94,8 +95,8 @@ struct args {
     long long max_size;
     const char *cgroups[MAX_LIST], *remove_files[MAX_LIST], *remove_dirs[MAX_LIST];
     int n_cgroups, n_remove_files, n_remove_dirs;
-    const char *nft_del, *net_record, *net_files[MAX_LIST], *lease, *net_dir, *net_extras;
-    int n_net_files;
+    const char *nft_del[MAX_LIST], *net_record, *net_files[MAX_LIST], *lease, *net_dir, *net_extras;
+    int n_nft_del, n_net_files;
     const char *then[MAX_LIST + 2]; /* PATH, its args, NULL */
     int n_then;
     const char *attach_dir;
@@ -657,28 +658,30 @@ static int unhex(const char *s, unsigned char *out, int max)
 static void release_endpoint(const struct args *a)
 {
     int n = 0;
-    for (const char *p = a->nft_del; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
-        n++;
+    for (int i = 0; i < a->n_nft_del; i++)
+        for (const char *p = a->nft_del[i]; *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+            n++;
     unsigned char (*keys)[16] = n ? calloc((size_t)n, sizeof *keys) : NULL;
     char (*sets)[16] = n ? calloc((size_t)n, sizeof *sets) : NULL;
     struct fb_nft_elem *el = n ? calloc((size_t)n, sizeof *el) : NULL;
     int got = 0;
-    for (const char *list = a->nft_del; el && keys && sets && list && *list && got < n;) {
-        const char *eq = strchr(list, '='), *end = strchr(list, ',');
-        if (!end)
-            end = list + strlen(list);
-        size_t len = eq && eq < end ? (size_t)(eq - list) : 0;
-        if (!len || len >= sizeof sets[0])
-            break;
-        memcpy(sets[got], list, len);
-        char hex[40] = "";
-        size_t hl = (size_t)(end - eq - 1) < sizeof hex - 1 ? (size_t)(end - eq - 1) : sizeof hex - 1;
-        memcpy(hex, eq + 1, hl);
-        el[got] = (struct fb_nft_elem){.set = sets[got], .key = keys[got],
-                                       .key_len = unhex(hex, keys[got], 16)};
-        got++;
-        list = *end ? end + 1 : end;
-    }
+    for (int i = 0; i < a->n_nft_del; i++)
+        for (const char *list = a->nft_del[i]; el && keys && sets && *list && got < n;) {
+            const char *eq = strchr(list, '='), *end = strchr(list, ',');
+            if (!end)
+                end = list + strlen(list);
+            size_t len = eq && eq < end ? (size_t)(eq - list) : 0;
+            if (!len || len >= sizeof sets[0])
+                break;
+            memcpy(sets[got], list, len);
+            char hex[40] = "";
+            size_t hl = (size_t)(end - eq - 1) < sizeof hex - 1 ? (size_t)(end - eq - 1) : sizeof hex - 1;
+            memcpy(hex, eq + 1, hl);
+            el[got] = (struct fb_nft_elem){.set = sets[got], .key = keys[got],
+                                           .key_len = unhex(hex, keys[got], 16)};
+            got++;
+            list = *end ? end + 1 : end;
+        }
     struct fb_net_endpoint ep = {.id = a->id, .record = a->net_record, .ports = el, .n_ports = got,
                                  .lease = a->id ? a->lease : NULL, .files = a->net_files,
                                  .n_files = a->n_net_files, .dir = a->net_dir};
@@ -802,8 +805,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->oom_file = v;
         else if (!strcmp(k, "--cgroup") && a->n_cgroups < MAX_LIST)
             a->cgroups[a->n_cgroups++] = v;
-        else if (!strcmp(k, "--nft-del"))
-            a->nft_del = v;
+        else if (!strcmp(k, "--nft-del") && a->n_nft_del < MAX_LIST)
+            a->nft_del[a->n_nft_del++] = v;
         else if (!strcmp(k, "--net-record"))
             a->net_record = v;
         else if (!strcmp(k, "--net-file") && a->n_net_files < MAX_LIST)

@@ -249,17 +249,20 @@ def pool_endpoint_close(ep):
     release(ep.id, unplug=False)
 
 
+NFT_DEL_CHUNK = 4096  # keys per --nft-del: "tcp_ip=" and 16 hex digits each, < 128 KiB
+
+
 def monitor_release_args(ep):
     """fastbox-monitor's options that release ep at the container's exit, from the host's
     side (csrc/monitor/fb_monitor.c, with the core's csrc/fb_net_release.c): its port
     mappings and lease, only while its record is there (a disconnect may have released
     them, and they may be another's now), its files and record."""
-    from fastbox.network import endpoints, nft
+    from fastbox.network import nft
     record, lease, files, d = _release_paths(ep)
     args = ["--id", ep.id, "--net-record", record, "--lease", lease]
-    if ep.ports:
-        args += ["--nft-del", ",".join(f"{name}={key.hex()}"
-                                       for name, key, _ in nft.port_elements(ep.ports, ep.ip))]
+    keys = [f"{name}={key.hex()}" for name, key, _ in nft.port_elements(ep.ports, ep.ip)]
+    for i in range(0, len(keys), NFT_DEL_CHUNK):  # one argument may not pass 128 KiB
+        args += ["--nft-del", ",".join(keys[i:i + NFT_DEL_CHUNK])]
     for f in files:
         args += ["--net-file", f]
     return args + ["--net-dir", d]
