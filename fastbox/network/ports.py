@@ -90,5 +90,15 @@ def _ephemeral_range():
 
 
 def describe(ports):
-    """Docker's PORTS column: 127.0.0.1:8080->80/tcp, 0.0.0.0:32768->53/udp."""
-    return ", ".join(f"{ip}:{hp}->{cp}/{proto}" for proto, ip, hp, cp in ports)
+    """Docker's PORTS column: 127.0.0.1:8080->80/tcp, 0.0.0.0:32768->53/udp, and a run of
+    consecutive ports as one range, 0.0.0.0:9000-9002->9000-9002/tcp."""
+    runs = []  # [proto, ip, first host port, first container port, length]
+    for proto, ip, hp, cp in ports:
+        last = runs[-1] if runs else None
+        if last and last[:2] == [proto, ip] and (hp, cp) == (last[2] + last[4], last[3] + last[4]):
+            last[4] += 1
+        else:
+            runs.append([proto, ip, hp, cp, 1])
+    return ", ".join(f"{ip}:{hp}->{cp}/{proto}" if n == 1 else
+                     f"{ip}:{hp}-{hp + n - 1}->{cp}-{cp + n - 1}/{proto}"
+                     for proto, ip, hp, cp, n in runs)

@@ -285,6 +285,8 @@ def test_large_port_ranges_publish_in_one_transaction(hostns, fb_env):
     assert hostns.fetch("http://127.0.0.1:9777/hostname").strip() == cid[:12]
     lines = hostns.ok("port", cid).splitlines()
     assert len(lines) == 1000 and "9999/tcp -> 0.0.0.0:9999" in lines
+    # ps shows the range as Docker does, not a thousand mappings
+    assert hostns.ok("ps", "--format", "{{.Ports}}").strip() == "0.0.0.0:9000-9999->9000-9999/tcp"
     hostns.ok("rm", "-f", cid)
     assert_nothing_left(hostns, fb_env)
     # 12000: more keys than one argument of the monitor's may hold (E2BIG before); it

@@ -77,3 +77,14 @@ def test_port_elements_are_padded_as_the_kernel_keeps_them():
     elems = nft.port_elements([("tcp", "0.0.0.0", 8080, 80), ("udp", "127.0.0.1", 53, 5353)], "10.66.0.2")
     assert elems[0] == ("tcp_any", b"\x1f\x90", b"\x0a\x42\x00\x02\x00\x50\x00\x00")
     assert elems[1] == ("udp_ip", b"\x7f\x00\x00\x01\x00\x35\x00\x00", b"\x0a\x42\x00\x02\x14\xe9\x00\x00")
+
+
+def test_ports_column_folds_runs_into_ranges_as_docker():
+    from fastbox.network.ports import describe
+    run = [("tcp", "0.0.0.0", 9000 + i, 80 + i) for i in range(3)]
+    assert describe(run + [("tcp", "0.0.0.0", 9005, 85), ("udp", "127.0.0.1", 53, 53)]) == (
+        "0.0.0.0:9000-9002->80-82/tcp, 0.0.0.0:9005->85/tcp, 127.0.0.1:53->53/udp")
+    # not consecutive on both sides, another address or protocol: no range
+    assert describe([("tcp", "0.0.0.0", 9000, 80), ("tcp", "0.0.0.0", 9001, 90),
+                     ("udp", "0.0.0.0", 9002, 91)]) == (
+        "0.0.0.0:9000->80/tcp, 0.0.0.0:9001->90/tcp, 0.0.0.0:9002->91/udp")
