@@ -456,6 +456,9 @@ class Container:
         RunSpec("x", name=new_name)  # validates the name
         old = self.attrs.get("name") or ""
         self.attrs = self._store.rename(self.id, new_name)
+        if old:
+            from fastbox.network import endpoints  # its name on user networks, as Docker's DNS
+            endpoints.rename(self.id, old, new_name)
         self._event("rename", oldName="/" + old)
         return self
 

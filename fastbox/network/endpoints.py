@@ -371,6 +371,26 @@ def on_network(net):
     return out
 
 
+def rename(cid, old, new):
+    """A running container renamed: on each network with names it is on, its record and
+    its names file (what the network's name server answers, and every member's hosts
+    lists) name it new instead of old, under that network's lock."""
+    for ep in (load(cid), *extras(cid)):
+        if ep is None or old not in ep.names:
+            continue
+        try:
+            net = store.get(ep.network)
+        except Exception:  # noqa: BLE001 - the network is gone: nothing answers its names
+            continue
+        with ipam.Locked(net):
+            ep = load(ep.id)
+            if ep is None or old not in ep.names:
+                continue
+            ep.names = list(dict.fromkeys(new if n == old else n for n in ep.names))
+            save(ep)
+            files.join_names(net, ep.container, ep.ip, ep.names)
+
+
 def held_ports(but=None):
     """(proto, host port) of every recorded mapping, but those of the record `but`."""
     out = set()

@@ -108,7 +108,13 @@ class StateStore:
         self.reserve_name(new_name, cid)
         if record.get("name"):
             self.release_name(record["name"])
-        return self.update(cid, name=new_name)
+        with self.locked(cid):  # and the spec its next starts use (its names on networks)
+            record = self._read(cid)
+            record["name"] = new_name
+            if isinstance(record.get("spec"), dict):
+                record["spec"] = dict(record["spec"], name=new_name)
+            self._write(record)
+        return record
 
     # records
     def create(self, record):

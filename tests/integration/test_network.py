@@ -509,6 +509,35 @@ def test_containers_on_a_user_network_reach_each_other_by_name(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_a_renamed_container_answers_to_its_new_name(hostns, fb_env):
+    """As Docker's: a rename changes the name its network answers at once (the name
+    server and every member's /etc/hosts), on each network it is on, and at every later
+    start; the old name answers no more. Its aliases stay."""
+    hostns.ok("network", "create", "appnet")
+    hostns.ok("network", "create", "other")
+    hostns.ok("run", "-d", "--name", "db", "--network", "appnet", "--network-alias", "database",
+              "busybox", "sleep", "1d")
+    hostns.ok("network", "connect", "other", "db")
+    hostns.ok("run", "-d", "--name", "web", "--network", "appnet", "busybox", "sleep", "1d")
+    hostns.ok("run", "-d", "--name", "far", "--network", "other", "busybox", "sleep", "1d")
+    hostns.ok("rename", "db", "store")
+
+    def answers(who, name):
+        return hostns.fb("exec", who, "nslookup", name).returncode == 0
+
+    for who in ("web", "far"):
+        assert answers(who, "store") and not answers(who, "db")
+        hosts = hostns.ok("exec", who, "cat", "/etc/hosts")
+        assert " store" in hosts or "\tstore" in hosts
+        assert "\tdb " not in hosts and " db " not in hosts
+    assert answers("web", "database")
+    hostns.ok("restart", "-t", "0", "store")
+    assert answers("web", "store") and not answers("web", "db")
+    hostns.ok("rm", "-f", "store", "web", "far")
+    hostns.ok("network", "rm", "appnet", "other")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_a_restart_replaces_its_last_runs_lingering_veth(hostns):
     """The kernel removes a stopped container's veth with its netns, asynchronously: the
     next start of the same container (restart) can find its veth's name still taken."""
