@@ -124,6 +124,8 @@ class RunSpec(Frozen):
             **_network_options(network, publish, publish_all, expose, dns, add_host,
                                network_alias, ip, dns_search, dns_option, sysctls),
         )
+        if self.network.startswith("container:"):
+            _joined_conflicts(self)
 
     def add_image_volumes(self, paths):
         """The image's VOLUME paths, as Docker has them: an anonymous volume at each one
@@ -592,6 +594,17 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
     if out["network_alias"] and mode in ("bridge", "none", "host"):
         raise SpecError("--network-alias is only for user-defined networks")
     return out
+
+
+def _joined_conflicts(spec):
+    """--network container:NAME shares NAME's network and its hostname and /etc files:
+    what would set them is refused, in Docker's words."""
+    for flag, value in (("hostname", spec.hostname), ("dns", spec.dns or spec.dns_search or
+                                                      spec.dns_option),
+                        ("custom host-to-IP mapping", spec.add_host),
+                        ("port exposing", spec.expose), ("network-scoped alias", spec.network_alias)):
+        if value:
+            raise SpecError(f"conflicting options: {flag} and the network mode")
 
 
 def _name(value):

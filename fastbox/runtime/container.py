@@ -313,7 +313,29 @@ def _argv(spec, image):
 def _hostname(cid, spec):
     if spec.hostname:
         return spec.hostname
+    if spec.network.startswith("container:"):  # as Docker: the one whose network it joins
+        return _joined_hostname(spec.network[len("container:"):]) or cid[:12]
     return os.uname().nodename if spec.network == "host" else cid[:12]
+
+
+def _joined_hostname(ref):
+    """The hostname of the container ref (its /etc/hostname, which the joiner shares), or
+    None if it has none to share (the start then fails on joining it)."""
+    from fastbox import containers
+    from fastbox.errors import FastboxError
+    try:
+        c = containers.get(ref)
+    except FastboxError:
+        return None
+    from fastbox.network import files
+    try:
+        with open(os.path.join(files.files_dir(c.id), "hostname")) as f:
+            return f.read().strip() or None
+    except OSError:
+        spec = c.attrs.get("spec") or {}
+        if spec.get("hostname"):
+            return spec["hostname"]
+        return os.uname().nodename if spec.get("network") == "host" else c.id[:12]
 
 
 def _env(spec, image, ident, hostname, tty=False):

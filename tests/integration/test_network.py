@@ -660,6 +660,17 @@ def test_network_container_mode_shares_the_namespace(hostns):
     assert a == b
     hosts = hostns.ok("run", "--rm", "--network", "container:first", "busybox", "cat", "/etc/hosts")
     assert hostns.ok("exec", "first", "cat", "/etc/hosts") == hosts
+    # as Docker: its hostname too (it shares first's /etc/hostname), and what would set
+    # its own hostname or /etc files is refused
+    first = hostns.ok("exec", "first", "hostname")
+    assert hostns.ok("run", "--rm", "--network", "container:first", "busybox", "sh", "-c",
+                     "hostname; echo $HOSTNAME; cat /etc/hostname") == first * 3
+    for args, words in ((["--hostname", "h"], "hostname"), (["--dns", "1.1.1.1"], "dns"),
+                        (["--add-host", "a:1.2.3.4"], "custom host-to-IP mapping"),
+                        (["--expose", "80"], "port exposing")):
+        r = hostns.fb("run", "--rm", "--network", "container:first", *args, "busybox", "true")
+        assert r.returncode == 125
+        assert one_line_error(r) == f"fastbox: conflicting options: {words} and the network mode"
 
 
 # ------------------------------------------------------------------ addresses under load
