@@ -272,21 +272,19 @@ def _free(net, ep, alone=False):
             files.leave_names(net, ep.container)
 
 
+TMP_GRACE = 60  # seconds: a record being written names no owner yet for an instant
+
+
 def sweep():
     """Release every endpoint whose owner is dead; returns how many. A record its owner
-    died writing (its .tmp) names nothing applied yet: it goes."""
+    died writing (its .tmp) names nothing applied yet: it goes, once the owner it names
+    is dead, or, naming none, once no writer could still be at it (one that is, is
+    seen empty: deleting that made its rename fail, under concurrent starts)."""
     n = 0
     try:
         for name in os.listdir(endpoints_dir()):
             if name.endswith(".tmp"):
-                path = os.path.join(endpoints_dir(), name)
-                try:
-                    with open(path) as f:
-                        ep = Endpoint.parse(name[:-4], f.read())
-                    if not owner_alive(getattr(ep, "owner", None)):
-                        os.unlink(path)
-                except FileNotFoundError:
-                    pass
+                _sweep_tmp(os.path.join(endpoints_dir(), name))
     except FileNotFoundError:
         return 0
     for cid in all_ids():
@@ -297,6 +295,21 @@ def sweep():
     from fastbox.network import dns
     dns.sweep()
     return n
+
+
+def _sweep_tmp(path):
+    try:
+        with open(path) as f:
+            owner = getattr(Endpoint.parse("", f.read()), "owner", None)
+        if owner:
+            gone = not owner_alive(owner)
+        else:
+            import time
+            gone = time.time() - os.stat(path).st_mtime > TMP_GRACE
+        if gone:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _sweep_unrecorded_leases():

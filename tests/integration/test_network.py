@@ -582,6 +582,27 @@ def test_an_empty_lease_is_swept_with_its_dead_owners_record(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_a_record_being_written_is_not_swept_from_under_its_writer(hostns, fb_env):
+    """A record's .tmp names no owner for an instant while it is written: a sweep then
+    (a concurrent start's, on a port clash) must leave it, or the writer's rename fails.
+    One that names a dead owner goes at once; one that stays empty goes once no writer
+    could still be at it."""
+    from fastbox.network import endpoints
+    hostns.ok("run", "-d", "--name", "live", "busybox", "sleep", "60")  # makes the directory
+    d = endpoints.endpoints_dir()
+    writing, dead, stale = (os.path.join(d, f"{c * 64}.tmp") for c in "abc")
+    open(writing, "w").close()
+    with open(dead, "w") as f:
+        f.write(f"owner {'999999-1':<32}\nnetwork bridge\n")
+    open(stale, "w").close()
+    os.utime(stale, (time.time() - 3600,) * 2)
+    endpoints.sweep()
+    assert os.path.exists(writing) and not os.path.exists(dead) and not os.path.exists(stale)
+    os.unlink(writing)
+    hostns.ok("rm", "-f", "live")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_default_bridge_has_no_names(hostns):
     hostns.ok("run", "-d", "--name", "quiet", "busybox", "sleep", "60")
     # --dns 127.0.0.1: a query for the name is refused at once, where the host's resolver
@@ -688,6 +709,22 @@ def test_fifty_concurrent_starts_never_share_an_address(hostns, fb_env):
     assert len(set(addrs)) == 50 and all(addrs)
     assert len(leases(fb_env.run)) == 50
     hostns.ok("rm", "-f", *ids)
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_concurrent_starts_choosing_from_one_range_each_get_their_own_port(hostns, fb_env):
+    """Twelve `run -d -p 9200-9300:80` at once: each start that finds its choice taken
+    by another chooses again, and the records being written are never swept from under
+    their writers (a sweep deleted one being written: its rename failed, a traceback)."""
+    procs = [subprocess.Popen(hostns.cmd(FASTBOX, "run", "-d", "-p", "9200-9300:80", "busybox",
+                                         "sleep", "120"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(12)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 12, [err for _, err in results]
+    ports = hostns.ok("ps", "--format", "{{.Ports}}").split()
+    assert len(set(ports)) == 12
+    hostns.ok("rm", "-f", *[out.strip() for out, _ in results])
     assert_nothing_left(hostns, fb_env)
 
 
