@@ -157,7 +157,7 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
         else:
             ipam.allocate_locked(net, key, endpoints.reclaim, record)
         files.add_own(cid, ep.ip, hostname)
-        files.join_names(net, cid, ep.ip, ep.names)
+        files.join_names(net, cid, ep.ip, ep.names, changed=(cid,))
         from fastbox.network import dns
         dns.ensure(net)
     return ep

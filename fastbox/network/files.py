@@ -1,10 +1,13 @@
 """/etc/hosts, /etc/resolv.conf and /etc/hostname of a container with its own address,
 written in FASTBOX_RUN/net/files/<id>/ and bind-mounted over the image's, as Docker does.
 
-On a user-defined network, containers find each other by name through /etc/hosts: each
-member's file lists every member's name, aliases and short id, and is rewritten in place
-(the same inode, which the bind mount shows) when a member comes or goes, under the
-network's lease lock. The default bridge has no names, as in Docker."""
+On a user-defined network, containers find each other by name through the network's name
+server (fastbox/network/dns.py), as through Docker's embedded DNS: each member's /etc/hosts
+holds its own lines alone, so a start costs the same with a hundred members as with one.
+Only when the name server cannot run (a host program holds port 53) does each member's
+file list every member's name, aliases and short id, rewritten in place (the same inode,
+which the bind mount shows) when a member comes or goes, under the network's lease lock.
+The default bridge has no names, as in Docker."""
 import os
 
 from fastbox import config
@@ -114,12 +117,13 @@ def _make_resolv(dns, dns_at=None, search=(), opts=()):
     return "".join(f"nameserver {s}\n" for s in servers) + "".join(l + "\n" for l in keep)
 
 
-def join_names(net, cid, ip, names):
-    """Under the network's lock: cid's names in the network, then every member's hosts."""
+def join_names(net, cid, ip, names, changed=()):
+    """Under the network's lock: cid's names in the network, then the hosts files that
+    change (refresh_hosts)."""
     d = names_dir(net)
     config.private_dir(d)
     _put(os.path.join(d, cid), f"{ip}\t{' '.join(names)}\n")
-    rewrite_hosts(net)
+    refresh_hosts(net, changed)
 
 
 def leave_names(net, cid, also=()):
@@ -128,7 +132,19 @@ def leave_names(net, cid, also=()):
         os.unlink(os.path.join(names_dir(net), cid))
     except FileNotFoundError:
         return
-    rewrite_hosts(net, also)
+    refresh_hosts(net, also)
+
+
+def refresh_hosts(net, changed=()):
+    """After a member of net came, went or was renamed: with the network's name server
+    up, only the hosts of the containers whose own part changed (changed: a connect's
+    or a disconnect's); without one, every member's, which then lists each other's names."""
+    from fastbox.network import dns
+    if not dns.running(net):
+        rewrite_hosts(net, changed)
+        return
+    for cid in changed:
+        rewrite_own(cid)
 
 
 def rewrite_hosts(net, also=()):
@@ -160,6 +176,11 @@ def rewrite_hosts(net, also=()):
         peers = [text for lines in nets.values() if m in lines
                  for other, text in lines.items() if other != m]
         _rewrite(m, "".join(peers))
+
+
+def rewrite_own(cid):
+    """cid's hosts from its own part alone (no network with names lists peers in it)."""
+    _rewrite(cid, "")
 
 
 def _rewrite(cid, peers):

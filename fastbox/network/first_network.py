@@ -52,9 +52,11 @@ def _detach_running(c, spec):
     for other in extras:  # its hosts again, from what is left of its own part
         if other.names:
             try:
-                files.rewrite_hosts(store.get(other.network))
+                files.refresh_hosts(store.get(other.network), changed=(c.id,))
             except Exception:  # noqa: BLE001 - that network was removed meanwhile
                 pass
+    if not any(other.names for other in extras):
+        files.rewrite_own(c.id)
     taking_over = [e for e in extras if e.network == spec["network"]]
     if taking_over:
         _default_route(c, taking_over[0])

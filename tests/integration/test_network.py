@@ -509,10 +509,30 @@ def test_containers_on_a_user_network_reach_each_other_by_name(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
+def test_a_start_touches_no_other_members_hosts(hostns, fb_env):
+    """Names come from the network's name server, as Docker's embedded DNS: a member's
+    /etc/hosts is its own part, and a start or an exit rewrites no other member's (each
+    used to rewrite every member's: 53 ms per start with a hundred members)."""
+    hostns.ok("network", "create", "appnet")
+    ids = [hostns.ok("run", "-d", "--network", "appnet", "busybox", "sleep", "1d").strip()
+           for _ in range(6)]
+    files = [os.path.join(fb_env.run, "net", "files", cid, "hosts") for cid in ids]
+    before = [os.stat(f).st_mtime_ns for f in files]
+    time.sleep(0.05)
+    out = hostns.ok("run", "--rm", "--name", "newcomer", "--network", "appnet", "busybox", "sh",
+                    "-c", f"ping -c 1 -W 2 {ids[0][:12]} >/dev/null && cat /etc/hosts")
+    assert [os.stat(f).st_mtime_ns for f in files] == before
+    assert ids[0][:12] not in out  # its hosts lists no peer
+    assert hostns.fb("exec", ids[1], "nslookup", "newcomer").returncode != 0  # gone
+    hostns.ok("rm", "-f", *ids)
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_a_renamed_container_answers_to_its_new_name(hostns, fb_env):
-    """As Docker's: a rename changes the name its network answers at once (the name
-    server and every member's /etc/hosts), on each network it is on, and at every later
-    start; the old name answers no more. Its aliases stay."""
+    """As Docker's: a rename changes the name its networks' name servers answer at once,
+    on each network it is on, and at every later start; the old name answers no more.
+    Its aliases stay."""
     hostns.ok("network", "create", "appnet")
     hostns.ok("network", "create", "other")
     hostns.ok("run", "-d", "--name", "db", "--network", "appnet", "--network-alias", "database",
@@ -527,9 +547,6 @@ def test_a_renamed_container_answers_to_its_new_name(hostns, fb_env):
 
     for who in ("web", "far"):
         assert answers(who, "store") and not answers(who, "db")
-        hosts = hostns.ok("exec", who, "cat", "/etc/hosts")
-        assert " store" in hosts or "\tstore" in hosts
-        assert "\tdb " not in hosts and " db " not in hosts
     assert answers("web", "database")
     hostns.ok("restart", "-t", "0", "store")
     assert answers("web", "store") and not answers("web", "db")

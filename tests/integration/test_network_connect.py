@@ -42,10 +42,13 @@ def test_running_container_gains_and_loses_an_interface(hostns, fb_env):
     assert ip.startswith("10.67.0.")
     # the default route stays on the first network
     assert "dev eth0" in hostns.ok("exec", "b", "ip", "route", "show", "default")
-    # a peer finds it by name and alias, and reaches it
-    assert f"{ip}\t" in hostns.ok("exec", "a", "cat", "/etc/hosts")
+    # a peer finds it by name and alias (the network's name server), and reaches it
+    assert f"Address: {ip}" in hostns.ok("exec", "a", "nslookup", "bee")
     for name in ("b", "bee"):
         hostns.ok("exec", "a", "ping", "-c", "1", "-W", "2", name)
+    # its own hosts has its new address, as Docker's connect adds it; a's lists no peer
+    assert f"{ip}\t" in hostns.ok("exec", "b", "cat", "/etc/hosts")
+    assert f"{ip}\t" not in hostns.ok("exec", "a", "cat", "/etc/hosts")
     # and it finds its new peers
     hostns.ok("exec", "b", "ping", "-c", "1", "-W", "2", "a")
     nets = networks(hostns, "b")
@@ -57,7 +60,8 @@ def test_running_container_gains_and_loses_an_interface(hostns, fb_env):
 
     hostns.ok("network", "disconnect", "appnet", "b")
     assert "eth1" not in hostns.ok("exec", "b", "ip", "-o", "link")
-    assert ip not in hostns.ok("exec", "a", "cat", "/etc/hosts")
+    assert hostns.fb("exec", "a", "nslookup", "bee").returncode != 0
+    assert ip not in hostns.ok("exec", "b", "cat", "/etc/hosts")
     assert set(networks(hostns, "b")) == {"bridge"}
     assert len(leases(fb_env.run)) == 2
     hostns.ok("rm", "-f", "a", "b")
