@@ -12,7 +12,6 @@ own endpoint (stop, rm, a restart, the sweep of a dead owner). Its veth has no d
 route: the first network keeps it, as in Docker."""
 import os
 
-from fastbox import config
 from fastbox.errors import ContainerStateError, SpecError, StartError
 from fastbox.network import endpoints, files, host, ipam, options, store
 
@@ -20,14 +19,10 @@ SHARED = ("container sharing network namespace with another container or host ca
           "connected to any other network")
 
 
-def recorded_path(cid):
-    return os.path.join(config.containers_dir(), cid, "networks")
-
-
 def recorded(cid):
     """[(network name, requested ip or "", (aliases...))] of cid, in connection order."""
     try:
-        with open(recorded_path(cid)) as f:
+        with open(endpoints.connections_path(cid)) as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         return []
@@ -39,7 +34,7 @@ def recorded(cid):
 
 
 def save_recorded(cid, items):
-    path = recorded_path(cid)
+    path = endpoints.connections_path(cid)
     if not items:
         try:
             os.unlink(path)

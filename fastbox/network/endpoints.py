@@ -85,6 +85,16 @@ class Endpoint:
         return self.id.partition("+")[0]
 
 
+def connections_path(cid):
+    """The networks `fastbox network connect` added to cid (fastbox/network/connect.py)."""
+    return os.path.join(config.containers_dir(), cid, "networks")
+
+
+def has_connections(cid):
+    """One stat when there are none."""
+    return os.path.exists(connections_path(cid))
+
+
 def extra_key(cid, net):
     return f"{cid}+{net.id[:12]}"
 
@@ -229,7 +239,7 @@ def release(cid, locked=False, unplug=True, ep=None, alone=False):
     alone: this record only, of a container that keeps running on its other networks
     (`network disconnect` from its first): they and its /etc files stay."""
     extra = "+" in cid
-    if not extra and not alone and os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
+    if not extra and not alone and has_connections(cid):
         for other in extras(cid):  # `network connect` recorded there (one stat if not)
             release(other.id, locked=False, unplug=unplug)
     if ep is None or not os.path.exists(_path(cid)):

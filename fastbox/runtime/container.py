@@ -160,8 +160,8 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
 def _connected_networks(plan, cid, spec, hostname, netns_fd):
     """The networks `fastbox network connect` added to a created or stopped container:
     one stat when there are none."""
-    from fastbox import config
-    if os.path.exists(os.path.join(config.containers_dir(), cid, "networks")):
+    from fastbox.network import endpoints
+    if endpoints.has_connections(cid):
         from fastbox.network import connect
         try:
             connect.attach_recorded(cid, spec, hostname, netns_fd, plan.endpoint)

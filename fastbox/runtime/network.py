@@ -154,19 +154,13 @@ def release(cid, unplug=True, ep=None):
     network connected, whose veth goes with its namespace, holds only ports, a lease
     and files: released by the core, as its monitor releases a detached one."""
     from fastbox.network import endpoints
-    if ep is None or unplug or ep.names or ep.extra_keys or _connected(cid):
+    if ep is None or unplug or ep.names or ep.extra_keys or endpoints.has_connections(cid):
         endpoints.release(cid, unplug=unplug, ep=ep)
         return
     from fastbox.network import nft
     record, lease, files, d = _release_paths(ep)
     _core.net_release(cid, record, nft.port_elements(ep.ports, ep.ip) if ep.ports else (),
                       lease, files, d)
-
-
-def _connected(cid):
-    """`fastbox network connect` recorded networks for cid (one stat if not)."""
-    from fastbox import config
-    return os.path.exists(os.path.join(config.containers_dir(), cid, "networks"))
 
 
 def _release_paths(ep):
