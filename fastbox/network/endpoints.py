@@ -108,9 +108,16 @@ def _path(cid):
     return os.path.join(endpoints_dir(), cid)
 
 
+def _tmp_path(key):
+    """Where key's record is written before its rename into place: named after its
+    writer, so a sweep knows whether the writer lives without reading a file that may be
+    empty for an instant (deleting one being written made the writer's rename fail)."""
+    return f"{_path(key)}.{my_owner()}.tmp"
+
+
 def save(ep):
     path = _path(ep.id)
-    tmp = path + ".tmp"
+    tmp = _tmp_path(ep.id)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
@@ -282,19 +289,18 @@ def _free(net, ep, alone=False):
             files.leave_names(net, ep.container)
 
 
-TMP_GRACE = 60  # seconds: a record being written names no owner yet for an instant
-
-
 def sweep():
-    """Release every endpoint whose owner is dead; returns how many. A record its owner
-    died writing (its .tmp) names nothing applied yet: it goes, once the owner it names
-    is dead, or, naming none, once no writer could still be at it (one that is, is
-    seen empty: deleting that made its rename fail, under concurrent starts)."""
+    """Release every endpoint whose owner is dead; returns how many. A record its writer
+    died writing (its .tmp, named after the writer) names nothing applied yet: it goes."""
     n = 0
     try:
         for name in os.listdir(endpoints_dir()):
-            if name.endswith(".tmp"):
-                _sweep_tmp(os.path.join(endpoints_dir(), name))
+            writer = _tmp_writer(name)
+            if writer is not None and not owner_alive(writer):
+                try:
+                    os.unlink(os.path.join(endpoints_dir(), name))
+                except FileNotFoundError:
+                    pass
     except FileNotFoundError:
         return 0
     for cid in all_ids():
@@ -307,19 +313,20 @@ def sweep():
     return n
 
 
-def _sweep_tmp(path):
+def _tmp_writer(name):
+    """The writer of a record being written (KEY.WRITER.tmp), "" for one in the old
+    KEY.tmp form (no writer named: gone with it), None for a record."""
+    if not name.endswith(".tmp"):
+        return None
+    return name[:-len(".tmp")].partition(".")[2]
+
+
+def _being_written():
+    """The keys whose records are being written (or were, by a writer that died)."""
     try:
-        with open(path) as f:
-            owner = getattr(Endpoint.parse("", f.read()), "owner", None)
-        if owner:
-            gone = not owner_alive(owner)
-        else:
-            import time
-            gone = time.time() - os.stat(path).st_mtime > TMP_GRACE
-        if gone:
-            os.unlink(path)
+        return {n.partition(".")[0] for n in os.listdir(endpoints_dir()) if n.endswith(".tmp")}
     except FileNotFoundError:
-        pass
+        return set()
 
 
 def _sweep_unrecorded_leases():
@@ -332,10 +339,10 @@ def _sweep_unrecorded_leases():
         if not ipam.held(net):
             continue
         with ipam.Locked(net):
+            writing = _being_written()
             for ip in ipam.held(net):
                 cid = ipam.holder(net, ip)
-                if cid == "" or (cid and load(cid) is None
-                                 and not os.path.exists(_path(cid) + ".tmp")):
+                if cid == "" or (cid and load(cid) is None and cid not in writing):
                     ipam.free(net, ip, cid)  # "": its writer died before naming it
                     n += 1
     return n
@@ -351,20 +358,20 @@ def _sweep_unrecorded_names():
         except FileNotFoundError:
             continue
         with ipam.Locked(net):
+            writing = _being_written()
             for cid in members:
-                if not _holds_names(cid, net):
+                if not _holds_names(cid, net, writing):
                     files.leave_names(net, cid)
                     n += 1
     return n
 
 
-def _holds_names(cid, net):
+def _holds_names(cid, net, writing):
     ep = load(cid)
     if ep is not None and ep.network_id == net.id:
         return True
     key = extra_key(cid, net)
-    return load(key) is not None or os.path.exists(_path(key) + ".tmp") or os.path.exists(
-        _path(cid) + ".tmp")
+    return load(key) is not None or key in writing or cid in writing
 
 
 def _adopted_by_container(ep):

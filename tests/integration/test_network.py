@@ -600,21 +600,20 @@ def test_an_empty_lease_is_swept_with_its_dead_owners_record(hostns, fb_env):
 
 
 def test_a_record_being_written_is_not_swept_from_under_its_writer(hostns, fb_env):
-    """A record's .tmp names no owner for an instant while it is written: a sweep then
-    (a concurrent start's, on a port clash) must leave it, or the writer's rename fails.
-    One that names a dead owner goes at once; one that stays empty goes once no writer
-    could still be at it."""
+    """A record is written under a name that says who writes it, and is empty for an
+    instant: a sweep then (a concurrent start's, on a port clash) must leave it while its
+    writer lives, or the writer's rename fails; one whose writer died goes, whatever it
+    holds (a SIGKILLed engine leaves one empty)."""
     from fastbox.network import endpoints
     hostns.ok("run", "-d", "--name", "live", "busybox", "sleep", "60")  # makes the directory
     d = endpoints.endpoints_dir()
-    writing, dead, stale = (os.path.join(d, f"{c * 64}.tmp") for c in "abc")
-    open(writing, "w").close()
-    with open(dead, "w") as f:
-        f.write(f"owner {'999999-1':<32}\nnetwork bridge\n")
-    open(stale, "w").close()
-    os.utime(stale, (time.time() - 3600,) * 2)
+    writing = os.path.join(d, f"{'a' * 64}.{endpoints.my_owner()}.tmp")  # this process's
+    dead = os.path.join(d, f"{'b' * 64}.999999-1.tmp")
+    old_form = os.path.join(d, f"{'c' * 64}.tmp")
+    for path in (writing, dead, old_form):
+        open(path, "w").close()
     endpoints.sweep()
-    assert os.path.exists(writing) and not os.path.exists(dead) and not os.path.exists(stale)
+    assert os.path.exists(writing) and not os.path.exists(dead) and not os.path.exists(old_form)
     os.unlink(writing)
     hostns.ok("rm", "-f", "live")
     assert_nothing_left(hostns, fb_env)
