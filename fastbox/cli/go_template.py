@@ -12,6 +12,7 @@ error (TemplateError), as with Docker's typed contexts, never an empty string.
 format_rows(), which also lays out tables as Docker's tabwriter does.
 """
 import json as json_module
+import re
 
 from fastbox.errors import SpecError
 
@@ -23,6 +24,9 @@ class TemplateError(SpecError):
 
 
 # ---------------------------------------------------------------- lexing and parsing
+
+_DECLARE = re.compile(r"\s*(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*(.*)\Z", re.S)
+
 
 def _tokens(action, where):
     """The words of one action: ('field', 'A.B'), ('dot',), ('var', '$x'), ('str', s),
@@ -143,7 +147,13 @@ class Template:
 
     def _block(self, word, rest, parts, i, where):
         """An if/range/with block from after its opening action to its {{end}};
-        {{else if X}} is an if nested in the else branch that shares that {{end}}."""
+        {{else if X}} is an if nested in the else branch that shares that {{end}}.
+        A range may declare its variables first: {{range $v := X}}, {{range $k, $v := X}}."""
+        names = ()
+        if word == "range":
+            m = _DECLARE.match(rest)
+            if m:
+                names, rest = tuple(n for n in m.group(1, 2) if n), m.group(3)
         pipe = _tokens(rest, where)
         if not pipe:
             raise TemplateError(f"template: {where}: missing value for {word}")
@@ -157,6 +167,8 @@ class Template:
             other, i, stop = self._parse(parts, i)
         if stop != "end":
             raise TemplateError(f"template: {where}: unexpected EOF (no {{{{end}}}} for {word})")
+        if names:
+            return (word, pipe, body, other, where, names), i
         return (word, pipe, body, other, where), i
 
     def execute(self, data):
@@ -186,12 +198,19 @@ def _run(nodes, dot, variables, out):
             else:
                 _run(other, dot, variables, out)
         elif kind == "range":
-            _, pipe, body, other, where = node
+            _, pipe, body, other, where, *declared = node
             value = _pipeline(pipe, dot, variables, where)
-            items = list(value.values()) if isinstance(value, dict) else list(value or ())
-            for item in items:
-                _run(body, item, variables, out)
-            if not items:
+            # a map in its keys' order, as Go ranges over one
+            pairs = sorted(value.items()) if isinstance(value, dict) else list(enumerate(value or ()))
+            for key, item in pairs:
+                scope = variables
+                if declared:
+                    names = declared[0]
+                    scope = dict(variables, **{names[-1]: item})
+                    if len(names) == 2:
+                        scope[names[0]] = key
+                _run(body, item, scope, out)
+            if not pairs:
                 _run(other, dot, variables, out)
 
 

@@ -133,11 +133,25 @@ def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK..."),
         d.update(Scope="local", EnableIPv6=False, Attachable=False, Ingress=False,
                  IPAM={"Driver": "default", "Options": None,
                        "Config": [{"Subnet": d["Subnet"], "Gateway": d["Gateway"]}]})
-        d["Containers"] = {ep.container: {"IPv4Address": f"{ep.ip}/{ep.prefix}", "Names": ep.names,
-                                   "HostInterface": ep.host_if}
-                           for ep in endpoints.on_network(n)}
+        d["Containers"] = {ep.container: _member(ep) for ep in endpoints.on_network(n)}
         out.append(d)
     print(go_template.inspect_text(format, out))
+
+
+def _member(ep):
+    """A member as Docker's network inspect shows it (Name, EndpointID, MacAddress,
+    IPv4Address, IPv6Address), with fastbox's Names (name, aliases, short id) and host
+    veth."""
+    from fastbox import containers
+    from fastbox.errors import FastboxError
+    try:
+        name = containers.get(ep.container).name or ""
+    except FastboxError:  # a --rm run keeps no record
+        name = ""
+    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in ep.ip.split("."))
+    return {"Name": name, "EndpointID": ep.id, "MacAddress": mac,
+            "IPv4Address": f"{ep.ip}/{ep.prefix}", "IPv6Address": "", "Names": ep.names,
+            "HostInterface": ep.host_if}
 
 
 def rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")):

@@ -499,6 +499,11 @@ def test_containers_on_a_user_network_reach_each_other_by_name(hostns, fb_env):
     nets = json.loads(hostns.ok("network", "inspect", "appnet"))
     assert nets[0]["Subnet"] == "10.67.0.0/24"
     assert [c["Names"][:2] for c in nets[0]["Containers"].values()] == [["web", "www"]]
+    # Docker's fields, as scripts read them (Go's range over a map, with its variables)
+    out = hostns.ok("network", "inspect", "appnet", "-f",
+                    "{{range $id, $c := .Containers}}{{$c.Name}} {{$c.IPv4Address}} "
+                    "{{$c.MacAddress}} {{len $id}}{{end}}")
+    assert out.split() == ["web", "10.67.0.2/24", "02:42:0a:43:00:02", "64"]
     # in use: not removable; once the container is gone, it is
     r = hostns.fb("network", "rm", "appnet")  # Docker: 1 for a failed non-run command
     assert r.returncode == 1 and "active endpoints" in one_line_error(r)

@@ -106,3 +106,18 @@ def test_tabwriter_pads_like_docker():
     # minwidth 10, padding 3; the last cell is not padded
     assert tabwriter(["A\tB\tC", "long-cell-x\tb\tc"]) == ["A" + " " * 13 + "B" + " " * 9 + "C",
                                                          "long-cell-x   b" + " " * 9 + "c"]
+
+
+def test_range_declares_its_variables_as_go_does():
+    nets = {"NetworkSettings": {"Networks": {"zeta": {"IPAddress": "10.67.0.2"},
+                                             "bridge": {"IPAddress": "10.66.0.2"}},
+                                "Ports": {"80/tcp": [{"HostPort": "8080"}]}}}
+    # a map in its keys' order, as Go ranges over one
+    assert Template("{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}"
+                    ).execute(nets) == "bridge=10.66.0.2 zeta=10.67.0.2 "
+    assert Template("{{range $p, $conf := .NetworkSettings.Ports}}{{$p}} -> "
+                    "{{range $conf}}{{.HostPort}}{{end}}{{end}}").execute(nets) == "80/tcp -> 8080"
+    assert Template("{{range $v := .L}}{{$v}},{{end}}").execute({"L": ["a", "b"]}) == "a,b,"
+    assert Template("{{range $i, $v := .L}}{{$i}}{{$v}} {{end}}").execute({"L": ["a", "b"]}) == "0a 1b "
+    with pytest.raises(TemplateError, match="undefined variable: \\$v"):
+        Template("{{range .L}}{{end}}{{$v}}").execute({"L": []})
