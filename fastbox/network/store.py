@@ -53,7 +53,19 @@ def parse_cidr(value, what="--subnet"):
     if not slash or not prefix.isdigit() or not 8 <= int(prefix) <= 30:
         raise SpecError(f"invalid {what} {value!r}: expected a CIDR such as 10.70.0.0/24 (/8 to /30)")
     ip, prefix = options.parse_ip(ip, what), int(prefix)
+    first = ip_to_int(network_of(ip, prefix)) >> 24
+    bits = min(prefix, 16)
+    link_local = network_of(ip, bits) == network_of("169.254.0.0", bits)
+    for lo, hi, kind in _NOT_UNICAST + ((first, first, "link-local"),) * link_local:
+        if lo <= first <= hi:
+            raise SpecError(f"invalid {what} {value!r}: {kind} addresses cannot be a network's")
     return ip, prefix
+
+
+# ranges a bridge's subnet may not take: they are not for one link's hosts, and a
+# gateway address in 127/8 on a bridge would shadow the host's loopback
+_NOT_UNICAST = ((0, 0, "\"this network\" (0.0.0.0/8)"), (127, 127, "loopback"),
+                (224, 239, "multicast"), (240, 255, "reserved"))
 
 
 def network_of(ip, prefix):

@@ -88,3 +88,12 @@ def test_ports_column_folds_runs_into_ranges_as_docker():
     assert describe([("tcp", "0.0.0.0", 9000, 80), ("tcp", "0.0.0.0", 9001, 90),
                      ("udp", "0.0.0.0", 9002, 91)]) == (
         "0.0.0.0:9000->80/tcp, 0.0.0.0:9001->90/tcp, 0.0.0.0:9002->91/udp")
+
+
+@pytest.mark.parametrize("subnet, kind", [("127.0.0.0/24", "loopback"), ("224.0.0.0/24", "multicast"),
+                                          ("0.0.0.0/16", "this network"), ("240.1.0.0/16", "reserved"),
+                                          ("169.254.3.0/24", "link-local"), ("169.0.0.0/8", "link-local")])
+def test_a_subnet_must_be_for_one_links_hosts(subnet, kind):
+    with pytest.raises(SpecError, match=f"{kind}.* cannot be a network's"):
+        store.parse_cidr(subnet)
+    assert store.parse_cidr("172.20.0.0/16") == ("172.20.0.0", 16)
