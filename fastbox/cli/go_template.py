@@ -30,7 +30,8 @@ _DECLARE = re.compile(r"\s*(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*(.*)\Z", re.S)
 
 def _tokens(action, where):
     """The words of one action: ('field', 'A.B'), ('dot',), ('var', '$x'), ('str', s),
-    ('num', n), ('ident', name), ('|',), ('(',), (')',)."""
+    ('num', n), ('ident', name), ('|',), ('(',), (')',), and ('chain', 'A.B') right after
+    a ')' that a field follows: (index .L 0).Name."""
     out, i, n = [], 0, len(action)
     while i < n:
         c = action[i]
@@ -39,6 +40,12 @@ def _tokens(action, where):
         elif c in "|()":
             out.append((c,))
             i += 1
+            if c == ")" and action[i:i + 1] == "." and action[i + 1:i + 2].isidentifier():
+                j = i  # (X).Field: a field of the group's value
+                while j < n and not action[j].isspace() and action[j] not in '|()"`':
+                    j += 1
+                out.append(("chain", action[i + 1:j]))
+                i = j
         elif c == '"':
             j, buf = i + 1, []
             while j < n and action[j] != '"':
@@ -262,7 +269,11 @@ def _arguments(tokens, dot, variables, where):
                 j += 1
             if depth:
                 raise TemplateError(f"template: {where}: unclosed left paren")
-            values.append(_pipeline(tokens[i + 1:j - 1], dot, variables, where))
+            value = _pipeline(tokens[i + 1:j - 1], dot, variables, where)
+            if j < len(tokens) and tokens[j][0] == "chain":
+                value = _field(value, tokens[j][1], where)
+                j += 1
+            values.append(value)
             i = j
             continue
         if t[0] == ")":

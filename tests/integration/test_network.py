@@ -119,6 +119,8 @@ def test_published_port_serves_a_page_to_the_host(hostns, fb_env, tmp_path):
     assert "127.0.0.1:8080->80/tcp" in hostns.ok("ps")
     settings = json.loads(hostns.ok("inspect", "web"))[0]["NetworkSettings"]
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert hostns.ok("inspect", "-f", '{{(index (index .NetworkSettings.Ports "80/tcp") 0).HostPort}}',
+                     "web").strip() == "8080"  # Docker's idiom
     assert settings["IPAddress"].startswith("10.66.")
     # published on 127.0.0.1 only: not on the bridge's address
     r = hostns.sh("timeout 2 busybox wget -qO- http://10.66.0.1:8080/", check=False)

@@ -121,3 +121,15 @@ def test_range_declares_its_variables_as_go_does():
     assert Template("{{range $i, $v := .L}}{{$i}}{{$v}} {{end}}").execute({"L": ["a", "b"]}) == "0a 1b "
     with pytest.raises(TemplateError, match="undefined variable: \\$v"):
         Template("{{range .L}}{{end}}{{$v}}").execute({"L": []})
+
+
+def test_a_field_of_a_parenthesised_value():
+    data = {"NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}},
+            "L": [{"Name": "a", "Sub": {"X": 1}}]}
+    # Docker's idiom for a published port
+    assert Template('{{(index (index .NetworkSettings.Ports "80/tcp") 0).HostPort}}'
+                    ).execute(data) == "8080"
+    assert Template("{{(index .L 0).Sub.X}} {{ (index .L 0).Name | printf \"%s!\" }}"
+                    ).execute(data) == "1 a!"
+    with pytest.raises(TemplateError, match="can't evaluate field Nope"):
+        Template("{{(index .L 0).Nope}}").execute(data)
