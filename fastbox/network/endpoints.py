@@ -423,12 +423,23 @@ def rename(cid, old, new):
 
 def held_ports(but=None):
     """(proto, host port) of every recorded mapping, but those of the record `but`."""
-    out = set()
+    return set(held_mappings(but))
+
+
+def held_mappings(but=None):
+    """{(proto, host port): {host addresses}} of every recorded mapping but `but`'s."""
+    out = {}
     for key in all_ids():
         ep = load(key) if key != but else None
-        if ep is not None:
-            out.update((proto, hp) for proto, _, hp, _ in ep.ports)
+        for proto, ip, hp, _ in ep.ports if ep is not None else ():
+            out.setdefault((proto, hp), set()).add(ip)
     return out
+
+
+def one_address_marker():
+    """There while some container may publish a port on one host address (made by its
+    start; FASTBOX_RUN is a tmpfs): until then, a start has no overlap to look for."""
+    return os.path.join(config.run_dir(), "net", "one-address-ports")
 
 
 def ports_text(cid):

@@ -47,6 +47,8 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
     items = ports.wanted(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
         spec.publish or spec.publish_all) else []
     mapped = ports.resolve(items, endpoints.held_ports(cid) if any(map(ports.chosen, items)) else ())
+    if mapped:
+        _refuse_overlaps(cid, mapped)
     made = spare is not None and spare.host_if is not None
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None,
                         found=found)
@@ -84,6 +86,30 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
         endpoints.release(cid)
         raise
     return ep
+
+
+def _refuse_overlaps(cid, mapped):
+    """Docker's rule that the maps alone do not keep (a port on every address and on one
+    address are keys of two maps): a port published on 0.0.0.0 and the same port on one
+    address are one port, and the second start is refused. Looked for only once some
+    start has published on one address (one stat until then)."""
+    from fastbox.network import endpoints
+    from fastbox.network.ports import PortInUse
+    marker = endpoints.one_address_marker()
+    if any(ip != "0.0.0.0" for _, ip, _, _ in mapped):
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except FileNotFoundError:  # the first start on this FASTBOX_RUN
+            from fastbox import config
+            config.private_dir(os.path.dirname(marker))
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    elif not os.path.exists(marker):
+        return
+    held = endpoints.held_mappings(cid)
+    for proto, ip, hp, _ in mapped:
+        others = held.get((proto, hp), ())
+        if others and (ip == "0.0.0.0" or "0.0.0.0" in others):
+            raise PortInUse(f"Bind for {ip}:{hp} failed: port is already allocated")
 
 
 def _publish(ep, items):

@@ -437,6 +437,22 @@ def test_port_conflict_with_a_container_is_one_line_and_125(hostns):
     eventually(lambda: len(hostns.veths()) == 1, what="only the first container's veth")
 
 
+def test_a_port_on_every_address_and_on_one_address_is_one_port(hostns, fb_env):
+    """As Docker's: 127.0.0.1:8080 taken, 0.0.0.0:8080 is refused (and the other way
+    round), while one port on two different addresses is two ports."""
+    hostns.ok("run", "-d", "--name", "a", "-p", "127.0.0.1:8080:80", "busybox", "sleep", "60")
+    r = hostns.fb("run", "-d", "-p", "8080:80", "busybox", "sleep", "60")
+    assert r.returncode == 125
+    assert one_line_error(r) == "fastbox: Bind for 0.0.0.0:8080 failed: port is already allocated"
+    hostns.ok("run", "-d", "--name", "d", "-p", "8090:80", "busybox", "sleep", "60")
+    r = hostns.fb("run", "--rm", "-p", "127.0.0.1:8090:80", "busybox", "true")
+    assert r.returncode == 125 and "127.0.0.1:8090 failed" in one_line_error(r)
+    hostns.ok("run", "-d", "--name", "f", "-p", "127.0.0.2:8080:80", "busybox", "sleep", "60")
+    assert len(hostns.nft_elements()) >= 2
+    hostns.ok("rm", "-f", "a", "d", "f")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_port_held_by_a_host_program_is_one_line_and_125(hostns):
     listener = subprocess.Popen(hostns.cmd(PYTHON, "-c", (
         "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 8091)); s.listen(); "
