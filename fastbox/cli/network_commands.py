@@ -148,8 +148,8 @@ def _member(ep):
         name = containers.get(ep.container).name or ""
     except FastboxError:  # a --rm run keeps no record
         name = ""
-    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in ep.ip.split("."))
-    return {"Name": name, "EndpointID": ep.id, "MacAddress": mac,
+    from fastbox.network.store import mac_of
+    return {"Name": name, "EndpointID": ep.id, "MacAddress": mac_of(ep.ip),
             "IPv4Address": f"{ep.ip}/{ep.prefix}", "IPv6Address": "", "Names": ep.names,
             "HostInterface": ep.host_if}
 

@@ -421,11 +421,6 @@ def rename(cid, old, new):
             files.join_names(net, ep.container, ep.ip, ep.names)
 
 
-def held_ports(but=None):
-    """(proto, host port) of every recorded mapping, but those of the record `but`."""
-    return set(held_mappings(but))
-
-
 def held_mappings(but=None):
     """{(proto, host port): {host addresses}} of every recorded mapping but `but`'s."""
     out = {}

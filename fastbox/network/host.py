@@ -58,7 +58,8 @@ def _make_bridge(net):
     # containers' neighbour entries for the gateway then name a MAC nobody answers to
     # (their traffic stalls until ARP gives up on it), and each change is one more
     # round of notifier work at a container's start and exit.
-    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in net.gateway.split("."))
+    from fastbox.network.store import mac_of
+    mac = mac_of(net.gateway)
     _ip("link", "add", net.bridge, "address", mac, "mtu", str(net.mtu), "type", "bridge")
     try:
         _ip("addr", "add", f"{net.gateway}/{net.prefix}", "dev", net.bridge)

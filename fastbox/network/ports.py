@@ -44,8 +44,8 @@ def chosen(item):
 
 def resolve(items, avoid=()):
     """[(proto, host_ip, host_port, container_port)] for wanted()'s items: every host port
-    fixed and found free. avoid: (proto, port) pairs not to choose (other containers'
-    mappings, which hold no socket for a bind to meet)."""
+    fixed and found free. avoid: (proto, port) pairs (or a mapping keyed by them) not to
+    choose: other containers' mappings, which hold no socket for a bind to meet."""
     return [resolve_item(item, avoid) for item in items]
 
 

@@ -44,6 +44,12 @@ def ip_to_int(ip):
     return (a << 24) | (b << 16) | (c << 8) | d
 
 
+def mac_of(ip):
+    """Docker's MAC for an address: 02:42 and its four bytes (csrc/fb_net.c gives a
+    container's eth0 the same)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
 def int_to_ip(n):
     return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 

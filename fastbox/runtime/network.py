@@ -46,9 +46,11 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
     from fastbox.runtime import spare as spares
     items = ports.wanted(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
         spec.publish or spec.publish_all) else []
-    mapped = ports.resolve(items, endpoints.held_ports(cid) if any(map(ports.chosen, items)) else ())
+    # the others' mappings, read once: what a chosen port avoids, and what one overlaps
+    held = endpoints.held_mappings(cid) if any(map(ports.chosen, items)) else None
+    mapped = ports.resolve(items, held or ())
     if mapped:
-        _refuse_overlaps(cid, mapped)
+        _refuse_overlaps(cid, mapped, held)
     made = spare is not None and spare.host_if is not None
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None,
                         found=found)
@@ -88,7 +90,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
     return ep
 
 
-def _refuse_overlaps(cid, mapped):
+def _refuse_overlaps(cid, mapped, held=None):
     """Docker's rule that the maps alone do not keep (a port on every address and on one
     address are keys of two maps): a port published on 0.0.0.0 and the same port on one
     address are one port, and the second start is refused. Looked for only once some
@@ -105,7 +107,8 @@ def _refuse_overlaps(cid, mapped):
             os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     elif not os.path.exists(marker):
         return
-    held = endpoints.held_mappings(cid)
+    if held is None:
+        held = endpoints.held_mappings(cid)
     for proto, ip, hp, _ in mapped:
         others = held.get((proto, hp), ())
         if others and (ip == "0.0.0.0" or "0.0.0.0" in others):
@@ -145,7 +148,7 @@ def _choose_again(ep, items):
     again = [i for i, item in enumerate(items) if ports.chosen(item)]
     if not again:
         return False
-    avoid = endpoints.held_ports(ep.id) | {(proto, hp) for proto, _, hp, _ in ep.ports}
+    avoid = set(endpoints.held_mappings(ep.id)) | {(proto, hp) for proto, _, hp, _ in ep.ports}
     for i in again:
         ep.ports[i] = ports.resolve_item(items[i], avoid)
     endpoints.save(ep)
