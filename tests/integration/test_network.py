@@ -686,7 +686,10 @@ def hold(pid):  # every namespace stays alive to the end: no inode number is use
     held.append(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY))
 for _ in range(8):
     r = fastbox.run("busybox", ["sh", "-c", "readlink /proc/self/ns/net; ls /sys/class/net; "
-                                "ip -o -4 addr show eth0 | wc -l; sleep 0.1"], network="bridge",
+                                "ip -o -4 addr show eth0 | wc -l; sleep 0.1; "
+                                "ip -o -4 addr show eth0 | grep -o 'inet [0-9.]*' | cut -c6-; "
+                                "cat /sys/class/net/eth0/address; grep -c . /proc/net/if_inet6; "
+                                "ping -c1 -W2 10.66.0.1 >/dev/null && echo pinged"], network="bridge",
                     capture_output=True, on_start=hold)
     outs.append(r.stdout.decode().split())
 tasks = {os.readlink(f"/proc/self/task/{t}/ns/net") for t in os.listdir("/proc/self/task")}
@@ -706,7 +709,13 @@ def test_back_to_back_bridge_runs_each_get_a_new_namespace_and_veth(hostns):
     got = json.loads(r.stdout)
     spaces = [o[0] for o in got["outs"]]
     assert len(set(spaces)) == len(spaces)
-    assert all(o[1:] == ["eth0", "lo", "1"] for o in got["outs"]), got["outs"]
+    assert all(o[1:4] == ["eth0", "lo", "1"] for o in got["outs"]), got["outs"]
+    # a spare's eth0 came up before its address was known: its MAC, which follows from
+    # the address, was set live; it has no IPv6 address (lo's ::1 alone); traffic flows
+    for o in got["outs"]:
+        ip, mac, inet6, pinged = o[4:]
+        assert mac == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split(".")), o
+        assert (inet6, pinged) == ("1", "pinged"), o
     assert sum(got["made"][2:]) >= 4, got["made"]  # most took a spare with its veth made
     assert got["home"]
     eventually(lambda: hostns.veths() == [], what="the veths to go")
