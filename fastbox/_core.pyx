@@ -378,21 +378,33 @@ def nft_elems(bint add, table, elems):
         raise _net_error(&e)
 
 
-def net_release(cid, record, elems, lease, files, dir):
-    """Release an endpoint from the host's side (csrc/fb_net_release.c): its map
-    elements (map name, key, _) and its lease (if it still holds cid), while its record
-    is there; then files, in order, and dir. Nothing raised: each step tolerates what is
-    gone already."""
+cdef class NetRelease:
+    """An endpoint's release from the host's side (csrc/fb_net_release.c), its C
+    arguments made ahead of time: made while its container runs, called at its exit with
+    no Python work left. elems: its map elements (map name, key, _); its lease goes if it
+    still holds cid, both while its record is there; then files, in order, and dir.
+    Nothing raised: each step tolerates what is gone already."""
     cdef fb_net_endpoint ep
-    cdef int i, n = <int>len(elems)
-    cdef _Arena a = _Arena()
-    cdef fb_nft_elem *el = <fb_nft_elem *>a.alloc(n, sizeof(fb_nft_elem))
-    for i in range(n):
-        name, key, _ = elems[i]
-        el[i].set = a.s(name)
-        el[i].key, el[i].key_len = a.s(key), <int>len(key)
-    ep.id, ep.record, ep.lease, ep.dir = a.s(cid), a.s(record), a.s(lease), a.s(dir)
-    ep.ports, ep.n_ports = el, n
-    ep.files, ep.n_files = a.strv(files), <int>len(files)
-    with nogil:
-        fb_net_release(&ep)
+    cdef _Arena a
+
+    def __cinit__(self, cid, record, elems, lease, files, dir):
+        cdef int i, n = <int>len(elems)
+        self.a = _Arena()
+        cdef fb_nft_elem *el = <fb_nft_elem *>self.a.alloc(n, sizeof(fb_nft_elem))
+        for i in range(n):
+            name, key, _ = elems[i]
+            el[i].set = self.a.s(name)
+            el[i].key, el[i].key_len = self.a.s(key), <int>len(key)
+        self.ep.id, self.ep.record = self.a.s(cid), self.a.s(record)
+        self.ep.lease, self.ep.dir = self.a.s(lease), self.a.s(dir)
+        self.ep.ports, self.ep.n_ports = el, n
+        self.ep.files, self.ep.n_files = self.a.strv(files), <int>len(files)
+
+    def __call__(self):
+        with nogil:
+            fb_net_release(&self.ep)
+
+
+def net_release(cid, record, elems, lease, files, dir):
+    """NetRelease's, made and done at once."""
+    NetRelease(cid, record, elems, lease, files, dir)()

@@ -31,11 +31,11 @@ class Started:
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
                  "terminal", "exit_code", "record", "names", "oom_file", "oom_killed", "endpoint",
-                 "pooled_netns")
+                 "pooled_netns", "release")
 
     def __init__(self):
         self.terminal = self.exit_code = self.record = self.names = self.oom_file = None
-        self.endpoint, self.pooled_netns = None, False
+        self.endpoint, self.pooled_netns, self.release = None, False, None
         self.oom_killed = False
 
 
@@ -183,6 +183,10 @@ def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, net
         if sp is not None:  # the container holds it now, or it dies unused
             sp.close()
     spare.started(spec, foreground=True)
+    if s.endpoint is not None and not s.pooled_netns:
+        # made while the program runs (on another CPU): only the core's call is left at exit
+        from fastbox.runtime import network
+        s.release = network.prepared_release(s.endpoint)
     return s
 
 
@@ -289,8 +293,8 @@ def teardown(s):
         from fastbox.runtime import network
         # its namespace (ours, or a spare) dies with it and takes the veth along; a
         # pool's lives on, so its veth is deleted
-        network.release(s.id, unplug=s.pooled_netns, ep=s.endpoint)
-        s.endpoint = None
+        network.release(s.id, unplug=s.pooled_netns, ep=s.endpoint, prepared=s.release)
+        s.endpoint = s.release = None
     cgroup.remove(s.cgroups)
 
 

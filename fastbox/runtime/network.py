@@ -177,19 +177,29 @@ def unplug(host_if):
         pass
 
 
-def release(cid, unplug=True, ep=None):
+def release(cid, unplug=True, ep=None, prepared=None):
     """Undo cid's endpoint (fastbox.network.endpoints.release). ep: as its starter planned
     it (a foreground run's teardown). One on a network without names, with no other
     network connected, whose veth goes with its namespace, holds only ports, a lease
-    and files: released by the core, as its monitor releases a detached one."""
+    and files: released by the core, as its monitor releases a detached one.
+    prepared: prepared_release(ep), made while the container ran."""
     from fastbox.network import endpoints
     if ep is None or unplug or ep.names or ep.extra_keys or endpoints.has_connections(cid):
         endpoints.release(cid, unplug=unplug, ep=ep)
         return
+    (prepared or prepared_release(ep))()
+
+
+def prepared_release(ep):
+    """The core's release of ep (release's case without names or other networks), its
+    arguments made now: a foreground run makes it while its container runs, off the
+    exit's path (~0.07 ms). None for another endpoint."""
+    if ep.names or ep.extra_keys:
+        return None
     from fastbox.network import nft
     record, lease, files, d = _release_paths(ep)
-    _core.net_release(cid, record, nft.port_elements(ep.ports, ep.ip) if ep.ports else (),
-                      lease, files, d)
+    return _core.NetRelease(ep.id, record, nft.port_elements(ep.ports, ep.ip) if ep.ports else (),
+                            lease, files, d)
 
 
 def _release_paths(ep):
