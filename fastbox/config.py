@@ -10,11 +10,11 @@ import os
 
 
 def root():
-    return os.environ.get("FASTBOX_ROOT", "/var/lib/fastbox")
+    return os.environ.get("FASTBOX_ROOT") or "/var/lib/fastbox"  # set but empty: the default
 
 
 def run_dir():
-    return os.environ.get("FASTBOX_RUN", "/run/fastbox")
+    return os.environ.get("FASTBOX_RUN") or "/run/fastbox"
 
 
 def cgroup_parent():
@@ -22,11 +22,11 @@ def cgroup_parent():
 
 
 def images_dir():
-    return os.path.join(root(), "images")
+    return f"{root()}/images"
 
 
 def containers_dir():
-    return os.path.join(root(), "containers")
+    return f"{root()}/containers"
 
 
 # ---------------------------------------------------------------- the config file

@@ -22,7 +22,7 @@ OWNER_WIDTH = 32  # the owner's field is rewritten in place, at a fixed width
 
 
 def endpoints_dir():
-    return os.path.join(config.run_dir(), "net", "endpoints")
+    return f"{config.run_dir()}/net/endpoints"
 
 
 _me = []  # [pid, owner key] of this process (a fork has its own)
@@ -87,7 +87,7 @@ class Endpoint:
 
 def connections_path(cid):
     """The networks `fastbox network connect` added to cid (fastbox/network/connect.py)."""
-    return os.path.join(config.containers_dir(), cid, "networks")
+    return f"{config.containers_dir()}/{cid}/networks"
 
 
 def has_connections(cid):
@@ -105,7 +105,7 @@ def extras(cid):
 
 
 def _path(cid):
-    return os.path.join(endpoints_dir(), cid)
+    return f"{endpoints_dir()}/{cid}"
 
 
 def _tmp_path(key):
@@ -434,7 +434,7 @@ def held_mappings(but=None):
 def one_address_marker():
     """There while some container may publish a port on one host address (made by its
     start; FASTBOX_RUN is a tmpfs): until then, a start has no overlap to look for."""
-    return os.path.join(config.run_dir(), "net", "one-address-ports")
+    return f"{config.run_dir()}/net/one-address-ports"
 
 
 def ports_text(cid):

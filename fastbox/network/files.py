@@ -19,7 +19,7 @@ HOSTS_MAX = 64 * 1024  # of a container's own /etc/hosts kept when it joins a ne
 
 
 def files_dir(cid):
-    return os.path.join(config.run_dir(), "net", "files", cid)
+    return f"{config.run_dir()}/net/files/{cid}"
 
 
 def names_dir(net):
@@ -27,7 +27,7 @@ def names_dir(net):
 
 
 def names_dir_of(network_id):
-    return os.path.join(config.run_dir(), "net", "names", network_id[:12])
+    return f"{config.run_dir()}/net/names/{network_id[:12]}"
 
 
 def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
@@ -49,11 +49,11 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
         extra += f"{gateway if addr == 'host-gateway' else addr}\t{name}\n"
     own = f"{ip}\t{hostname}\n" if ip else ""
     if names:
-        _put(os.path.join(d, "hosts.base"), BASE + extra + own)
-    _put(os.path.join(d, "hosts"), BASE + extra + own)
-    _put(os.path.join(d, "resolv.conf"), resolv_conf(spec, dns_at))
-    _put(os.path.join(d, "hostname"), hostname + "\n")
-    return [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
+        _put(f"{d}/hosts.base", BASE + extra + own)
+    _put(f"{d}/hosts", BASE + extra + own)
+    _put(f"{d}/resolv.conf", resolv_conf(spec, dns_at))
+    _put(f"{d}/hostname", hostname + "\n")
+    return [(f"{d}/{n}", "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
 
 
 def write_resolv(cid, conf, dns_at=None):

@@ -14,12 +14,12 @@ from fastbox.network.store import int_to_ip, ip_to_int, network_of
 
 
 def leases_dir(net):
-    return os.path.join(config.run_dir(), "net", "leases", net.id[:12])
+    return f"{config.run_dir()}/net/leases/{net.id[:12]}"
 
 
 def lease_path(network_id, ip):
     """The lease of ip on the network with that id (an endpoint's record names both)."""
-    return os.path.join(config.run_dir(), "net", "leases", network_id[:12], ip)
+    return f"{config.run_dir()}/net/leases/{network_id[:12]}/{ip}"
 
 
 class Locked:
@@ -30,7 +30,7 @@ class Locked:
 
     def __enter__(self):
         try:
-            self.fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self.fd = os.open(f"{self.dir}/.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             config.private_dir(self.dir)
             self.fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -96,7 +96,7 @@ def check_ip(net, value, what="--ip"):
 
 
 def write_lease(where, ip, cid):
-    fd = os.open(os.path.join(where, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(f"{where}/{ip}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, cid.encode())
     finally:

@@ -207,11 +207,11 @@ def _release_paths(ep):
     unlinked (its /etc files, its names on a network with names, its record last) and
     their directory."""
     from fastbox.network import endpoints, files, ipam
-    record = os.path.join(endpoints.endpoints_dir(), ep.id)
+    record = f"{endpoints.endpoints_dir()}/{ep.id}"
     d = files.files_dir(ep.id)
-    unlinked = [os.path.join(d, n) for n in ("hosts", "hosts.base", "resolv.conf", "hostname")]
+    unlinked = [f"{d}/{n}" for n in ("hosts", "hosts.base", "resolv.conf", "hostname")]
     if ep.names:
-        unlinked.append(os.path.join(files.names_dir_of(ep.network_id), ep.id))
+        unlinked.append(f"{files.names_dir_of(ep.network_id)}/{ep.id}")
     return record, ipam.lease_path(ep.network_id, ep.ip), unlinked + [record], d
 
 
