@@ -230,44 +230,19 @@ int fb_net_socket(void)
     return nl_open(NETLINK_ROUTE);
 }
 
-/* SIOCGIFINDEX on a netlink socket asks the socket's own namespace. */
-static int index_in(int sock, const char *name)
-{
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    return ioctl(sock, SIOCGIFINDEX, &ifr) < 0 ? -1 : ifr.ifr_ifindex;
-}
-
-int fb_net_peer_up(int sock, const char *peer_if, struct fb_error *e)
-{
-    int idx = index_in(sock, peer_if);
-    if (idx < 0)
-        return fb_fail(e, errno, FB_PHASE_NETWORK, "find the container's interface", peer_if);
-    struct nlbuf b;
-    buf_init(&b, 0);
-    no_ipv6_addrs(&b, idx, NULL);
-    struct ifinfomsg *ifi = msg_begin(&b, RTM_NEWLINK, NLM_F_ACK, sizeof *ifi);
-    if (ifi) {
-        ifi->ifi_family = AF_UNSPEC;
-        ifi->ifi_index = idx;
-        ifi->ifi_flags = ifi->ifi_change = IFF_UP;
-    }
-    msg_end(&b);
-    int rc = nl_talk(sock, &b, IGNORE_NO_IPV6);
-    return rc < 0 ? fb_fail(e, -rc, FB_PHASE_NETWORK, "bring up the container's interface", NULL) : 0;
-}
-
 /* Its end up, its address, then the default route, over a socket in the container's
- * namespace. */
+ * namespace. SIOCGIFINDEX on a netlink socket asks the socket's own namespace. */
 int fb_net_configure(int sock, const struct fb_net_link *l, struct fb_error *e)
 {
     struct nlbuf b;
-    int idx = index_in(sock, l->peer_if);
-    if (idx < 0)
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, l->peer_if, IFNAMSIZ - 1);
+    if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0)
         return fb_fail(e, errno, FB_PHASE_NETWORK, "find the container's interface", l->peer_if);
+    int idx = ifr.ifr_ifindex;
     buf_init(&b, 0);
-    no_ipv6_addrs(&b, idx, NULL); /* a spare's end has it already: a no-op then */
+    no_ipv6_addrs(&b, idx, NULL);
     struct ifinfomsg *ifi = msg_begin(&b, RTM_NEWLINK, NLM_F_ACK, sizeof *ifi);
     if (ifi) {
         ifi->ifi_family = AF_UNSPEC;
@@ -278,8 +253,7 @@ int fb_net_configure(int sock, const struct fb_net_link *l, struct fb_error *e)
      * bytes): the host's neighbour entry for an address that a container held a moment
      * ago stays right for the next container given it. With a random MAC that entry
      * (REACHABLE for up to ~45 s while other ports keep the bridge up) sent the new
-     * container's traffic to the old MAC, into nothing. Set while the link is down, or live on a spare's end
-     * (up already: veth allows it). */
+     * container's traffic to the old MAC, into nothing. Set while the link is down. */
     unsigned char mac[6] = {0x02, 0x42};
     memcpy(mac + 2, &l->addr, 4);
     attr(&b, IFLA_ADDRESS, mac, sizeof mac);

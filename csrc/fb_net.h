@@ -24,10 +24,6 @@ int fb_net_veth(const struct fb_net_link *link, struct fb_error *e);
  * end up, its address, the default route. */
 int fb_net_configure(int sock, const struct fb_net_link *link, struct fb_error *e);
 
-/* Ahead of time, in a spare: the container end up (no IPv6 address), before its
- * address is known. */
-int fb_net_peer_up(int sock, const char *peer_if, struct fb_error *e);
-
 /* A NETLINK_ROUTE socket in the calling thread's namespace. */
 int fb_net_socket(void);
 

@@ -101,12 +101,6 @@ static void make_veth(struct fb_spare *sp, int bridge, int mtu)
     if (fb_net_veth(&l, &e) == 0) {
         sp->bridge_index = bridge;
         sp->mtu = mtu;
-        /* its end up now, off the start's path: that is half of what the start's
-         * netlink batch cost (~0.1 ms; the carrier's work on both ends and the bridge).
-         * Its MAC, which follows from the address, is set at the start, live. Until
-         * then the end has no address and sends nothing (no IPv6 address either). */
-        if (sp->sock >= 0)
-            fb_net_peer_up(sp->sock, "eth0", &e);
     }
 }
 

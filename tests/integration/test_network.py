@@ -710,8 +710,8 @@ def test_back_to_back_bridge_runs_each_get_a_new_namespace_and_veth(hostns):
     spaces = [o[0] for o in got["outs"]]
     assert len(set(spaces)) == len(spaces)
     assert all(o[1:4] == ["eth0", "lo", "1"] for o in got["outs"]), got["outs"]
-    # a spare's eth0 came up before its address was known: its MAC, which follows from
-    # the address, was set live; it has no IPv6 address (lo's ::1 alone); traffic flows
+    # a spare's eth0, made ahead of its address: its MAC still follows from the address,
+    # it has no IPv6 address (lo's ::1 alone), and traffic flows
     for o in got["outs"]:
         ip, mac, inet6, pinged = o[4:]
         assert mac == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split(".")), o
