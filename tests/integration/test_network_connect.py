@@ -286,6 +286,33 @@ def test_foreground_run_disconnected_leaves_the_ports_it_lost_alone(hostns, fb_e
     assert_nothing_left(hostns, fb_env)
 
 
+def test_foreground_run_connected_meanwhile_releases_both_networks(hostns, fb_env):
+    """A foreground run's release is made ready while it runs (the core's, for its first
+    network); a network connected meanwhile is seen at its exit, and released with it."""
+    hostns.ok("network", "create", "appnet")
+    fg = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--name", "f", "-p", "8088:80",
+                                     "busybox", "sh", "-c", "sleep 2"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: hostns.fb("port", "f").stdout.strip() == "80/tcp -> 0.0.0.0:8088",
+                   what="f to publish its port")
+        hostns.ok("network", "connect", "appnet", "f")
+        assert len(leases(fb_env.run)) == 2
+        _, err = fg.communicate(timeout=30)
+        assert fg.returncode == 0, err
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+    # released by the exit itself, before any other command could sweep
+    endpoints = os.path.join(fb_env.run, "net", "endpoints")
+    assert leases(fb_env.run) == [] and os.listdir(endpoints) == []
+    assert hostns.nft_elements() == []
+    hostns.ok("rm", "f")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)
+
+
 def test_disconnect_from_a_first_network_with_names(hostns, fb_env):
     """Its peers there lose its name, it loses theirs, and it asks the name server of the
     network that took over."""
