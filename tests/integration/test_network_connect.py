@@ -2,6 +2,7 @@
 an interface on a user network; a created one is attached at its start; everything is
 released on stop, rm and after a SIGKILL. Run in a namespace playing the host (HostNS of
 test_network)."""
+import contextlib
 import json
 import os
 import signal
@@ -257,28 +258,36 @@ def test_disconnect_from_the_only_network_leaves_lo_alone(hostns, fb_env):
     assert_nothing_left(hostns, fb_env)
 
 
-def test_foreground_run_disconnected_leaves_the_ports_it_lost_alone(hostns, fb_env):
-    """A foreground run releases its endpoint at its exit (the core's release, as a
-    detached one's monitor): not the ports and address a disconnect freed, which
-    another container holds by then."""
-    fg = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--name", "f", "-p", "8087:80",
-                                     "busybox", "sh", "-c", "sleep 3"),
+@contextlib.contextmanager
+def foreground(hostns, name, port, seconds):
+    """`fastbox run --name NAME -p PORT:80 busybox sleep SECONDS` in the foreground, its
+    port published; on leaving the block, it has exited 0."""
+    fg = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--name", name, "-p", f"{port}:80",
+                                     "busybox", "sh", "-c", f"sleep {seconds}"),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        eventually(lambda: hostns.fb("port", "f").stdout.strip() == "80/tcp -> 0.0.0.0:8087",
-                   what="f to publish its port")
-        f_ip = json.loads(hostns.ok("inspect", "f"))[0]["NetworkSettings"]["IPAddress"]
-        hostns.ok("network", "disconnect", "bridge", "f")
-        assert hostns.nft_elements() == [] and leases(fb_env.run) == []
-        # g takes the port and, as the lowest free address, the one f had
-        hostns.ok("run", "-d", "--name", "g", "-p", "8087:80", "busybox", "sleep", "1d")
-        assert json.loads(hostns.ok("inspect", "g"))[0]["NetworkSettings"]["IPAddress"] == f_ip
+        eventually(lambda: hostns.fb("port", name).stdout.strip() == f"80/tcp -> 0.0.0.0:{port}",
+                   what=f"{name} to publish its port")
+        yield fg
         _, err = fg.communicate(timeout=30)
         assert fg.returncode == 0, err
     finally:
         if fg.poll() is None:
             fg.kill()
             fg.wait()
+
+
+def test_foreground_run_disconnected_leaves_the_ports_it_lost_alone(hostns, fb_env):
+    """A foreground run releases its endpoint at its exit (the core's release, as a
+    detached one's monitor): not the ports and address a disconnect freed, which
+    another container holds by then."""
+    with foreground(hostns, "f", 8087, seconds=3):
+        f_ip = json.loads(hostns.ok("inspect", "f"))[0]["NetworkSettings"]["IPAddress"]
+        hostns.ok("network", "disconnect", "bridge", "f")
+        assert hostns.nft_elements() == [] and leases(fb_env.run) == []
+        # g takes the port and, as the lowest free address, the one f had
+        hostns.ok("run", "-d", "--name", "g", "-p", "8087:80", "busybox", "sleep", "1d")
+        assert json.loads(hostns.ok("inspect", "g"))[0]["NetworkSettings"]["IPAddress"] == f_ip
     assert len(hostns.nft_elements()) == 1 and "8087" in hostns.ok("port", "g")
     assert len(leases(fb_env.run)) == 1
     hostns.ok("exec", "g", "true")
@@ -290,20 +299,9 @@ def test_foreground_run_connected_meanwhile_releases_both_networks(hostns, fb_en
     """A foreground run's release is made ready while it runs (the core's, for its first
     network); a network connected meanwhile is seen at its exit, and released with it."""
     hostns.ok("network", "create", "appnet")
-    fg = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--name", "f", "-p", "8088:80",
-                                     "busybox", "sh", "-c", "sleep 2"),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        eventually(lambda: hostns.fb("port", "f").stdout.strip() == "80/tcp -> 0.0.0.0:8088",
-                   what="f to publish its port")
+    with foreground(hostns, "f", 8088, seconds=2):
         hostns.ok("network", "connect", "appnet", "f")
         assert len(leases(fb_env.run)) == 2
-        _, err = fg.communicate(timeout=30)
-        assert fg.returncode == 0, err
-    finally:
-        if fg.poll() is None:
-            fg.kill()
-            fg.wait()
     # released by the exit itself, before any other command could sweep
     endpoints = os.path.join(fb_env.run, "net", "endpoints")
     assert leases(fb_env.run) == [] and os.listdir(endpoints) == []
