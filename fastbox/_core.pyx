@@ -403,8 +403,3 @@ cdef class NetRelease:
     def __call__(self):
         with nogil:
             fb_net_release(&self.ep)
-
-
-def net_release(cid, record, elems, lease, files, dir):
-    """NetRelease's, made and done at once."""
-    NetRelease(cid, record, elems, lease, files, dir)()
