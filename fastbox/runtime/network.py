@@ -184,10 +184,12 @@ def release(cid, unplug=True, ep=None, prepared=None):
     and files: released by the core, as its monitor releases a detached one.
     prepared: prepared_release(ep), made while the container ran."""
     from fastbox.network import endpoints
-    if ep is None or unplug or ep.names or ep.extra_keys or endpoints.has_connections(cid):
+    core = None if ep is None or unplug or endpoints.has_connections(cid) else (
+        prepared or prepared_release(ep))
+    if core is None:
         endpoints.release(cid, unplug=unplug, ep=ep)
         return
-    (prepared or prepared_release(ep))()
+    core()
 
 
 def prepared_release(ep):
