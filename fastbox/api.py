@@ -169,7 +169,7 @@ def _start(cid, spec, img, io, t0, tty, cgroups, netns_fd):
     names = _reserve_ephemeral_name(spec, cid) if remove and spec.name else None
     try:
         started = container.start(cid, spec, img, io.child_fds(), t0, tty=tty, cg=cgroups,
-                                  netns_fd=netns_fd)
+                                  netns_fd=netns_fd, unnamed=record is None)
     except BaseException:
         if record:  # never ran: keep nothing of it, its name included
             record.remove(cid, force=True)

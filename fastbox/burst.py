@@ -321,7 +321,7 @@ async def arun(image, command=None, **options):
 
     def start():
         try:
-            s = container.start(cid, spec, img, (devnull(), -1, -1), t0)
+            s = container.start(cid, spec, img, (devnull(), -1, -1), t0, unnamed=True)
         except BaseException:
             handoff.failed()
             raise

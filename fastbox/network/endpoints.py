@@ -150,12 +150,13 @@ def owner_alive(owner):
     return pid.isdigit() and started.isdigit() and process.alive(int(pid), int(started))
 
 
-def plan(cid, spec, hostname, ports, host_if=None, found=None):
+def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True):
     """Choose the network and an address for cid and record its endpoint (owned by us)
     before anything is made. ports: the resolved host port mappings; host_if: the host
     end of a veth made ahead of time in the container's namespace (a spare's); found:
-    (network, its bridge's ifindex or 0), if the caller looked them up already."""
-    if os.path.exists(_path(cid)):  # a restart: what its last run held goes first
+    (network, its bridge's ifindex or 0), if the caller looked them up already.
+    restart=False: cid is new, it has no record of an earlier run to look for."""
+    if restart and os.path.exists(_path(cid)):  # a restart: what its last run held goes first
         release(cid)
     net, index = found if found and found[0] is not None else (store.get(spec.network), 0)
     if not index:

@@ -52,11 +52,27 @@ def pick(net, taken):
     return None
 
 
+_last = {}  # (network id, subnet, prefix, gateway) -> the address this process last leased
+
+
 def allocate_locked(net, cid, reclaim, record):
     """Under net's lock (Locked): a lease for cid. record(ip) writes the endpoint's record
     before the lease exists; reclaim(net, leases) frees the leases of dead owners and is
-    called only when the pool is exhausted."""
+    called only when the pool is exhausted. The address this process leased last comes
+    first if it is free (one stat): its container has most likely exited (back-to-back
+    runs), and the directory's listing costs five syscalls; else the lowest free one."""
     where = leases_dir(net)
+    key = (net.id, net.subnet, net.prefix, net.gateway)
+    ip = _last.get(key)
+    if ip is None or os.path.exists(f"{where}/{ip}"):
+        ip = _lowest_free(net, where, reclaim)
+    record(ip)
+    write_lease(where, ip, cid)
+    _last[key] = ip
+    return ip
+
+
+def _lowest_free(net, where, reclaim):
     taken = set(os.listdir(where))
     ip = pick(net, taken)
     if ip is None:
@@ -65,8 +81,6 @@ def allocate_locked(net, cid, reclaim, record):
     if ip is None:
         raise StartError(f"no free address left in network {net.name} "
                          f"({net.subnet}/{net.prefix})", "network", 28)
-    record(ip)
-    write_lease(where, ip, cid)
     return ip
 
 

@@ -20,7 +20,7 @@ def _probe(proto, host_ip, port):
         if proto == "tcp":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host_ip, port))
-        return s.getsockname()[1]
+        return s.getsockname()[1] if port == 0 else port
     except OSError:
         return None
     finally:

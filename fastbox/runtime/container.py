@@ -31,12 +31,12 @@ class Started:
 
     __slots__ = ("id", "name", "pid", "pidfd", "cgroups", "container_dir", "times", "t0",
                  "terminal", "exit_code", "record", "names", "oom_file", "oom_killed", "endpoint",
-                 "pooled_netns", "release")
+                 "pooled_netns", "release", "unnamed")
 
     def __init__(self):
         self.terminal = self.exit_code = self.record = self.names = self.oom_file = None
         self.endpoint, self.pooled_netns, self.release = None, False, None
-        self.oom_killed = False
+        self.oom_killed = self.unnamed = False
 
 
 class Console:
@@ -71,11 +71,13 @@ def new_id():
 
 
 def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=None, spare=None,
-            late_spare=False):
+            late_spare=False, unnamed=False):
     """The core's plan for this container, with the cgroup and rootfs plans it uses
     (cg, netns_fd: a pool's ready-made cgroups and network namespace instead of the
     container's own). late_spare: a bridge container's spare namespace is taken here,
-    just before its network is set up (plan.spare, which the caller closes)."""
+    just before its network is set up (plan.spare, which the caller closes). unnamed: a
+    new id that no record holds (a --rm run's), so no command can have connected it to a
+    network or left an endpoint of an earlier run: neither is looked for."""
     # first: a profile libseccomp refuses fails the start before anything is made
     prog = seccomp.filter_for(spec.seccomp_profile, spec.capability_mask)
     ident = user.resolve(spec.user or image.user, image.layer_dirs)
@@ -92,11 +94,12 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.devnodes = nodes
     if spec.init or spec.ulimits:
         _init_and_ulimits(plan, spec)
-    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare)
+    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare, unnamed)
     return plan, cg, fs, argv
 
 
-def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_spare=False):
+def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_spare=False,
+             unnamed=False):
     """The container's network namespace: made ahead of time (netns_fd: a spare or a
     pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
     address, route, ports, /etc files), made before the clone into that namespace.
@@ -143,8 +146,10 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
     if endpoint:
         from fastbox.runtime import network
         try:
-            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed, found)
-            _connected_networks(plan, cid, spec, hostname, netns_fd)
+            plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed, found,
+                                          unnamed)
+            if not unnamed:
+                _connected_networks(plan, cid, spec, hostname, netns_fd)
             if late_spare:
                 spares.network_ready()
         except BaseException:
@@ -171,14 +176,16 @@ def _connected_networks(plan, cid, spec, hostname, netns_fd):
             raise
 
 
-def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None):
+def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, netns_fd=None,
+          unnamed=False):
     """Build and start the container as our child; returns once its program has been
-    exec'd."""
+    exec'd. unnamed: cid is new and no record holds it (prepare's)."""
     # a `none` container's namespace now; a bridge one's in prepare (late_spare)
     sp = spare.netns(spec) if netns_fd is None and spec.network == "none" else None
     try:
-        s = _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if sp is None else sp.fd, sp)
-        s.pooled_netns = netns_fd is not None
+        s = _start(cid, spec, image, stdio, t0, tty, cg, netns_fd if sp is None else sp.fd, sp,
+                   unnamed)
+        s.pooled_netns, s.unnamed = netns_fd is not None, unnamed
     finally:
         if sp is not None:  # the container holds it now, or it dies unused
             sp.close()
@@ -190,8 +197,9 @@ def start(cid, spec, image, stdio=(-1, -1, -1), t0=None, tty=False, cg=None, net
     return s
 
 
-def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd, sp=None):
-    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd, sp, late_spare=True)
+def _start(cid, spec, image, stdio, t0, tty, cg, netns_fd, sp=None, unnamed=False):
+    plan, cg, fs, argv = prepare(cid, spec, image, stdio, tty, cg, netns_fd, sp, late_spare=True,
+                                 unnamed=unnamed)
     console = Console(plan, tty) if tty else None
     try:
         pid, pidfd, times = _core.spawn(plan)
@@ -293,7 +301,8 @@ def teardown(s):
         from fastbox.runtime import network
         # its namespace (ours, or a spare) dies with it and takes the veth along; a
         # pool's lives on, so its veth is deleted
-        network.release(s.id, unplug=s.pooled_netns, ep=s.endpoint, prepared=s.release)
+        network.release(s.id, unplug=s.pooled_netns, ep=s.endpoint, prepared=s.release,
+                        connected=not s.unnamed)
         s.endpoint = s.release = None
     cgroup.remove(s.cgroups)
 

@@ -36,12 +36,13 @@ def fits(spare, found):
     return index != 0 and spare.bridge_index == index and spare.mtu == net.mtu
 
 
-def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
+def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unnamed=False):
     """The network of a container that has an address of its own: returns its endpoint
     (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname). spare: the
     namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used.
     exposed: the image's EXPOSE ports, which -P publishes with --expose's, as Docker.
-    found: bridge_of(spec), if the caller looked it up already."""
+    found: bridge_of(spec), if the caller looked it up already. unnamed: cid is new and
+    no record holds it (container.prepare's): no earlier endpoint of it is looked for."""
     from fastbox.network import endpoints, ports
     from fastbox.runtime import spare as spares
     items = ports.wanted(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
@@ -53,7 +54,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None):
         _refuse_overlaps(cid, mapped, held)
     made = spare is not None and spare.host_if is not None
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None,
-                        found=found)
+                        found=found, restart=not unnamed)
     spares.remember_bridge(ep.bridge_index, ep.mtu)
     try:
         try:
@@ -177,14 +178,15 @@ def unplug(host_if):
         pass
 
 
-def release(cid, unplug=True, ep=None, prepared=None):
+def release(cid, unplug=True, ep=None, prepared=None, connected=True):
     """Undo cid's endpoint (fastbox.network.endpoints.release). ep: as its starter planned
     it (a foreground run's teardown). One on a network without names, with no other
     network connected, whose veth goes with its namespace, holds only ports, a lease
     and files: released by the core, as its monitor releases a detached one.
-    prepared: prepared_release(ep), made while the container ran."""
+    prepared: prepared_release(ep), made while the container ran. connected=False: no
+    command could connect cid to another network (no record names it): not looked for."""
     from fastbox.network import endpoints
-    core = None if ep is None or unplug or endpoints.has_connections(cid) else (
+    core = None if ep is None or unplug or (connected and endpoints.has_connections(cid)) else (
         prepared or prepared_release(ep))
     if core is None:
         endpoints.release(cid, unplug=unplug, ep=ep)

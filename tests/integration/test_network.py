@@ -784,6 +784,35 @@ def test_address_is_reused_after_rm_and_reclaimed_from_a_dead_owner(hostns, fb_e
     assert json.loads(hostns.ok("inspect", second))[0]["NetworkSettings"]["IPAddress"] == ip
 
 
+LAST_ADDRESS_SCRIPT = r"""
+import json, subprocess, sys, fastbox
+ip = ["sh", "-c", "ip -o -4 addr show eth0 | grep -o 'inet [0-9.]*' | cut -c6-"]
+first = fastbox.run("busybox", ip, network="bridge", capture_output=True).stdout.decode().strip()
+# another process's container takes the address the first one freed (the lowest)
+other = subprocess.run([sys.argv[1], "run", "-d", "busybox", "sleep", "60"], check=True,
+                       capture_output=True, text=True).stdout.strip()
+held = json.loads(subprocess.run([sys.argv[1], "inspect", other], check=True, capture_output=True,
+                                 text=True).stdout)[0]["NetworkSettings"]["IPAddress"]
+again = fastbox.run("busybox", ip, network="bridge", capture_output=True)
+print(json.dumps({"first": first, "held": held, "again": again.stdout.decode().strip(),
+                  "code": again.exit_code, "other": other}))
+"""
+
+
+def test_a_process_tries_its_last_address_first_and_moves_on_if_it_is_taken(hostns, fb_env):
+    """A process's next container tries the address its last one had (one stat, where
+    the lowest free one needs the leases' listing); held meanwhile by another process's
+    container, it takes the lowest free one instead, and the start does not fail."""
+    r = subprocess.run(hostns.cmd(PYTHON, "-I", "-c", LAST_ADDRESS_SCRIPT, FASTBOX),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    hostns.ok("rm", "-f", got["other"])
+    assert got["first"] == got["held"] == "10.66.0.2", got
+    assert (got["code"], got["again"]) == (0, "10.66.0.3"), got
+    assert_nothing_left(hostns, fb_env)
+
+
 # ------------------------------------------------------------------ crashes
 
 @pytest.mark.parametrize("round_", range(4))
