@@ -71,7 +71,17 @@ class _Relay:
             signal.signal(signal.SIGWINCH, lambda *_: self._copy_winsize())
         self._copy_winsize()
         self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
+        # Signals are the main thread's to take: Python runs their handlers (which
+        # forward them to the container) only there, and one the kernel hands to this
+        # thread leaves the main thread asleep in its wait, the signal unforwarded (CI
+        # once saw `run -t` ignore a SIGTERM). Blocked before the thread exists, so it
+        # is born with them blocked: not one instant where it could take one.
+        every = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, every)
+        try:
+            self.thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def _copy_winsize(self):
         if self.master is None or not os.isatty(0):
@@ -82,11 +92,6 @@ class _Relay:
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
 
     def _pump(self):
-        # Signals are the main thread's to take: Python runs their handlers (which
-        # forward them to the container) only there, and one the kernel hands to this
-        # thread leaves the main thread asleep in its wait, the signal unforwarded (CI
-        # once saw `run -t` ignore a SIGTERM).
-        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP})
         watch = [self.master] + ([0] if self.interactive else [])
         while True:
             ready, _, _ = select.select(watch, [], [])
