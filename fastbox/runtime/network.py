@@ -180,18 +180,16 @@ def unplug(host_if):
 
 def release(cid, unplug=True, ep=None, prepared=None, connected=True):
     """Undo cid's endpoint (fastbox.network.endpoints.release). ep: as its starter planned
-    it (a foreground run's teardown). One on a network without names, with no other
-    network connected, whose veth goes with its namespace, holds only ports, a lease
-    and files: released by the core, as its monitor releases a detached one.
-    prepared: prepared_release(ep), made while the container ran. connected=False: no
-    command could connect cid to another network (no record names it): not looked for."""
+    it (a foreground run's teardown). prepared: prepared_release(ep), made while the
+    container ran: one on a network without names, whose veth goes with its namespace,
+    holds only ports, a lease and files, and the core releases it, as its monitor
+    releases a detached one; unless another network was connected to it meanwhile.
+    connected=False: no command could connect cid (no record names it): not looked for."""
     from fastbox.network import endpoints
-    core = None if ep is None or unplug or (connected and endpoints.has_connections(cid)) else (
-        prepared or prepared_release(ep))
-    if core is None:
+    if prepared is None or unplug or (connected and endpoints.has_connections(cid)):
         endpoints.release(cid, unplug=unplug, ep=ep)
         return
-    core()
+    prepared()
 
 
 def prepared_release(ep):
