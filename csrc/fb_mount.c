@@ -158,6 +158,43 @@ static int overlay_fsmount(struct fb_child *c)
     return (int)r;
 }
 
+static void close_fd(long *fd)
+{
+    if (*fd >= 0)
+        FB_SYS1(SYS_close, *fd);
+}
+#define AUTO_FD __attribute__((cleanup(close_fd))) long
+
+/* The container's /etc files, into the upper layer of its scratch tmpfs, which is new
+ * and ours alone: nothing in it can be a link planted by anyone. */
+static int write_etc_files(struct fb_child *c)
+{
+    const struct fb_plan *p = c->plan;
+    struct fb_error *e = &c->report->err;
+    AUTO_FD upper = FB_SYS3(SYS_openat, AT_FDCWD, p->upper, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (upper < 0)
+        return fb_fail(e, upper, FB_PHASE_ROOTFS, "open the upper layer", p->upper);
+    long r = FB_SYS3(SYS_mkdirat, upper, "etc", 0755);
+    if (r < 0)
+        return fb_fail(e, r, FB_PHASE_ROOTFS, "mkdir /etc in the upper layer", p->upper);
+    AUTO_FD etc = FB_SYS3(SYS_openat, upper, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (etc < 0)
+        return fb_fail(e, etc, FB_PHASE_ROOTFS, "open /etc in the upper layer", p->upper);
+    for (int i = 0; i < p->n_etc_files; i++) {
+        AUTO_FD fd = FB_SYS4(SYS_openat, etc, p->etc_names[i],
+                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return fb_fail(e, fd, FB_PHASE_ROOTFS, "create /etc file", p->etc_names[i]);
+        size_t len = strlen(p->etc_texts[i]);
+        r = len ? FB_SYS3(SYS_write, fd, p->etc_texts[i], len) : 0;
+        if (r >= 0 && (size_t)r != len)
+            r = -EIO;  /* a tmpfs takes a short text whole or fails */
+        if (r < 0)
+            return fb_fail(e, r, FB_PHASE_ROOTFS, "write /etc file", p->etc_names[i]);
+    }
+    return 0;
+}
+
 static int mount_scratch(struct fb_child *c)
 {
     const struct fb_plan *p = c->plan;
@@ -171,7 +208,7 @@ static int mount_scratch(struct fb_child *c)
         if (r < 0 && r != -EEXIST)
             return fb_fail(e, r, FB_PHASE_ROOTFS, "mkdir", dirs[i]);
     }
-    return 0;
+    return p->n_etc_files ? write_etc_files(c) : 0;
 }
 
 int fb_mount_rootfs(struct fb_child *c)
@@ -250,13 +287,6 @@ int fb_open_volumes(struct fb_child *c)
 struct fb_open_how {
     uint64_t flags, mode, resolve;
 };
-
-static void close_fd(long *fd)
-{
-    if (*fd >= 0)
-        FB_SYS1(SYS_close, *fd);
-}
-#define AUTO_FD __attribute__((cleanup(close_fd))) long
 
 static long open_in(long dirfd, const char *path, int flags, uint64_t resolve)
 {

@@ -62,6 +62,12 @@ struct fb_plan {
     const char *upper;        /* upperdir; relative to scratch when scratch is set */
     const char *work;         /* workdir; likewise */
     const char *rootfs;       /* where the overlay is mounted before pivot_root */
+    /* With scratch: files written into the fresh upper layer's /etc before the overlay
+     * is mounted (an ephemeral container's own /etc/hosts, hostname, resolv.conf when it
+     * has no network files of its own to bind: they vanish with its mount namespace) */
+    const char *const *etc_names;
+    const char *const *etc_texts;
+    int n_etc_files;
     const char *const *overlay_opts; /* extra flag options: "volatile", "metacopy=on" */
     int n_overlay_opts;
     int readonly_root;

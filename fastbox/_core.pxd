@@ -36,6 +36,9 @@ cdef extern from "fb_plan.h":
         const char *upper
         const char *work
         const char *rootfs
+        const char *const *etc_names
+        const char *const *etc_texts
+        int n_etc_files
         const char *const *overlay_opts
         int n_overlay_opts
         int readonly_root

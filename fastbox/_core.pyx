@@ -83,6 +83,10 @@ cdef void fill_rootfs(fb_plan *c, object p, _Arena a) except *:
     c.upper = a.s(p.upper)
     c.work = a.s(p.work)
     c.rootfs = a.s(p.rootfs)
+    etc = getattr(p, "etc_files", ())
+    c.n_etc_files = <int>len(etc)
+    c.etc_names = a.strv([name for name, _ in etc]) if etc else NULL
+    c.etc_texts = a.strv([text for _, text in etc]) if etc else NULL
     c.overlay_opts = a.strv(p.overlay_opts)
     c.n_overlay_opts = <int>len(p.overlay_opts)
     c.readonly_root = 1 if p.readonly_root else 0

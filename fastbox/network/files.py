@@ -56,6 +56,76 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
     return [(f"{d}/{n}", "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
 
 
+def standalone(spec, hostname):
+    """[(name, text)]: /etc/hosts, hostname and resolv.conf of a container with no address
+    of its own, as Docker and Podman give them (programs resolve "localhost" and their
+    own name through /etc/hosts). --network host: the host's hosts and resolv.conf; none:
+    the loopback names, and resolv.conf only if --dns, --dns-search or --dns-option asked
+    for one (Podman's: no server is reachable). --add-host's lines come first."""
+    extra = "".join(f"{_host_gateway() if addr == 'host-gateway' else addr}\t{name}\n"
+                    for name, _, addr in (item.partition(":") for item in spec.add_host))
+    asked = spec.dns or spec.dns_search or spec.dns_option
+    if spec.network == "host":
+        out = [("hosts", extra + _host_file("/etc/hosts")),
+               ("resolv.conf", resolv_conf(spec) if asked else _host_file(HOST_RESOLV))]
+    else:
+        out = [("hosts", extra + BASE + f"127.0.0.1\t{hostname}\n")]
+        if asked:
+            out.append(("resolv.conf", resolv_conf(spec)))
+    out.append(("hostname", hostname + "\n"))
+    return out
+
+
+def write_standalone(d, texts):
+    """standalone()'s files into d, a stopped-and-started container's own directory,
+    which `rm` removes; [(host path, container path)] to bind."""
+    for name, text in texts:
+        _put(f"{d}/{name}", text)
+    return [(f"{d}/{name}", "/etc/" + name) for name, _ in texts]
+
+
+def shared(cid):
+    """[(host path, container path)]: the /etc files of container cid that a container
+    joining its network binds, as Docker shares them (none: an ephemeral container's are
+    in its own upper layer)."""
+    from fastbox import config as cfg
+    for d in (files_dir(cid), os.path.join(cfg.containers_dir(), cid)):
+        found = [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")
+                 if os.path.exists(os.path.join(d, n))]
+        if found:
+            return found
+    return []
+
+
+_host_files = {}  # path -> (inode, mtime, text)
+
+
+def _host_file(path):
+    """A host file's text, read again only when it changes (one stat per start)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    cached = _host_files.get(path)
+    if cached is None or cached[:2] != (st.st_ino, st.st_mtime_ns):
+        try:
+            with open(path) as f:
+                text = f.read(HOSTS_MAX)
+        except OSError:
+            text = ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        cached = _host_files[path] = (st.st_ino, st.st_mtime_ns, text)
+    return cached[2]
+
+
+def _host_gateway():
+    """--add-host NAME:host-gateway without a network of its own: the default bridge's
+    gateway, as Docker's daemon-wide host-gateway address."""
+    from fastbox.network import store
+    return store.default().gateway
+
+
 def write_resolv(cid, conf, dns_at=None):
     """resolv.conf again, in place (the bind mount shows this inode): naming the host's
     resolvers (or --dns's), or the name server at dns_at. conf: the container's spec or

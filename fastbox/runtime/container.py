@@ -95,7 +95,25 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     if spec.init or spec.ulimits:
         _init_and_ulimits(plan, spec)
     _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare, unnamed)
+    if not plan.etc_bound:
+        _standalone_etc(plan, fs, spec, hostname, image.layer_dirs)
     return plan, cg, fs, argv
+
+
+def _standalone_etc(plan, fs, spec, hostname, layer_dirs):
+    """/etc/hosts, hostname (and resolv.conf) of a container with no network files to
+    bind (none, host, or joining one that has none), as Docker's: an ephemeral one's are
+    written into its upper layer by the child (no mount, nothing left on the host);
+    another's are kept in its own directory and bound over the init layer's."""
+    if not rootfs.etc_is_dir(layer_dirs):  # an image whose /etc is a link: left alone
+        return
+    from fastbox.network import files
+    texts = files.standalone(spec, hostname)
+    if fs.scratch:
+        plan.etc_files = texts
+        return
+    plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
+                   for src, dst in files.write_standalone(fs.container_dir, texts)] + list(plan.mounts)
 
 
 def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_spare=False,
@@ -106,6 +124,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
     plan.endpoint and plan.own_netns_fd (ours to close) are set for the caller."""
     from fastbox.runtime import spare as spares  # (the argument `spare` is a Spare)
     plan.endpoint, plan.own_netns_fd, plan.spare = None, None, None
+    plan.etc_bound = False  # whether the network binds the /etc files (else: _standalone_etc)
     mode = spec.network
     if mode == "host":
         return
@@ -115,6 +134,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         fd, binds = network.container_netns(mode[len("container:"):])
         plan.join_netns_fd, plan.loopback_up, plan.own_netns_fd = fd, False, fd
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None) for src, dst in binds] + list(plan.mounts)
+        plan.etc_bound = bool(binds)
         return
     endpoint = mode != "none"
     if endpoint and netns_fd is not None and spare is None:
@@ -125,6 +145,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             plan.join_netns_fd, plan.loopback_up = netns_fd, False
             plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                            for src, dst in ep.binds] + list(plan.mounts)
+            plan.etc_bound = True
             return
     if late_spare and endpoint and netns_fd is None:
         # as late as can be: the worker makes it (its veth above all) while we get here
@@ -160,6 +181,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             raise
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
+        plan.etc_bound = True
 
 
 def _connected_networks(plan, cid, spec, hostname, netns_fd):
@@ -342,9 +364,9 @@ def _joined_hostname(ref):
         return None
     from fastbox.network import files
     try:
-        with open(os.path.join(files.files_dir(c.id), "hostname")) as f:
+        with open(dict((dst, src) for src, dst in files.shared(c.id))["/etc/hostname"]) as f:
             return f.read().strip() or None
-    except OSError:
+    except (OSError, KeyError):
         spec = c.attrs.get("spec") or {}
         if spec.get("hostname"):
             return spec["hostname"]

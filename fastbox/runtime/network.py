@@ -239,10 +239,7 @@ def container_netns(ref):
     except OSError as e:
         raise ContainerStateError(f"cannot join the network of container {ref}: {e.strerror}") from None
     from fastbox.network import files
-    d = files.files_dir(c.id)
-    binds = [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")
-             if os.path.exists(os.path.join(d, n))]
-    return fd, binds
+    return fd, files.shared(c.id)
 
 
 # ---------------------------------------------------------------- pools

@@ -36,7 +36,7 @@ class RootfsPlan:
 
 def plan(cid, layer_dirs, spec, ephemeral):
     p = RootfsPlan()
-    p.lowers = _lowers(layer_dirs, spec)
+    p.lowers = _lowers(layer_dirs, spec, ephemeral)
     p.overlay_opts = [o for o in spec.storage_opts if o != "tmpfs"]
     if ephemeral and not spec.storage_opts and _metacopy_supported():
         p.overlay_opts = EPHEMERAL_OPTIONS
@@ -70,16 +70,17 @@ _init_made = set()
 _etc_dir = {}  # an image's layer_dirs -> whether its /etc is a directory (or absent)
 
 
-def _lowers(layer_dirs, spec):
+def _lowers(layer_dirs, spec, ephemeral):
     """The overlay's layers, top-most first: the init layer over the image's for a
-    container whose /etc files are bound (a network of its own, or another's), unless
-    the image's /etc is no directory (a symlink: the init layer's /etc would hide it)."""
-    if spec.network in ("none", "host") or not _etc_is_dir(layer_dirs):
+    container whose /etc files are bound (all but an ephemeral one with no network of
+    its own: the child writes those into its upper layer), unless the image's /etc is no
+    directory (a symlink: the init layer's /etc would hide it)."""
+    if (ephemeral and spec.network in ("none", "host")) or not etc_is_dir(layer_dirs):
         return list(layer_dirs)
     return [init_layer()] + list(layer_dirs)
 
 
-def _etc_is_dir(layer_dirs):
+def etc_is_dir(layer_dirs):
     key = tuple(layer_dirs)
     if key not in _etc_dir:
         import stat

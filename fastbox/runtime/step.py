@@ -24,6 +24,7 @@ def start(cid, spec, image, base, stdio):
         plan, cg, fs, argv = container.prepare(cid, spec, image, stdio, False, None,
                                                net.fd if net is not None else None, net)
         plan.scratch = plan.scratch_data = None  # no tmpfs: the upper layer stays on disk
+        plan.etc_files = ()  # the step's layer must not keep a container's /etc files
         plan.upper, plan.work, plan.rootfs = base + "/upper", base + "/work", base + "/rootfs"
         for d in (plan.upper, plan.work, plan.rootfs):
             os.makedirs(d, 0o755, exist_ok=True)

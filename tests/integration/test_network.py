@@ -245,6 +245,53 @@ def test_none_has_only_lo(hostns):
     assert hostns.veths() == []
 
 
+def test_none_and_host_get_their_etc_files_as_docker_gives_them(hostns, fb_env):
+    """Without an address of its own a container still gets /etc/hosts (its programs
+    resolve "localhost" and its own name), /etc/hostname and, on the host's network, the
+    host's /etc/hosts and resolv.conf, as Docker and Podman give them. Before, busybox
+    saw none of the three and `ping localhost` failed. An ephemeral container's are in
+    its own upper layer (nothing of them on the host, nothing left behind); a kept one's
+    in its own directory, which rm removes, and a container joining its network shares
+    them."""
+    out = hostns.ok("run", "--rm", "--network", "none", "--hostname", "box", "--add-host",
+                    "db:10.9.9.9", "busybox", "sh", "-c",
+                    "cat /etc/hosts /etc/hostname; ping -c 1 -W 2 localhost >/dev/null && "
+                    "ping -c 1 -W 2 box >/dev/null && echo pinged; echo x >> /etc/hosts && echo wrote; "
+                    "test -e /etc/resolv.conf || echo no-resolv")
+    assert out == ("10.9.9.9\tdb\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                   "127.0.0.1\tbox\nbox\npinged\nwrote\nno-resolv\n")
+    assert hostns.ok("run", "--rm", "--network", "none", "--dns", "10.1.2.3", "busybox", "cat",
+                     "/etc/resolv.conf") == "nameserver 10.1.2.3\n"
+    with open("/etc/hosts") as f:
+        hosts = f.read()
+    with open("/etc/resolv.conf") as f:
+        resolv = f.read()
+    out = hostns.ok("run", "--rm", "--network", "host", "--add-host", "db:10.9.9.9", "busybox",
+                    "sh", "-c", "cat /etc/hosts; echo ==; cat /etc/resolv.conf; echo ==; cat /etc/hostname")
+    assert out == f"10.9.9.9\tdb\n{hosts}==\n{resolv}==\n{os.uname().nodename}\n"
+    assert not os.path.exists(os.path.join(fb_env.run, "net", "files")) or \
+        os.listdir(os.path.join(fb_env.run, "net", "files")) == []
+
+    # kept: its files in its directory, bound over the init layer's (its upper stays
+    # empty), shared with a container that joins it, gone with rm
+    hostns.ok("run", "-d", "--name", "kept", "--network", "none", "busybox", "sleep", "60")
+    cid = json.loads(hostns.ok("inspect", "kept"))[0]["Id"]
+    d = os.path.join(fb_env.root, "containers", cid)
+    assert hostns.ok("run", "--rm", "--network", "container:kept", "busybox", "sh", "-c",
+                     "cat /etc/hostname; grep localhost /etc/hosts") == f"{cid[:12]}\n127.0.0.1\tlocalhost\n" \
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    assert os.listdir(os.path.join(d, "upper")) == []
+    with open(os.path.join(d, "hostname")) as f:
+        assert f.read() == cid[:12] + "\n"
+    # an ephemeral one joined: it has none to share, so the joiner gets its own
+    hostns.ok("run", "-d", "--rm", "--name", "gone", "--network", "none", "busybox", "sleep", "60")
+    assert hostns.ok("run", "--rm", "--network", "container:gone", "busybox", "sh", "-c",
+                     "cat /etc/hostname; grep -c localhost /etc/hosts") == \
+        hostns.ok("exec", "gone", "hostname") + "2\n"
+    hostns.ok("rm", "-f", "kept", "gone")
+    assert not os.path.exists(d)
+
+
 def test_host_network_shares_the_hosts_links(hostns):
     hostns.sh("ip link add fbtest-br type bridge")
     out = hostns.ok("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
