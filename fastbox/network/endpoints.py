@@ -38,10 +38,13 @@ def my_owner():
 class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
                  "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
-                 "extra_keys", "dns", "dns_search", "dns_option")
+                 "extra_keys", "dns", "dns_search", "dns_option", "etc_texts")
 
     def __init__(self, **fields):
         self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
+        # [(name, text)]: /etc files the core writes into the container's upper layer
+        # instead of binding files (plan's in_layer); not recorded: set by its starter only
+        self.etc_texts = None
         self.extra_keys = ()  # the records of the other networks attached at this start
         self.dns = []  # --dns: the servers its network's name server forwards to
         self.dns_search, self.dns_option = [], []  # --dns-search, --dns-option
@@ -150,12 +153,16 @@ def owner_alive(owner):
     return pid.isdigit() and started.isdigit() and process.alive(int(pid), int(started))
 
 
-def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True):
+def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_layer=False):
     """Choose the network and an address for cid and record its endpoint (owned by us)
     before anything is made. ports: the resolved host port mappings; host_if: the host
     end of a veth made ahead of time in the container's namespace (a spare's); found:
     (network, its bridge's ifindex or 0), if the caller looked them up already.
-    restart=False: cid is new, it has no record of an earlier run to look for."""
+    restart=False: cid is new, it has no record of an earlier run to look for.
+    in_layer: its /etc files may go into its own upper layer (ep.etc_texts), if its
+    network has no names (whose files change as members come and go): an ephemeral
+    container that no command can reach (no record names it, so no `network connect`
+    rewrites them); nothing to bind, nothing on the host to remove."""
     if restart and os.path.exists(_path(cid)):  # a restart: what its last run held goes first
         release(cid)
     net, index = found if found and found[0] is not None else (store.get(spec.network), 0)
@@ -183,8 +190,11 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True):
             ip = ipam.take_locked(net, cid, want, reclaim, record)
         else:
             ip = ipam.allocate_locked(net, cid, reclaim, record)
-        ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
-                               dns_at=net.gateway if names else None, gateway=net.gateway)
+        if in_layer and not names:
+            ep.etc_texts = files.texts(ip, hostname, spec, gateway=net.gateway)
+        else:
+            ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
+                                   dns_at=net.gateway if names else None, gateway=net.gateway)
         if names:
             files.join_names(net, cid, ip, names)
             from fastbox.network import dns

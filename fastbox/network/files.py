@@ -31,10 +31,8 @@ def names_dir_of(network_id):
 
 
 def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
-    """The three files; returns [(host path, container path)] to bind. names: the
-    network has names (hosts.base keeps what is the container's own); dns_at: the
-    address of its name server (fastbox.network.dns); gateway: the network's, which
-    --add-host NAME:host-gateway names."""
+    """The three files (texts'); returns [(host path, container path)] to bind. names:
+    the network has names (hosts.base keeps what is the container's own)."""
     d = files_dir(cid)
     try:
         os.mkdir(d, 0o700)
@@ -43,17 +41,26 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
         os.mkdir(d, 0o700)
     except FileExistsError:
         pass
-    extra = ""
-    for item in spec.add_host:
-        name, _, addr = item.partition(":")
-        extra += f"{gateway if addr == 'host-gateway' else addr}\t{name}\n"
-    own = f"{ip}\t{hostname}\n" if ip else ""
+    made = texts(ip, hostname, spec, dns_at, gateway)
     if names:
-        _put(f"{d}/hosts.base", BASE + extra + own)
-    _put(f"{d}/hosts", BASE + extra + own)
-    _put(f"{d}/resolv.conf", resolv_conf(spec, dns_at))
-    _put(f"{d}/hostname", hostname + "\n")
-    return [(f"{d}/{n}", "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")]
+        _put(f"{d}/hosts.base", made[0][1])
+    for name, text in made:
+        _put(f"{d}/{name}", text)
+    return [(f"{d}/{name}", "/etc/" + name) for name, _ in made]
+
+
+def texts(ip, hostname, spec, dns_at=None, gateway=None):
+    """[(name, text)] of /etc/hosts, resolv.conf and hostname for a container at ip.
+    dns_at: the address of its network's name server (fastbox.network.dns); gateway:
+    the network's, which --add-host NAME:host-gateway names."""
+    hosts = BASE + _added(spec, gateway) + (f"{ip}\t{hostname}\n" if ip else "")
+    return [("hosts", hosts), ("resolv.conf", resolv_conf(spec, dns_at)), ("hostname", hostname + "\n")]
+
+
+def _added(spec, gateway):
+    """--add-host's lines (host-gateway: gateway, or the default bridge's)."""
+    return "".join(f"{(gateway or _host_gateway()) if addr == 'host-gateway' else addr}\t{name}\n"
+                   for name, _, addr in (item.partition(":") for item in spec.add_host))
 
 
 def standalone(spec, hostname):
@@ -61,15 +68,13 @@ def standalone(spec, hostname):
     of its own, as Docker and Podman give them (programs resolve "localhost" and their
     own name through /etc/hosts). --network host: the host's hosts and resolv.conf; none:
     the loopback names, and resolv.conf only if --dns, --dns-search or --dns-option asked
-    for one (Podman's: no server is reachable). --add-host's lines come first."""
-    extra = "".join(f"{_host_gateway() if addr == 'host-gateway' else addr}\t{name}\n"
-                    for name, _, addr in (item.partition(":") for item in spec.add_host))
+    for one (Podman's: no server is reachable). --add-host's lines follow, as Docker's."""
     asked = spec.dns or spec.dns_search or spec.dns_option
     if spec.network == "host":
-        out = [("hosts", extra + _host_file("/etc/hosts")),
+        out = [("hosts", _host_file("/etc/hosts") + _added(spec, None)),
                ("resolv.conf", resolv_conf(spec) if asked else _host_file(HOST_RESOLV))]
     else:
-        out = [("hosts", extra + BASE + f"127.0.0.1\t{hostname}\n")]
+        out = [("hosts", BASE + _added(spec, None) + f"127.0.0.1\t{hostname}\n")]
         if asked:
             out.append(("resolv.conf", resolv_conf(spec)))
     out.append(("hostname", hostname + "\n"))
@@ -77,8 +82,8 @@ def standalone(spec, hostname):
 
 
 def write_standalone(d, texts):
-    """standalone()'s files into d, a stopped-and-started container's own directory,
-    which `rm` removes; [(host path, container path)] to bind."""
+    """standalone()'s files into d, a kept container's own directory, which `rm`
+    removes; [(host path, container path)] to bind."""
     for name, text in texts:
         _put(f"{d}/{name}", text)
     return [(f"{d}/{name}", "/etc/" + name) for name, _ in texts]

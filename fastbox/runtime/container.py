@@ -94,7 +94,13 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     plan.devnodes = nodes
     if spec.init or spec.ulimits:
         _init_and_ulimits(plan, spec)
-    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare, unnamed)
+    # an ephemeral container that no command can reach: its /etc files go into its own
+    # upper layer (no binds, nothing on the host), unless its network has names, or its
+    # root is read-only (Docker's bound files stay writable)
+    in_layer = (unnamed and fs.scratch is not None and not spec.read_only
+                and rootfs.etc_is_dir(image.layer_dirs))
+    _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare, unnamed,
+             in_layer)
     if not plan.etc_bound:
         _standalone_etc(plan, fs, spec, hostname, image.layer_dirs)
     return plan, cg, fs, argv
@@ -103,8 +109,9 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
 def _standalone_etc(plan, fs, spec, hostname, layer_dirs):
     """/etc/hosts, hostname (and resolv.conf) of a container with no network files to
     bind (none, host, or joining one that has none), as Docker's: an ephemeral one's are
-    written into its upper layer by the child (no mount, nothing left on the host);
-    another's are kept in its own directory and bound over the init layer's."""
+    written into its upper layer by the child (no mount, nothing left on the host; with
+    --read-only, read-only then); another's are kept in its own directory and bound over
+    the init layer's."""
     if not rootfs.etc_is_dir(layer_dirs):  # an image whose /etc is a link: left alone
         return
     from fastbox.network import files
@@ -117,7 +124,7 @@ def _standalone_etc(plan, fs, spec, hostname, layer_dirs):
 
 
 def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_spare=False,
-             unnamed=False):
+             unnamed=False, in_layer=False):
     """The container's network namespace: made ahead of time (netns_fd: a spare or a
     pool's) or by the clone; for bridge and user networks, also its endpoint (veth,
     address, route, ports, /etc files), made before the clone into that namespace.
@@ -168,7 +175,7 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
         from fastbox.runtime import network
         try:
             plan.endpoint = network.setup(cid, spec, hostname, netns_fd, spare, exposed, found,
-                                          unnamed)
+                                          unnamed, in_layer)
             if not unnamed:
                 _connected_networks(plan, cid, spec, hostname, netns_fd)
             if late_spare:
@@ -179,9 +186,12 @@ def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_s
             if plan.spare is not None:
                 plan.spare.close()
             raise
+        plan.etc_bound = True
+        if plan.endpoint.etc_texts is not None:
+            plan.etc_files = plan.endpoint.etc_texts
+            return
         plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
                        for src, dst in plan.endpoint.binds] + list(plan.mounts)
-        plan.etc_bound = True
 
 
 def _connected_networks(plan, cid, spec, hostname, netns_fd):

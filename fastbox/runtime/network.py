@@ -36,13 +36,15 @@ def fits(spare, found):
     return index != 0 and spare.bridge_index == index and spare.mtu == net.mtu
 
 
-def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unnamed=False):
+def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unnamed=False,
+          in_layer=False):
     """The network of a container that has an address of its own: returns its endpoint
     (ep.binds: the files to bind over /etc/hosts, resolv.conf, hostname). spare: the
     namespace's Spare (fastbox.runtime.spare), whose veth and inside socket are used.
     exposed: the image's EXPOSE ports, which -P publishes with --expose's, as Docker.
     found: bridge_of(spec), if the caller looked it up already. unnamed: cid is new and
-    no record holds it (container.prepare's): no earlier endpoint of it is looked for."""
+    no record holds it (container.prepare's): no earlier endpoint of it is looked for.
+    in_layer: its /etc files may go into its upper layer (endpoints.plan's)."""
     from fastbox.network import endpoints, ports
     from fastbox.runtime import spare as spares
     items = ports.wanted(spec.publish, spec.publish_all, tuple(exposed) + spec.expose) if (
@@ -54,7 +56,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
         _refuse_overlaps(cid, mapped, held)
     made = spare is not None and spare.host_if is not None
     ep = endpoints.plan(cid, spec, hostname, mapped, host_if=spare.host_if if made else None,
-                        found=found, restart=not unnamed)
+                        found=found, restart=not unnamed, in_layer=in_layer)
     spares.remember_bridge(ep.bridge_index, ep.mtu)
     try:
         try:
@@ -210,6 +212,8 @@ def _release_paths(ep):
     their directory."""
     from fastbox.network import endpoints, files, ipam
     record = f"{endpoints.endpoints_dir()}/{ep.id}"
+    if ep.etc_texts is not None:  # its /etc files were in its upper layer
+        return record, ipam.lease_path(ep.network_id, ep.ip), [record], None
     d = files.files_dir(ep.id)
     unlinked = [f"{d}/{n}" for n in ("hosts", "hosts.base", "resolv.conf", "hostname")]
     if ep.names:

@@ -258,7 +258,7 @@ def test_none_and_host_get_their_etc_files_as_docker_gives_them(hostns, fb_env):
                     "cat /etc/hosts /etc/hostname; ping -c 1 -W 2 localhost >/dev/null && "
                     "ping -c 1 -W 2 box >/dev/null && echo pinged; echo x >> /etc/hosts && echo wrote; "
                     "test -e /etc/resolv.conf || echo no-resolv")
-    assert out == ("10.9.9.9\tdb\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    assert out == ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.9.9.9\tdb\n"
                    "127.0.0.1\tbox\nbox\npinged\nwrote\nno-resolv\n")
     assert hostns.ok("run", "--rm", "--network", "none", "--dns", "10.1.2.3", "busybox", "cat",
                      "/etc/resolv.conf") == "nameserver 10.1.2.3\n"
@@ -268,7 +268,7 @@ def test_none_and_host_get_their_etc_files_as_docker_gives_them(hostns, fb_env):
         resolv = f.read()
     out = hostns.ok("run", "--rm", "--network", "host", "--add-host", "db:10.9.9.9", "busybox",
                     "sh", "-c", "cat /etc/hosts; echo ==; cat /etc/resolv.conf; echo ==; cat /etc/hostname")
-    assert out == f"10.9.9.9\tdb\n{hosts}==\n{resolv}==\n{os.uname().nodename}\n"
+    assert out == f"{hosts}10.9.9.9\tdb\n==\n{resolv}==\n{os.uname().nodename}\n"
     assert not os.path.exists(os.path.join(fb_env.run, "net", "files")) or \
         os.listdir(os.path.join(fb_env.run, "net", "files")) == []
 
@@ -290,6 +290,28 @@ def test_none_and_host_get_their_etc_files_as_docker_gives_them(hostns, fb_env):
         hostns.ok("exec", "gone", "hostname") + "2\n"
     hostns.ok("rm", "-f", "kept", "gone")
     assert not os.path.exists(d)
+
+
+def test_a_foreground_rm_runs_etc_files_are_in_its_own_layer_unless_names_change_them(hostns, fb_env):
+    """A foreground `run --rm` container is one no command can reach (no record names it,
+    so no `network connect` rewrites its files): on a network without names its /etc
+    files are written into its tmpfs upper layer, with what the bound ones held, and
+    nothing of them is on the host at any instant. On a network with names they stay
+    bound from the host, where the network's members are kept."""
+    files = os.path.join(fb_env.run, "net", "files")
+    script = ("cat /etc/hosts /etc/resolv.conf /etc/hostname; grep -c ' /etc/' /proc/self/mounts; "
+              f"ls -A {files} 2>/dev/null | grep -c .; true")
+    out = hostns.ok("run", "--rm", "--hostname", "box", "--dns", "10.1.2.3", "--add-host",
+                    "gw:host-gateway", "-v", f"{fb_env.run}:{fb_env.run}", "busybox", "sh", "-c", script)
+    assert out == ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.66.0.1\tgw\n"
+                   "10.66.0.2\tbox\nnameserver 10.1.2.3\nbox\n0\n0\n"), out
+    hostns.ok("network", "create", "named")
+    out = hostns.ok("run", "--rm", "--network", "named", "-v", f"{fb_env.run}:{fb_env.run}", "busybox",
+                    "sh", "-c", f"grep -c ' /etc/' /proc/self/mounts; ls {files}")
+    assert out.split("\n")[0] == "3" and len(out.split("\n")[1]) == 64, out
+    hostns.ok("network", "rm", "named")
+    assert_nothing_left(hostns, fb_env)
+    assert not os.path.exists(files) or os.listdir(files) == []
 
 
 def test_host_network_shares_the_hosts_links(hostns):
