@@ -44,9 +44,7 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
     made = texts(ip, hostname, spec, dns_at, gateway)
     if names:
         _put(f"{d}/hosts.base", made[0][1])
-    for name, text in made:
-        _put(f"{d}/{name}", text)
-    return [(f"{d}/{name}", "/etc/" + name) for name, _ in made]
+    return write_into(d, made)
 
 
 def texts(ip, hostname, spec, dns_at=None, gateway=None):
@@ -81,9 +79,9 @@ def standalone(spec, hostname):
     return out
 
 
-def write_standalone(d, texts):
-    """standalone()'s files into d, a kept container's own directory, which `rm`
-    removes; [(host path, container path)] to bind."""
+def write_into(d, texts):
+    """texts' files ([(name, text)]) into d; [(host path, container path)] to bind.
+    standalone()'s go into a kept container's own directory, which `rm` removes."""
     for name, text in texts:
         _put(f"{d}/{name}", text)
     return [(f"{d}/{name}", "/etc/" + name) for name, _ in texts]

@@ -120,7 +120,7 @@ def _standalone_etc(plan, fs, spec, hostname, layer_dirs):
         plan.etc_files = texts
         return
     plan.mounts = [(rootfs.BIND_FILE, src, dst, False, None)
-                   for src, dst in files.write_standalone(fs.container_dir, texts)] + list(plan.mounts)
+                   for src, dst in files.write_into(fs.container_dir, texts)] + list(plan.mounts)
 
 
 def _network(plan, cid, spec, hostname, netns_fd, spare=None, exposed=(), late_spare=False,
