@@ -866,19 +866,25 @@ def spare_made(pid):
     return any(link.startswith("net:[") and link != own for link in links)
 
 
-def test_many_clients_at_once(engine_ctl, probe, served):
-    # The bridge first: the engine then keeps a spare with its veth (its namespace and a
-    # netlink socket inside) from its start, as it does once it has served a bridge run
-    # in its own threads. Started before the bridge existed, it kept a plain one (one fd
-    # fewer), and this test's count depended on which runs its threads served.
+@pytest.fixture
+def idle_engine(engine_ctl, probe):
+    """A started engine, with its threads and fds counted once it is idle. The bridge
+    first: the engine then keeps a spare with its veth (its namespace and a netlink socket
+    inside) from its start, as it does once it has served a bridge run in its own threads.
+    Started before the bridge existed, it kept a plain one (one fd fewer), and a count
+    depended on which runs its threads served; counted before its worker had made the
+    spare, one fd fewer again."""
     r = run_cli("run", "--rm", PROBE, "true", env={**os.environ, "FASTBOX_NO_ENGINE": "1"})
     assert r.returncode == 0, r.stderr
     what, _ = engine_ctl.start()
     assert what == "started"
-    engine = engine_ctl
-    eventually(lambda: spare_made(engine.pid), what="the engine's spare namespace")
-    threads = int(status_field(engine.pid, "Threads"))  # idle: no request served yet
-    fds = fd_count(engine.pid)
+    eventually(lambda: spare_made(engine_ctl.pid), what="the engine's spare namespace")
+    threads = int(status_field(engine_ctl.pid, "Threads"))  # idle: no request served yet
+    return engine_ctl, threads, fd_count(engine_ctl.pid)
+
+
+def test_many_clients_at_once(idle_engine, served):
+    engine, threads, fds = idle_engine
     n = 50
     clients = [subprocess.Popen([served, "run", "--rm", PROBE, "sh", "-c", f"echo {i}; exit {i}"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -909,10 +915,10 @@ def _send(sock_path, payload, fds=()):
     return conn
 
 
-def test_malformed_requests_do_not_hurt_the_engine(engine, served):
+def test_malformed_requests_do_not_hurt_the_engine(idle_engine, served):
     """Garbage, a request without fds, bad counts, a signal before any request, a silent
     connection: each is dropped (the connection closed), and the engine serves on."""
-    threads, fds = int(status_field(engine.pid, "Threads")), fd_count(engine.pid)  # idle
+    engine, threads, fds = idle_engine
     good_env = b"".join(f"{k}={v}\0".encode() for k, v in os.environ.items())
     envc = str(len(os.environ)).encode()
     null = os.open("/dev/null", os.O_RDWR)
