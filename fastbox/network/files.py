@@ -91,8 +91,7 @@ def shared(cid):
     """[(host path, container path)]: the /etc files of container cid that a container
     joining its network binds, as Docker shares them (none: an ephemeral container's are
     in its own upper layer)."""
-    from fastbox import config as cfg
-    for d in (files_dir(cid), os.path.join(cfg.containers_dir(), cid)):
+    for d in (files_dir(cid), os.path.join(config.containers_dir(), cid)):
         found = [(os.path.join(d, n), "/etc/" + n) for n in ("hosts", "resolv.conf", "hostname")
                  if os.path.exists(os.path.join(d, n))]
         if found:

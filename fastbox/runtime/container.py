@@ -97,22 +97,21 @@ def prepare(cid, spec, image, stdio=(-1, -1, -1), tty=False, cg=None, netns_fd=N
     # an ephemeral container that no command can reach: its /etc files go into its own
     # upper layer (no binds, nothing on the host), unless its network has names, or its
     # root is read-only (Docker's bound files stay writable)
-    in_layer = (unnamed and fs.scratch is not None and not spec.read_only
-                and rootfs.etc_is_dir(image.layer_dirs))
+    in_layer = unnamed and fs.scratch is not None and not spec.read_only and fs.etc_is_dir
     _network(plan, cid, spec, hostname, netns_fd, spare, image.exposed, late_spare, unnamed,
              in_layer)
     if not plan.etc_bound:
-        _standalone_etc(plan, fs, spec, hostname, image.layer_dirs)
+        _standalone_etc(plan, fs, spec, hostname)
     return plan, cg, fs, argv
 
 
-def _standalone_etc(plan, fs, spec, hostname, layer_dirs):
+def _standalone_etc(plan, fs, spec, hostname):
     """/etc/hosts, hostname (and resolv.conf) of a container with no network files to
     bind (none, host, or joining one that has none), as Docker's: an ephemeral one's are
     written into its upper layer by the child (no mount, nothing left on the host; with
     --read-only, read-only then); another's are kept in its own directory and bound over
     the init layer's."""
-    if not rootfs.etc_is_dir(layer_dirs):  # an image whose /etc is a link: left alone
+    if not fs.etc_is_dir:  # an image whose /etc is a link: left alone
         return
     from fastbox.network import files
     texts = files.standalone(spec, hostname)

@@ -28,7 +28,7 @@ EPHEMERAL_OPTIONS = ["metacopy=on"]
 
 class RootfsPlan:
     __slots__ = ("lowers", "scratch", "scratch_data", "upper", "work", "rootfs",
-                 "overlay_opts", "mounts", "container_dir")
+                 "overlay_opts", "mounts", "container_dir", "etc_is_dir")
 
     def __init__(self):
         self.scratch = self.scratch_data = self.container_dir = None
@@ -36,7 +36,8 @@ class RootfsPlan:
 
 def plan(cid, layer_dirs, spec, ephemeral):
     p = RootfsPlan()
-    p.lowers = _lowers(layer_dirs, spec, ephemeral)
+    p.etc_is_dir = etc_is_dir(layer_dirs)  # the image's /etc: a directory (or none), no link
+    p.lowers = _lowers(layer_dirs, spec, ephemeral, p.etc_is_dir)
     p.overlay_opts = [o for o in spec.storage_opts if o != "tmpfs"]
     if ephemeral and not spec.storage_opts and _metacopy_supported():
         p.overlay_opts = EPHEMERAL_OPTIONS
@@ -70,12 +71,12 @@ _init_made = set()
 _etc_dir = {}  # an image's layer_dirs -> whether its /etc is a directory (or absent)
 
 
-def _lowers(layer_dirs, spec, ephemeral):
+def _lowers(layer_dirs, spec, ephemeral, etc_dir):
     """The overlay's layers, top-most first: the init layer over the image's for a
     container whose /etc files are bound (all but an ephemeral one with no network of
     its own: the child writes those into its upper layer), unless the image's /etc is no
     directory (a symlink: the init layer's /etc would hide it)."""
-    if (ephemeral and spec.network in ("none", "host")) or not etc_is_dir(layer_dirs):
+    if (ephemeral and spec.network in ("none", "host")) or not etc_dir:
         return list(layer_dirs)
     return [init_layer()] + list(layer_dirs)
 
