@@ -225,6 +225,40 @@ static void no_ipv6_addrs(struct nlbuf *b, int index, const char *name)
     msg_end(b);
 }
 
+/* An --ipv6 network's address and default route. NODAD: the address is usable at once
+ * (duplicate detection would hold it "tentative" for a second, and IPAM already made it
+ * unique). The link keeps no link-local address (no_ipv6_addrs): neighbour discovery
+ * goes from this global address, and the gateway is reached on its prefix's route. */
+static void ipv6_address(struct nlbuf *b, int idx, const struct fb_net_link *l)
+{
+    struct ifaddrmsg *ifa = msg_begin(b, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                                      sizeof *ifa);
+    if (ifa) {
+        ifa->ifa_family = AF_INET6;
+        ifa->ifa_prefixlen = (unsigned char)l->prefix6;
+        ifa->ifa_flags = IFA_F_NODAD;
+        ifa->ifa_index = (unsigned)idx;
+    }
+    attr(b, IFA_LOCAL, l->addr6, 16);
+    attr(b, IFA_ADDRESS, l->addr6, 16);
+    attr_u32(b, IFA_FLAGS, IFA_F_NODAD);
+    msg_end(b);
+    static const unsigned char zero[16];
+    if (!memcmp(l->gateway6, zero, 16))
+        return;
+    struct rtmsg *rt = msg_begin(b, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof *rt);
+    if (rt) {
+        rt->rtm_family = AF_INET6;
+        rt->rtm_table = RT_TABLE_MAIN;
+        rt->rtm_protocol = RTPROT_BOOT;
+        rt->rtm_scope = RT_SCOPE_UNIVERSE;
+        rt->rtm_type = RTN_UNICAST;
+    }
+    attr(b, RTA_GATEWAY, l->gateway6, 16);
+    attr_u32(b, RTA_OIF, (uint32_t)idx);
+    msg_end(b);
+}
+
 int fb_net_socket(void)
 {
     return nl_open(NETLINK_ROUTE);
@@ -286,7 +320,9 @@ int fb_net_configure(int sock, const struct fb_net_link *l, struct fb_error *e)
         attr_u32(&b, RTA_OIF, (uint32_t)idx);
         msg_end(&b);
     }
-    int rc = nl_talk(sock, &b, IGNORE_NO_IPV6);
+    if (l->prefix6)
+        ipv6_address(&b, idx, l);
+    int rc = nl_talk(sock, &b, l->prefix6 ? 0 : IGNORE_NO_IPV6);
     return rc < 0 ? fb_fail(e, -rc, FB_PHASE_NETWORK, "configure the container's interface", NULL) : 0;
 }
 
@@ -448,7 +484,7 @@ int fb_nft_elems(int add, const char *table, const struct fb_nft_elem *el, int n
      * holds fails the whole batch, never replaced. */
     for (int i = 0, in_msg = 0; i < n; i++) {
         if (!in_msg) {
-            nfgen(&b, type, NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), NFPROTO_IPV4, 0);
+            nfgen(&b, type, NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), NFPROTO_INET, 0);
             attr_str(&b, NFTA_SET_ELEM_LIST_TABLE, table);
             attr_str(&b, NFTA_SET_ELEM_LIST_SET, el[i].set);
             nest_begin(&b, NFTA_SET_ELEM_LIST_ELEMENTS);

@@ -14,6 +14,9 @@ struct fb_net_link {
     uint32_t addr;        /* the container's IPv4 address, network order */
     int prefix;
     uint32_t gateway;     /* network order; 0: no default route (--internal) */
+    int prefix6;          /* 0: no IPv6 address (a network without --ipv6) */
+    unsigned char addr6[16];
+    unsigned char gateway6[16]; /* all zero: no IPv6 default route */
 };
 
 /* The veth pair: the host end on the bridge and up, the container end made inside
@@ -35,7 +38,7 @@ int fb_net_attach(const struct fb_net_link *link, int inner_sock, struct fb_erro
  * missing link is no error. */
 int fb_net_link_del(const char *name, struct fb_error *e);
 
-/* One element of a map in an ip-family nf_tables table: key and data as the kernel
+/* One element of a map in an inet-family nf_tables table: key and data as the kernel
  * stores them (concatenated fields, each padded to 4 bytes). */
 struct fb_nft_elem {
     const char *set;

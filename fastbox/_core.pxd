@@ -141,6 +141,9 @@ cdef extern from "fb_net.h":
         uint32_t addr
         int prefix
         uint32_t gateway
+        int prefix6
+        unsigned char addr6[16]
+        unsigned char gateway6[16]
     struct fb_nft_elem:
         const char *set
         const void *key

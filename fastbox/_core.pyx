@@ -6,7 +6,7 @@ Only fastbox.runtime imports this module. It decides nothing: every value comes 
 plan object built in Python.
 """
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.stdint cimport uint64_t, uint32_t
 
 PHASES = ("", "cgroup setup", "clone", "stdio", "cgroup join", "rootfs", "pivot_root",
@@ -301,12 +301,14 @@ cdef object _net_error(fb_error *e):
 
 
 def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes addr,
-               int prefix, bytes gateway, int inner_sock=-1, bint veth_made=False):
+               int prefix, bytes gateway, int inner_sock=-1, bint veth_made=False,
+               bytes addr6=b"", int prefix6=0, bytes gateway6=b""):
     """A veth pair on the bridge whose container end (peer_if) is made inside netns_fd,
     both ends up, then addr/prefix and a default route via gateway (b"" for none) inside.
     addr and gateway: 4 bytes, network order (csrc/fb_net.c). inner_sock: a netlink
     socket inside netns_fd (a spare's), else a thread enters it; veth_made: the spare
-    has the pair already, only the inside is left."""
+    has the pair already, only the inside is left. addr6/prefix6 (16 bytes; 0: none) and
+    gateway6 (b"": no IPv6 default route): an --ipv6 network's."""
     cdef fb_net_link l
     cdef fb_error e
     cdef int rc
@@ -315,6 +317,13 @@ def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes 
     l.host_if, l.peer_if = a.s(host_if), a.s(peer_if)
     l.addr = (<const uint32_t *><const char *>addr)[0]
     l.gateway = (<const uint32_t *><const char *>gateway)[0] if gateway else 0
+    memset(l.addr6, 0, 16)
+    memset(l.gateway6, 0, 16)
+    l.prefix6 = prefix6 if len(addr6) == 16 else 0
+    if l.prefix6:
+        memcpy(l.addr6, <const char *>addr6, 16)
+        if len(gateway6) == 16:
+            memcpy(l.gateway6, <const char *>gateway6, 16)
     with nogil:
         if veth_made:
             rc = fb_net_configure(inner_sock, &l, &e)
@@ -364,7 +373,7 @@ def net_link_del(name):
 
 
 def nft_elems(bint add, table, elems):
-    """Add (each must be new) or delete map elements in the ip table `table`, in one
+    """Add (each must be new) or delete map elements in the inet table `table`, in one
     transaction. elems: (map name, key bytes, data bytes)."""
     cdef fb_error e
     cdef int rc, i, n = <int>len(elems)

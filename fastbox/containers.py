@@ -597,11 +597,13 @@ def _network_settings(cid):
     if ep is None:
         return {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": connect.settings(cid)}
     ports = {}
-    for proto, ip, hp, cp in ep.ports:
+    for proto, ip, hp, cp in endpoints.shown_ports(ep):
         ports.setdefault(f"{cp}/{proto}", []).append({"HostIp": ip, "HostPort": str(hp)})
-    return {"IPAddress": ep.ip, "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, "Ports": ports,
+    v6 = endpoints.ipv6_settings(ep)
+    return {"IPAddress": ep.ip, "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, **v6,
+            "Ports": ports,
             "Networks": {ep.network: {"NetworkID": ep.network_id, "IPAddress": ep.ip,
-                                      "Gateway": ep.gateway, "IPPrefixLen": ep.prefix,
+                                      "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, **v6,
                                       "Aliases": ep.names},
                          **connect.settings(cid)}}
 

@@ -169,10 +169,10 @@ def test_netns_names():
 
 
 def _fastbox_table_exists():
-    """Whether our namespace has nftables table `ip fastbox` (NFT_MSG_GETTABLE, read from
+    """Whether our namespace has nftables table `inet fastbox` (NFT_MSG_GETTABLE, read from
     netlink): most tests make none, and `nft` is then not run at all."""
     try:
-        tables = _netlink_dump(12, (10 << 8) | 1, bytes([2, 0, 0, 0]))  # NETFILTER; NFTABLES, GETTABLE; NFPROTO_IPV4
+        tables = _netlink_dump(12, (10 << 8) | 1, bytes([1, 0, 0, 0]))  # NETFILTER; NFTABLES, GETTABLE; NFPROTO_INET
     except OSError:
         return True  # cannot tell: let nft say
     return any(_attributes(body[4:]).get(1, b"").rstrip(b"\0") == b"fastbox" for _, body in tables)
@@ -182,7 +182,7 @@ def nft_elements_left():
     """Lines of elements in the maps of fastbox's table in our namespace."""
     if not _fastbox_table_exists():
         return []
-    r = subprocess.run(["nft", "list", "table", "ip", "fastbox"], capture_output=True, text=True)
+    r = subprocess.run(["nft", "list", "table", "inet", "fastbox"], capture_output=True, text=True)
     if r.returncode != 0:
         return []
     return [line.strip() for line in r.stdout.splitlines() if "elements = " in line]
@@ -211,7 +211,7 @@ def _clean_network(veths, netns, run):
         subprocess.run(["ip", "link", "del", v], capture_output=True)
     for n in netns:
         subprocess.run(["ip", "netns", "del", n], capture_output=True)
-    subprocess.run(["nft", "delete", "table", "ip", "fastbox"], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "inet", "fastbox"], capture_output=True)
     for p in network_state_left(run):
         os.unlink(p)
 

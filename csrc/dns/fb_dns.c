@@ -2,12 +2,14 @@
  * podman's aardvark-dns are. It listens on the network's gateway address, port 53 (UDP
  * and TCP), in the namespace that holds the bridge, and answers only the network's
  * members (a query from any other source is dropped: it is no open resolver):
- *   - A for a member's name, --network-alias, short id or hostname (every member that
- *     has it: an alias shared by several is answered with each), from the network's
- *     names directory (FASTBOX_RUN/net/names/<network>/<container id>: "IP\tNAME...\n"),
+ *   - A, and AAAA on an IPv6 network, for a member's name, --network-alias, short id or
+ *     hostname (every member that has it: an alias shared by several is answered with
+ *     each), from the network's names directory (FASTBOX_RUN/net/names/<network>/
+ *     <container id>: "IPV4\tNAME...\n", then "IPV6\tNAME...\n" on an IPv6 network),
  *     reloaded when inotify says it changed; a container on several networks is also
  *     answered the names of its other networks;
- *   - PTR for a member's address; other types of a member's name: no data;
+ *   - PTR for a member's address (in-addr.arpa, or ip6.arpa's nibbles); other types of
+ *     a member's name: no data;
  *   - anything else is forwarded unchanged to the querying container's --dns servers
  *     (its endpoint record's "dns" lines) or the host's resolvers (/etc/resolv.conf,
  *     read again when it changes), one at a time, 2 s each, then SERVFAIL; a query that
@@ -63,7 +65,16 @@
 struct member {
     char id[72];
     uint32_t ip; /* network order */
+    unsigned char ip6[16];
+    int has_ip6;
     char *names; /* space-separated */
+};
+
+/* A member's addresses, as an answer needs them (other networks' members are freed) */
+struct found {
+    uint32_t ip;
+    unsigned char ip6[16];
+    int has_ip6;
 };
 
 struct pending {
@@ -125,7 +136,20 @@ static char *read_file(const char *path, size_t max)
     return buf;
 }
 
-/* "IP\tNAME NAME...\n" */
+/* The second line of a member's file, "IPV6\tNAME...": 1 with its address in ip6. Its
+ * names are the first line's; a line we cannot read leaves the member its IPv4 only. */
+static int parse_ip6(const char *line, unsigned char *ip6)
+{
+    char addr[INET6_ADDRSTRLEN];
+    size_t n = strcspn(line, "\t\n");
+    if (n == 0 || n >= sizeof addr)
+        return 0;
+    memcpy(addr, line, n);
+    addr[n] = '\0';
+    return inet_pton(AF_INET6, addr, ip6) == 1;
+}
+
+/* "IPV4\tNAME NAME...\n", then on an IPv6 network "IPV6\tNAME NAME...\n" */
 static int parse_member(const char *dir, const char *id, struct member *m)
 {
     char path[4096];
@@ -149,6 +173,8 @@ static int parse_member(const char *dir, const char *id, struct member *m)
         *nl = '\0';
     snprintf(m->id, sizeof m->id, "%s", id);
     m->ip = a.s_addr;
+    memset(m->ip6, 0, sizeof m->ip6);
+    m->has_ip6 = nl && parse_ip6(nl + 1, m->ip6);
     m->names = strdup(tab + 1);
     free(text);
     return m->names ? 0 : -1;
@@ -223,6 +249,21 @@ static struct member *member_at(uint32_t ip)
     return NULL;
 }
 
+static struct member *member_at6(const unsigned char *ip6)
+{
+    for (int i = 0; i < n_members; i++)
+        if (members[i].has_ip6 && !memcmp(members[i].ip6, ip6, 16))
+            return &members[i];
+    return NULL;
+}
+
+static struct found found_of(const struct member *m)
+{
+    struct found f = {.ip = m->ip, .has_ip6 = m->has_ip6};
+    memcpy(f.ip6, m->ip6, sizeof f.ip6);
+    return f;
+}
+
 /* ------------------------------------------------------------ answers */
 
 struct query {
@@ -284,7 +325,7 @@ static size_t add_rr(unsigned char *r, size_t at, uint16_t type, const void *dat
 }
 
 /* Members of the other networks the asking container is on. */
-static int other_networks(const char *asker, const char *name, uint32_t *found, int max)
+static int other_networks(const char *asker, const char *name, struct found *found, int max)
 {
     char top[4096];
     snprintf(top, sizeof top, "%s", opt.names);
@@ -309,7 +350,7 @@ static int other_networks(const char *asker, const char *name, uint32_t *found, 
         int k = load_dir(dir, &ms);
         for (int i = 0; i < k && n < max; i++)
             if (has_name(ms[i].names, name))
-                found[n++] = ms[i].ip;
+                found[n++] = found_of(&ms[i]);
         if (k > 0)
             free_members(ms, k);
         else
@@ -319,48 +360,87 @@ static int other_networks(const char *asker, const char *name, uint32_t *found, 
     return n;
 }
 
+/* The answer to a PTR query for a member's address: its first name; 0 (forward the
+ * query) when the address is no member's. */
+static size_t ptr_reply(const unsigned char *m, const struct query *q, const struct member *member,
+                        unsigned char *r)
+{
+    if (!member)
+        return 0;
+    unsigned char name[256];
+    size_t len = 0;
+    const char *first = member->names, *end = strchr(first, ' ');
+    size_t fl = end ? (size_t)(end - first) : strlen(first);
+    if (fl == 0 || fl > 63)
+        return 0;
+    name[len++] = (unsigned char)fl;
+    memcpy(name + len, first, fl);
+    len += fl;
+    name[len++] = 0;
+    size_t at = reply_head(r, m, q, 0);
+    return add_rr(r, at, 12, name, len);
+}
+
+/* "b.a.9.8. ... .ip6.arpa" (lower case, as parse_query leaves it): 0 with the address
+ * in ip6; -1 if name is not exactly 32 one-hex-digit labels, then ip6.arpa. */
+static int parse_ip6_arpa(const char *name, unsigned char *ip6)
+{
+    if (strlen(name) != 32 * 2 + strlen("ip6.arpa") || strcmp(name + 32 * 2, "ip6.arpa"))
+        return -1;
+    memset(ip6, 0, 16);
+    for (int i = 0; i < 32; i++) {
+        char h = name[2 * i];
+        unsigned v;
+        if (name[2 * i + 1] != '.')
+            return -1;
+        if (h >= '0' && h <= '9')
+            v = (unsigned)(h - '0');
+        else if (h >= 'a' && h <= 'f')
+            v = (unsigned)(h - 'a' + 10);
+        else
+            return -1;
+        /* the first label is the lowest nibble of the last byte */
+        ip6[15 - i / 2] |= (unsigned char)(i % 2 ? v << 4 : v);
+    }
+    return 0;
+}
+
 /* A reply from our records in r, its length; 0: not ours (forward it). */
 static size_t answer(const unsigned char *m, const struct query *q, const struct member *asker,
                      unsigned char *r)
 {
     if (q->class != 1 || q->end > 512)
         return 0;
-    uint32_t ips[32];
+    struct found found[32];
     int n = 0;
     for (int i = 0; i < n_members && n < 32; i++)
         if (has_name(members[i].names, q->name))
-            ips[n++] = members[i].ip;
+            found[n++] = found_of(&members[i]);
     if (n == 0)
-        n = other_networks(asker->id, q->name, ips, 32);
-    if (n > 0) {
+        n = other_networks(asker->id, q->name, found, 32);
+    if (n > 0) { /* the name is ours: a type we lack (AAAA of a member without IPv6) is no data */
         size_t at = reply_head(r, m, q, 0);
         if (q->type == 1 || q->type == 255)
             for (int i = 0; i < n; i++)
-                at = add_rr(r, at, 1, &ips[i], 4);
+                at = add_rr(r, at, 1, &found[i].ip, 4);
+        if (q->type == 28 || q->type == 255)
+            for (int i = 0; i < n; i++)
+                if (found[i].has_ip6)
+                    at = add_rr(r, at, 28, found[i].ip6, 16);
         return at;
     }
+    if (q->type != 12)
+        return 0;
     /* PTR of a member's address: d.c.b.a.in-addr.arpa */
     unsigned a, b, c, d;
     char tail[32];
-    if (q->type == 12 && sscanf(q->name, "%u.%u.%u.%u.%31s", &d, &c, &b, &a, tail) == 5 &&
-        !strcmp(tail, "in-addr.arpa") && a < 256 && b < 256 && c < 256 && d < 256) {
-        uint32_t ip = htonl(a << 24 | b << 16 | c << 8 | d);
-        struct member *m2 = member_at(ip);
-        if (!m2)
-            return 0;
-        unsigned char name[256];
-        size_t len = 0;
-        const char *first = m2->names, *end = strchr(first, ' ');
-        size_t fl = end ? (size_t)(end - first) : strlen(first);
-        if (fl == 0 || fl > 63)
-            return 0;
-        name[len++] = (unsigned char)fl;
-        memcpy(name + len, first, fl);
-        len += fl;
-        name[len++] = 0;
-        size_t at = reply_head(r, m, q, 0);
-        return add_rr(r, at, 12, name, len);
-    }
+    if (sscanf(q->name, "%u.%u.%u.%u.%31s", &d, &c, &b, &a, tail) == 5 &&
+        !strcmp(tail, "in-addr.arpa") && a < 256 && b < 256 && c < 256 && d < 256)
+        return ptr_reply(m, q, member_at(htonl(a << 24 | b << 16 | c << 8 | d)), r);
+    /* or of its IPv6 address: its 32 nibbles, last first, then ip6.arpa */
+    unsigned char ip6[16];
+    if (parse_ip6_arpa(q->name, ip6) == 0)
+        return ptr_reply(m, q, member_at6(ip6), r);
     return 0;
 }
 

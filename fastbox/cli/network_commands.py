@@ -18,8 +18,10 @@ def register(app):
 
 
 def create(name: str,
-           subnet: Optional[str] = typer.Option(None, "--subnet", help="CIDR, e.g. 10.70.0.0/24"),
-           gateway: Optional[str] = typer.Option(None, "--gateway", help="The bridge's address"),
+           subnet: List[str] = typer.Option([], "--subnet",
+                                            help="CIDR, e.g. 10.70.0.0/24; once more for IPv6, e.g. fd00:70::/64"),
+           gateway: List[str] = typer.Option([], "--gateway", help="The bridge's address (one per family)"),
+           ipv6: bool = typer.Option(False, "--ipv6", help="IPv6 too: containers get an IPv6 address"),
            internal: bool = typer.Option(False, "--internal", help="No traffic in or out of the network"),
            driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge"),
            label: List[str] = typer.Option([], "--label", help="Set metadata: KEY=VALUE"),
@@ -37,7 +39,7 @@ def create(name: str,
         if not sep:
             raise SpecError(f"invalid --opt {o!r}: expected KEY=VALUE")
         opts.append((key, value))
-    net = store.create(name, subnet, gateway, internal, labels(label), opts)
+    net = store.create(name, subnet, gateway, internal, labels(label), opts, ipv6=ipv6)
     try:
         host.ensure(net)
     except BaseException:
@@ -112,7 +114,7 @@ _NETWORK_MATCHERS = {
 def _row(n):
     """A network as `network ls --format` sees it: Docker's fields, and its subnet."""
     return {"ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local",
-            "IPv6": "false", "Internal": str(n.internal).lower(),
+            "IPv6": str(bool(n.subnet6)).lower(), "Internal": str(n.internal).lower(),
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
             "CreatedAt": n.created or "",
             "Subnet": f"{n.subnet}/{n.prefix}"}
@@ -130,9 +132,11 @@ def inspect(names: List[str] = typer.Argument(..., metavar="NETWORK..."),
         n = store.get(name)
         d = n.as_dict()
         # Docker's shape as well, which scripts read (.IPAM.Config, .Scope, .EnableIPv6)
-        d.update(Scope="local", EnableIPv6=False, Attachable=False, Ingress=False,
-                 IPAM={"Driver": "default", "Options": None,
-                       "Config": [{"Subnet": d["Subnet"], "Gateway": d["Gateway"]}]})
+        config = [{"Subnet": d["Subnet"], "Gateway": d["Gateway"]}]
+        if n.subnet6:
+            config.append({"Subnet": d["Subnet6"], "Gateway": d["Gateway6"]})
+        d.update(Scope="local", EnableIPv6=bool(n.subnet6), Attachable=False, Ingress=False,
+                 IPAM={"Driver": "default", "Options": None, "Config": config})
         d["Containers"] = {ep.container: _member(ep) for ep in endpoints.on_network(n)}
         out.append(d)
     print(go_template.inspect_text(format, out))
@@ -150,7 +154,8 @@ def _member(ep):
         name = ""
     from fastbox.network.store import mac_of
     return {"Name": name, "EndpointID": ep.id, "MacAddress": mac_of(ep.ip),
-            "IPv4Address": f"{ep.ip}/{ep.prefix}", "IPv6Address": "", "Names": ep.names,
+            "IPv4Address": f"{ep.ip}/{ep.prefix}",
+            "IPv6Address": f"{ep.ip6}/{ep.prefix6}" if ep.ip6 else "", "Names": ep.names,
             "HostInterface": ep.host_if}
 
 
@@ -217,16 +222,17 @@ def port(container: str, private: Optional[str] = typer.Argument(None, metavar="
     from fastbox import containers
     from fastbox.errors import SpecError
     from fastbox.network import endpoints
+    from fastbox.network.ports import host_address
     c = containers.get(container)
     ep = endpoints.load(c.id)
-    mapped = ep.ports if ep else []
+    mapped = endpoints.shown_ports(ep) if ep else []
     if private:
         p, _, proto = private.partition("/")
         mapped = [m for m in mapped if str(m[3]) == p and m[0] == (proto or "tcp")]
         if not mapped:
             raise SpecError(f"no public port '{private}' published for {container}")
         for proto_, ip, hp, _ in mapped:
-            print(f"{ip}:{hp}")
+            print(f"{host_address(ip)}:{hp}")
         return
     for proto, ip, hp, cp in mapped:
-        print(f"{cp}/{proto} -> {ip}:{hp}")
+        print(f"{cp}/{proto} -> {host_address(ip)}:{hp}")

@@ -143,7 +143,9 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
                             if_name=if_name)
 
     def record(ip):
-        ep.ip = ip
+        ep.ip, ep.ip6 = ip, net.ip6_of(ip)
+        if ep.ip6:
+            ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
         endpoints.save(ep)
 
     with ipam.Locked(net):
@@ -151,8 +153,8 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
             ipam.take_locked(net, key, want_ip, endpoints.reclaim, record)
         else:
             ipam.allocate_locked(net, key, endpoints.reclaim, record)
-        files.add_own(cid, ep.ip, hostname)
-        files.join_names(net, cid, ep.ip, ep.names, changed=(cid,))
+        files.add_own(cid, ep.ip, hostname, ep.ip6)
+        files.join_names(net, cid, ep.ip, ep.names, changed=(cid,), ip6=ep.ip6)
         from fastbox.network import dns
         dns.ensure(net)
     return ep
@@ -260,5 +262,6 @@ def settings(cid):
             nid = ""
         out[name] = {"NetworkID": nid, "IPAddress": ep.ip if ep else "",
                      "Gateway": ep.gateway if ep else "", "IPPrefixLen": ep.prefix if ep else 0,
+                     **(endpoints.ipv6_settings(ep) if ep else {}),
                      "Aliases": list(aliases) if ep is None else ep.names}
     return out

@@ -3,9 +3,9 @@
 a port nobody served yet) keeps its un-NATed entry, and with it every later datagram of
 that flow would miss the container, until the entry times out.
 
-Raw ctnetlink over the C `_socket` module (no `socket`, no library): dump the IPv4 UDP
-entries, delete those whose original destination port is one of ours. Only on a start
-that publishes UDP ports."""
+Raw ctnetlink over the C `_socket` module (no `socket`, no library): dump the IPv4 (and
+IPv6) UDP entries, delete those whose original destination port is one of ours. Only on a
+start that publishes UDP ports."""
 import _socket
 import struct
 
@@ -32,8 +32,8 @@ def _attrs(data):
     return out
 
 
-def _message(kind, flags, seq, payload):
-    body = struct.pack("=BBH", _socket.AF_INET, 0, 0) + payload
+def _message(kind, flags, seq, payload, family=_socket.AF_INET):
+    body = struct.pack("=BBH", family, 0, 0) + payload
     return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_CTNETLINK << 8) | kind, flags, seq, 0) + body
 
 
@@ -65,16 +65,22 @@ def _read_all(s):
             i += (length + 3) & ~3
 
 
-def flush_udp(ports):
+def flush_udp(ports, v6=False):
     """Delete the IPv4 UDP conntrack entries whose original destination port is in
-    ports; returns how many went."""
+    ports (and the IPv6 ones too if v6: a container with an IPv6 address publishes
+    there too); returns how many went."""
     ports = set(ports)
     if not ports:
         return 0
+    families = (_socket.AF_INET, _socket.AF_INET6) if v6 else (_socket.AF_INET,)
+    return sum(_flush(ports, family) for family in families)
+
+
+def _flush(ports, family):
     s = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
     try:
         s.bind((0, 0))
-        s.send(_message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, b""))
+        s.send(_message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, b"", family))
         stale = []
         for kind, payload in _read_all(s):
             if kind >> 8 != NFNL_SUBSYS_CTNETLINK:
@@ -87,7 +93,7 @@ def flush_udp(ports):
         batch = b"".join(
             _message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, 2 + n,
                      struct.pack("=HH", 4 + len(orig), CTA_TUPLE_ORIG | 0x8000) + orig
-                     + b"\0" * (-len(orig) % 4))
+                     + b"\0" * (-len(orig) % 4), family)
             for n, orig in enumerate(stale))
         s.send(batch)
         s.setblocking(False)

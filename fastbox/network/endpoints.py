@@ -38,10 +38,12 @@ def my_owner():
 class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
                  "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
-                 "extra_keys", "dns", "dns_search", "dns_option", "etc_texts")
+                 "extra_keys", "dns", "dns_search", "dns_option", "etc_texts", "ip6", "prefix6",
+                 "gateway6")
 
     def __init__(self, **fields):
         self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
+        self.ip6, self.prefix6, self.gateway6 = None, 0, None  # on an --ipv6 network
         # [(name, text)]: /etc files the core writes into the container's upper layer
         # instead of binding files (plan's in_layer); not recorded: set by its starter only
         self.etc_texts = None
@@ -55,6 +57,8 @@ class Endpoint:
         lines = [f"owner {self.owner:<{OWNER_WIDTH}}", f"network {self.network}", f"network_id {self.network_id}",
                  f"bridge {self.bridge}", f"ip {self.ip}", f"prefix {self.prefix}",
                  f"gateway {self.gateway}", f"mtu {self.mtu}", f"host_if {self.host_if}"]
+        if self.ip6:
+            lines += [f"ip6 {self.ip6}", f"prefix6 {self.prefix6}", f"gateway6 {self.gateway6}"]
         lines += [f"port {p} {ip} {hp} {cp}" for p, ip, hp, cp in self.ports]
         lines += [f"name {n}" for n in self.names]
         lines += [f"dns {d}" for d in self.dns]
@@ -76,7 +80,7 @@ class Endpoint:
                 ep.names.append(value)
             elif key in ("dns", "dns_search", "dns_option"):
                 getattr(ep, key).append(value)
-            elif key in ("prefix", "mtu"):
+            elif key in ("prefix", "mtu", "prefix6"):
                 setattr(ep, key, int(value))
             elif key in cls.__slots__:
                 setattr(ep, key, value.strip())
@@ -181,7 +185,9 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
                   dns_option=list(spec.dns_option))
 
     def record(ip):
-        ep.ip = ip
+        ep.ip, ep.ip6 = ip, net.ip6_of(ip)
+        if ep.ip6:
+            ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
         save(ep)
 
     want = ipam.check_ip(net, spec.ip) if spec.ip else None
@@ -191,12 +197,13 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
         else:
             ip = ipam.allocate_locked(net, cid, reclaim, record)
         if in_layer and not names:
-            ep.etc_texts = files.texts(ip, hostname, spec, gateway=net.gateway)
+            ep.etc_texts = files.texts(ip, hostname, spec, gateway=net.gateway, ip6=ep.ip6)
         else:
             ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
-                                   dns_at=net.gateway if names else None, gateway=net.gateway)
+                                   dns_at=net.gateway if names else None, gateway=net.gateway,
+                                   ip6=ep.ip6)
         if names:
-            files.join_names(net, cid, ip, names)
+            files.join_names(net, cid, ip, names, ip6=ep.ip6)
             from fastbox.network import dns
             if not dns.ensure(net):  # no name server: the host's resolvers
                 files.write_resolv(cid, spec)
@@ -294,7 +301,7 @@ def _free(net, ep, alone=False):
     ipam.free(net, ep.ip, ep.id)
     if ep.names:
         if "+" in ep.id or alone:  # it stays on its other networks
-            files.drop_own(ep.container, ep.ip)
+            files.drop_own(ep.container, ep.ip, ep.ip6)
             files.leave_names(net, ep.container, also=(ep.container,))
         else:
             files.leave_names(net, ep.container)
@@ -429,7 +436,7 @@ def rename(cid, old, new):
                 continue
             ep.names = list(dict.fromkeys(new if n == old else n for n in ep.names))
             save(ep)
-            files.join_names(net, ep.container, ep.ip, ep.names)
+            files.join_names(net, ep.container, ep.ip, ep.names, ip6=ep.ip6)
 
 
 def held_mappings(but=None):
@@ -454,4 +461,18 @@ def ports_text(cid):
     if ep is None or not ep.ports:
         return ""
     from fastbox.network.ports import describe
-    return describe(ep.ports)
+    return describe(shown_ports(ep))
+
+
+def shown_ports(ep):
+    """ep's mappings as Docker shows them: one on every address, by a container with an
+    IPv6 address, twice (0.0.0.0 and ::)."""
+    if not ep.ip6:
+        return ep.ports
+    return ep.ports + [(p, "::", hp, cp) for p, ip, hp, cp in ep.ports if ip == "0.0.0.0"]
+
+
+def ipv6_settings(ep):
+    """inspect's IPv6 fields of an endpoint (empty off an --ipv6 network, as Docker's)."""
+    return {"GlobalIPv6Address": ep.ip6 or "", "GlobalIPv6PrefixLen": ep.prefix6,
+            "IPv6Gateway": ep.gateway6 or ""}

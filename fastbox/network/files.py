@@ -30,7 +30,7 @@ def names_dir_of(network_id):
     return f"{config.run_dir()}/net/names/{network_id[:12]}"
 
 
-def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
+def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None, ip6=None):
     """The three files (texts'); returns [(host path, container path)] to bind. names:
     the network has names (hosts.base keeps what is the container's own)."""
     d = files_dir(cid)
@@ -41,17 +41,18 @@ def write(cid, ip, hostname, spec, names=False, dns_at=None, gateway=None):
         os.mkdir(d, 0o700)
     except FileExistsError:
         pass
-    made = texts(ip, hostname, spec, dns_at, gateway)
+    made = texts(ip, hostname, spec, dns_at, gateway, ip6)
     if names:
         _put(f"{d}/hosts.base", made[0][1])
     return write_into(d, made)
 
 
-def texts(ip, hostname, spec, dns_at=None, gateway=None):
-    """[(name, text)] of /etc/hosts, resolv.conf and hostname for a container at ip.
-    dns_at: the address of its network's name server (fastbox.network.dns); gateway:
-    the network's, which --add-host NAME:host-gateway names."""
-    hosts = BASE + _added(spec, gateway) + (f"{ip}\t{hostname}\n" if ip else "")
+def texts(ip, hostname, spec, dns_at=None, gateway=None, ip6=None):
+    """[(name, text)] of /etc/hosts, resolv.conf and hostname for a container at ip (and
+    ip6, on an --ipv6 network). dns_at: the address of its network's name server
+    (fastbox.network.dns); gateway: the network's, which --add-host NAME:host-gateway
+    names."""
+    hosts = BASE + _added(spec, gateway) + _lines((ip, ip6), hostname)
     return [("hosts", hosts), ("resolv.conf", resolv_conf(spec, dns_at)), ("hostname", hostname + "\n")]
 
 
@@ -189,12 +190,18 @@ def _make_resolv(dns, dns_at=None, search=(), opts=()):
     return "".join(f"nameserver {s}\n" for s in servers) + "".join(l + "\n" for l in keep)
 
 
-def join_names(net, cid, ip, names, changed=()):
+def _lines(addrs, names):
+    """A hosts file's lines naming each of addrs (None: left out) with names (a string)."""
+    return "".join(f"{a}\t{names}\n" for a in addrs if a)
+
+
+def join_names(net, cid, ip, names, changed=(), ip6=None):
     """Under the network's lock: cid's names in the network, then the hosts files that
-    change (refresh_hosts)."""
+    change (refresh_hosts). A member with an IPv6 address has a second line, which the
+    name server answers AAAA queries from (csrc/dns/fb_dns.c)."""
     d = names_dir(net)
     config.private_dir(d)
-    _put(os.path.join(d, cid), f"{ip}\t{' '.join(names)}\n")
+    _put(os.path.join(d, cid), _lines((ip, ip6), " ".join(names)))
     refresh_hosts(net, changed)
 
 
@@ -278,7 +285,7 @@ def _put_in_place(path, text):
         os.close(fd)
 
 
-def add_own(cid, ip, hostname):
+def add_own(cid, ip, hostname, ip6=None):
     """A connected network's address, under the container's hostname (as Docker's
     connect adds it), in the part of hosts that is the container's own. A container
     whose first network has no names keeps its hosts as that part."""
@@ -296,26 +303,26 @@ def add_own(cid, ip, hostname):
             return
         if not text.endswith("\n"):
             text = text[:text.rfind("\n") + 1]
-    _put(base, text + f"{ip}\t{hostname}\n")
+    _put(base, text + _lines((ip, ip6), hostname))
 
 
-def drop_own(cid, ip):
+def drop_own(cid, ip, ip6=None):
     base = os.path.join(files_dir(cid), "hosts.base")
     try:
         with open(base) as f:
             lines = f.read().splitlines(True)
     except FileNotFoundError:
         return
-    _put(base, "".join(l for l in lines if l.split("\t", 1)[0] != ip))
+    _put(base, "".join(l for l in lines if l.split("\t", 1)[0] not in (ip, ip6)))
 
 
-def forget_address(cid, ip):
+def forget_address(cid, ip, ip6=None):
     """cid holds ip no more (disconnected from its first network): its line leaves the
     container's own part of hosts (the caller then rewrites hosts from it), or hosts
     itself, in place, when the container has no such part."""
     d = files_dir(cid)
     if os.path.exists(os.path.join(d, "hosts.base")):
-        drop_own(cid, ip)
+        drop_own(cid, ip, ip6)
         return
     path = os.path.join(d, "hosts")
     try:  # the container can write this one: as much of it as a hosts file needs
@@ -323,7 +330,7 @@ def forget_address(cid, ip):
             text = f.read(HOSTS_MAX)
     except FileNotFoundError:
         return
-    _put_in_place(path, "".join(l for l in text.splitlines(True) if l.split("\t", 1)[0] != ip))
+    _put_in_place(path, "".join(l for l in text.splitlines(True) if l.split("\t", 1)[0] not in (ip, ip6)))
 
 
 def remove(cid):

@@ -47,7 +47,7 @@ def _detach_running(c, spec):
     if ep is None:  # its endpoint was released already (it is exiting)
         return
     endpoints.release(c.id, alone=True)
-    files.forget_address(c.id, ep.ip)
+    files.forget_address(c.id, ep.ip, ep.ip6)
     extras = endpoints.extras(c.id)
     for other in extras:  # its hosts again, from what is left of its own part
         if other.names:

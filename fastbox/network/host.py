@@ -1,8 +1,9 @@
 """A network's host side, made once and then found with one ioctl per start: its bridge
 (with the gateway address, the MTU, route_localnet for ports published on 127.0.0.1),
-IPv4 forwarding, fastbox's nft table and the network's rules. Runs `ip` and `nft`: this
-is the long-lived part, never on the path of a start that finds the bridge. Everything is
-made in the caller's network namespace (the host's, or a test's that plays it)."""
+IPv4 forwarding (and IPv6's, for an --ipv6 network), fastbox's nft table and the
+network's rules. Runs `ip` and `nft`: this is the long-lived part, never on the path of a
+start that finds the bridge. Everything is made in the caller's network namespace (the
+host's, or a test's that plays it)."""
 import fcntl
 import _socket as socket
 import os
@@ -37,6 +38,8 @@ def ensure(net):
         _make_bridge(net)
         _sysctl("net/ipv4/ip_forward", "1")
         _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+        if net.subnet6:
+            _sysctl("net/ipv6/conf/all/forwarding", "1")
         nft.ensure_table()
         nft.ensure_network(net)
         return bridge_index(net)
@@ -63,6 +66,9 @@ def _make_bridge(net):
     _ip("link", "add", net.bridge, "address", mac, "mtu", str(net.mtu), "type", "bridge")
     try:
         _ip("addr", "add", f"{net.gateway}/{net.prefix}", "dev", net.bridge)
+        if net.subnet6:  # usable at once (nodad): the containers' addresses are unique by IPAM
+            _sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "0")
+            _ip("-6", "addr", "add", f"{net.gateway6}/{net.prefix6}", "dev", net.bridge, "nodad")
         _ip("link", "set", net.bridge, "up")
     except StartError:
         remove(net)

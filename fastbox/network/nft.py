@@ -1,10 +1,14 @@
-"""fastbox's own nf_tables table, `ip fastbox`: it never touches another table.
+"""fastbox's own nf_tables table, `inet fastbox`: it never touches another table. One
+inet table holds both families: an --ipv6 network's mappings and masquerade live beside
+the IPv4 ones, and a container's elements of both go in one transaction.
 
-Published ports are elements of four maps keyed by port (by address and port for a port
+Published ports are elements of maps keyed by port (by address and port for a port
 published on one host address), so that the rules never change as containers come and
 go: a container's mappings are its elements, added in one transaction (the C core's
 nfnetlink batch) and deleted the same way. A key is unique in a map: a stale entry can
-never shadow a new one, and a port someone holds makes the add fail.
+never shadow a new one, and a port someone holds makes the add fail. The *6 maps are
+IPv6's: a port published on every address by a container with an IPv6 address is also
+published on the host's IPv6 addresses, as Docker's.
 
 Another table's drop verdict is final (nf_tables evaluates every base chain of a hook):
 on a host whose firewall drops forwarded traffic, allow the bridge there, e.g.
@@ -17,19 +21,28 @@ import struct
 from fastbox.errors import StartError
 
 TABLE = "fastbox"
-MAPS = ("tcp_any", "tcp_ip", "udp_any", "udp_ip")
+FAMILY = "inet"
+MAPS = ("tcp_any", "tcp_ip", "udp_any", "udp_ip", "tcp6_any", "tcp6_ip", "udp6_any", "udp6_ip")
 
 RULESET = """
-table ip fastbox {
+table inet fastbox {
     map tcp_any { type inet_service : ipv4_addr . inet_service; }
     map tcp_ip { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
     map udp_any { type inet_service : ipv4_addr . inet_service; }
     map udp_ip { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
+    map tcp6_any { type inet_service : ipv6_addr . inet_service; }
+    map tcp6_ip { type ipv6_addr . inet_service : ipv6_addr . inet_service; }
+    map udp6_any { type inet_service : ipv6_addr . inet_service; }
+    map udp6_ip { type ipv6_addr . inet_service : ipv6_addr . inet_service; }
     chain ports {
         dnat ip to ip daddr . tcp dport map @tcp_ip
         dnat ip to tcp dport map @tcp_any
         dnat ip to ip daddr . udp dport map @udp_ip
         dnat ip to udp dport map @udp_any
+        dnat ip6 to ip6 daddr . tcp dport map @tcp6_ip
+        dnat ip6 to tcp dport map @tcp6_any
+        dnat ip6 to ip6 daddr . udp dport map @udp6_ip
+        dnat ip6 to udp dport map @udp6_any
     }
     chain prerouting {
         type nat hook prerouting priority dstnat; policy accept;
@@ -65,7 +78,7 @@ def nft(script, check=True):
 
 def table_exists():
     import subprocess
-    return subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True).returncode == 0
+    return subprocess.run(["nft", "list", "table", FAMILY, TABLE], capture_output=True).returncode == 0
 
 
 def ensure_table():
@@ -75,13 +88,13 @@ def ensure_table():
 
 def _has_comment(chain, comment):
     import subprocess
-    r = subprocess.run(["nft", "-a", "list", "chain", "ip", TABLE, chain], capture_output=True, text=True)
+    r = subprocess.run(["nft", "-a", "list", "chain", FAMILY, TABLE, chain], capture_output=True, text=True)
     return f'comment "{comment}"' in r.stdout
 
 
 def _handles(chain, comment):
     import subprocess
-    r = subprocess.run(["nft", "-a", "list", "chain", "ip", TABLE, chain], capture_output=True, text=True)
+    r = subprocess.run(["nft", "-a", "list", "chain", FAMILY, TABLE, chain], capture_output=True, text=True)
     out = []
     for line in r.stdout.splitlines():
         if f'comment "{comment}"' in line and "# handle " in line:
@@ -97,31 +110,39 @@ def ensure_network(net):
         return
     subnet = f"{net.subnet}/{net.prefix}"
     if net.internal:
-        script = (f'add rule ip {TABLE} forward iifname "{net.bridge}" oifname != "{net.bridge}" drop comment "{tag}"\n'
-                  f'add rule ip {TABLE} forward oifname "{net.bridge}" iifname != "{net.bridge}" drop comment "{tag}"\n')
+        script = (f'add rule {FAMILY} {TABLE} forward iifname "{net.bridge}" oifname != "{net.bridge}" drop comment "{tag}"\n'
+                  f'add rule {FAMILY} {TABLE} forward oifname "{net.bridge}" iifname != "{net.bridge}" drop comment "{tag}"\n')
     else:
-        script = (f'add rule ip {TABLE} postrouting ip saddr {subnet} oifname != "{net.bridge}" '
+        script = (f'add rule {FAMILY} {TABLE} postrouting ip saddr {subnet} oifname != "{net.bridge}" '
                   f'masquerade comment "{tag}"\n')
+        if net.subnet6:  # as Docker's ip6tables default: the containers' ULAs leave as the host's
+            script += (f'add rule {FAMILY} {TABLE} postrouting ip6 saddr {net.subnet6}/{net.prefix6} '
+                       f'oifname != "{net.bridge}" masquerade comment "{tag}"\n')
     nft(script)
 
 
 def remove_network(net):
     tag = "fastbox-" + net.id[:12]
-    lines = [f"delete rule ip {TABLE} {chain} handle {h}"
+    lines = [f"delete rule {FAMILY} {TABLE} {chain} handle {h}"
              for chain in ("postrouting", "forward") for h in _handles(chain, tag)]
     if lines:
         nft("\n".join(lines) + "\n", check=False)
 
 
-def port_elements(ports, container_ip):
+def port_elements(ports, container_ip, container_ip6=None):
     """(map, key, data) of each mapping (proto, host_ip, host_port, container_port), as
-    the kernel stores them: a concatenation pads each field to 4 bytes."""
+    the kernel stores them: a concatenation pads each field to 4 bytes. container_ip6:
+    the container's IPv6 address, if it has one: a port on every host address is then
+    also mapped on the host's IPv6 addresses."""
     cip = socket.inet_aton(container_ip)
-    out = []
+    cip6 = socket.inet_pton(socket.AF_INET6, container_ip6) if container_ip6 else None
+    out, out6 = [], []  # a run of one map's elements is one message of the batch
     for proto, host_ip, host_port, cport in ports:
         data = cip + struct.pack(">HH", cport, 0)
         if host_ip == "0.0.0.0":
             out.append((f"{proto}_any", struct.pack(">H", host_port), data))
+            if cip6:
+                out6.append((f"{proto}6_any", struct.pack(">H", host_port), cip6 + struct.pack(">HH", cport, 0)))
         else:
             out.append((f"{proto}_ip", socket.inet_aton(host_ip) + struct.pack(">HH", host_port, 0), data))
-    return out
+    return out + out6

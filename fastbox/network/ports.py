@@ -13,16 +13,32 @@ class PortInUse(StartError):
         super().__init__(message, "network", 98)
 
 
-def _probe(proto, host_ip, port):
-    """The port bound (0: the kernel picks), or None if someone holds it."""
+def _probe(proto, host_ip, port, v6=False):
+    """The port bound (0: the kernel picks), or None if someone holds it. v6: on every
+    address, IPv6's too (a container with an IPv6 address is published there as well)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
         if proto == "tcp":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host_ip, port))
-        return s.getsockname()[1] if port == 0 else port
+        port = s.getsockname()[1] if port == 0 else port
+        return port if not v6 or _probe6(proto, port) else None
     except OSError:
         return None
+    finally:
+        s.close()
+
+
+def _probe6(proto, port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", port))
+        return True
+    except OSError:
+        return False
     finally:
         s.close()
 
@@ -42,23 +58,25 @@ def chosen(item):
     return not host or "-" in host
 
 
-def resolve(items, avoid=()):
+def resolve(items, avoid=(), v6=False):
     """[(proto, host_ip, host_port, container_port)] for wanted()'s items: every host port
     fixed and found free. avoid: (proto, port) pairs (or a mapping keyed by them) not to
-    choose: other containers' mappings, which hold no socket for a bind to meet."""
-    return [resolve_item(item, avoid) for item in items]
+    choose: other containers' mappings, which hold no socket for a bind to meet. v6: the
+    container has an IPv6 address (a port on every address is then IPv6's too)."""
+    return [resolve_item(item, avoid, v6) for item in items]
 
 
-def resolve_item(item, avoid=()):
+def resolve_item(item, avoid=(), v6=False):
     host_ip, host, rest = item.split(":")
     cport, _, proto = rest.partition("/")
-    return proto, host_ip, _host_port(proto, host_ip, host, item, avoid), int(cport)
+    v6 = v6 and host_ip == "0.0.0.0"
+    return proto, host_ip, _host_port(proto, host_ip, host, item, avoid, v6), int(cport)
 
 
-def _host_port(proto, host_ip, host, item, avoid):
+def _host_port(proto, host_ip, host, item, avoid, v6):
     where = "" if host_ip == "0.0.0.0" else host_ip + ":"
     if not host:
-        port = _probe(proto, host_ip, 0)
+        port = _probe(proto, host_ip, 0, v6)
         if port and (proto, port) not in avoid:
             return port
         # the kernel's pick is mapped already (a mapping holds no socket): the next free
@@ -67,12 +85,12 @@ def _host_port(proto, host_ip, host, item, avoid):
         start = port if port and lo <= port <= hi else lo
         for i in range(1, hi - lo + 2):
             port = lo + (start - lo + i) % (hi - lo + 1)
-            if (proto, port) not in avoid and _probe(proto, host_ip, port):
+            if (proto, port) not in avoid and _probe(proto, host_ip, port, v6):
                 return port
         raise PortInUse(f"no free host port found for -p {item}")
     lo, _, hi = host.partition("-")
     for port in range(int(lo), int(hi or lo) + 1):
-        if (not hi or (proto, port) not in avoid) and _probe(proto, host_ip, port):
+        if (not hi or (proto, port) not in avoid) and _probe(proto, host_ip, port, v6):
             return port
     if hi:
         raise PortInUse(f"Bind for {host_ip}:{lo}-{hi} failed: every port in the range is in use")
@@ -99,6 +117,11 @@ def describe(ports):
             last[4] += 1
         else:
             runs.append([proto, ip, hp, cp, 1])
-    return ", ".join(f"{ip}:{hp}->{cp}/{proto}" if n == 1 else
-                     f"{ip}:{hp}-{hp + n - 1}->{cp}-{cp + n - 1}/{proto}"
+    return ", ".join(f"{host_address(ip)}:{hp}->{cp}/{proto}" if n == 1 else
+                     f"{host_address(ip)}:{hp}-{hp + n - 1}->{cp}-{cp + n - 1}/{proto}"
                      for proto, ip, hp, cp, n in runs)
+
+
+def host_address(ip):
+    """An address as it leads ":PORT": an IPv6 one in brackets ([::]:8080)."""
+    return f"[{ip}]" if ":" in ip else ip

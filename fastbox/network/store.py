@@ -18,7 +18,7 @@ class Network:
     """One network as the start path reads it."""
 
     __slots__ = ("name", "id", "bridge", "subnet", "prefix", "gateway", "internal", "mtu",
-                 "dns", "created", "labels", "options")
+                 "dns", "created", "labels", "options", "subnet6", "prefix6", "gateway6")
 
     def __init__(self, d):
         self.name, self.id, self.bridge = d["Name"], d["Id"], d["Bridge"]
@@ -27,12 +27,27 @@ class Network:
         self.internal, self.mtu = bool(d.get("Internal")), int(d.get("MTU") or DEFAULT_MTU)
         self.dns, self.created = bool(d.get("DNS")), d.get("Created")
         self.labels, self.options = dict(d.get("Labels") or {}), dict(d.get("Options") or {})
+        net6, _, prefix6 = (d.get("Subnet6") or "").partition("/")  # --ipv6's; else none
+        self.subnet6, self.prefix6 = net6 or None, int(prefix6 or 0)
+        self.gateway6 = d.get("Gateway6") or None
 
     def as_dict(self):
-        return {"Name": self.name, "Id": self.id, "Driver": "bridge", "Bridge": self.bridge,
-                "Subnet": f"{self.subnet}/{self.prefix}", "Gateway": self.gateway,
-                "Internal": self.internal, "MTU": self.mtu, "DNS": self.dns,
-                "Created": self.created, "Labels": self.labels, "Options": self.options}
+        d = {"Name": self.name, "Id": self.id, "Driver": "bridge", "Bridge": self.bridge,
+             "Subnet": f"{self.subnet}/{self.prefix}", "Gateway": self.gateway,
+             "Internal": self.internal, "MTU": self.mtu, "DNS": self.dns,
+             "Created": self.created, "Labels": self.labels, "Options": self.options}
+        if self.subnet6:
+            d.update(Subnet6=f"{self.subnet6}/{self.prefix6}", Gateway6=self.gateway6)
+        return d
+
+    def ip6_of(self, ip):
+        """A container's IPv6 address on an --ipv6 network: the network's IPv6 prefix and
+        the container's IPv4 address as its last 32 bits (fd..::a43:2 for 10.67.0.2), as
+        Docker once derived it from the MAC. Its IPv4 lease makes it unique, so it needs no
+        lease of its own: nothing more to take or free, nothing more to leak. None off one."""
+        if not self.subnet6:
+            return None
+        return int_to_ip6(ip6_to_int(self.subnet6) | ip_to_int(ip))
 
 
 def networks_dir():
@@ -52,6 +67,43 @@ def mac_of(ip):
 
 def int_to_ip(n):
     return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def ip6_to_int(ip):
+    import _socket
+    return int.from_bytes(_socket.inet_pton(_socket.AF_INET6, ip), "big")
+
+
+def int_to_ip6(n):
+    import _socket
+    return _socket.inet_ntop(_socket.AF_INET6, n.to_bytes(16, "big"))
+
+
+def parse_ip6(value, what):
+    import _socket
+    try:
+        return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, value))
+    except (OSError, ValueError):
+        raise SpecError(f"invalid {what} {value!r}: expected an IPv6 address such as fd00:1::1") from None
+
+
+def network6_of(ip, prefix):
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - prefix)) - 1)
+    return int_to_ip6(ip6_to_int(ip) & mask)
+
+
+def parse_cidr6(value, what="--subnet"):
+    """An --ipv6 network's subnet: /48 to /96, so that the last 32 bits hold a container's
+    IPv4 address (Network.ip6_of); unicast, not link-local or loopback."""
+    ip, slash, prefix = str(value).partition("/")
+    if not slash or not prefix.isdigit() or not 48 <= int(prefix) <= 96:
+        raise SpecError(f"invalid {what} {value!r}: expected an IPv6 CIDR such as fd00:1::/64 (/48 to /96)")
+    net = network6_of(parse_ip6(ip, what), int(prefix))
+    first = ip6_to_int(net) >> 112
+    if first >> 8 == 0xff or first >> 6 == 0x3fa or first == 0:
+        raise SpecError(f"invalid {what} {value!r}: multicast, link-local and reserved addresses "
+                        f"cannot be a network's")
+    return net, int(prefix)
 
 
 def parse_cidr(value, what="--subnet"):
@@ -140,18 +192,33 @@ def list_all():
 MTU_OPTION = "com.docker.network.driver.mtu"
 
 
-def create(name, subnet=None, gateway=None, internal=False, labels=(), opts=()):
+def _by_family(values, what):
+    """--subnet or --gateway, given once per family (Docker's): (IPv4's, IPv6's)."""
+    v4, v6 = [], []
+    for v in ([values] if isinstance(values, str) else values or ()):
+        (v6 if ":" in v else v4).append(v)
+    if len(v4) > 1 or len(v6) > 1:
+        raise SpecError(f"invalid {what}: give at most one IPv4 and one IPv6 {what}")
+    return (v4 or [None])[0], (v6 or [None])[0]
+
+
+def create(name, subnet=None, gateway=None, internal=False, labels=(), opts=(), ipv6=False):
     """A user-defined network's definition (its bridge is made on first use). labels:
     (key, value) pairs; opts: Docker's driver options, of which the bridge's MTU is
-    known (-o com.docker.network.driver.mtu=1400)."""
+    known (-o com.docker.network.driver.mtu=1400). subnet and gateway: a value or a list
+    (one per family); ipv6: an IPv6 subnet too, a random unique-local /64 unless given."""
     import datetime
     import json
     options.check_name(name)
     if name in (DEFAULT_NAME, "none", "host", "default") or name.startswith("container"):
         raise SpecError(f"network name {name!r} is reserved")
+    (subnet, subnet6), (gateway, gateway6) = _by_family(subnet, "--subnet"), _by_family(gateway, "--gateway")
+    if (subnet6 or gateway6) and not ipv6:
+        raise SpecError("an IPv6 --subnet or --gateway needs --ipv6")
     taken = list_all()
     if any(n.name == name for n in taken):
         raise ContainerStateError(f"network with name {name} already exists")
+    v6 = _subnet6(subnet6, gateway6, taken) if ipv6 else {}
     if subnet:
         net, prefix = parse_cidr(subnet)
         net = network_of(net, prefix)
@@ -175,7 +242,7 @@ def create(name, subnet=None, gateway=None, internal=False, labels=(), opts=()):
     d = {"Name": name, "Id": nid, "Bridge": "fb-" + nid[:12], "Subnet": f"{net}/{prefix}",
          "Gateway": gw, "Internal": bool(internal), "MTU": mtu or default().mtu, "DNS": True,
          "Created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-         "Labels": dict(labels), "Options": {MTU_OPTION: str(mtu)} if mtu else {}}
+         "Labels": dict(labels), "Options": {MTU_OPTION: str(mtu)} if mtu else {}, **v6}
     config.private_dir(networks_dir())
     path = os.path.join(networks_dir(), name + ".json")
     tmp = path + ".tmp"
@@ -183,6 +250,33 @@ def create(name, subnet=None, gateway=None, internal=False, labels=(), opts=()):
         json.dump(d, f)
     os.rename(tmp, path)
     return Network(d)
+
+
+def _subnet6(subnet6, gateway6, taken):
+    """{"Subnet6", "Gateway6"} of an --ipv6 network (a random unique-local /64 when no
+    subnet is given, as RFC 4193 and Docker's default pool make one)."""
+    import os as _os
+    if not _os.path.exists("/proc/sys/net/ipv6"):
+        raise SpecError("--ipv6: IPv6 is disabled in this kernel (or this network namespace)")
+    if subnet6:
+        net6, prefix6 = parse_cidr6(subnet6)
+    else:
+        net6, prefix6 = int_to_ip6((0xfd << 120) | (int.from_bytes(_os.urandom(5), "big") << 80)), 64
+    for n in taken:
+        if n.subnet6 and network6_of(n.subnet6, min(prefix6, n.prefix6)) == network6_of(net6, min(prefix6, n.prefix6)):
+            raise SpecError(f"invalid --subnet {net6}/{prefix6}: it overlaps another fastbox network")
+    base = ip6_to_int(net6)
+    if gateway6:
+        gw = parse_ip6(gateway6, "--gateway")
+        if network6_of(gw, prefix6) != net6 or ip6_to_int(gw) == base:
+            raise SpecError(f"invalid --gateway {gateway6}: not a host address of {net6}/{prefix6}")
+        if ip6_to_int(gw) - base < 1 << 32 and (ip6_to_int(gw) - base) >> 24 not in (0, 127):
+            # the containers' addresses are the prefix and their IPv4 ones (ip6_of)
+            raise SpecError(f"invalid --gateway {gateway6}: it may be a container's address "
+                            f"(the last 32 bits of theirs are their IPv4 addresses)")
+    else:
+        gw = int_to_ip6(base + 1)
+    return {"Subnet6": f"{net6}/{prefix6}", "Gateway6": gw}
 
 
 def _mtu(value):

@@ -15,6 +15,16 @@ def _ip4(ip):
     return bytes(int(x) for x in ip.split("."))
 
 
+def ipv6_args(ep, route=True):
+    """net_attach's IPv6 arguments for ep (none off an --ipv6 network); route=False: no
+    IPv6 default route (a connected network's, as its IPv4 one)."""
+    if not ep.ip6:
+        return {}
+    import _socket
+    return {"addr6": _socket.inet_pton(_socket.AF_INET6, ep.ip6), "prefix6": ep.prefix6,
+            "gateway6": _socket.inet_pton(_socket.AF_INET6, ep.gateway6) if route else b""}
+
+
 def bridge_of(spec):
     """spec's network and its bridge's ifindex, or (None, 0) if either is missing (the
     start then reports it)."""
@@ -51,7 +61,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
         spec.publish or spec.publish_all) else []
     # the others' mappings, read once: what a chosen port avoids, and what one overlaps
     held = endpoints.held_mappings(cid) if any(map(ports.chosen, items)) else None
-    mapped = ports.resolve(items, held or ())
+    mapped = ports.resolve(items, held or (), items and _has_ipv6(spec, found))
     if mapped:
         _refuse_overlaps(cid, mapped, held)
     made = spare is not None and spare.host_if is not None
@@ -62,7 +72,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
         try:
             _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
                              ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
-                             made)
+                             made, **ipv6_args(ep))
         except _core.CoreError as e:
             if made and e.errno == 19:  # ENODEV: the spare's veth was deleted meanwhile
                 ep.host_if = "fbv" + cid[:12]
@@ -76,13 +86,13 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
                 _core.net_link_del(ep.host_if)
             _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
                              ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
-                             False)
+                             False, **ipv6_args(ep))
         if ep.ports:
             _publish(ep, items)
             udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]
             if udp:
                 from fastbox.network import conntrack
-                conntrack.flush_udp(udp)
+                conntrack.flush_udp(udp, v6=bool(ep.ip6))
     except _core.CoreError as e:
         endpoints.release(cid)
         raise StartError(f"failed to set up the container's network: {e.what}: "
@@ -91,6 +101,18 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
         endpoints.release(cid)
         raise
     return ep
+
+
+def _has_ipv6(spec, found):
+    """Whether spec's network is an --ipv6 one (its containers' ports are IPv6's too)."""
+    net = found[0] if found and found[0] is not None else None
+    if net is None:
+        from fastbox.network import store
+        try:
+            net = store.get(spec.network)
+        except Exception:  # noqa: BLE001 - endpoints.plan reports it
+            return False
+    return bool(net.subnet6)
 
 
 def _refuse_overlaps(cid, mapped, held=None):
@@ -127,7 +149,7 @@ def _publish(ep, items):
     swept = False
     for attempt in range(5):
         try:
-            _core.nft_elems(True, nft.TABLE, nft.port_elements(ep.ports, ep.ip))
+            _core.nft_elems(True, nft.TABLE, nft.port_elements(ep.ports, ep.ip, ep.ip6))
             return
         except _core.CoreError as e:
             if e.errno == 2 and attempt == 0:  # ENOENT: no table or map
@@ -153,7 +175,7 @@ def _choose_again(ep, items):
         return False
     avoid = set(endpoints.held_mappings(ep.id)) | {(proto, hp) for proto, _, hp, _ in ep.ports}
     for i in again:
-        ep.ports[i] = ports.resolve_item(items[i], avoid)
+        ep.ports[i] = ports.resolve_item(items[i], avoid, bool(ep.ip6))
     endpoints.save(ep)
     return True
 
@@ -161,7 +183,7 @@ def _choose_again(ep, items):
 def unpublish(ep):
     """Delete ep's mappings; if the batch fails (one is gone already), one by one."""
     from fastbox.network import nft
-    elems = nft.port_elements(ep.ports, ep.ip)
+    elems = nft.port_elements(ep.ports, ep.ip, ep.ip6)
     try:
         _core.nft_elems(False, nft.TABLE, elems)
     except _core.CoreError:
@@ -202,7 +224,7 @@ def prepared_release(ep):
         return None
     from fastbox.network import nft
     record, lease, files, d = _release_paths(ep)
-    return _core.NetRelease(ep.id, record, nft.port_elements(ep.ports, ep.ip) if ep.ports else (),
+    return _core.NetRelease(ep.id, record, nft.port_elements(ep.ports, ep.ip, ep.ip6) if ep.ports else (),
                             lease, files, d)
 
 
@@ -296,7 +318,7 @@ def monitor_release_args(ep):
     from fastbox.network import nft
     record, lease, files, d = _release_paths(ep)
     args = ["--id", ep.id, "--net-record", record, "--lease", lease]
-    keys = [f"{name}={key.hex()}" for name, key, _ in nft.port_elements(ep.ports, ep.ip)]
+    keys = [f"{name}={key.hex()}" for name, key, _ in nft.port_elements(ep.ports, ep.ip, ep.ip6)]
     for i in range(0, len(keys), NFT_DEL_CHUNK):  # one argument may not pass 128 KiB
         args += ["--nft-del", ",".join(keys[i:i + NFT_DEL_CHUNK])]
     for f in files:

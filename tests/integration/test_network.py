@@ -64,7 +64,7 @@ class HostNS:
                 if line.split(":")[1].strip().startswith("fbv")]
 
     def nft_elements(self):
-        r = self.sh("nft list table ip fastbox", check=False)
+        r = self.sh("nft list table inet fastbox", check=False)
         return [line.strip() for line in r.stdout.splitlines() if "elements = " in line]
 
     def remove(self):
@@ -725,7 +725,7 @@ def test_user_network_with_subnet_gateway_and_internal(hostns):
     out = hostns.ok("run", "--rm", "--network", "priv", "busybox", "sh", "-c",
                     "ip -o -4 addr show eth0; ip route")
     assert "10.70.0.1/24" in out and "default via 10.70.0.254" in out
-    assert "drop" in hostns.sh("nft list chain ip fastbox forward").stdout
+    assert "drop" in hostns.sh("nft list chain inet fastbox forward").stdout
     r = hostns.fb("network", "create", "--subnet", "10.70.0.0/25", "other")
     assert r.returncode == 1 and "overlaps" in one_line_error(r)
     # --format, as Docker's: its fields (and the subnet), an unknown one an error
@@ -736,7 +736,7 @@ def test_user_network_with_subnet_gateway_and_internal(hostns):
     assert r.returncode == 1 and "Nope" in one_line_error(r)
     hostns.ok("network", "prune", "-f")
     assert hostns.ok("network", "ls", "-q").split() == ["000000000000"]
-    assert "drop" not in hostns.sh("nft list chain ip fastbox forward").stdout
+    assert "drop" not in hostns.sh("nft list chain inet fastbox forward").stdout
 
 
 SPARES_SCRIPT = r"""
@@ -980,7 +980,7 @@ def test_container_cannot_reach_the_hosts_loopback(hostns, probe, guarded):
     gets it: the attack is real."""
     hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
     if not guarded:
-        hostns.sh("nft flush chain ip fastbox guard")
+        hostns.sh("nft flush chain inet fastbox guard")
     listener = _udp_listener(hostns, 5399)
     try:
         assert listener.stdout.readline() == "ready\n"

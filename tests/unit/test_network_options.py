@@ -97,3 +97,38 @@ def test_a_subnet_must_be_for_one_links_hosts(subnet, kind):
     with pytest.raises(SpecError, match=f"{kind}.* cannot be a network's"):
         store.parse_cidr(subnet)
     assert store.parse_cidr("172.20.0.0/16") == ("172.20.0.0", 16)
+
+
+def test_port_elements_of_a_container_with_an_ipv6_address():
+    """A port on every address is IPv6's too (the *6 maps, after the IPv4 ones: a run of
+    one map is one message); a port on one IPv4 address is not."""
+    elems = nft.port_elements([("tcp", "0.0.0.0", 8080, 80), ("udp", "127.0.0.1", 53, 5353)],
+                              "10.66.0.2", "fd00:1::a42:2")
+    assert [e[0] for e in elems] == ["tcp_any", "udp_ip", "tcp6_any"]
+    assert elems[2] == ("tcp6_any", b"\x1f\x90",
+                        bytes.fromhex("fd000001" + "0000" * 4 + "0a420002") + b"\x00\x50\x00\x00")
+
+
+def test_ipv6_networks_derive_addresses_from_ipv4_leases(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTBOX_ROOT", str(tmp_path))
+    monkeypatch.setenv("FASTBOX_CONFIG", str(tmp_path / "none.json"))
+    monkeypatch.setattr("os.path.exists", lambda p, _e=__import__("os").path.exists: True
+                        if p == "/proc/sys/net/ipv6" else _e(p))
+    net = store.create("six", ["10.70.0.0/24", "fd00:70::/64"], ipv6=True)
+    assert (net.subnet6, net.prefix6, net.gateway6) == ("fd00:70::", 64, "fd00:70::1")
+    assert net.ip6_of("10.70.0.2") == "fd00:70::a46:2"
+    auto = store.create("auto", ipv6=True)  # a random unique-local /64
+    assert auto.subnet6.startswith("fd") and auto.prefix6 == 64 and auto.gateway6.endswith("::1")
+    assert store.get("six").as_dict()["Subnet6"] == "fd00:70::/64"
+    assert store.create("four").subnet6 is None and store.get("four").ip6_of("10.67.0.2") is None
+    for subnet, gateway, ipv6, why in [
+            (["fd00:71::/64"], [], False, "needs --ipv6"),
+            (["fd00:70:0:0:1::/80"], [], True, "overlaps"),
+            (["fd00:72::/112"], [], True, "/48 to /96"),
+            (["fe80::/64"], [], True, "link-local"),
+            (["ff00::/64"], [], True, "multicast"),
+            (["fd00:73::/64"], ["fd00:74::1"], True, "not a host address"),
+            (["fd00:73::/64"], ["fd00:73::a43:2"], True, "may be a container's"),
+            (["fd00:73::/64", "fd00:74::/64"], [], True, "at most one")]:
+        with pytest.raises(SpecError, match=why):
+            store.create("bad", subnet, gateway, ipv6=ipv6)

@@ -1,0 +1,181 @@
+"""IPv6 on user networks (`network create --ipv6`) for real: containers get an address,
+a default route and names over IPv6, their published ports answer on the host's IPv6
+addresses, their traffic leaves masqueraded, and nothing is left after rm or a crash. Run
+in a namespace playing the host (HostNS of test_network), with another "machine" joined
+to it (RemoteNS) at fd99::2."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+from waiting import eventually
+
+from test_network import (FASTBOX, HostNS, RemoteNS, assert_nothing_left, hostns,  # noqa: F401
+                          leases, one_line_error)
+
+NET = ("network", "create", "--ipv6", "--subnet", "10.80.0.0/24", "--subnet", "fd00:80::/64")
+
+
+def six(ns, name, dev="eth0"):
+    """The container's global IPv6 addresses on dev."""
+    out = ns.ok("exec", name, "ip", "-o", "-6", "addr", "show", "dev", dev, "scope", "global")
+    return [line.split()[3] for line in out.splitlines()]
+
+
+@pytest.fixture
+def remote(hostns):
+    r = RemoteNS(hostns)
+    hostns.sh("ip -6 addr add fd99::1/64 dev fbremote nodad")
+    r.sh("ip -6 addr add fd99::2/64 dev eth0 nodad")
+    try:
+        yield r
+    finally:
+        r.remove()
+
+
+def test_containers_get_addresses_routes_and_names_over_ipv6(hostns, fb_env):
+    hostns.ok(*NET, "six")
+    cid = hostns.ok("run", "-d", "--name", "a", "--network", "six", "--network-alias", "db",
+                    "busybox", "sleep", "1d").strip()
+    # its IPv6 address: the network's prefix and its IPv4 address (10.80.0.2 = a50:2)
+    assert six(hostns, "a") == ["fd00:80::a50:2/64"]
+    routes = hostns.ok("exec", "a", "ip", "-6", "route")
+    assert "default via fd00:80::1 dev eth0" in routes
+    assert f"fd00:80::a50:2\t{cid[:12]}\n" in hostns.ok("exec", "a", "cat", "/etc/hosts")
+    settings = json.loads(hostns.ok("inspect", "a"))[0]["NetworkSettings"]
+    assert (settings["GlobalIPv6Address"], settings["GlobalIPv6PrefixLen"],
+            settings["IPv6Gateway"]) == ("fd00:80::a50:2", 64, "fd00:80::1")
+    assert settings["Networks"]["six"]["GlobalIPv6Address"] == "fd00:80::a50:2"
+    net = json.loads(hostns.ok("network", "inspect", "six"))[0]
+    assert net["EnableIPv6"] is True
+    assert {"Subnet": "fd00:80::/64", "Gateway": "fd00:80::1"} in net["IPAM"]["Config"]
+    assert [m["IPv6Address"] for m in net["Containers"].values()] == ["fd00:80::a50:2/64"]
+    # another member reaches it by name and alias over IPv6: the name server answers AAAA
+    out = hostns.ok("run", "--rm", "--network", "six", "busybox", "sh", "-c",
+                    "nslookup -type=AAAA db && ping6 -c1 -W2 a && ping6 -c1 -W2 fd00:80::1")
+    assert "fd00:80::a50:2" in out and "1 packets received" in out
+    hostns.ok("rm", "-f", "a")
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_a_network_without_ipv6_gives_none(hostns, fb_env):
+    hostns.ok("run", "-d", "--name", "plain", "busybox", "sleep", "1d")
+    assert six(hostns, "plain") == []
+    assert json.loads(hostns.ok("inspect", "plain"))[0]["NetworkSettings"]["GlobalIPv6Address"] == ""
+    r = hostns.fb("network", "create", "--subnet", "fd00:81::/64", "nov6")
+    assert r.returncode == 1 and "needs --ipv6" in one_line_error(r)  # as network create's others
+
+
+def test_published_ports_answer_on_ipv6_and_traffic_leaves_masqueraded(hostns, fb_env, remote,
+                                                                       tmp_path):
+    """-p 8080:80 on an --ipv6 network is published on the host's IPv6 addresses too:
+    another machine fetches the page at [fd99::1]:8080. The container reaches that machine,
+    which has no route back to fd00:80::/64: only as the host's address (masquerade)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("over ipv6\n")
+    hostns.ok(*NET, "six")
+    cid = hostns.ok("run", "-d", "--network", "six", "-p", "8080:80", "-p", "5300:53/udp",
+                    "-v", f"{www}:/www", "busybox", "httpd", "-f", "-p", "80", "-h", "/www").strip()
+    fetch = "timeout 3 busybox wget -qO- http://[fd99::1]:8080/"
+    eventually(lambda: remote.sh(fetch, check=False).stdout == "over ipv6\n",
+               what="the published port to answer over IPv6")
+    assert hostns.fetch("http://192.0.2.1:8080/") == "over ipv6\n"  # and over IPv4
+    ports = hostns.ok("port", cid)
+    assert "80/tcp -> [::]:8080" in ports and "53/udp -> [::]:5300" in ports
+    assert "[::]:8080->80/tcp" in hostns.ok("ps", "--format", "{{.Ports}}")
+    assert "fd00:80::a50:2 . 80" in hostns.sh("nft list map inet fastbox tcp6_any").stdout
+    out = hostns.ok("run", "--rm", "--network", "six", "busybox", "ping6", "-c1", "-W3", "fd99::2")
+    assert "1 packets received" in out
+    hostns.ok("rm", "-f", cid)  # its monitor deletes both families' elements
+    assert hostns.nft_elements() == []
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_a_foreground_run_releases_its_ipv6_ports(hostns, fb_env):
+    hostns.ok(*NET, "six")
+    seen = hostns.ok("run", "--rm", "--network", "six", "-p", "8181:81", "busybox", "sh", "-c",
+                     "ip -o -6 addr show dev eth0 scope global")
+    assert "fd00:80::a50:2/64" in seen
+    assert hostns.nft_elements() == []
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_a_port_held_on_ipv6_only_is_refused(hostns, fb_env):
+    """A host program listening on [::]:8282 alone: an --ipv6 network's container cannot
+    publish 8282 (it would take the program's IPv6 connections); a default-bridge one,
+    IPv4 only, can."""
+    hostns.ok(*NET, "six")
+    holder = subprocess.Popen(hostns.cmd(
+        "python3", "-c",
+        "import socket,sys; s=socket.socket(socket.AF_INET6); "
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); s.bind(('::', 8282)); "
+        "s.listen(); print('up', flush=True); sys.stdin.read()"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "up\n"
+        r = hostns.fb("run", "--rm", "--network", "six", "-p", "8282:80", "busybox", "true")
+        assert r.returncode == 125 and "8282" in one_line_error(r)
+        hostns.ok("run", "--rm", "-p", "8282:80", "busybox", "true")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_connect_adds_an_ipv6_address_without_a_route(hostns, fb_env):
+    hostns.ok(*NET, "six")
+    hostns.ok("run", "-d", "--name", "c", "busybox", "sleep", "1d")  # default bridge
+    hostns.ok("network", "connect", "six", "c")
+    assert six(hostns, "c", "eth1") == ["fd00:80::a50:2/64"]
+    assert "default" not in hostns.ok("exec", "c", "ip", "-6", "route")  # the first network's
+    nets = json.loads(hostns.ok("inspect", "c"))[0]["NetworkSettings"]["Networks"]
+    assert nets["six"]["GlobalIPv6Address"] == "fd00:80::a50:2"
+    hostns.ok("network", "disconnect", "six", "c")
+    assert "fd00:80::" not in hostns.ok("exec", "c", "ip", "-6", "addr")
+    hostns.ok("rm", "-f", "c")
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_killed_monitor_and_container_leave_no_ipv6_entry_after_rm(hostns, fb_env):
+    """The record names both families' elements: with the container's namespace gone and
+    its monitor killed before it released anything, rm deletes the IPv6 ones too."""
+    hostns.ok(*NET, "six")
+    cid = hostns.ok("run", "-d", "--network", "six", "-p", "8383:80", "busybox", "sleep", "1d").strip()
+    assert any("fd00:80::a50:2" in e for e in hostns.nft_elements())
+    info = json.loads(hostns.ok("inspect", cid))[0]
+    os.kill(info["MonitorPid"], signal.SIGKILL)
+    os.kill(info["State"]["Pid"], signal.SIGKILL)
+    eventually(lambda: not hostns.veths(), what="the veth to go with the namespace")
+    hostns.ok("rm", cid)
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_sigkill_of_a_starting_ipv6_run_leaves_nothing_after_the_next_command(hostns, fb_env, round_):
+    hostns.ok(*NET, "six")
+    hostns.ok("run", "--rm", "--network", "six", "busybox", "true")  # the bridge exists
+    p = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--rm", "--network", "six", "-p", "9000:80",
+                                    "busybox", "sleep", "60"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.uniform(0.0, 0.4))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+    def swept():
+        hostns.fb("ps")
+        return not hostns.veths() and not hostns.nft_elements() and not leases(fb_env.run)
+
+    eventually(swept, what="the next command to sweep the dead run's network")
+    hostns.ok("run", "--rm", "--network", "six", "-p", "9000:80", "busybox", "true")
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
