@@ -135,9 +135,10 @@ _default = []  # [(bip, mtu), Network]: made again when the config file changes 
 
 
 def default():
-    """fastbox0, with "bip" (GATEWAY/PREFIX) and "mtu" from the config file."""
+    """fastbox0, with "bip" (GATEWAY/PREFIX) and "mtu" from the config file, and IPv6 if
+    it says "ipv6": true with "fixed-cidr-v6", as Docker's daemon.json."""
     s = config.settings()
-    key = (s.get("bip"), s.get("mtu"))
+    key = (s.get("bip"), s.get("mtu"), s.get("ipv6"), s.get("fixed-cidr-v6"))
     if _default and _default[0] == key:
         return _default[1]
     net = _make_default(s)
@@ -150,9 +151,17 @@ def _make_default(s):
     mtu = s.get("mtu", DEFAULT_MTU)
     if not isinstance(mtu, int) or not 68 <= mtu <= 65535:
         raise SpecError(f"invalid mtu {mtu!r} in the config file: 68 to 65535")
+    v6 = {}
+    if s.get("ipv6") is True:
+        if not s.get("fixed-cidr-v6"):
+            raise SpecError('"ipv6": true in the config file needs "fixed-cidr-v6" (e.g. "fd00:66::/64")')
+        net6, prefix6 = parse_cidr6(s["fixed-cidr-v6"], "fixed-cidr-v6 in the config file")
+        v6 = {"Subnet6": f"{net6}/{prefix6}", "Gateway6": int_to_ip6(ip6_to_int(net6) + 1)}
+    elif s.get("ipv6") not in (None, False):
+        raise SpecError(f'invalid "ipv6" {s.get("ipv6")!r} in the config file: true or false')
     return Network({"Name": DEFAULT_NAME, "Id": "0" * 64, "Bridge": DEFAULT_BRIDGE,
                     "Subnet": f"{network_of(gw, prefix)}/{prefix}", "Gateway": gw,
-                    "Internal": False, "MTU": mtu, "DNS": False, "Created": None})
+                    "Internal": False, "MTU": mtu, "DNS": False, "Created": None, **v6})
 
 
 def get(name):

@@ -179,3 +179,20 @@ def test_sigkill_of_a_starting_ipv6_run_leaves_nothing_after_the_next_command(ho
     hostns.ok("run", "--rm", "--network", "six", "-p", "9000:80", "busybox", "true")
     hostns.ok("network", "rm", "six")
     assert_nothing_left(hostns, fb_env)
+
+
+def test_the_default_bridge_gets_ipv6_from_the_config_file(hostns, fb_env, monkeypatch):
+    """As Docker's daemon.json: "ipv6": true with "fixed-cidr-v6"; without the prefix,
+    one line and exit 125 (the start cannot choose the default bridge's addresses)."""
+    path = os.path.join(fb_env.tmp, "config.json")
+    monkeypatch.setenv("FASTBOX_CONFIG", path)
+    with open(path, "w") as f:
+        json.dump({"ipv6": True}, f)
+    r = hostns.fb("run", "--rm", "busybox", "true")
+    assert r.returncode == 125 and "fixed-cidr-v6" in one_line_error(r)
+    with open(path, "w") as f:
+        json.dump({"ipv6": True, "fixed-cidr-v6": "fd00:66::/64"}, f)
+    out = hostns.ok("run", "--rm", "busybox", "sh", "-c",
+                    "ip -o -6 addr show dev eth0 scope global; ping6 -c1 -W2 fd00:66::1")
+    assert "fd00:66::a42:2/64" in out and "1 packets received" in out
+    assert_nothing_left(hostns, fb_env)
