@@ -83,7 +83,9 @@ def table_exists():
 
 def ensure_table():
     if not table_exists():
-        nft(RULESET)
+        # fastbox before IPv6 kept its maps in `ip fastbox`: left beside this table, its
+        # DNAT entries would still answer ports this table maps to other containers
+        nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n" + RULESET)
 
 
 def _has_comment(chain, comment):

@@ -196,3 +196,18 @@ def test_the_default_bridge_gets_ipv6_from_the_config_file(hostns, fb_env, monke
                     "ip -o -6 addr show dev eth0 scope global; ping6 -c1 -W2 fd00:66::1")
     assert "fd00:66::a42:2/64" in out and "1 packets received" in out
     assert_nothing_left(hostns, fb_env)
+
+
+def test_the_table_of_fastbox_before_ipv6_goes_when_the_inet_one_is_made(hostns, fb_env):
+    """`ip fastbox` (fastbox before IPv6): its DNAT entries would answer ports the new
+    `inet fastbox` maps to other containers; it goes in the transaction that makes the
+    new table. Any other table stays."""
+    hostns.sh("nft add table ip fastbox && nft add map ip fastbox tcp_any "
+              "'{ type inet_service : ipv4_addr . inet_service; }' && "
+              "nft add element ip fastbox tcp_any '{ 8080 : 10.66.0.9 . 80 }' && "
+              "nft add table ip other")
+    hostns.ok("run", "--rm", "-p", "8080:80", "busybox", "true")
+    tables = hostns.sh("nft list tables").stdout.split("\n")
+    assert "table ip fastbox" not in tables and "table inet fastbox" in tables
+    assert "table ip other" in tables
+    assert_nothing_left(hostns, fb_env)
