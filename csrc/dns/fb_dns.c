@@ -752,6 +752,13 @@ static void maybe_exit(void)
     if (lock >= 0)
         flock(lock, LOCK_EX);
     if (reload() <= 0) {
+        /* Port 53 let go before the lock: the next joiner, which takes the lock the
+         * moment we are gone, finds no pidfile and starts our successor at once. Left to
+         * _exit, the sockets went after the lock (an exiting task's files are released
+         * last first), and the successor's bind failed with EADDRINUSE: 6 back-to-back
+         * `run --rm` members in 10 had no name server. */
+        close(udp_fd);
+        close(tcp_listen_fd);
         unlink(opt.pidfile);
         _exit(0);
     }
