@@ -22,9 +22,9 @@
  * Lifetime: started by fastbox (fastbox/network/dns.py) when a member joins and none
  * runs, under the network's lease lock. It forks once bound: the child writes --pidfile
  * ("PID START", START field 22 of /proc/PID/stat) and tells the parent, which exits 0
- * (or 1 with one line on stderr). It exits when the names directory is empty, deciding
- * under the same lock (a joiner holds it while it adds a name and checks that we run),
- * or when the directory goes (network rm), removing its pidfile.
+ * (or 1 with one line on stderr). It exits once the names directory has been empty for
+ * a second, deciding under the same lock (a joiner holds it while it adds a name and
+ * checks that we run), or when the directory goes (network rm), removing its pidfile.
  *
  * argv: --gateway IP --names DIR --lock FILE --pidfile FILE --endpoints DIR
  *       [--resolv FILE] [--internal] [--retry-bind MS] */
@@ -61,6 +61,7 @@
 #define FORWARD_MS 2000
 #define TCP_MS 3000
 #define TTL 600
+#define LINGER_MS 1000 /* kept with no member (maybe_exit) */
 
 struct member {
     char id[72];
@@ -562,6 +563,7 @@ static int stream_in(struct pending *p)
 
 static void reply_tcp(int i, const unsigned char *r, size_t n);
 static int udp_fd = -1, tcp_listen_fd = -1;
+static long long empty_since; /* now_ms() when the network was last seen empty; 0: members */
 
 #define GONE (-2) /* a pending query whose TCP client went */
 
@@ -744,9 +746,19 @@ static void tcp_read(int i)
 }
 
 /* Exit if the network has no member left: decided under its lease lock. */
+/* Exits once the network has had no member for LINGER_MS: back-to-back `run --rm`
+ * members each leave the network empty, and without it every start spawned a new
+ * server (+2 ms a start on a user network, in-process A/B). */
 static void maybe_exit(void)
 {
-    if (n_members > 0)
+    if (n_members > 0) {
+        empty_since = 0;
+        return;
+    }
+    long long now = now_ms();
+    if (!empty_since)
+        empty_since = now;
+    if (now - empty_since < LINGER_MS)
         return;
     int lock = open(opt.lock, O_RDONLY | O_CLOEXEC);
     if (lock >= 0)
@@ -762,6 +774,7 @@ static void maybe_exit(void)
         unlink(opt.pidfile);
         _exit(0);
     }
+    empty_since = 0; /* a member came meanwhile */
     if (lock >= 0)
         close(lock);
 }
@@ -954,6 +967,8 @@ static void serve(int ino)
         for (int i = 0; i < MAX_PENDING; i++)
             p[n++] = (struct pollfd){pend[i].fd,
                                      pend[i].stream && pend[i].sent < pend[i].len + 2 ? POLLOUT : POLLIN, 0};
+        if (empty_since && empty_since + LINGER_MS < next)
+            next = empty_since + LINGER_MS;
         int wait = (int)(next - now);
         if (wait > 1000)
             wait = 1000;
@@ -974,6 +989,8 @@ static void serve(int ino)
                 _exit(0);
             }
             maybe_exit();
+        } else if (empty_since) {
+            maybe_exit(); /* its linger may be over */
         }
         if (p[1].revents) {
             unsigned char m[MSG_MAX];

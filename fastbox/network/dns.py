@@ -8,8 +8,9 @@ and forwards the rest to the container's --dns servers or the host's resolvers.
 Its pid is recorded in FASTBOX_RUN/net/dns/<network>.pid (by itself, once it listens,
 under a flock it holds for as long as it lives).
 It is started under the network's lease lock by the first member's start (or connect),
-once: later starts only check that it lives (one small read). It exits by itself when
-the last member's name goes, deciding under that same lock. The sweep (the next command
+once: later starts only check that it lives (one small read). It exits by itself a
+second after the last member's name goes, deciding under that same lock: back-to-back
+`run --rm` members, each the network's only one, find it still there. The sweep (the next command
 that touches networks) stops one whose network is gone or empty and starts a dead one
 again, so a SIGKILL anywhere leaves nothing behind for long."""
 import os
