@@ -100,15 +100,35 @@ def _warn(net, why):
 
 
 def stop(net_id12):
-    """Stop the responder of the network with that id (network rm, a sweep)."""
+    """Stop the responder of the network with that id (network rm, a sweep), and wait
+    for it to be gone: its port 53 goes with it, and a member starting next would start
+    another at once, whose bind failed while the killed one still held it."""
     path = os.path.join(dns_dir(), net_id12 + ".pid")
     rec = _recorded(path)
     if rec is not None and process.alive(*rec) and _is_responder(rec[0]):
-        process.signal_process(rec[0], rec[1], 9)
+        _kill_and_wait(*rec)
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _kill_and_wait(pid, start, wait=2.0):
+    """SIGKILL pid if it is still the process started at start; return once it has
+    exited (its pidfd turns readable then), or after wait seconds."""
+    import select
+    import signal
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if process.start_time(pid) != start:  # reused meanwhile: not ours to kill
+            return
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        select.select([fd], [], [], wait)
+    finally:
+        os.close(fd)
 
 
 def _is_responder(pid):
