@@ -64,8 +64,9 @@ def _detach_running(c, spec):
 
 
 def _default_route(c, ep):
-    """The default route through ep's gateway, in the container's namespace (`ip`, run
-    with the namespace's fd: a pid reused meanwhile is never entered)."""
+    """The default route through ep's gateway (and its IPv6 one), in the container's
+    namespace (`ip`, run with the namespace's fd: a pid reused meanwhile is never
+    entered)."""
     from fastbox.state import process
     pid, start = c.attrs.get("pid"), c.attrs.get("pid_start")
     try:
@@ -75,11 +76,15 @@ def _default_route(c, ep):
     try:
         if not process.alive(pid, start):
             return
-        r = subprocess.run(["nsenter", f"--net=/proc/self/fd/{fd}", "ip", "route", "replace",
-                            "default", "via", ep.gateway, "dev", ep.if_name],
-                           pass_fds=(fd,), capture_output=True, text=True)
-        if r.returncode != 0:
-            raise ContainerStateError(f"disconnected, but no default route through network "
-                                      f"{ep.network}: {r.stderr.strip()}")
+        routes = [["ip", "route", "replace", "default", "via", ep.gateway, "dev", ep.if_name]]
+        if ep.ip6:  # an --ipv6 network's IPv6 default route too
+            routes.append(["ip", "-6", "route", "replace", "default", "via", ep.gateway6,
+                           "dev", ep.if_name])
+        for route in routes:
+            r = subprocess.run(["nsenter", f"--net=/proc/self/fd/{fd}", *route],
+                               pass_fds=(fd,), capture_output=True, text=True)
+            if r.returncode != 0:
+                raise ContainerStateError(f"disconnected, but no default route through network "
+                                          f"{ep.network}: {r.stderr.strip()}")
     finally:
         os.close(fd)

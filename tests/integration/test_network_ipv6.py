@@ -211,3 +211,18 @@ def test_the_table_of_fastbox_before_ipv6_goes_when_the_inet_one_is_made(hostns,
     assert "table ip fastbox" not in tables and "table inet fastbox" in tables
     assert "table ip other" in tables
     assert_nothing_left(hostns, fb_env)
+
+
+def test_disconnect_from_the_first_network_moves_the_ipv6_default_route(hostns, fb_env):
+    """The connected --ipv6 network takes over from the first one, as Docker's: its
+    gateways become the default routes of both families."""
+    hostns.ok(*NET, "six")
+    hostns.ok("run", "-d", "--name", "c", "busybox", "sleep", "1d")  # default bridge
+    hostns.ok("network", "connect", "six", "c")
+    hostns.ok("network", "disconnect", "bridge", "c")
+    assert "default via fd00:80::1 dev eth1" in hostns.ok("exec", "c", "ip", "-6", "route")
+    assert "default via 10.80.0.1 dev eth1" in hostns.ok("exec", "c", "ip", "route")
+    assert "1 packets received" in hostns.ok("exec", "c", "ping6", "-c1", "-W2", "fd00:80::1")
+    hostns.ok("rm", "-f", "c")
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
