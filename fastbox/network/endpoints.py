@@ -163,10 +163,11 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
     end of a veth made ahead of time in the container's namespace (a spare's); found:
     (network, its bridge's ifindex or 0), if the caller looked them up already.
     restart=False: cid is new, it has no record of an earlier run to look for.
-    in_layer: its /etc files may go into its own upper layer (ep.etc_texts), if its
-    network has no names (whose files change as members come and go): an ephemeral
+    in_layer: its /etc files may go into its own upper layer (ep.etc_texts): an ephemeral
     container that no command can reach (no record names it, so no `network connect`
-    rewrites them); nothing to bind, nothing on the host to remove."""
+    rewrites them); nothing to bind, nothing on the host to remove. Not on a network with
+    names whose name server is not running: members' hosts files then list each other,
+    rewritten as members come and go (files.refresh_hosts)."""
     if restart and os.path.exists(_path(cid)):  # a restart: what its last run held goes first
         release(cid)
     net, index = found if found and found[0] is not None else (store.get(spec.network), 0)
@@ -196,16 +197,21 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
             ip = ipam.take_locked(net, cid, want, reclaim, record)
         else:
             ip = ipam.allocate_locked(net, cid, reclaim, record)
-        if in_layer and not names:
-            ep.etc_texts = files.texts(ip, hostname, spec, gateway=net.gateway, ip6=ep.ip6)
+        if names:
+            from fastbox.network import dns
+            # a name server running now stays while we hold the lock (it decides to
+            # exit under it), and then sees our names: our files never change
+            in_layer = in_layer and dns.running(net)
+        if in_layer:
+            ep.etc_texts = files.texts(ip, hostname, spec, dns_at=net.gateway if names else None,
+                                       gateway=net.gateway, ip6=ep.ip6)
         else:
             ep.binds = files.write(cid, ip, hostname, spec, names=bool(names),
                                    dns_at=net.gateway if names else None, gateway=net.gateway,
                                    ip6=ep.ip6)
         if names:
             files.join_names(net, cid, ip, names, ip6=ep.ip6)
-            from fastbox.network import dns
-            if not dns.ensure(net):  # no name server: the host's resolvers
+            if not in_layer and not dns.ensure(net):  # no name server: the host's resolvers
                 files.write_resolv(cid, spec)
     return ep
 

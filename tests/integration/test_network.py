@@ -294,10 +294,11 @@ def test_none_and_host_get_their_etc_files_as_docker_gives_them(hostns, fb_env):
 
 def test_a_foreground_rm_runs_etc_files_are_in_its_own_layer_unless_names_change_them(hostns, fb_env):
     """A foreground `run --rm` container is one no command can reach (no record names it,
-    so no `network connect` rewrites its files): on a network without names its /etc
-    files are written into its tmpfs upper layer, with what the bound ones held, and
-    nothing of them is on the host at any instant. On a network with names they stay
-    bound from the host, where the network's members are kept."""
+    so no `network connect` rewrites its files): its /etc files are written into its
+    tmpfs upper layer, with what the bound ones held, and nothing of them is on the host
+    at any instant. On a network with names, only while the network's name server runs:
+    one that starts it stays bound from the host (were the server to fail, members' hosts
+    files would list each other, rewritten as members come and go)."""
     files = os.path.join(fb_env.run, "net", "files")
     script = ("cat /etc/hosts /etc/resolv.conf /etc/hostname; grep -c ' /etc/' /proc/self/mounts; "
               f"ls -A {files} 2>/dev/null | grep -c .; true")
@@ -309,6 +310,14 @@ def test_a_foreground_rm_runs_etc_files_are_in_its_own_layer_unless_names_change
     out = hostns.ok("run", "--rm", "--network", "named", "-v", f"{fb_env.run}:{fb_env.run}", "busybox",
                     "sh", "-c", f"grep -c ' /etc/' /proc/self/mounts; ls {files}")
     assert out.split("\n")[0] == "3" and len(out.split("\n")[1]) == 64, out
+    hostns.ok("run", "-d", "--name", "peer", "--network", "named", "busybox", "sleep", "1d")
+    out = hostns.ok("run", "--rm", "--network", "named", "-h", "box", "-v", f"{fb_env.run}:{fb_env.run}",
+                    "busybox", "sh", "-c", script.replace("/etc/hostname;", "/etc/hostname; ping -c1 -W2 peer "
+                                                          ">/dev/null && echo reached;"))
+    lines = out.split("\n")
+    assert lines[2].startswith("10.67.0.3\tbox") and lines[3] == "nameserver 10.67.0.1", out
+    assert lines[-4:] == ["reached", "0", "1", ""], out  # no /etc mount; only peer's files
+    hostns.ok("rm", "-f", "peer")
     hostns.ok("network", "rm", "named")
     assert_nothing_left(hostns, fb_env)
     assert not os.path.exists(files) or os.listdir(files) == []
