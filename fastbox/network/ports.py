@@ -16,29 +16,21 @@ class PortInUse(StartError):
 def _probe(proto, host_ip, port, v6=False):
     """The port bound (0: the kernel picks), or None if someone holds it. v6: on every
     address, IPv6's too (a container with an IPv6 address is published there as well)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    port = _bind(socket.AF_INET, proto, host_ip, port)
+    return port if port and (not v6 or _bind(socket.AF_INET6, proto, "::", port)) else None
+
+
+def _bind(family, proto, host_ip, port):
+    s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
+        if family == socket.AF_INET6:  # IPv6's own port, whatever holds IPv4's
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if proto == "tcp":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host_ip, port))
-        port = s.getsockname()[1] if port == 0 else port
-        return port if not v6 or _probe6(proto, port) else None
+        return s.getsockname()[1] if port == 0 else port
     except OSError:
         return None
-    finally:
-        s.close()
-
-
-def _probe6(proto, port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-    try:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if proto == "tcp":
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("::", port))
-        return True
-    except OSError:
-        return False
     finally:
         s.close()
 

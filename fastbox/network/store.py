@@ -264,13 +264,12 @@ def create(name, subnet=None, gateway=None, internal=False, labels=(), opts=(), 
 def _subnet6(subnet6, gateway6, taken):
     """{"Subnet6", "Gateway6"} of an --ipv6 network (a random unique-local /64 when no
     subnet is given, as RFC 4193 and Docker's default pool make one)."""
-    import os as _os
-    if not _os.path.exists("/proc/sys/net/ipv6"):
+    if not os.path.exists("/proc/sys/net/ipv6"):
         raise SpecError("--ipv6: IPv6 is disabled in this kernel (or this network namespace)")
     if subnet6:
         net6, prefix6 = parse_cidr6(subnet6)
     else:
-        net6, prefix6 = int_to_ip6((0xfd << 120) | (int.from_bytes(_os.urandom(5), "big") << 80)), 64
+        net6, prefix6 = int_to_ip6((0xfd << 120) | (int.from_bytes(os.urandom(5), "big") << 80)), 64
     for n in taken:
         if n.subnet6 and network6_of(n.subnet6, min(prefix6, n.prefix6)) == network6_of(net6, min(prefix6, n.prefix6)):
             raise SpecError(f"invalid --subnet {net6}/{prefix6}: it overlaps another fastbox network")
