@@ -36,10 +36,30 @@ static int lo_up(void)
     return r;
 }
 
+/* No IPv6 router advertisements in a container's namespace: its interfaces (made after
+ * this, so they copy "default") take none, as Docker's since CVE-2020-13401. Otherwise a
+ * neighbour on the bridge with NET_RAW (a default capability) could advertise itself as
+ * the default router and hand out addresses, and take its neighbours' IPv6 traffic. The
+ * IPv6 addresses and routes fastbox gives are static. Written through /proc/sys/net,
+ * which is the calling thread's namespace's; no IPv6 in the kernel: nothing to do. */
+static void no_router_advertisements(void)
+{
+    static const char *const knobs[] = {"/proc/sys/net/ipv6/conf/default/accept_ra",
+                                        "/proc/sys/net/ipv6/conf/all/accept_ra"};
+    for (size_t i = 0; i < sizeof knobs / sizeof *knobs; i++) {
+        int fd = open(knobs[i], O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)!write(fd, "0", 1);
+            close(fd);
+        }
+    }
+}
+
 int fb_netns_unshare(struct fb_error *e)
 {
     if (unshare(CLONE_NEWNET) < 0)
         return fb_fail(e, errno, FB_PHASE_CLONE, "unshare network namespace", NULL);
+    no_router_advertisements();
     int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || lo_up() < 0) {
         int rc = fb_fail(e, errno, FB_PHASE_CLONE, fd < 0 ? "open netns" : "bring up lo", NULL);

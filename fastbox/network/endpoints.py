@@ -171,8 +171,8 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
     if restart and os.path.exists(_path(cid)):  # a restart: what its last run held goes first
         release(cid)
     net, index = found if found and found[0] is not None else (store.get(spec.network), 0)
-    if not index:
-        from fastbox.network import host
+    from fastbox.network import host
+    if not index or not host.ready(net):  # no bridge, or one an earlier fastbox made
         index = host.ensure(net)
     names = []
     if net.dns:

