@@ -225,6 +225,24 @@ static void no_ipv6_addrs(struct nlbuf *b, int index, const char *name)
     msg_end(b);
 }
 
+/* A default route through gw (4 or 16 bytes, as family) out of link idx. */
+static void default_route(struct nlbuf *b, int family, const void *gw, size_t len, int idx,
+                          unsigned flags)
+{
+    struct rtmsg *rt = msg_begin(b, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof *rt);
+    if (rt) {
+        rt->rtm_family = (unsigned char)family;
+        rt->rtm_table = RT_TABLE_MAIN;
+        rt->rtm_protocol = RTPROT_BOOT;
+        rt->rtm_scope = RT_SCOPE_UNIVERSE;
+        rt->rtm_type = RTN_UNICAST;
+        rt->rtm_flags = flags;
+    }
+    attr(b, RTA_GATEWAY, gw, len);
+    attr_u32(b, RTA_OIF, (uint32_t)idx);
+    msg_end(b);
+}
+
 /* An --ipv6 network's address and default route. NODAD: the address is usable at once
  * (duplicate detection would hold it "tentative" for a second, and IPAM already made it
  * unique). The link keeps no link-local address (no_ipv6_addrs): neighbour discovery
@@ -244,19 +262,8 @@ static void ipv6_address(struct nlbuf *b, int idx, const struct fb_net_link *l)
     attr_u32(b, IFA_FLAGS, IFA_F_NODAD);
     msg_end(b);
     static const unsigned char zero[16];
-    if (!memcmp(l->gateway6, zero, 16))
-        return;
-    struct rtmsg *rt = msg_begin(b, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof *rt);
-    if (rt) {
-        rt->rtm_family = AF_INET6;
-        rt->rtm_table = RT_TABLE_MAIN;
-        rt->rtm_protocol = RTPROT_BOOT;
-        rt->rtm_scope = RT_SCOPE_UNIVERSE;
-        rt->rtm_type = RTN_UNICAST;
-    }
-    attr(b, RTA_GATEWAY, l->gateway6, 16);
-    attr_u32(b, RTA_OIF, (uint32_t)idx);
-    msg_end(b);
+    if (memcmp(l->gateway6, zero, 16))
+        default_route(b, AF_INET6, l->gateway6, 16, idx, 0);
 }
 
 int fb_net_socket(void)
@@ -305,21 +312,8 @@ int fb_net_configure(int sock, const struct fb_net_link *l, struct fb_error *e)
     if (bcast)
         attr(&b, IFA_BROADCAST, &bcast, 4);
     msg_end(&b);
-    if (l->gateway) {
-        struct rtmsg *rt = msg_begin(&b, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                                     sizeof *rt);
-        if (rt) {
-            rt->rtm_family = AF_INET;
-            rt->rtm_table = RT_TABLE_MAIN;
-            rt->rtm_protocol = RTPROT_BOOT;
-            rt->rtm_scope = RT_SCOPE_UNIVERSE;
-            rt->rtm_type = RTN_UNICAST;
-            rt->rtm_flags = RTNH_F_ONLINK;
-        }
-        attr(&b, RTA_GATEWAY, &l->gateway, 4);
-        attr_u32(&b, RTA_OIF, (uint32_t)idx);
-        msg_end(&b);
-    }
+    if (l->gateway)
+        default_route(&b, AF_INET, &l->gateway, 4, idx, RTNH_F_ONLINK);
     if (l->prefix6)
         ipv6_address(&b, idx, l);
     int rc = nl_talk(sock, &b, l->prefix6 ? 0 : IGNORE_NO_IPV6);

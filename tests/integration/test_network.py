@@ -893,12 +893,13 @@ def test_a_process_tries_its_last_address_first_and_moves_on_if_it_is_taken(host
 
 # ------------------------------------------------------------------ crashes
 
-@pytest.mark.parametrize("round_", range(4))
-def test_sigkill_of_a_starting_run_leaves_nothing_after_the_next_command(hostns, fb_env, round_):
-    """A foreground `run -p` killed at a random point of its start (or once running):
-    the next fastbox command sweeps its veth, port entries, lease and files."""
-    hostns.ok("run", "--rm", "busybox", "true")  # the bridge and table exist
-    p = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--rm", "-p", "9000:80", "busybox", "sleep", "60"),
+def sigkill_a_starting_run(hostns, fb_env, *network):
+    """A foreground `run -p` (with network's options) killed at a random point of its
+    start (or once running): the next fastbox command sweeps its veth, port entries,
+    lease and files, and the port is free again."""
+    hostns.ok("run", "--rm", *network, "busybox", "true")  # the bridge and table exist
+    p = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--rm", *network, "-p", "9000:80", "busybox",
+                                    "sleep", "60"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(random.uniform(0.0, 0.4))
     p.send_signal(signal.SIGKILL)
@@ -909,8 +910,12 @@ def test_sigkill_of_a_starting_run_leaves_nothing_after_the_next_command(hostns,
         return not hostns.veths() and not hostns.nft_elements() and not leases(fb_env.run)
 
     eventually(swept, what="the next command to sweep the dead run's network")
-    # the port is free again
-    hostns.ok("run", "--rm", "-p", "9000:80", "busybox", "true")
+    hostns.ok("run", "--rm", *network, "-p", "9000:80", "busybox", "true")
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_sigkill_of_a_starting_run_leaves_nothing_after_the_next_command(hostns, fb_env, round_):
+    sigkill_a_starting_run(hostns, fb_env)
 
 
 def test_killed_detached_container_is_cleaned_by_rm(hostns, fb_env):

@@ -5,7 +5,6 @@ in a namespace playing the host (HostNS of test_network), with another "machine"
 to it (RemoteNS) at fd99::2."""
 import json
 import os
-import random
 import signal
 import subprocess
 import time
@@ -13,8 +12,8 @@ import time
 import pytest
 from waiting import eventually
 
-from test_network import (FASTBOX, HostNS, RemoteNS, assert_nothing_left, hostns,  # noqa: F401
-                          leases, one_line_error)
+from test_network import (RemoteNS, assert_nothing_left, hostns,  # noqa: F401  (a fixture)
+                          one_line_error, sigkill_a_starting_run)
 
 NET = ("network", "create", "--ipv6", "--subnet", "10.80.0.0/24", "--subnet", "fd00:80::/64")
 
@@ -163,20 +162,7 @@ def test_killed_monitor_and_container_leave_no_ipv6_entry_after_rm(hostns, fb_en
 @pytest.mark.parametrize("round_", range(2))
 def test_sigkill_of_a_starting_ipv6_run_leaves_nothing_after_the_next_command(hostns, fb_env, round_):
     hostns.ok(*NET, "six")
-    hostns.ok("run", "--rm", "--network", "six", "busybox", "true")  # the bridge exists
-    p = subprocess.Popen(hostns.cmd(FASTBOX, "run", "--rm", "--network", "six", "-p", "9000:80",
-                                    "busybox", "sleep", "60"),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(random.uniform(0.0, 0.4))
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-
-    def swept():
-        hostns.fb("ps")
-        return not hostns.veths() and not hostns.nft_elements() and not leases(fb_env.run)
-
-    eventually(swept, what="the next command to sweep the dead run's network")
-    hostns.ok("run", "--rm", "--network", "six", "-p", "9000:80", "busybox", "true")
+    sigkill_a_starting_run(hostns, fb_env, "--network", "six")
     hostns.ok("network", "rm", "six")
     assert_nothing_left(hostns, fb_env)
 
@@ -253,7 +239,6 @@ def test_a_neighbours_router_advertisement_is_ignored(hostns, fb_env, probe, net
     out = hostns.ok("run", "--rm", "--network", network, probe.image, "/probe", "rawra", "eth0",
                     "2001:db8:bad::")
     assert out.strip() == "sent"
-    import time
     time.sleep(0.5)  # an RA is handled as it arrives: give it the time to be
     routes = hostns.ok("exec", "victim", "ip", "-6", "route")
     addrs = hostns.ok("exec", "victim", "ip", "-6", "addr")
