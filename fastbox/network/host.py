@@ -55,7 +55,9 @@ def ensure(net):
             return index
         if not index:
             _make_bridge(net)
-        _bridge_sysctls(net)
+        else:  # an earlier fastbox's
+            _bridge_ipv6(net)
+        _forwarding(net)
         nft.ensure_table()
         nft.ensure_network(net)
         config.private_dir(os.path.dirname(_marker(net)))
@@ -66,16 +68,22 @@ def ensure(net):
         os.close(fd)
 
 
-def _bridge_sysctls(net):
-    """Forwarding; route_localnet for ports published on 127.0.0.1; and no router
-    advertisements taken on the bridge: a container (NET_RAW is a default capability)
-    could otherwise make itself the host's IPv6 default router and give the host an
-    address (CVE-2020-13401, whose fix left Docker's bridges without IPv6 unless asked).
-    An IPv4-only bridge has no IPv6 at all."""
+def _forwarding(net):
+    """Forwarding (IPv6's too for an --ipv6 network); route_localnet for ports published
+    on 127.0.0.1."""
     _sysctl("net/ipv4/ip_forward", "1")
     _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
     if net.subnet6:
         _sysctl("net/ipv6/conf/all/forwarding", "1")
+
+
+def _bridge_ipv6(net):
+    """No router advertisements taken on the bridge: a container (NET_RAW is a default
+    capability) could otherwise make itself the host's IPv6 default router and give the
+    host an address (CVE-2020-13401, whose fix left Docker's bridges without IPv6 unless
+    asked). An IPv4-only bridge has no IPv6 at all. Set before the bridge comes up."""
+    if net.subnet6:
+        _sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "0")
         _sysctl(f"net/ipv6/conf/{net.bridge}/accept_ra", "0")
     else:
         _sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "1")
@@ -100,12 +108,9 @@ def _make_bridge(net):
     _ip("link", "add", net.bridge, "address", mac, "mtu", str(net.mtu), "type", "bridge")
     try:
         _ip("addr", "add", f"{net.gateway}/{net.prefix}", "dev", net.bridge)
+        _bridge_ipv6(net)  # before it comes up: no RA taken at any instant
         if net.subnet6:  # usable at once (nodad): the containers' addresses are unique by IPAM
-            _sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "0")
-            _sysctl(f"net/ipv6/conf/{net.bridge}/accept_ra", "0")
             _ip("-6", "addr", "add", f"{net.gateway6}/{net.prefix6}", "dev", net.bridge, "nodad")
-        else:  # before it comes up: no link-local address, no RA taken at any instant
-            _sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "1")
         _ip("link", "set", net.bridge, "up")
     except StartError:
         remove(net)
