@@ -22,7 +22,6 @@ from fastbox.errors import StartError
 
 TABLE = "fastbox"
 FAMILY = "inet"
-MAPS = ("tcp_any", "tcp_ip", "udp_any", "udp_ip", "tcp6_any", "tcp6_ip", "udp6_any", "udp6_ip")
 
 RULESET = """
 table inet fastbox {
