@@ -356,6 +356,10 @@ def test_large_port_ranges_publish_in_one_transaction(hostns, fb_env):
     """Docker takes ranges of any size: 1000 TCP ports and 1000 UDP ones here (their
     mappings outgrow one netlink page; a 101-port range failed with EMSGSIZE before).
     A foreground run's exit and a detached one's rm take every mapping away."""
+    # The host side's connections take their ports from the ephemeral range, and one
+    # the client closed first holds its port in TIME_WAIT for a minute: no bind can take
+    # it, SO_REUSEADDR or not (Docker's start fails on it too). Out of the way of 30000-41999.
+    hostns.sh("sysctl -qw net.ipv4.ip_local_port_range='50000 60999'")
     r = hostns.fb("run", "--rm", "-p", "9000-9999:9000-9999", "-p",
                   "127.0.0.1:20000-20999:20000-20999/udp", "busybox", "true")
     assert r.returncode == 0, r.stderr
