@@ -203,10 +203,11 @@ def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask"),
 def connect(network: str = typer.Argument(..., metavar="NETWORK"),
             container: str = typer.Argument(..., metavar="CONTAINER"),
             alias: List[str] = typer.Option([], "--alias", help="A name for the container on this network"),
-            ip: Optional[str] = typer.Option(None, "--ip", help="Its IPv4 address on this network")):
+            ip: Optional[str] = typer.Option(None, "--ip", help="Its IPv4 address on this network"),
+            ip6: Optional[str] = typer.Option(None, "--ip6", help="Its IPv6 address on this --ipv6 network")):
     """Connect a container to a network (a running one at once, else at its start)."""
     from fastbox.network import connect as connecting
-    connecting.connect(network, container, alias, ip)
+    connecting.connect(network, container, alias, ip, ip6)
 
 
 def disconnect(network: str = typer.Argument(..., metavar="NETWORK"),

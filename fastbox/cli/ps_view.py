@@ -223,7 +223,7 @@ def _network_matches(record, wanted):
     one it was connected to."""
     from fastbox.network import connect, options, store
     names = {options.network_mode((record.get("spec") or {}).get("network"))}
-    names |= {name for name, _, _ in connect.recorded(record["id"])}
+    names |= {c.name for c in connect.recorded(record["id"])}
     if wanted in names:
         return True
     try:

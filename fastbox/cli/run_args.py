@@ -37,6 +37,7 @@ OPTIONS = (
     (("--add-host",), "add_host", "list", "Add NAME:IP to /etc/hosts"),
     (("--network-alias",), "network_alias", "list", "Another name on a user-defined network"),
     (("--ip",), "ip", "value", "Its IPv4 address on a user-defined network"),
+    (("--ip6",), "ip6", "value", "Its IPv6 address on a user-defined --ipv6 network"),
     (("--sysctl",), "sysctls", "list",
      "A namespaced sysctl: net.*, fs.mqueue.*, kernel.shm*|msg*|sem, kernel.domainname"),
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),

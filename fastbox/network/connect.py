@@ -2,8 +2,8 @@
 first, as Docker's. A running container gains an interface (eth1, eth2, ...) on the
 network's bridge at once, a created or stopped one at its next start; either way the
 connection is kept in the container's directory (`networks`, one line a network:
-name, requested address, aliases), so it is made again at every start, until
-`disconnect`.
+name, requested IPv4 address, aliases, requested IPv6 address), so it is made again at
+every start, until `disconnect`.
 
 An attached network is an endpoint of its own (fastbox.network.endpoints, record
 <id>+<network>): recorded before anything is applied, owned by the connecting process
@@ -11,16 +11,20 @@ until the veth is made, then by the container's init, and released with the cont
 own endpoint (stop, rm, a restart, the sweep of a dead owner). Its veth has no default
 route: the first network keeps it, as in Docker."""
 import os
+from collections import namedtuple
 
 from fastbox.errors import ContainerStateError, SpecError, StartError
 from fastbox.network import endpoints, files, host, ipam, options, store
+
+# one recorded connection: the network's name, the addresses asked for ("": none), aliases
+Connection = namedtuple("Connection", "name ip aliases ip6")
 
 SHARED = ("container sharing network namespace with another container or host cannot be "
           "connected to any other network")
 
 
 def recorded(cid):
-    """[(network name, requested ip or "", (aliases...))] of cid, in connection order."""
+    """cid's Connections, in connection order."""
     try:
         with open(endpoints.connections_path(cid)) as f:
             lines = f.read().splitlines()
@@ -28,8 +32,8 @@ def recorded(cid):
         return []
     out = []
     for line in lines:
-        name, ip, aliases = (line.split("\t") + ["", ""])[:3]
-        out.append((name, ip, tuple(a for a in aliases.split(",") if a)))
+        name, ip, aliases, ip6 = (line.split("\t") + ["", "", ""])[:4]
+        out.append(Connection(name, ip, tuple(a for a in aliases.split(",") if a), ip6))
     return out
 
 
@@ -42,11 +46,11 @@ def save_recorded(cid, items):
             pass
         return
     with open(path + ".tmp", "w") as f:
-        f.write("".join(f"{n}\t{ip}\t{','.join(a)}\n" for n, ip, a in items))
+        f.write("".join(f"{c.name}\t{c.ip}\t{','.join(c.aliases)}\t{c.ip6}\n" for c in items))
     os.rename(path + ".tmp", path)
 
 
-def connect(net_ref, ref, aliases=(), ip=None):
+def connect(net_ref, ref, aliases=(), ip=None, ip6=None):
     """Connect container ref to network net_ref (now if it runs, else at its start)."""
     from fastbox import containers
     c = containers.get(ref)
@@ -66,17 +70,19 @@ def connect(net_ref, ref, aliases=(), ip=None):
                                   "one of the networks in private (none) mode")
     name = c.attrs.get("name") or c.id[:12]
     items = recorded(c.id)
-    if first == net.id or any(n == net.name for n, _, _ in items):
+    if first == net.id or any(i.name == net.name for i in items):
         raise ContainerStateError(f"endpoint with name {name} already exists in network {net.name}")
     aliases = tuple(options.parse_aliases(list(aliases or ())))
     if ip:
         ip = ipam.check_ip(net, ip)
-    items.append((net.name, ip or "", aliases))
+    if ip6:
+        ip6 = ipam.check_ip6(net, ip6)
+    items.append(Connection(net.name, ip or "", aliases, ip6 or ""))
     save_recorded(c.id, items)
     if c.status != "running":
         return
     try:
-        _attach_running(c, net, ip, aliases, spec)
+        _attach_running(c, net, ip, aliases, spec, ip6)
     except BaseException:
         save_recorded(c.id, [i for i in recorded(c.id) if i[0] != net.name])
         raise
@@ -89,7 +95,7 @@ def disconnect(net_ref, ref, force=False):
         net = store.get(net_ref)
     except SpecError:  # removed while the container was stopped: forget it
         items = recorded(c.id)
-        if not any(n == net_ref for n, _, _ in items):
+        if not any(i.name == net_ref for i in items):
             raise
         save_recorded(c.id, [i for i in items if i[0] != net_ref])
         return
@@ -100,7 +106,7 @@ def disconnect(net_ref, ref, force=False):
         return
     items = recorded(c.id)
     key = endpoints.extra_key(c.id, net)
-    if not any(n == net.name for n, _, _ in items) and endpoints.load(key) is None:
+    if not any(i.name == net.name for i in items) and endpoints.load(key) is None:
         if force:
             return
         raise ContainerStateError(f"container {c.id} is not connected to network {net.name}")
@@ -130,7 +136,7 @@ def _names(cid, name, aliases, hostname):
     return names
 
 
-def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
+def plan(cid, net, name, aliases, hostname, if_name, want_ip=None, want_ip6=None):
     """Record cid's endpoint on net (owned by us), then take its address and names."""
     key = endpoints.extra_key(cid, net)
     if endpoints.load(key) is not None:
@@ -143,12 +149,14 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
                             if_name=if_name)
 
     def record(ip):
-        ep.ip, ep.ip6 = ip, net.ip6_of(ip)
+        ep.ip, ep.ip6 = ip, want_ip6 or net.ip6_of(ip)
         if ep.ip6:
             ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
         endpoints.save(ep)
 
     with ipam.Locked(net):
+        if want_ip6:
+            endpoints.take_ip6(net, key, want_ip6)
         if want_ip:
             ipam.take_locked(net, key, want_ip, endpoints.reclaim, record)
         else:
@@ -160,7 +168,7 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None):
     return ep
 
 
-def _attach_running(c, net, ip, aliases, spec):
+def _attach_running(c, net, ip, aliases, spec, ip6=None):
     from fastbox.runtime import extra_networks
     from fastbox.state import process
     pid, start = c.attrs.get("pid"), c.attrs.get("pid_start")
@@ -172,7 +180,7 @@ def _attach_running(c, net, ip, aliases, spec):
         if not process.alive(pid, start):
             raise ContainerStateError(f"container {c.id[:12]} is not running")
         hostname = spec.get("hostname") or c.id[:12]
-        ep = plan(c.id, net, c.attrs.get("name"), aliases, hostname, _free_if_name(pid), ip)
+        ep = plan(c.id, net, c.attrs.get("name"), aliases, hostname, _free_if_name(pid), ip, ip6)
         try:
             extra_networks.attach(ep, fd)
         except BaseException:
@@ -203,13 +211,13 @@ def attach_recorded(cid, spec, hostname, netns_fd, first):
     hands these over to the container's init with its own."""
     from fastbox.runtime import extra_networks
     keys = []
-    for n, (name, ip, aliases) in enumerate(recorded(cid), 1):
+    for n, c in enumerate(recorded(cid), 1):
         try:
-            net = store.get(name)
+            net = store.get(c.name)
         except SpecError:
-            raise StartError(f"network {name} not found: the container was connected to it "
-                             f"(fastbox network disconnect {name} {cid[:12]})", "network", 2) from None
-        ep = plan(cid, net, spec.name, aliases, hostname, f"eth{n}", ip or None)
+            raise StartError(f"network {c.name} not found: the container was connected to it "
+                             f"(fastbox network disconnect {c.name} {cid[:12]})", "network", 2) from None
+        ep = plan(cid, net, spec.name, c.aliases, hostname, f"eth{n}", c.ip or None, c.ip6 or None)
         keys.append(ep.id)
         first.extra_keys = tuple(keys)
         extra_networks.attach(ep, netns_fd)
@@ -231,7 +239,7 @@ def point_resolv(cid, spec=None):
     if first is None or first.names:
         return
     attached = {ep.network: ep for ep in endpoints.extras(cid)}
-    listed = [name for name, _, _ in recorded(cid)]
+    listed = [c.name for c in recorded(cid)]
     # first, one attached but no longer listed: the network that took over from the first
     for name in [n for n in attached if n not in listed] + listed:
         ep = attached.get(name)
@@ -252,7 +260,7 @@ def settings(cid):
     longer listed is the network that took over from a disconnected first one."""
     out = {}
     attached = {ep.network: ep for ep in endpoints.extras(cid)}
-    listed = [(name, aliases) for name, _, aliases in recorded(cid)]
+    listed = [(c.name, c.aliases) for c in recorded(cid)]
     listed += [(name, ()) for name in attached if name not in {n for n, _ in listed}]
     for name, aliases in listed:
         ep = attached.get(name)

@@ -14,6 +14,7 @@ The record is plain "key value" lines: no json import on the start path."""
 import os
 
 from fastbox import config
+from fastbox.errors import ContainerStateError
 from fastbox.network import files, ipam, store
 from fastbox.state import process
 
@@ -185,14 +186,18 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
                   dns=list(spec.dns), dns_search=list(spec.dns_search),
                   dns_option=list(spec.dns_option))
 
+    want = ipam.check_ip(net, spec.ip) if spec.ip else None
+    want6 = ipam.check_ip6(net, spec.ip6) if spec.ip6 else None
+
     def record(ip):
-        ep.ip, ep.ip6 = ip, net.ip6_of(ip)
+        ep.ip, ep.ip6 = ip, want6 or net.ip6_of(ip)
         if ep.ip6:
             ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
         save(ep)
 
-    want = ipam.check_ip(net, spec.ip) if spec.ip else None
     with ipam.Locked(net):
+        if want6:
+            take_ip6(net, cid, want6)
         if want:  # run --ip: that one or none
             ip = ipam.take_locked(net, cid, want, reclaim, record)
         else:
@@ -246,6 +251,20 @@ def _write_owner(key, owner):
         os.pwrite(fd, f"owner {owner:<{OWNER_WIDTH}}".encode(), 0)
     finally:
         os.close(fd)
+
+
+def take_ip6(net, key, ip6):
+    """Under net's lock: --ip6's address for key, unless a live container holds it on
+    net; a dead one's endpoint is released. An --ip6 address has no lease of its own:
+    the records name it, and they are read only when one is asked for (the addresses
+    that follow from IPv4 ones are never asked for: ipam.check_ip6)."""
+    for other in all_ids():
+        ep = load(other) if other != key else None
+        if ep is None or ep.network_id != net.id or ep.ip6 != ip6:
+            continue
+        if owner_alive(ep.owner):
+            raise ContainerStateError(f"Address already in use: {ip6} in network {net.name}")
+        release(other, locked=True)
 
 
 def reclaim(net, leases):

@@ -14,8 +14,8 @@ record is still there (csrc/monitor/fb_monitor.c, --net-record): the ports may b
 another container's by then.
 
 Published ports go with a container that is left with no network (a `none` container
-cannot publish). The address asked for with `connect --ip` becomes the container's
-`--ip` on the network that takes over."""
+cannot publish). The addresses asked for with `connect --ip` and `--ip6` become the
+container's `--ip` and `--ip6` on the network that takes over."""
 import os
 import subprocess
 
@@ -30,12 +30,13 @@ def disconnect(c, net, spec):
     items = connect.recorded(c.id)
     new = dict(spec)
     if items:
-        name, ip, aliases = items[0]
-        user = name != store.DEFAULT_NAME  # aliases and --ip are for user networks only
-        new.update(network=name, network_alias=list(aliases) if user else [],
-                   ip=(ip or None) if user else None)
+        nxt = items[0]
+        user = nxt.name != store.DEFAULT_NAME  # aliases and --ip are for user networks only
+        new.update(network=nxt.name, network_alias=list(nxt.aliases) if user else [],
+                   ip=(nxt.ip or None) if user else None, ip6=(nxt.ip6 or None) if user else None)
     else:
-        new.update(network="none", network_alias=[], ip=None, publish=[], publish_all=False)
+        new.update(network="none", network_alias=[], ip=None, ip6=None, publish=[],
+                   publish_all=False)
     StateStore().update(c.id, spec=new)
     connect.save_recorded(c.id, items[1:])
     if c.status == status.RUNNING:

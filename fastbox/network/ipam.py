@@ -10,7 +10,7 @@ import os
 from fastbox import config
 from fastbox.errors import ContainerStateError, SpecError, StartError
 from fastbox.network import options
-from fastbox.network.store import int_to_ip, ip_to_int, network_of
+from fastbox.network.store import int_to_ip, ip_to_int, network6_of, network_of
 
 
 def leases_dir(net):
@@ -94,6 +94,25 @@ def take_locked(net, key, ip, reclaim, record):
     record(ip)
     write_lease(leases_dir(net), ip, key)
     return ip
+
+
+def check_ip6(net, value, what="--ip6"):
+    """value as an IPv6 address of net's for a container: net has IPv6, value is in its
+    subnet and neither the subnet's own address nor the gateway, nor where another
+    container's address follows from its IPv4 one (Network.ip6_of)."""
+    ip6 = options.parse_ip6(value, what)
+    if not net.subnet6:
+        raise SpecError(f"invalid {what} {value}: network {net.name} has no IPv6 "
+                        f"(fastbox network create --ipv6)")
+    if network6_of(ip6, net.prefix6) != net.subnet6 or ip6 == net.subnet6:
+        raise SpecError(f"invalid {what} {value}: it does not belong to the subnet of network "
+                        f"{net.name} ({net.subnet6}/{net.prefix6})")
+    if ip6 == net.gateway6:
+        raise SpecError(f"invalid {what} {value}: it is the gateway of network {net.name}")
+    if net.derived(ip6):
+        raise SpecError(f"invalid {what} {value}: it is the IPv6 address fastbox gives the "
+                        f"container with IPv4 address {net.ip4_of(ip6)} on network {net.name}")
+    return ip6
 
 
 def check_ip(net, value, what="--ip"):

@@ -42,6 +42,14 @@ def parse_ip(value, what):
     return ".".join(str(int(p)) for p in parts)
 
 
+def parse_ip6(value, what):
+    import _socket
+    try:
+        return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, value))
+    except (OSError, ValueError):
+        raise SpecError(f"invalid {what} {value!r}: expected an IPv6 address such as fd00:1::1") from None
+
+
 def _port_range(text, what, whole):
     lo, dash, hi = text.partition("-")
     if not lo.isdigit() or (dash and not hi.isdigit()):

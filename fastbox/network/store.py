@@ -49,6 +49,17 @@ class Network:
             return None
         return int_to_ip6(ip6_to_int(self.subnet6) | ip_to_int(ip))
 
+    def derived(self, ip6):
+        """Whether ip6 is where ip6_of puts the address of a container with one of this
+        network's IPv4 addresses, leased now or later: --ip6 may not take it."""
+        n = ip6_to_int(ip6)
+        return n & ~0xFFFFFFFF == ip6_to_int(self.subnet6) and network_of(
+            self.ip4_of(ip6), self.prefix) == self.subnet
+
+    @staticmethod
+    def ip4_of(ip6):
+        return int_to_ip(ip6_to_int(ip6) & 0xFFFFFFFF)
+
 
 def networks_dir():
     return os.path.join(config.root(), "networks")
@@ -79,14 +90,6 @@ def int_to_ip6(n):
     return _socket.inet_ntop(_socket.AF_INET6, n.to_bytes(16, "big"))
 
 
-def parse_ip6(value, what):
-    import _socket
-    try:
-        return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, value))
-    except (OSError, ValueError):
-        raise SpecError(f"invalid {what} {value!r}: expected an IPv6 address such as fd00:1::1") from None
-
-
 def network6_of(ip, prefix):
     mask = ((1 << 128) - 1) ^ ((1 << (128 - prefix)) - 1)
     return int_to_ip6(ip6_to_int(ip) & mask)
@@ -98,7 +101,7 @@ def parse_cidr6(value, what="--subnet"):
     ip, slash, prefix = str(value).partition("/")
     if not slash or not prefix.isdigit() or not 48 <= int(prefix) <= 96:
         raise SpecError(f"invalid {what} {value!r}: expected an IPv6 CIDR such as fd00:1::/64 (/48 to /96)")
-    net = network6_of(parse_ip6(ip, what), int(prefix))
+    net = network6_of(options.parse_ip6(ip, what), int(prefix))
     first = ip6_to_int(net) >> 112
     if first >> 8 == 0xff or first >> 6 == 0x3fa or first == 0:
         raise SpecError(f"invalid {what} {value!r}: multicast, link-local and reserved addresses "
@@ -275,7 +278,7 @@ def _subnet6(subnet6, gateway6, taken):
             raise SpecError(f"invalid --subnet {net6}/{prefix6}: it overlaps another fastbox network")
     base = ip6_to_int(net6)
     if gateway6:
-        gw = parse_ip6(gateway6, "--gateway")
+        gw = options.parse_ip6(gateway6, "--gateway")
         if network6_of(gw, prefix6) != net6 or ip6_to_int(gw) == base:
             raise SpecError(f"invalid --gateway {gateway6}: not a host address of {net6}/{prefix6}")
         if ip6_to_int(gw) - base < 1 << 32 and (ip6_to_int(gw) - base) >> 24 not in (0, 127):

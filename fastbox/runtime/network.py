@@ -281,9 +281,10 @@ def pools_endpoints(spec):
     if spec.publish or spec.publish_all:
         from fastbox.errors import SpecError
         raise SpecError("a pool's containers cannot publish ports: each host port maps to one container")
-    if spec.ip:
+    if spec.ip or spec.ip6:
         from fastbox.errors import SpecError
-        raise SpecError("a pool's containers cannot share one --ip: each namespace has its own address")
+        raise SpecError(f"a pool's containers cannot share one {'--ip' if spec.ip else '--ip6'}: "
+                        f"each namespace has its own address")
     return True
 
 

@@ -250,3 +250,83 @@ def test_a_neighbours_router_advertisement_is_ignored(hostns, fb_env, probe, net
     if network == "six":
         hostns.ok("network", "rm", "six")
     assert_nothing_left(hostns, fb_env)
+
+
+# ------------------------------------------------------------------ --ip6
+
+def test_run_ip6_on_an_ipv6_network(hostns, fb_env):
+    """`run --ip6`, as Docker's: that address on an --ipv6 user network (with names and
+    its route), held by one live container at a time, or a one-line error. The address
+    of another container's IPv4 one is not for the asking: it would be that container's."""
+    hostns.ok(*NET, "six")
+    hostns.ok("network", "create", "--subnet", "10.81.0.0/24", "plain")
+    hostns.ok("run", "-d", "--name", "a", "--network", "six", "--ip6", "fd00:80::beef",
+              "busybox", "sleep", "1d")
+    assert six(hostns, "a") == ["fd00:80::beef/64"]
+    assert "default via fd00:80::1 dev eth0" in hostns.ok("exec", "a", "ip", "-6", "route")
+    out = hostns.ok("run", "--rm", "--network", "six", "busybox", "sh", "-c",
+                    "nslookup -type=AAAA a && ping6 -c1 -W2 a")
+    assert "fd00:80::beef" in out and "1 packets received" in out
+    assert json.loads(hostns.ok("inspect", "a"))[0]["NetworkSettings"]["GlobalIPv6Address"] == "fd00:80::beef"
+    for args, words in ((["--network", "six", "--ip6", "fd00:80::beef"], "Address already in use"),
+                        (["--ip6", "fd00:80::5"], "supported on user defined networks only"),
+                        (["--network", "plain", "--ip6", "fd00:80::5"], "has no IPv6"),
+                        (["--network", "six", "--ip6", "fd00:99::5"], "does not belong to the subnet"),
+                        (["--network", "six", "--ip6", "fd00:80::"], "does not belong to the subnet"),
+                        (["--network", "six", "--ip6", "fd00:80::1"], "is the gateway"),
+                        (["--network", "six", "--ip6", "fd00:80::a50:9"], "IPv4 address 10.80.0.9"),
+                        (["--network", "six", "--ip6", "fd00:80::g"], "expected an IPv6 address")):
+        r = hostns.fb("run", "--rm", *args, "busybox", "true")
+        assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
+    # a created container keeps it across starts; a stop frees it for another
+    hostns.ok("create", "--name", "b", "--network", "six", "--ip6", "fd00:80::b", "busybox",
+              "sleep", "1d")
+    for _ in range(2):
+        hostns.ok("start", "b")
+        assert six(hostns, "b") == ["fd00:80::b/64"]
+        hostns.ok("stop", "-t", "0", "b")
+    assert hostns.ok("run", "--rm", "--network", "six", "--ip6", "fd00:80::b", "busybox",
+                     "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"
+                     ).split()[3] == "fd00:80::b/64"
+    hostns.ok("rm", "-f", "a", "b")
+    hostns.ok("network", "rm", "six", "plain")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_a_dead_containers_ip6_is_taken_back(hostns, fb_env):
+    """A container killed with its monitor holds no address: the next --ip6 asking for
+    it releases the dead one's endpoint (its ports and lease too) and gets it."""
+    hostns.ok(*NET, "six")
+    cid = hostns.ok("run", "-d", "--network", "six", "--ip6", "fd00:80::77", "-p", "8484:80",
+                    "busybox", "sleep", "1d").strip()
+    info = json.loads(hostns.ok("inspect", cid))[0]
+    os.kill(info["MonitorPid"], signal.SIGKILL)
+    os.kill(info["State"]["Pid"], signal.SIGKILL)
+    eventually(lambda: not hostns.veths(), what="the veth to go with the namespace")
+    out = hostns.ok("run", "--rm", "--network", "six", "--ip6", "fd00:80::77", "-p", "8484:80",
+                    "busybox", "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global")
+    assert out.split()[3] == "fd00:80::77/64"
+    hostns.ok("rm", cid)
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)
+
+
+def test_connect_ip6_and_disconnect_from_the_first_network_keep_it(hostns, fb_env):
+    """`network connect --ip6`, as Docker's; and when that network takes over from the
+    first one (disconnect), the address asked for stays the container's at its starts."""
+    hostns.ok(*NET, "six")
+    hostns.ok("run", "-d", "--name", "c", "busybox", "sleep", "1d")  # default bridge
+    r = hostns.fb("network", "connect", "--ip6", "fd00:80::1", "six", "c")
+    assert r.returncode == 1 and "is the gateway" in one_line_error(r)
+    hostns.ok("network", "connect", "--ip6", "fd00:80::c", "six", "c")
+    assert six(hostns, "c", "eth1") == ["fd00:80::c/64"]
+    hostns.ok("run", "-d", "--name", "d", "busybox", "sleep", "1d")
+    r = hostns.fb("network", "connect", "--ip6", "fd00:80::c", "six", "d")
+    assert r.returncode == 1 and "Address already in use" in one_line_error(r)
+    hostns.ok("network", "disconnect", "bridge", "c")
+    hostns.ok("restart", "-t", "0", "c")
+    assert six(hostns, "c") == ["fd00:80::c/64"]
+    assert "default via fd00:80::1 dev eth0" in hostns.ok("exec", "c", "ip", "-6", "route")
+    hostns.ok("rm", "-f", "c", "d")
+    hostns.ok("network", "rm", "six")
+    assert_nothing_left(hostns, fb_env)

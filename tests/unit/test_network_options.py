@@ -4,6 +4,7 @@ import pytest
 
 from fastbox.errors import SpecError
 from fastbox.network import ipam, nft, options, store
+from fastbox.spec import RunSpec
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -45,7 +46,6 @@ def test_add_host_and_dns():
 
 
 def test_spec_rejects_ports_without_an_address():
-    from fastbox.spec import RunSpec
     with pytest.raises(SpecError):
         RunSpec("busybox", network="host", publish=["80"])
     with pytest.raises(SpecError):
@@ -132,3 +132,27 @@ def test_ipv6_networks_derive_addresses_from_ipv4_leases(tmp_path, monkeypatch):
             (["fd00:73::/64", "fd00:74::/64"], [], True, "at most one")]:
         with pytest.raises(SpecError, match=why):
             store.create("bad", subnet, gateway, ipv6=ipv6)
+
+
+def test_ip6_is_checked_against_the_network(tmp_path, monkeypatch):
+    """--ip6: an address of the network's IPv6 subnet, not its own, its gateway's, nor one
+    that follows from an IPv4 address of the network (Network.ip6_of): those are the
+    containers' own. Outside the IPv4 subnet's range, the last 32 bits are free."""
+    monkeypatch.setenv("FASTBOX_ROOT", str(tmp_path))
+    monkeypatch.setenv("FASTBOX_CONFIG", str(tmp_path / "none.json"))
+    monkeypatch.setattr("os.path.exists", lambda p, _e=__import__("os").path.exists: True
+                        if p == "/proc/sys/net/ipv6" else _e(p))
+    net = store.create("six", ["10.70.0.0/24", "fd00:70::/64"], ipv6=True)
+    assert ipam.check_ip6(net, "fd00:70:0:0::00ff") == "fd00:70::ff"
+    assert ipam.check_ip6(net, "fd00:70::1:a46:2") == "fd00:70::1:a46:2"  # bits 32-63 set
+    assert ipam.check_ip6(net, "fd00:70::a47:2") == "fd00:70::a47:2"  # 10.71.0.2: not its
+    assert net.derived("fd00:70::a46:2") and not net.derived("fd00:70::a47:2")
+    for value, why in [("fd00:70::a46:9", "IPv4 address 10.70.0.9"),
+                       ("fd00:70::1", "is the gateway"), ("fd00:70::", "does not belong"),
+                       ("fd00:71::5", "does not belong"), ("10.70.0.5", "expected an IPv6")]:
+        with pytest.raises(SpecError, match=why):
+            ipam.check_ip6(net, value)
+    with pytest.raises(SpecError, match="has no IPv6"):
+        ipam.check_ip6(store.create("four"), "fd00:70::5")
+    with pytest.raises(SpecError, match="user defined networks only"):
+        RunSpec("busybox", network="bridge", ip6="fd00:70::5")
