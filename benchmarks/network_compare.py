@@ -10,9 +10,10 @@ The driver re-runs itself inside that namespace and in a private mount namespace
 tmpfs over /run, so podman's network state (/run/containers/networks, /run/netns, its
 runroot) is private to this run. fastbox and podman use temp stores; podman imports the
 same busybox rootfs. Contenders run interleaved in rounds of --round, so drift in load hits
-all alike; medians in ms, and the ratios the issue asks for. The API's runs are also
-timed to the program's exec (the core's stamp): the start alone, without /bin/true's run
-and the teardown.
+all alike; medians in ms, and the ratios the issue asks for, over the whole run and round
+by round (a round's bridge -p median over its none median: drift between rounds cancels).
+The API's runs are also timed to the program's exec (the core's stamp): the start alone,
+without /bin/true's run and the teardown.
 """
 import argparse
 import json
@@ -62,7 +63,7 @@ class Bench:
         from fastbox.images.store import ImageStore
         self.fastbox = fastbox
         ImageStore().ensure_default()
-        self.times, self.to_exec = {}, {}
+        self.times, self.to_exec, self.rounds = {}, {}, {}
 
     # ---------------------------------------------------------------- fastbox, in-process
     def api(self, label, **opts):
@@ -143,8 +144,15 @@ class Bench:
         while done < n:
             k = min(rnd, n - done)
             for label, timer in contenders:
-                self.times[label] += timer(k)
+                got = timer(k)
+                self.times[label] += got
+                self.rounds.setdefault(label, []).append(median_ms(got))
             done += k
+
+    def round_ratios(self, a, b):
+        """a's median over b's, round by round: each pair ran minutes apart at most, so a
+        drift in the machine's load between rounds cancels out."""
+        return sorted(x / y for x, y in zip(self.rounds[a], self.rounds[b]))
 
     def burst(self, count):
         t = time.perf_counter()
@@ -208,6 +216,9 @@ def inner(args):
             "CLI (python) bridge -p / none": round(m["fastbox CLI (python) bridge -p"] / m["fastbox CLI (python) none"], 2),
             "API start to exec, bridge -p / none": round(x["fastbox API bridge -p"] / x["fastbox API none"], 2),
         }
+        report["round_ratios"] = {
+            k: [round(r, 2) for r in b.round_ratios(f"fastbox {k} bridge -p", f"fastbox {k} none")]
+            for k in ("API", "CLI+engine")}
         if podman:
             report["ratios"]["podman bridge -p / fastbox CLI+engine bridge -p"] = round(
                 m["podman bridge -p"] / m["fastbox CLI+engine bridge -p"], 1)
@@ -239,6 +250,9 @@ def inner(args):
         print(f"{k + ', start to exec':<{width}}  {v:8.2f} ms")
     for k, v in report["ratios"].items():
         print(f"{k}: {v}x")
+    for k, v in report["round_ratios"].items():
+        print(f"{k} bridge -p / none, round by round: median {statistics.median(v):.2f}x, "
+              f"{v[0]:.2f}-{v[-1]:.2f}x, at most 1.3x in {sum(r <= 1.3 for r in v)} of {len(v)}")
     print(f"burst on the bridge: {report['burst_bridge_per_s']} containers/s")
     for k, v in report["run_d_p_to_first_http_ms"].items():
         print(f"run -d -p to first HTTP answer, {k}: {v} ms")
