@@ -295,8 +295,12 @@ int fb_net_configure(int sock, const struct fb_net_link *l, struct fb_error *e)
      * ago stays right for the next container given it. With a random MAC that entry
      * (REACHABLE for up to ~45 s while other ports keep the bridge up) sent the new
      * container's traffic to the old MAC, into nothing. Set while the link is down. */
+    static const unsigned char none[6];
     unsigned char mac[6] = {0x02, 0x42};
-    memcpy(mac + 2, &l->addr, 4);
+    if (memcmp(l->mac, none, sizeof none) != 0)
+        memcpy(mac, l->mac, sizeof mac); /* --mac-address */
+    else
+        memcpy(mac + 2, &l->addr, 4);
     attr(&b, IFLA_ADDRESS, mac, sizeof mac);
     msg_end(&b);
     struct ifaddrmsg *ifa = msg_begin(&b, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,

@@ -17,6 +17,7 @@ struct fb_net_link {
     int prefix6;          /* 0: no IPv6 address (a network without --ipv6) */
     unsigned char addr6[16];
     unsigned char gateway6[16]; /* all zero: no IPv6 default route */
+    unsigned char mac[6];       /* all zero: 02:42 and the IPv4 address, as Docker's */
 };
 
 /* The veth pair: the host end on the bridge and up, the container end made inside

@@ -144,6 +144,7 @@ cdef extern from "fb_net.h":
         int prefix6
         unsigned char addr6[16]
         unsigned char gateway6[16]
+        unsigned char mac[6]
     struct fb_nft_elem:
         const char *set
         const void *key

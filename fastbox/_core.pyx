@@ -302,13 +302,14 @@ cdef object _net_error(fb_error *e):
 
 def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes addr,
                int prefix, bytes gateway, int inner_sock=-1, bint veth_made=False,
-               bytes addr6=b"", int prefix6=0, bytes gateway6=b""):
+               bytes addr6=b"", int prefix6=0, bytes gateway6=b"", bytes mac=b""):
     """A veth pair on the bridge whose container end (peer_if) is made inside netns_fd,
     both ends up, then addr/prefix and a default route via gateway (b"" for none) inside.
     addr and gateway: 4 bytes, network order (csrc/fb_net.c). inner_sock: a netlink
     socket inside netns_fd (a spare's), else a thread enters it; veth_made: the spare
     has the pair already, only the inside is left. addr6/prefix6 (16 bytes; 0: none) and
-    gateway6 (b"": no IPv6 default route): an --ipv6 network's."""
+    gateway6 (b"": no IPv6 default route): an --ipv6 network's. mac: 6 bytes
+    (--mac-address), or b"" for Docker's, from the IPv4 address."""
     cdef fb_net_link l
     cdef fb_error e
     cdef int rc
@@ -319,6 +320,9 @@ def net_attach(int netns_fd, host_if, peer_if, int bridge_index, int mtu, bytes 
     l.gateway = (<const uint32_t *><const char *>gateway)[0] if gateway else 0
     memset(l.addr6, 0, 16)
     memset(l.gateway6, 0, 16)
+    memset(l.mac, 0, 6)
+    if len(mac) == 6:
+        memcpy(l.mac, <const char *>mac, 6)
     l.prefix6 = prefix6 if len(addr6) == 16 else 0
     if l.prefix6:
         memcpy(l.addr6, <const char *>addr6, 16)

@@ -595,16 +595,17 @@ def _network_settings(cid):
     from fastbox.network import connect, endpoints
     ep = endpoints.load(cid)
     if ep is None:
-        return {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": connect.settings(cid)}
+        return {"IPAddress": "", "Gateway": "", "MacAddress": "", "Ports": {},
+                "Networks": connect.settings(cid)}
     ports = {}
     for proto, ip, hp, cp in endpoints.shown_ports(ep):
         ports.setdefault(f"{cp}/{proto}", []).append({"HostIp": ip, "HostPort": str(hp)})
     v6 = endpoints.ipv6_settings(ep)
     return {"IPAddress": ep.ip, "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, **v6,
-            "Ports": ports,
+            "MacAddress": ep.mac_address, "Ports": ports,
             "Networks": {ep.network: {"NetworkID": ep.network_id, "IPAddress": ep.ip,
                                       "Gateway": ep.gateway, "IPPrefixLen": ep.prefix, **v6,
-                                      "Aliases": ep.names},
+                                      "MacAddress": ep.mac_address, "Aliases": ep.names},
                          **connect.settings(cid)}}
 
 

@@ -79,7 +79,8 @@ class RunSpec(Frozen):
                  "security_opt", "cap_add", "cap_drop", "privileged", "log_opts", "devices",
                  "device_cgroup_rules", "labels", "restart", "stop_signal", "stop_timeout",
                  "shm_size", "init", "ulimits", "publish", "publish_all", "expose", "dns",
-                 "add_host", "network_alias", "ip", "ip6", "dns_search", "dns_option", "sysctls")
+                 "add_host", "network_alias", "ip", "ip6", "mac_address", "dns_search", "dns_option",
+                 "sysctls")
 
     def __init__(self, image, command=None, *, entrypoint=None, env=(), env_file=None,
                  workdir=None, user=None, hostname=None, memory=None, cpus=None,
@@ -91,7 +92,8 @@ class RunSpec(Frozen):
                  device_cgroup_rules=(), labels=(), restart=None, stop_signal=None,
                  stop_timeout=None, shm_size=None, init=False, ulimits=(), mounts=(),
                  publish=(), publish_all=False, expose=(), dns=(), add_host=(),
-                 network_alias=(), ip=None, ip6=None, dns_search=(), dns_option=(), sysctls=()):
+                 network_alias=(), ip=None, ip6=None, mac_address=None, dns_search=(), dns_option=(),
+                 sysctls=()):
         if not image or not isinstance(image, str):
             raise SpecError("an image is required")
         self._set(
@@ -122,7 +124,8 @@ class RunSpec(Frozen):
             device_cgroup_rules=_device_cgroup_rules(device_cgroup_rules),
             **_run_options(labels, restart, stop_signal, stop_timeout, shm_size, init, ulimits),
             **_network_options(network, publish, publish_all, expose, dns, add_host,
-                               network_alias, ip, ip6, dns_search, dns_option, sysctls),
+                               network_alias, ip, ip6, dns_search, dns_option, sysctls,
+                               mac_address),
         )
         if self.network.startswith("container:"):
             _joined_conflicts(self)
@@ -566,7 +569,7 @@ def _hostname(value):
 
 
 def _network_options(network, publish, publish_all, expose, dns, add_host, aliases, ip=None,
-                     ip6=None, dns_search=(), dns_option=(), sysctls=()):
+                     ip6=None, dns_search=(), dns_option=(), sysctls=(), mac_address=None):
     """--network and the flags that need a network of the container's own
     (fastbox.network.options parses them). --ip and --ip6 are checked against the
     network's subnets when its addresses are taken."""
@@ -578,6 +581,7 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
                network_alias=options.parse_aliases(aliases),
                ip=options.parse_ip(ip, "--ip") if ip not in (None, "") else None,
                ip6=options.parse_ip6(ip6, "--ip6") if ip6 not in (None, "") else None,
+               mac_address=options.parse_mac(mac_address) if mac_address not in (None, "") else None,
                dns_search=options.parse_dns_search(dns_search),
                dns_option=options.parse_dns_option(dns_option),
                sysctls=options.parse_sysctls(sysctls))
@@ -587,6 +591,8 @@ def _network_options(network, publish, publish_all, expose, dns, add_host, alias
                         f"network namespace (--network {mode})")
     if (out["ip"] or out["ip6"]) and (mode == "bridge" or not options.own_endpoint(mode)):
         raise SpecError("user specified IP address is supported on user defined networks only")
+    if out["mac_address"] and not options.own_endpoint(mode):
+        raise SpecError(f"conflicting options: --mac-address and --network {mode}")
     if (out["publish"] or publish_all) and mode.startswith("container:"):
         raise SpecError("conflicting options: port publishing and the container type network mode")
     if (out["publish"] or publish_all) and not options.own_endpoint(mode):

@@ -152,8 +152,7 @@ def _member(ep):
         name = containers.get(ep.container).name or ""
     except FastboxError:  # a --rm run keeps no record
         name = ""
-    from fastbox.network.store import mac_of
-    return {"Name": name, "EndpointID": ep.id, "MacAddress": mac_of(ep.ip),
+    return {"Name": name, "EndpointID": ep.id, "MacAddress": ep.mac_address,
             "IPv4Address": f"{ep.ip}/{ep.prefix}",
             "IPv6Address": f"{ep.ip6}/{ep.prefix6}" if ep.ip6 else "", "Names": ep.names,
             "HostInterface": ep.host_if}

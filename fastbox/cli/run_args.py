@@ -38,6 +38,7 @@ OPTIONS = (
     (("--network-alias",), "network_alias", "list", "Another name on a user-defined network"),
     (("--ip",), "ip", "value", "Its IPv4 address on a user-defined network"),
     (("--ip6",), "ip6", "value", "Its IPv6 address on a user-defined --ipv6 network"),
+    (("--mac-address",), "mac_address", "value", "Its eth0's MAC address (92:d0:c6:0a:29:33)"),
     (("--sysctl",), "sysctls", "list",
      "A namespaced sysctl: net.*, fs.mqueue.*, kernel.shm*|msg*|sem, kernel.domainname"),
     (("--entrypoint",), "entrypoint", "value", "Override the image's entrypoint"),

@@ -271,5 +271,6 @@ def settings(cid):
         out[name] = {"NetworkID": nid, "IPAddress": ep.ip if ep else "",
                      "Gateway": ep.gateway if ep else "", "IPPrefixLen": ep.prefix if ep else 0,
                      **(endpoints.ipv6_settings(ep) if ep else {}),
+                     "MacAddress": ep.mac_address if ep else "",
                      "Aliases": list(aliases) if ep is None else ep.names}
     return out

@@ -40,11 +40,12 @@ class Endpoint:
     __slots__ = ("id", "owner", "network", "network_id", "bridge", "ip", "prefix", "gateway",
                  "mtu", "host_if", "ports", "names", "bridge_index", "binds", "if_name",
                  "extra_keys", "dns", "dns_search", "dns_option", "etc_texts", "ip6", "prefix6",
-                 "gateway6")
+                 "gateway6", "mac")
 
     def __init__(self, **fields):
         self.ports, self.names, self.binds, self.bridge_index, self.if_name = [], [], [], 0, "eth0"
         self.ip6, self.prefix6, self.gateway6 = None, 0, None  # on an --ipv6 network
+        self.mac = None  # --mac-address; else Docker's, from the IPv4 address (mac_address)
         # [(name, text)]: /etc files the core writes into the container's upper layer
         # instead of binding files (plan's in_layer); not recorded: set by its starter only
         self.etc_texts = None
@@ -67,6 +68,8 @@ class Endpoint:
         lines += [f"dns_option {d}" for d in self.dns_option]
         if self.if_name != "eth0":
             lines.append(f"if_name {self.if_name}")
+        if self.mac:
+            lines.append(f"mac {self.mac}")
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -86,6 +89,10 @@ class Endpoint:
             elif key in cls.__slots__:
                 setattr(ep, key, value.strip())
         return ep
+
+    @property
+    def mac_address(self):
+        return self.mac or store.mac_of(self.ip)
 
     @property
     def container(self):
@@ -184,7 +191,7 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
                   bridge=net.bridge, prefix=net.prefix, gateway=net.gateway, mtu=net.mtu,
                   host_if=host_if or "fbv" + cid[:12], ports=list(ports), names=names, bridge_index=index,
                   dns=list(spec.dns), dns_search=list(spec.dns_search),
-                  dns_option=list(spec.dns_option))
+                  dns_option=list(spec.dns_option), mac=spec.mac_address)
 
     want = ipam.check_ip(net, spec.ip) if spec.ip else None
     want6 = ipam.check_ip6(net, spec.ip6) if spec.ip6 else None

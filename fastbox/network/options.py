@@ -50,6 +50,18 @@ def parse_ip6(value, what):
         raise SpecError(f"invalid {what} {value!r}: expected an IPv6 address such as fd00:1::1") from None
 
 
+def parse_mac(value, what="--mac-address"):
+    """A unicast MAC address, as the kernel takes it for an interface (not all zero)."""
+    parts = str(value).split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p)
+                                  for p in parts):
+        raise SpecError(f"invalid {what} {value!r}: expected a MAC address such as 92:d0:c6:0a:29:33")
+    if int(parts[0], 16) & 1 or value.replace(":", "").strip("0") == "":
+        raise SpecError(f"invalid {what} {value!r}: a multicast or all-zero address cannot be "
+                        f"an interface's")
+    return ":".join(parts).lower()
+
+
 def _port_range(text, what, whole):
     lo, dash, hi = text.partition("-")
     if not lo.isdigit() or (dash and not hi.isdigit()):

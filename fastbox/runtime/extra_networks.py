@@ -28,6 +28,6 @@ def attach(ep, netns_fd):
 
 
 def _attach(ep, netns_fd):
-    from fastbox.runtime.network import ipv6_args
+    from fastbox.runtime.network import link_args
     _core.net_attach(netns_fd, ep.host_if, ep.if_name, ep.bridge_index, ep.mtu, _ip4(ep.ip),
-                     ep.prefix, NO_ROUTE, -1, False, **ipv6_args(ep, route=False))
+                     ep.prefix, NO_ROUTE, -1, False, **link_args(ep, route=False))

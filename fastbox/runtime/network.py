@@ -15,14 +15,16 @@ def _ip4(ip):
     return bytes(int(x) for x in ip.split("."))
 
 
-def ipv6_args(ep, route=True):
-    """net_attach's IPv6 arguments for ep (none off an --ipv6 network); route=False: no
-    IPv6 default route (a connected network's, as its IPv4 one)."""
-    if not ep.ip6:
-        return {}
-    import _socket
-    return {"addr6": _socket.inet_pton(_socket.AF_INET6, ep.ip6), "prefix6": ep.prefix6,
-            "gateway6": _socket.inet_pton(_socket.AF_INET6, ep.gateway6) if route else b""}
+def link_args(ep, route=True):
+    """net_attach's optional arguments for ep: its IPv6 ones (none off an --ipv6 network;
+    route=False: no IPv6 default route, a connected network's, as its IPv4 one) and its
+    --mac-address."""
+    out = {"mac": bytes.fromhex(ep.mac.replace(":", ""))} if ep.mac else {}
+    if ep.ip6:
+        import _socket
+        out.update(addr6=_socket.inet_pton(_socket.AF_INET6, ep.ip6), prefix6=ep.prefix6,
+                   gateway6=_socket.inet_pton(_socket.AF_INET6, ep.gateway6) if route else b"")
+    return out
 
 
 def bridge_of(spec):
@@ -72,7 +74,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
         try:
             _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
                              ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
-                             made, **ipv6_args(ep))
+                             made, **link_args(ep))
         except _core.CoreError as e:
             if made and e.errno == 19:  # ENODEV: the spare's veth was deleted meanwhile
                 ep.host_if = "fbv" + cid[:12]
@@ -86,7 +88,7 @@ def setup(cid, spec, hostname, netns_fd, spare=None, exposed=(), found=None, unn
                 _core.net_link_del(ep.host_if)
             _core.net_attach(netns_fd, ep.host_if, PEER_IF, ep.bridge_index, ep.mtu, _ip4(ep.ip),
                              ep.prefix, _ip4(ep.gateway), spare.sock if spare is not None else -1,
-                             False, **ipv6_args(ep))
+                             False, **link_args(ep))
         if ep.ports:
             _publish(ep, items)
             udp = [hp for proto, _, hp, _ in ep.ports if proto == "udp"]
@@ -281,10 +283,10 @@ def pools_endpoints(spec):
     if spec.publish or spec.publish_all:
         from fastbox.errors import SpecError
         raise SpecError("a pool's containers cannot publish ports: each host port maps to one container")
-    if spec.ip or spec.ip6:
+    if spec.ip or spec.ip6 or spec.mac_address:
         from fastbox.errors import SpecError
-        raise SpecError(f"a pool's containers cannot share one {'--ip' if spec.ip else '--ip6'}: "
-                        f"each namespace has its own address")
+        flag = "--ip" if spec.ip else "--ip6" if spec.ip6 else "--mac-address"
+        raise SpecError(f"a pool's containers cannot share one {flag}: each namespace has its own address")
     return True
 
 

@@ -429,3 +429,40 @@ def test_network_labels_mtu_option_and_filters(hostns, fb_env):
     hostns.ok("rm", "-f", "w")
     assert hostns.ok("network", "prune", "-f").split() == ["webnet"]
     assert_nothing_left(hostns, fb_env)
+
+
+# ------------------------------------------------------------------ --mac-address
+
+def test_mac_address_on_the_bridge_and_a_user_network(hostns, fb_env):
+    """`run --mac-address`, as Docker's: eth0 has it (whether its veth was made ahead or
+    not), its neighbours reach it, inspect shows it; without it, Docker's 02:42 and the
+    IPv4 address; a bad one, or no network of its own, is one line and exit 125."""
+    hostns.ok("network", "create", "--subnet", "10.70.0.0/24", "appnet")
+    hostns.ok("run", "-d", "--name", "a", "--mac-address", "92:D0:C6:0A:29:33", "busybox",
+              "sleep", "1d")
+    assert hostns.ok("exec", "a", "cat", "/sys/class/net/eth0/address").strip() == "92:d0:c6:0a:29:33"
+    gw = hostns.ok("exec", "a", "ip", "route", "show", "default").split()[2]
+    assert "1 packets received" in hostns.ok("exec", "a", "ping", "-c1", "-W2", gw)
+    settings = json.loads(hostns.ok("inspect", "a"))[0]["NetworkSettings"]
+    assert settings["MacAddress"] == "92:d0:c6:0a:29:33"
+    assert settings["Networks"]["bridge"]["MacAddress"] == "92:d0:c6:0a:29:33"
+    out = hostns.ok("run", "--rm", "--network", "appnet", "--mac-address", "92:d0:c6:0a:29:34",
+                    "busybox", "sh", "-c", "cat /sys/class/net/eth0/address; "
+                    "ping -c1 -W2 10.70.0.1 >/dev/null && echo pinged")
+    assert out.split() == ["92:d0:c6:0a:29:34", "pinged"]
+    hostns.ok("run", "-d", "--name", "b", "--network", "appnet", "busybox", "sleep", "1d")
+    ip = addr_of(hostns, "b", "eth0")
+    want = "02:42:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
+    assert json.loads(hostns.ok("inspect", "b"))[0]["NetworkSettings"]["MacAddress"] == want
+    members = json.loads(hostns.ok("network", "inspect", "appnet"))[0]["Containers"].values()
+    assert [m["MacAddress"] for m in members] == [want]
+    for args, words in ((["--mac-address", "92:d0:c6:0a:29"], "expected a MAC address"),
+                        (["--mac-address", "93:d0:c6:0a:29:33"], "multicast"),
+                        (["--mac-address", "00:00:00:00:00:00"], "all-zero"),
+                        (["--network", "none", "--mac-address", "92:d0:c6:0a:29:33"],
+                         "conflicting options")):
+        r = hostns.fb("run", "--rm", *args, "busybox", "true")
+        assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
+    hostns.ok("rm", "-f", "a", "b")
+    hostns.ok("network", "rm", "appnet")
+    assert_nothing_left(hostns, fb_env)

@@ -156,3 +156,16 @@ def test_ip6_is_checked_against_the_network(tmp_path, monkeypatch):
         ipam.check_ip6(store.create("four"), "fd00:70::5")
     with pytest.raises(SpecError, match="user defined networks only"):
         RunSpec("busybox", network="bridge", ip6="fd00:70::5")
+
+
+def test_mac_address_is_a_unicast_interface_address():
+    assert options.parse_mac("92:D0:C6:0A:29:33") == "92:d0:c6:0a:29:33"
+    for value, why in [("92:d0:c6:0a:29", "expected a MAC"), ("92-d0-c6-0a-29-33", "expected a MAC"),
+                       ("92:d0:c6:0a:29:3g", "expected a MAC"), ("01:00:5e:00:00:01", "multicast"),
+                       ("ff:ff:ff:ff:ff:ff", "multicast"), ("00:00:00:00:00:00", "all-zero")]:
+        with pytest.raises(SpecError, match=why):
+            options.parse_mac(value)
+    assert RunSpec("busybox", network="bridge", mac_address="92:d0:c6:0a:29:33").mac_address == "92:d0:c6:0a:29:33"
+    for mode in ("none", "host", "container:x"):
+        with pytest.raises(SpecError, match="conflicting options: --mac-address"):
+            RunSpec("busybox", network=mode, mac_address="92:d0:c6:0a:29:33")
