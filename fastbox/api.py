@@ -61,8 +61,8 @@ def run(image, command=None, *, remove=True, capture_output=False, stdin=None, s
     cpuset_cpus, cpuset_mems (Docker's --memory ... --cpuset-mems), volumes, tmpfs, read_only,
     network ("none", the default; "host", "bridge", "container:NAME" or a network's name),
     publish, publish_all, expose, dns, dns_search, dns_option, add_host, network_alias, ip and
-    ip6 (on a user network), mac_address, sysctls ({"net.core.somaxconn": "1024"}: namespaced ones), name,
-    storage_opts, security_opt (("seccomp=PROFILE.json",), ("seccomp=unconfined",),
+    ip6 (on a user network), mac_address, sysctls ({"net.core.somaxconn": "1024"}: namespaced
+    ones), name, storage_opts, security_opt (("seccomp=PROFILE.json",), ("seccomp=unconfined",),
     ("no-new-privileges=false",), ("devices=unconfined",)), cap_add, cap_drop
     (("SYS_ADMIN",), ("ALL",)), privileged (every capability, no seccomp filter, /proc
     unmasked, every device), devices (("/dev/fuse", "/dev/sdb:/dev/xvdb:r")) and

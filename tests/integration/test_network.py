@@ -104,6 +104,13 @@ def one_line_error(r):
     return lines[0]
 
 
+def assert_runs_refused(ns, cases):
+    """Each (args, words): `run --rm ARGS busybox true` exits 125 with one line naming words."""
+    for args, words in cases:
+        r = ns.fb("run", "--rm", *args, "busybox", "true")
+        assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
+
+
 # ------------------------------------------------------------------ the seed's demo
 
 def test_published_port_serves_a_page_to_the_host(hostns, fb_env, tmp_path):

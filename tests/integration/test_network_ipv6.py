@@ -12,8 +12,8 @@ import time
 import pytest
 from waiting import eventually
 
-from test_network import (RemoteNS, assert_nothing_left, hostns,  # noqa: F401  (a fixture)
-                          one_line_error, sigkill_a_starting_run)
+from test_network import (RemoteNS, assert_nothing_left, assert_runs_refused,  # noqa: F401
+                          hostns, one_line_error, sigkill_a_starting_run)  # (hostns: a fixture)
 
 NET = ("network", "create", "--ipv6", "--subnet", "10.80.0.0/24", "--subnet", "fd00:80::/64")
 
@@ -268,16 +268,15 @@ def test_run_ip6_on_an_ipv6_network(hostns, fb_env):
                     "nslookup -type=AAAA a && ping6 -c1 -W2 a")
     assert "fd00:80::beef" in out and "1 packets received" in out
     assert json.loads(hostns.ok("inspect", "a"))[0]["NetworkSettings"]["GlobalIPv6Address"] == "fd00:80::beef"
-    for args, words in ((["--network", "six", "--ip6", "fd00:80::beef"], "Address already in use"),
-                        (["--ip6", "fd00:80::5"], "supported on user defined networks only"),
-                        (["--network", "plain", "--ip6", "fd00:80::5"], "has no IPv6"),
-                        (["--network", "six", "--ip6", "fd00:99::5"], "does not belong to the subnet"),
-                        (["--network", "six", "--ip6", "fd00:80::"], "does not belong to the subnet"),
-                        (["--network", "six", "--ip6", "fd00:80::1"], "is the gateway"),
-                        (["--network", "six", "--ip6", "fd00:80::a50:9"], "IPv4 address 10.80.0.9"),
-                        (["--network", "six", "--ip6", "fd00:80::g"], "expected an IPv6 address")):
-        r = hostns.fb("run", "--rm", *args, "busybox", "true")
-        assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
+    assert_runs_refused(hostns, (
+        (["--network", "six", "--ip6", "fd00:80::beef"], "Address already in use"),
+        (["--ip6", "fd00:80::5"], "supported on user defined networks only"),
+        (["--network", "plain", "--ip6", "fd00:80::5"], "has no IPv6"),
+        (["--network", "six", "--ip6", "fd00:99::5"], "does not belong to the subnet"),
+        (["--network", "six", "--ip6", "fd00:80::"], "does not belong to the subnet"),
+        (["--network", "six", "--ip6", "fd00:80::1"], "is the gateway"),
+        (["--network", "six", "--ip6", "fd00:80::a50:9"], "IPv4 address 10.80.0.9"),
+        (["--network", "six", "--ip6", "fd00:80::g"], "expected an IPv6 address")))
     # a created container keeps it across starts; a stop frees it for another
     hostns.ok("create", "--name", "b", "--network", "six", "--ip6", "fd00:80::b", "busybox",
               "sleep", "1d")
