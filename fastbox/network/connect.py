@@ -149,10 +149,7 @@ def plan(cid, net, name, aliases, hostname, if_name, want_ip=None, want_ip6=None
                             if_name=if_name)
 
     def record(ip):
-        ep.ip, ep.ip6 = ip, want_ip6 or net.ip6_of(ip)
-        if ep.ip6:
-            ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
-        endpoints.save(ep)
+        endpoints.save_with_address(ep, net, ip, want_ip6)
 
     with ipam.Locked(net):
         if want_ip6:

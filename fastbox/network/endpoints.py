@@ -197,10 +197,7 @@ def plan(cid, spec, hostname, ports, host_if=None, found=None, restart=True, in_
     want6 = ipam.check_ip6(net, spec.ip6) if spec.ip6 else None
 
     def record(ip):
-        ep.ip, ep.ip6 = ip, want6 or net.ip6_of(ip)
-        if ep.ip6:
-            ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
-        save(ep)
+        save_with_address(ep, net, ip, want6)
 
     with ipam.Locked(net):
         if want6:
@@ -258,6 +255,15 @@ def _write_owner(key, owner):
         os.pwrite(fd, f"owner {owner:<{OWNER_WIDTH}}".encode(), 0)
     finally:
         os.close(fd)
+
+
+def save_with_address(ep, net, ip, ip6=None):
+    """ep's record, with ip on net and its IPv6 address: ip6 (--ip6), or the one that
+    follows from ip on an --ipv6 network (ipam's record(ip), before the lease exists)."""
+    ep.ip, ep.ip6 = ip, ip6 or net.ip6_of(ip)
+    if ep.ip6:
+        ep.prefix6, ep.gateway6 = net.prefix6, net.gateway6
+    save(ep)
 
 
 def take_ip6(net, key, ip6):
