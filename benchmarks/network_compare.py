@@ -9,8 +9,9 @@ which plays the host: nothing touches the host's network.
 The driver re-runs itself inside that namespace and in a private mount namespace with a
 tmpfs over /run, so podman's network state (/run/containers/networks, /run/netns, its
 runroot) is private to this run. fastbox and podman use temp stores; podman imports the
-same busybox rootfs. Contenders run interleaved in rounds of --round, so drift in load hits
-all alike; medians in ms, and the ratios the issue asks for, over the whole run and round
+same busybox rootfs. Contenders run interleaved in rounds of --round, each round beginning
+one contender further on, so drift in load, and what one contender leaves running (podman's
+clean-up processes), hit all alike; medians in ms, and the ratios the issue asks for, over the whole run and round
 by round (a round's bridge -p median over its none median: drift between rounds cancels).
 The API's runs are also timed to the program's exec (the core's stamp): the start alone,
 without /bin/true's run and the teardown.
@@ -143,14 +144,17 @@ class Bench:
             self.times.setdefault(label, [])
         for _, timer in contenders:  # warm-up
             timer(2)
-        done = 0
+        done, turn = 0, 0
         while done < n:
             k = min(rnd, n - done)
-            for label, timer in contenders:
+            # each round begins one contender further on: none always follows the same one
+            # (what the one before leaves running, podman's clean-up above all, lands on it)
+            for label, timer in contenders[turn:] + contenders[:turn]:
                 got = timer(k)
                 self.times[label] += got
                 self.rounds.setdefault(label, []).append(median_ms(got))
             done += k
+            turn = (turn + 1) % len(contenders)
 
     def round_ratios(self, a, b):
         """a's median over b's, round by round: each pair ran minutes apart at most, so a
