@@ -111,6 +111,19 @@ def assert_runs_refused(ns, cases):
         assert r.returncode == 125 and words in one_line_error(r), (args, r.stderr)
 
 
+def assert_address_kept(ns, args, current, want, show, shown):
+    """A container created with args (--network NET and --ip or --ip6) keeps its address
+    across starts, current(ns, name) being want each time; once stopped it holds none: a
+    `run --rm` with the same args gets it (show: its command; shown: the address as the
+    fourth word of its output)."""
+    ns.ok("create", "--name", "b", *args, "busybox", "sleep", "1d")
+    for _ in range(2):
+        ns.ok("start", "b")
+        assert current(ns, "b") == want
+        ns.ok("stop", "-t", "0", "b")
+    assert ns.ok("run", "--rm", *args, "busybox", *show).split()[3] == shown
+
+
 # ------------------------------------------------------------------ the seed's demo
 
 def test_published_port_serves_a_page_to_the_host(hostns, fb_env, tmp_path):

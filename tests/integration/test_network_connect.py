@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from waiting import eventually
 
-from test_network import (FASTBOX, HostNS, assert_nothing_left, assert_runs_refused,  # noqa: F401
-                          hostns, leases, one_line_error)
+from test_network import (FASTBOX, HostNS, assert_address_kept, assert_nothing_left,  # noqa: F401
+                          assert_runs_refused, hostns, leases, one_line_error)
 
 
 def addr_of(ns, name, dev):
@@ -347,14 +347,9 @@ def test_run_ip_on_a_user_network(hostns, fb_env):
         (["--network", "appnet", "--ip", "10.70.0.1"], "is the gateway"),
         (["--network", "appnet", "--ip", "10.70.0"], "expected an IPv4 address")))
     # a created container keeps it across starts; a stop frees it for another
-    hostns.ok("create", "--name", "b", "--network", "appnet", "--ip", "10.70.0.60", "busybox",
-              "sleep", "1d")
-    for _ in range(2):
-        hostns.ok("start", "b")
-        assert addr_of(hostns, "b", "eth0") == "10.70.0.60"
-        hostns.ok("stop", "-t", "0", "b")
-    assert hostns.ok("run", "--rm", "--network", "appnet", "--ip", "10.70.0.60", "busybox",
-                     "ip", "-o", "-4", "addr", "show", "dev", "eth0").split()[3] == "10.70.0.60/24"
+    assert_address_kept(hostns, ["--network", "appnet", "--ip", "10.70.0.60"],
+                        lambda ns, name: addr_of(ns, name, "eth0"), "10.70.0.60",
+                        ["ip", "-o", "-4", "addr", "show", "dev", "eth0"], "10.70.0.60/24")
     hostns.ok("rm", "-f", "a", "b")
     hostns.ok("network", "rm", "appnet")
     assert_nothing_left(hostns, fb_env)

@@ -12,8 +12,8 @@ import time
 import pytest
 from waiting import eventually
 
-from test_network import (RemoteNS, assert_nothing_left, assert_runs_refused,  # noqa: F401
-                          hostns, one_line_error, sigkill_a_starting_run)  # (hostns: a fixture)
+from test_network import (RemoteNS, assert_address_kept, assert_nothing_left,  # noqa: F401
+                          assert_runs_refused, hostns, one_line_error, sigkill_a_starting_run)  # (hostns: a fixture)
 
 NET = ("network", "create", "--ipv6", "--subnet", "10.80.0.0/24", "--subnet", "fd00:80::/64")
 
@@ -278,15 +278,9 @@ def test_run_ip6_on_an_ipv6_network(hostns, fb_env):
         (["--network", "six", "--ip6", "fd00:80::a50:9"], "IPv4 address 10.80.0.9"),
         (["--network", "six", "--ip6", "fd00:80::g"], "expected an IPv6 address")))
     # a created container keeps it across starts; a stop frees it for another
-    hostns.ok("create", "--name", "b", "--network", "six", "--ip6", "fd00:80::b", "busybox",
-              "sleep", "1d")
-    for _ in range(2):
-        hostns.ok("start", "b")
-        assert six(hostns, "b") == ["fd00:80::b/64"]
-        hostns.ok("stop", "-t", "0", "b")
-    assert hostns.ok("run", "--rm", "--network", "six", "--ip6", "fd00:80::b", "busybox",
-                     "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"
-                     ).split()[3] == "fd00:80::b/64"
+    assert_address_kept(hostns, ["--network", "six", "--ip6", "fd00:80::b"], six, ["fd00:80::b/64"],
+                        ["ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"],
+                        "fd00:80::b/64")
     hostns.ok("rm", "-f", "a", "b")
     hostns.ok("network", "rm", "six", "plain")
     assert_nothing_left(hostns, fb_env)
